@@ -1,0 +1,142 @@
+package policy
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Role is what a key may do. The zero Role allows nothing.
+type Role string
+
+// The roles a key may have.
+const (
+	// RoleSubstitute may read from the store: nix-store --serve without
+	// --write. It can be used as a substituter (ssh://builder) but cannot
+	// add paths or build.
+	RoleSubstitute Role = "substitute"
+	// RoleBuild may run nix-store --serve --write and nix-daemon --stdio.
+	RoleBuild Role = "build"
+)
+
+// DefaultBinDirs are the directories searched for the Nix binaries when the
+// configuration names none: the usual profile directories, then the
+// system's. A leading "~/" means the build user's home directory.
+var DefaultBinDirs = []string{
+	"/nix/var/nix/profiles/default/bin",
+	"/run/current-system/sw/bin",
+	"~/.nix-profile/bin",
+	"/usr/local/bin",
+	"/usr/bin",
+	"/bin",
+}
+
+// Config is a loaded and validated nixgate configuration. The zero Config
+// has no keys and so allows nothing.
+type Config struct {
+	// User is the account the Nix commands run as.
+	User string `toml:"user"`
+	// Nix says where Nix is and which stores commands may use.
+	Nix NixConfig `toml:"nix"`
+	// Log says where the audit log goes.
+	Log LogConfig `toml:"log"`
+	// Keys are the client keys nixgate knows. A key that is not listed is
+	// refused.
+	Keys []Key `toml:"keys"`
+
+	// Source is the file the configuration was read from, for messages.
+	Source string `toml:"-"`
+}
+
+// NixConfig is the [nix] table.
+type NixConfig struct {
+	// BinDirs are searched in order for nix-store and nix-daemon. Empty
+	// means DefaultBinDirs.
+	BinDirs []string `toml:"bin_dirs"`
+	// Store, when set, is the store URL given as --store to every command
+	// whose client names no store. Empty means Nix's own default store.
+	Store string `toml:"store"`
+	// AllowedStores are the client --store values that are accepted, in
+	// addition to Store itself. Empty means a client may not choose a store.
+	AllowedStores []string `toml:"allowed_stores"`
+	// Env holds extra environment variables for the Nix command. Nil means
+	// none beyond the clean environment nixgate builds.
+	Env map[string]string `toml:"env"`
+}
+
+// LogConfig is the [log] table.
+type LogConfig struct {
+	// File is a path that JSON log records are appended to. Empty means the
+	// system log (syslog), or nowhere when there is none.
+	File string `toml:"file"`
+}
+
+// Key is one [[keys]] entry.
+type Key struct {
+	// Name identifies the key in logs and on the exec command line.
+	Name string `toml:"name"`
+	// Role is what the key may do.
+	Role Role `toml:"role"`
+	// PublicKey is the key in OpenSSH one-line form. Serve mode needs it;
+	// exec mode may omit it, since OpenSSH has already verified the key.
+	PublicKey string `toml:"public_key"`
+	// From lists the networks (CIDR or single address) the key may connect
+	// from. Empty means anywhere.
+	From []string `toml:"from"`
+	// Expires is when the key stops working: an RFC 3339 date (midnight
+	// UTC starting that day) or date-time. Zero means never.
+	Expires time.Time `toml:"-"`
+	// MaxSessions limits the key's concurrent sessions. Zero means no limit.
+	MaxSessions int `toml:"max_sessions"`
+
+	// Line is the line of the key's [[keys]] header, for messages.
+	Line int `toml:"-"`
+
+	from []netip.Prefix
+}
+
+// Key returns the key named name, or nil when there is none.
+func (c *Config) Key(name string) *Key {
+	if c == nil {
+		return nil
+	}
+	for i := range c.Keys {
+		if c.Keys[i].Name == name {
+			return &c.Keys[i]
+		}
+	}
+	return nil
+}
+
+// BinDirs returns the directories to search for Nix binaries:
+// c.Nix.BinDirs, or DefaultBinDirs when that is empty.
+func (c *Config) BinDirs() []string {
+	if c == nil || len(c.Nix.BinDirs) == 0 {
+		return DefaultBinDirs
+	}
+	return c.Nix.BinDirs
+}
+
+// Networks returns the parsed From networks. Nil means anywhere.
+func (k *Key) Networks() []netip.Prefix { return k.from }
+
+// Expired reports whether the key has expired at now. A zero Expires never
+// expires.
+func (k *Key) Expired(now time.Time) bool {
+	return !k.Expires.IsZero() && !now.Before(k.Expires)
+}
+
+// AllowsFrom reports whether addr is inside one of the key's From
+// networks. A key without From allows every address; a key with From
+// allows no invalid (unknown) address.
+func (k *Key) AllowsFrom(addr netip.Addr) bool {
+	if len(k.from) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range k.from {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}

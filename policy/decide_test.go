@@ -1,0 +1,155 @@
+package policy
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nixgate/nixgate/policy/policytest"
+)
+
+var testStores = policytest.Stores{
+	Store:   "local?root=/srv/builder",
+	Allowed: "local?root=/srv/alt",
+	Other:   "local?root=/srv/other",
+}
+
+func testEngine(t *testing.T) *Engine {
+	t.Helper()
+	cfg, err := Parse("test.toml", []byte(`
+user = "nixremote"
+[nix]
+store = "`+testStores.Store+`"
+allowed_stores = ["`+testStores.Allowed+`"]
+[[keys]]
+name = "build"
+role = "build"
+[[keys]]
+name = "substitute"
+role = "substitute"
+[[keys]]
+name = "lan"
+role = "build"
+from = ["192.0.2.0/24", "2001:db8::1"]
+[[keys]]
+name = "old"
+role = "build"
+expires = 2020-01-01
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewEngine(cfg)
+}
+
+func TestDecideCases(t *testing.T) {
+	cases, err := policytest.Load(testStores)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 40 {
+		t.Fatalf("only %d cases loaded", len(cases))
+	}
+	e := testEngine(t)
+	for _, tt := range cases {
+		t.Run(tt.Name, func(t *testing.T) {
+			d := e.Decide(Request{Key: tt.Role, Command: tt.Command})
+			if d.Allow != tt.Allow {
+				t.Fatalf("Decide(%q).Allow = %v (%s); want %v", tt.Command, d.Allow, d.Reason, tt.Allow)
+			}
+			if d.Reason == "" || strings.Contains(d.Reason, "\n") {
+				t.Errorf("Decide(%q).Reason = %q; want one non-empty line", tt.Command, d.Reason)
+			}
+			if !tt.Allow {
+				if !strings.Contains(d.Reason, tt.Reason) {
+					t.Errorf("Decide(%q).Reason = %q; want it to contain %q", tt.Command, d.Reason, tt.Reason)
+				}
+				if d.Program != "" || d.Args != nil {
+					t.Errorf("denied Decide(%q) has program %q args %q", tt.Command, d.Program, d.Args)
+				}
+				return
+			}
+			if string(d.Program) != tt.Program || !slices.Equal(d.Args, tt.Args) {
+				t.Errorf("Decide(%q) runs %s %q; want %s %q", tt.Command, d.Program, d.Args, tt.Program, tt.Args)
+			}
+		})
+	}
+}
+
+func TestDecideKeys(t *testing.T) {
+	e := testEngine(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		req    Request
+		allow  bool
+		reason string
+	}{
+		{"unknown key", Request{Key: "nobody", Command: "nix-store --serve --write"}, false, "not configured"},
+		{"expired key", Request{Key: "old", Command: "nix-store --serve --write", Now: now}, false, "expired on 2020-01-01"},
+		{"from match v4", Request{Key: "lan", Command: "nix-store --serve --write", Remote: netip.MustParseAddr("192.0.2.7")}, true, ""},
+		{"from match v4-mapped", Request{Key: "lan", Command: "nix-store --serve --write", Remote: netip.MustParseAddr("::ffff:192.0.2.7")}, true, ""},
+		{"from match v6 single", Request{Key: "lan", Command: "nix-store --serve --write", Remote: netip.MustParseAddr("2001:db8::1")}, true, ""},
+		{"from mismatch", Request{Key: "lan", Command: "nix-store --serve --write", Remote: netip.MustParseAddr("198.51.100.1")}, false, "may not connect from 198.51.100.1"},
+		{"from unknown address", Request{Key: "lan", Command: "nix-store --serve --write"}, false, "address is unknown"},
+		{"no from, any address", Request{Key: "build", Command: "nix-store --serve --write", Remote: netip.MustParseAddr("198.51.100.1")}, true, ""},
+		{"no command", Request{Key: "build", Command: ""}, false, "no command"},
+		{"blank command", Request{Key: "build", Command: "   "}, false, "no command"},
+		{"huge command", Request{Key: "build", Command: "nix-store --serve --write --store " + strings.Repeat("a", MaxCommandLen)}, false, "limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := e.Decide(tt.req)
+			if d.Allow != tt.allow {
+				t.Fatalf("Decide(%+v).Allow = %v (%s); want %v", tt.req, d.Allow, d.Reason, tt.allow)
+			}
+			if !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("Decide(%+v).Reason = %q; want it to contain %q", tt.req, d.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestDecideNoCommandFlag(t *testing.T) {
+	d := testEngine(t).Decide(Request{Key: "build"})
+	if !d.NoCommand || d.Allow {
+		t.Errorf("Decide(no command) = %+v; want NoCommand and denied", d)
+	}
+}
+
+func TestNilEngineDenies(t *testing.T) {
+	var e *Engine
+	if d := e.Decide(Request{Key: "build", Command: "nix-store --serve"}); d.Allow {
+		t.Error("nil Engine allowed a command")
+	}
+	if d := NewEngine(nil).Decide(Request{Key: "build", Command: "nix-store --serve"}); d.Allow {
+		t.Error("Engine with nil Config allowed a command")
+	}
+}
+
+func TestDecisionArgv(t *testing.T) {
+	d := testEngine(t).Decide(Request{Key: "build", Command: "/nix/var/nix/profiles/default/bin/nix-store --serve --write"})
+	got := d.Argv("/usr/bin/nix-store")
+	want := []string{"/usr/bin/nix-store", "--serve", "--write", "--store", testStores.Store}
+	if !slices.Equal(got, want) {
+		t.Errorf("Argv = %q; want %q", got, want)
+	}
+}
+
+func TestNoStoreConfigured(t *testing.T) {
+	cfg, err := Parse("t.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(cfg)
+	d := e.Decide(Request{Key: "k", Command: "nix-store --serve --write"})
+	if !d.Allow || !slices.Equal(d.Args, []string{"--serve", "--write"}) {
+		t.Errorf("without a store: %+v; want --serve --write and nothing else", d)
+	}
+	d = e.Decide(Request{Key: "k", Command: "nix-store --serve --write --store 'local?root=/x'"})
+	if d.Allow {
+		t.Errorf("without allowed_stores a client store was accepted: %+v", d)
+	}
+}

@@ -1,0 +1,237 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// fileConfig is the shape of the TOML file. It differs from Config where a
+// value needs checking before it is trusted.
+type fileConfig struct {
+	User string    `toml:"user"`
+	Nix  NixConfig `toml:"nix"`
+	Log  LogConfig `toml:"log"`
+	Keys []fileKey `toml:"keys"`
+}
+
+type fileKey struct {
+	Name        string   `toml:"name"`
+	Role        Role     `toml:"role"`
+	PublicKey   string   `toml:"public_key"`
+	From        []string `toml:"from"`
+	Expires     any      `toml:"expires"`
+	MaxSessions int      `toml:"max_sessions"`
+}
+
+// Load reads and validates the configuration file at path. Every error
+// names the file and, where it can, the line.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates the configuration in data; name is used in messages.
+func Parse(name string, data []byte) (*Config, error) {
+	var f fileConfig
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, decodeError(name, err)
+	}
+	lines := indexLines(data)
+	v := validator{name: name, lines: lines}
+	cfg := v.config(&f)
+	if v.err != nil {
+		return nil, v.err
+	}
+	cfg.Source = name
+	return cfg, nil
+}
+
+// decodeError turns a go-toml error into one with file and line.
+func decodeError(name string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		e := strict.Errors[0]
+		row, _ := e.Position()
+		return fmt.Errorf("policy: %s:%d: unknown setting %q", name, row, strings.Join(e.Key(), "."))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		return fmt.Errorf("policy: %s:%d: %s", name, row, msg)
+	}
+	return fmt.Errorf("policy: %s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
+}
+
+var (
+	keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}\$?$`)
+)
+
+// reservedEnv are variables nixgate sets itself; the configuration may not
+// replace them.
+var reservedEnv = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true}
+
+// validator collects the first validation error, with its line.
+type validator struct {
+	name  string
+	lines map[string]int
+	err   error
+}
+
+func (v *validator) fail(path string, format string, args ...any) {
+	if v.err != nil {
+		return
+	}
+	line := v.line(path)
+	msg := fmt.Sprintf(format, args...)
+	if line > 0 {
+		v.err = fmt.Errorf("policy: %s:%d: %s: %s", v.name, line, path, msg)
+	} else {
+		v.err = fmt.Errorf("policy: %s: %s: %s", v.name, path, msg)
+	}
+}
+
+// line finds the line of path, or of its closest enclosing table.
+func (v *validator) line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := v.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+func (v *validator) config(f *fileConfig) *Config {
+	cfg := &Config{User: f.User, Nix: f.Nix, Log: f.Log}
+	switch {
+	case f.User == "":
+		v.fail("user", "missing: name the account the Nix commands run as")
+	case !userRE.MatchString(f.User):
+		v.fail("user", "%q is not a valid user name", f.User)
+	case f.User == "root":
+		v.fail("user", "root is refused: run the Nix commands as an unprivileged build account")
+	}
+	for i, d := range f.Nix.BinDirs {
+		if !strings.HasPrefix(d, "/") && !strings.HasPrefix(d, "~/") {
+			v.fail(fmt.Sprintf("nix.bin_dirs[%d]", i), "%q must be an absolute path or start with ~/", d)
+		}
+	}
+	if strings.TrimSpace(f.Nix.Store) != f.Nix.Store {
+		v.fail("nix.store", "%q has surrounding white space", f.Nix.Store)
+	}
+	for i, s := range f.Nix.AllowedStores {
+		if s == "" || strings.TrimSpace(s) != s {
+			v.fail(fmt.Sprintf("nix.allowed_stores[%d]", i), "%q is empty or has surrounding white space", s)
+		}
+	}
+	for name := range f.Nix.Env {
+		path := "nix.env." + name
+		switch {
+		case !envNameRE.MatchString(name):
+			v.fail(path, "%q is not a valid variable name", name)
+		case reservedEnv[name]:
+			v.fail(path, "%s is set by nixgate itself (use nix.bin_dirs to change where Nix is found)", name)
+		}
+	}
+	if len(f.Keys) == 0 {
+		v.fail("keys", "no [[keys]] entry: add one key, or nothing can connect")
+	}
+	seen := map[string]bool{}
+	for i, fk := range f.Keys {
+		cfg.Keys = append(cfg.Keys, v.key(i, fk, seen))
+	}
+	return cfg
+}
+
+func (v *validator) key(i int, fk fileKey, seen map[string]bool) Key {
+	at := fmt.Sprintf("keys[%d]", i)
+	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, Line: v.line(at)}
+	switch {
+	case fk.Name == "":
+		v.fail(at+".name", "missing")
+	case !keyNameRE.MatchString(fk.Name):
+		v.fail(at+".name", "%q: use letters, digits, '.', '_', '-' and '@' (at most 64)", fk.Name)
+	case seen[fk.Name]:
+		v.fail(at+".name", "%q is used by another key", fk.Name)
+	}
+	seen[fk.Name] = true
+	switch fk.Role {
+	case RoleSubstitute, RoleBuild:
+	case "":
+		v.fail(at+".role", "missing: want %q or %q", RoleSubstitute, RoleBuild)
+	default:
+		v.fail(at+".role", "unknown role %q: want %q or %q", fk.Role, RoleSubstitute, RoleBuild)
+	}
+	for j, s := range fk.From {
+		p, err := parseNetwork(s)
+		if err != nil {
+			v.fail(fmt.Sprintf("%s.from[%d]", at, j), "%q is not an address or CIDR network", s)
+			continue
+		}
+		k.from = append(k.from, p)
+	}
+	if fk.Expires != nil {
+		t, err := parseExpiry(fk.Expires)
+		if err != nil {
+			v.fail(at+".expires", "%v", err)
+		}
+		k.Expires = t
+	}
+	if fk.MaxSessions < 0 {
+		v.fail(at+".max_sessions", "%d is negative (0 means no limit)", fk.MaxSessions)
+	}
+	return k
+}
+
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// parseExpiry accepts a TOML date or date-time, or a string holding an
+// RFC 3339 date or date-time. Dates and local date-times are taken as UTC.
+func parseExpiry(v any) (time.Time, error) {
+	switch t := v.(type) {
+	case time.Time:
+		return t, nil
+	case toml.LocalDate:
+		return time.Date(t.Year, time.Month(t.Month), t.Day, 0, 0, 0, 0, time.UTC), nil
+	case toml.LocalDateTime:
+		return t.AsTime(time.UTC), nil
+	case string:
+		if d, err := time.Parse(time.DateOnly, t); err == nil {
+			return d, nil
+		}
+		if d, err := time.Parse(time.RFC3339, t); err == nil {
+			return d, nil
+		}
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 date (2027-01-31) or date-time (2027-01-31T12:00:00Z)", t)
+	}
+	return time.Time{}, fmt.Errorf("want an RFC 3339 date or date-time, not %T", v)
+}

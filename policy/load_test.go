@@ -1,0 +1,131 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `# a full example
+user = "nixremote"
+
+[nix]
+bin_dirs = ["/nix/var/nix/profiles/default/bin", "/usr/bin"]
+store = "local?root=/srv/nix"
+allowed_stores = ["local?root=/srv/other"]
+env = { NIX_CONFIG = "substituters =" }
+
+[log]
+file = "/var/log/nixgate.log"
+
+[[keys]]
+name = "ci"
+role = "build"
+public_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyFakeKeyFakeKeyFakeKeyFakeKeyFakeKey ci@example"
+from = ["10.0.0.0/8", "2001:db8::/32"]
+expires = 2030-01-31
+max_sessions = 4
+
+[[keys]]
+name = "cache"
+role = "substitute"
+expires = "2030-01-31T12:00:00+01:00"
+`
+
+func TestParseGood(t *testing.T) {
+	cfg, err := Parse("good.toml", []byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.User != "nixremote" || cfg.Nix.Store != "local?root=/srv/nix" || cfg.Nix.Env["NIX_CONFIG"] != "substituters =" {
+		t.Errorf("Parse = %+v", cfg)
+	}
+	ci := cfg.Key("ci")
+	if ci == nil || ci.Role != RoleBuild || ci.MaxSessions != 4 || len(ci.Networks()) != 2 || ci.Line != 13 {
+		t.Fatalf("key ci = %+v", ci)
+	}
+	if want := time.Date(2030, 1, 31, 0, 0, 0, 0, time.UTC); !ci.Expires.Equal(want) {
+		t.Errorf("ci.Expires = %v; want %v", ci.Expires, want)
+	}
+	cache := cfg.Key("cache")
+	if want := time.Date(2030, 1, 31, 11, 0, 0, 0, time.UTC); cache == nil || !cache.Expires.Equal(want) {
+		t.Errorf("cache.Expires = %v; want %v", cache.Expires, want)
+	}
+	if got := cfg.BinDirs(); len(got) != 2 {
+		t.Errorf("BinDirs = %q", got)
+	}
+	if cfg.Key("nobody") != nil {
+		t.Error("Key(nobody) is not nil")
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	cfg, err := Parse("min.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.BinDirs(); len(got) != len(DefaultBinDirs) || got[0] != DefaultBinDirs[0] {
+		t.Errorf("BinDirs = %q; want the defaults", got)
+	}
+	k := cfg.Key("k")
+	if k.Expired(time.Now().AddDate(100, 0, 0)) || !k.AllowsFrom(netipMust("203.0.113.9")) {
+		t.Errorf("key without expires/from is restricted: %+v", k)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	base := "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"syntax", "user = \n", "bad.toml:1:"},
+		{"unknown top-level key", base + "colour = \"red\"\n", "bad.toml:5: unknown setting \"keys.colour\""},
+		{"unknown nix key", "user = \"b\"\n[nix]\nstores = []\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: unknown setting \"nix.stores\""},
+		{"wrong type", "user = 3\n", "bad.toml:1:"},
+		{"missing user", "[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml: user: missing"},
+		{"root user", "user = \"root\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:1: user: root is refused"},
+		{"no keys", "user = \"b\"\n", "no [[keys]] entry"},
+		{"bad role", "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"admin\"\n", "bad.toml:4: keys[0].role: unknown role \"admin\""},
+		{"missing role", "user = \"b\"\n[[keys]]\nname = \"k\"\n", "bad.toml:2: keys[0].role: missing"},
+		{"duplicate name", base + "[[keys]]\nname = \"k\"\nrole = \"substitute\"\n", "bad.toml:6: keys[1].name: \"k\" is used by another key"},
+		{"bad name", "user = \"b\"\n[[keys]]\nname = \"a b\"\nrole = \"build\"\n", "bad.toml:3: keys[0].name:"},
+		{"bad from", base + "from = [\"10.0.0.0/33\"]\n", "bad.toml:5: keys[0].from[0]: \"10.0.0.0/33\""},
+		{"bad expires", base + "expires = \"next year\"\n", "bad.toml:5: keys[0].expires: \"next year\" is not an RFC 3339"},
+		{"expires wrong type", base + "expires = 5\n", "bad.toml:5: keys[0].expires: want an RFC 3339"},
+		{"negative max_sessions", base + "max_sessions = -1\n", "bad.toml:5: keys[0].max_sessions"},
+		{"relative bin dir", "user = \"b\"\n[nix]\nbin_dirs = [\"bin\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.bin_dirs[0]"},
+		{"reserved env", "user = \"b\"\n[nix]\nenv = { PATH = \"/x\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.PATH: PATH is set by nixgate"},
+		{"bad env name", "user = \"b\"\n[nix.env]\n\"A-B\" = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.A-B"},
+		{"empty allowed store", "user = \"b\"\n[nix]\nallowed_stores = [\"\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.allowed_stores[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("bad.toml", []byte(tt.doc))
+			if err == nil {
+				t.Fatalf("Parse(%q) succeeded; want error containing %q", tt.doc, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), "policy: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse(%q) = %q; want it to contain %q", tt.doc, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error has several lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nixgate.toml")
+	if err := os.WriteFile(path, []byte(goodConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil || cfg.Source != path {
+		t.Fatalf("Load = %v, %v", cfg, err)
+	}
+	if _, err := Load(path + ".missing"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("Load(missing) = %v", err)
+	}
+}
