@@ -22,6 +22,17 @@ type Request struct {
 	Remote netip.Addr
 	// Now is the time the request is decided at. Zero means time.Now().
 	Now time.Time
+
+	inBootstrap bool
+}
+
+// AfterLixBootstrap returns the request for the command that Lix 2.93.0
+// sent on stdin after its "bash" start-up; that command may not be "bash"
+// again.
+func (r Request) AfterLixBootstrap(cmd string) Request {
+	r.Command = cmd
+	r.inBootstrap = true
+	return r
 }
 
 // Decision is the result of Engine.Decide. The zero Decision denies.
@@ -46,6 +57,10 @@ type Decision struct {
 	Args []string
 	// NoCommand is set when the client sent no command at all.
 	NoCommand bool
+	// LixBootstrap is set when the client is Lix 2.93.0, which sends
+	// "bash" and then the real command on stdin: play the dialogue with
+	// ReadLixBootstrap and decide the command it returns. Allow is false.
+	LixBootstrap bool
 }
 
 // Argv returns the argv to run with argv[0] set to bin, the resolved path
@@ -98,6 +113,11 @@ func (e *Engine) Decide(req Request) Decision {
 		} else {
 			d.Reason = fmt.Sprintf("key %q may not connect from %s", k.Name, req.Remote.Unmap())
 		}
+		return d
+	}
+	if req.Command == LixBootstrapCommand && !req.inBootstrap {
+		d.LixBootstrap = true
+		d.Reason = "Lix 2.93.0 start-up: the command follows on stdin"
 		return d
 	}
 	argv, err := ParseCommand(req.Command)

@@ -1,0 +1,99 @@
+// Command nixgate is the SSH front door of a Nix remote builder: it lets
+// Nix clients run nix-store --serve and nix-daemon --stdio, and nothing
+// else. See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = []command{
+	{"exec", "run one Nix command as an OpenSSH forced command", runExec},
+	{"version", "print the version", runVersion},
+}
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitRefused = 1 // a refusal, or an error at run time
+	exitUsage   = 2 // a bad command line
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "nixgate: unknown command %q (see nixgate --help)\n", args[0])
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "nixgate lets Nix clients use this machine as a remote builder and store over SSH, and nothing else.")
+	fmt.Fprintln(w, "\nUsage: nixgate COMMAND [options]\n\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun nixgate COMMAND --help for a command's options and an example.")
+}
+
+// newFlagSet returns a FlagSet whose --help prints the usage text, an
+// example and the options to stdout.
+func newFlagSet(name, usageLine, example string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("nixgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: nixgate %s %s\n\n%s\n\nOptions:\n", name, usageLine, example)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; it reports whether to go on, and the exit
+// status to use when not.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (bool, int) {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return false, exitOK
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, exitOK
+		}
+		return false, exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false, exitUsage
+	}
+	return true, exitOK
+}

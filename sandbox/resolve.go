@@ -1,0 +1,45 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// ExpandDirs returns dirs with a leading "~/" replaced by home. Entries
+// that need a home when home is empty are dropped.
+func ExpandDirs(dirs []string, home string) []string {
+	out := make([]string, 0, len(dirs))
+	for _, d := range dirs {
+		if rest, ok := strings.CutPrefix(d, "~/"); ok {
+			if home == "" {
+				continue
+			}
+			d = filepath.Join(home, rest)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// Resolve returns the path of prog in the first of dirs (after
+// ExpandDirs) that holds an executable file of that name. The client's
+// spelling of argv[0] plays no part: nixgate always runs what it finds
+// here.
+func Resolve(prog policy.Program, dirs []string, home string) (string, error) {
+	if prog == "" {
+		return "", fmt.Errorf("sandbox: no program to resolve")
+	}
+	searched := ExpandDirs(dirs, home)
+	for _, d := range searched {
+		p := filepath.Join(d, string(prog))
+		fi, err := os.Stat(p)
+		if err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("sandbox: %s not found in %s (set nix.bin_dirs to the directory that holds it)", prog, strings.Join(searched, ", "))
+}
