@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// builder is one Nix remote builder behind a real OpenSSH sshd whose
+// authorized_keys force `nixgate exec`, with a client side set up to
+// reach it: ssh config, known_hosts, keys, and a Nix configuration with a
+// store of its own.
+type builder struct {
+	root    string
+	account buildAccount
+	port    int
+
+	config string // nixgate.toml
+	log    string // nixgate's audit log
+
+	store, allowedStore, otherStore string // store URLs
+	storeDir, allowedDir             string // their roots on disk
+
+	clientStoreDir string
+	clientEnv      []string // for the Nix and ssh clients
+	sshConfig      string
+	sshdLog        string
+}
+
+// Host returns the ssh host alias that connects with the key of that name.
+func (b *builder) Host(key string) string { return "builder-" + key }
+
+// keyLines are the authorized_keys entries the builder gets, by key name:
+// "%s" is replaced by nixgate's path and "%c" by the config path.
+var keyLines = map[string]string{
+	// Keys configured in nixgate.toml.
+	"build":      `restrict,command="%s exec --config %c --key build"`,
+	"substitute": `restrict,command="%s exec --config %c --key substitute"`,
+	"lan":        `restrict,command="%s exec --config %c --key lan"`,
+	"old":        `restrict,command="%s exec --config %c --key old"`,
+	// A key whose authorized_keys line names a key the config lacks.
+	"ghost": `restrict,command="%s exec --config %c --key ghost"`,
+	// The usual hand-written forced command, for comparison: sshd's PATH
+	// does not find Nix.
+	"plain": `restrict,command="nix-store --serve --write"`,
+}
+
+// newBuilder sets up the whole builder and client side and starts sshd.
+func newBuilder(t testing.TB) *builder {
+	t.Helper()
+	requireTools(t)
+	root, err := os.MkdirTemp("", "nixgate-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := &builder{root: root}
+	b.account = newBuildAccount(t, filepath.Join(root, "home"))
+	b.port = freePort(t)
+	b.config = filepath.Join(root, "etc", "nixgate.toml")
+	b.log = filepath.Join(root, "log", "exec.log")
+	b.storeDir = filepath.Join(root, "stores", "builder")
+	b.allowedDir = filepath.Join(root, "stores", "alt")
+	b.store = "local?root=" + b.storeDir
+	b.allowedStore = "local?root=" + b.allowedDir
+	b.otherStore = "local?root=" + filepath.Join(root, "stores", "other")
+	b.clientStoreDir = filepath.Join(root, "client-store")
+
+	// The builder's stores and log belong to the build account.
+	for _, d := range []string{b.storeDir, b.allowedDir, filepath.Dir(b.log)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b.account.chown(t, d)
+	}
+	b.writeConfig(t)
+
+	client := filepath.Join(root, "client")
+	keys := map[string]clientKey{}
+	for name := range keyLines {
+		keys[name] = newClientKey(t, filepath.Join(client, "keys"), name)
+	}
+	b.writeHome(t, keys)
+	hostPub := b.startSSHD(t)
+	b.writeClient(t, client, keys, hostPub)
+	return b
+}
+
+func (b *builder) writeConfig(t testing.TB) {
+	t.Helper()
+	writeFile(t, b.config, fmt.Sprintf(`user = %q
+
+[nix]
+store = %q
+allowed_stores = [%q]
+env = { NIX_CONFIG = "substituters =\nexperimental-features = nix-command" }
+
+[log]
+file = %q
+
+[[keys]]
+name = "build"
+role = "build"
+
+[[keys]]
+name = "substitute"
+role = "substitute"
+
+[[keys]]
+name = "lan"
+role = "build"
+from = ["192.0.2.0/24"]
+
+[[keys]]
+name = "old"
+role = "build"
+expires = 2020-01-01
+`, b.account.name, b.store, b.allowedStore, b.log), 0o644)
+}
+
+// writeHome writes authorized_keys and makes the home read-only, as the
+// README tells operators to.
+func (b *builder) writeHome(t testing.TB, keys map[string]clientKey) {
+	t.Helper()
+	var lines []string
+	for name, opts := range keyLines {
+		opts = strings.NewReplacer("%s", nixgateBin, "%c", b.config).Replace(opts)
+		lines = append(lines, opts+" "+keys[name].publicKey+" "+name)
+	}
+	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
+	writeFile(t, ak, strings.Join(lines, "\n")+"\n", 0o644)
+	b.account.chown(t, b.account.home)
+	mustRun(t, nil, "chmod", "-R", "a-w", b.account.home)
+}
+
+// startSSHD starts a real OpenSSH sshd on 127.0.0.1 with its own config
+// and host key; it is stopped, by PID, when the test ends. It returns the
+// host public key.
+func (b *builder) startSSHD(t testing.TB) ssh.PublicKey {
+	t.Helper()
+	dir := filepath.Join(b.root, "sshd")
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "nixgate-e2e host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey := filepath.Join(dir, "host_ed25519_key")
+	writeFile(t, hostKey, string(pem.EncodeToMemory(block)), 0o600)
+	cfg := filepath.Join(dir, "sshd_config")
+	writeFile(t, cfg, fmt.Sprintf(`ListenAddress 127.0.0.1:%d
+HostKey %s
+PidFile none
+AuthorizedKeysFile .ssh/authorized_keys
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin no
+AllowUsers %s
+StrictModes yes
+# Like many sshd setups, a PATH in which Nix cannot be found.
+SetEnv PATH=/nonexistent
+LogLevel VERBOSE
+`, b.port, hostKey, b.account.name), 0o644)
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.sshdLog = filepath.Join(dir, "sshd.log")
+	logf, err := os.Create(b.sshdLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			if data, err := os.ReadFile(b.sshdLog); err == nil {
+				t.Logf("sshd log:\n%s", data)
+			}
+		}
+	})
+	waitPort(t, fmt.Sprintf("127.0.0.1:%d", b.port), exited)
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+// writeClient writes the client side: an ssh config with one host alias
+// per key (Nix 2.8 does not understand a port in the store URL), the
+// pinned host key, and a Nix configuration whose store is a directory of
+// its own, so that client and builder never share /nix/store.
+func (b *builder) writeClient(t testing.TB, dir string, keys map[string]clientKey, hostKey ssh.PublicKey) {
+	t.Helper()
+	knownHosts := filepath.Join(dir, "known_hosts")
+	writeFile(t, knownHosts, "nixgate-e2e-builder "+string(ssh.MarshalAuthorizedKey(hostKey)), 0o644)
+	var cfg strings.Builder
+	for name, k := range keys {
+		fmt.Fprintf(&cfg, `Host %s
+  HostName 127.0.0.1
+  Port %d
+  User %s
+  IdentityFile %s
+  IdentitiesOnly yes
+  HostKeyAlias nixgate-e2e-builder
+  UserKnownHostsFile %s
+  StrictHostKeyChecking yes
+  BatchMode yes
+  LogLevel ERROR
+  ControlMaster no
+
+`, b.Host(name), b.port, b.account.name, k.path, knownHosts)
+	}
+	b.sshConfig = filepath.Join(dir, "ssh_config")
+	writeFile(t, b.sshConfig, cfg.String(), 0o644)
+	writeFile(t, filepath.Join(dir, "nix", "nix.conf"), fmt.Sprintf(`store = local?root=%s
+substituters =
+experimental-features = nix-command
+sandbox = false
+`, b.clientStoreDir), 0o644)
+	b.clientEnv = []string{
+		"NIX_CONF_DIR=" + filepath.Join(dir, "nix"),
+		"NIX_SSHOPTS=-F " + b.sshConfig,
+		"NIX_REMOTE=",
+		"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"),
+		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
+		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
+	}
+}
+
+// nix runs a Nix client program with the client environment.
+func (b *builder) nix(t testing.TB, argv ...string) result {
+	t.Helper()
+	return run(t, b.clientEnv, nil, argv...)
+}
+
+// mustNix is nix that fails the test on a non-zero exit.
+func (b *builder) mustNix(t testing.TB, argv ...string) result {
+	t.Helper()
+	r := b.nix(t, argv...)
+	if r.code != 0 {
+		t.Fatalf("%q failed: %s", argv, r)
+	}
+	return r
+}
+
+// ssh runs the OpenSSH client against the alias for key, with the
+// command string sent as it is and stdin as input.
+func (b *builder) ssh(t testing.TB, key, command string, stdin []byte) result {
+	t.Helper()
+	argv := []string{"ssh", "-F", b.sshConfig, b.Host(key)}
+	if command != "" {
+		argv = append(argv, "--", command)
+	}
+	return run(t, nil, stdin, argv...)
+}
+
+// addPath adds a file with the given content to the client store and
+// returns its store path.
+func (b *builder) addPath(t testing.TB, name, content string) string {
+	t.Helper()
+	dir := filepath.Join(b.root, "payload", fmt.Sprint(len(content)), name)
+	writeFile(t, filepath.Join(dir, name), content, 0o644)
+	r := b.mustNix(t, "nix-store", "--add", filepath.Join(dir, name))
+	return strings.TrimSpace(r.stdout)
+}
+
+// inStore reports whether path is valid-looking in the store rooted at
+// dir (the file exists there).
+func inStore(dir, path string) bool {
+	_, err := os.Lstat(filepath.Join(dir, path))
+	return err == nil
+}
+
+// readStore returns the content of path in the store rooted at dir.
+func readStore(t testing.TB, dir, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
