@@ -28,7 +28,7 @@ type builder struct {
 	log    string // nixgate's audit log
 
 	store, allowedStore, otherStore string // store URLs
-	storeDir, allowedDir             string // their roots on disk
+	storeDir, allowedDir            string // their roots on disk
 
 	clientStoreDir string
 	clientEnv      []string // for the Nix and ssh clients

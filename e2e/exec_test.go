@@ -1,13 +1,325 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/nixgate/nixgate/policy/policytest"
 )
 
 func TestExecStorePing(t *testing.T) {
 	b := newBuilder(t)
 	for _, scheme := range []string{"ssh", "ssh-ng"} {
 		r := b.mustNix(t, "nix", "store", "ping", "--store", scheme+"://"+b.Host("build"))
-		t.Logf("%s: %s", scheme, r)
+		if !strings.Contains(r.stderr, "Store URL: "+scheme+"://"+b.Host("build")) {
+			t.Errorf("nix store ping %s: %s", scheme, r)
+		}
 	}
+}
+
+// TestExecPlainForcedCommandNotFound shows the problem nixgate solves:
+// with the same sshd, a hand-written forced command cannot find Nix.
+func TestExecPlainForcedCommandNotFound(t *testing.T) {
+	b := newBuilder(t)
+	r := b.nix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("plain"))
+	if r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("plain forced command unexpectedly found Nix: %s", r)
+	}
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+}
+
+func TestExecCopy(t *testing.T) {
+	b := newBuilder(t)
+	for _, scheme := range []string{"ssh", "ssh-ng"} {
+		t.Run(scheme, func(t *testing.T) {
+			url := scheme + "://" + b.Host("build")
+			// --to
+			p := b.addPath(t, "to-"+scheme, "copied to the builder over "+scheme+"\n")
+			b.mustNix(t, "nix", "copy", "--to", url, p)
+			if got := readStore(t, b.storeDir, p); got != "copied to the builder over "+scheme+"\n" {
+				t.Fatalf("builder store has %q", got)
+			}
+			// --from: remove it from the client first.
+			b.mustNix(t, "nix", "store", "delete", p)
+			if inStore(b.clientStoreDir, p) {
+				t.Fatalf("%s still in the client store", p)
+			}
+			b.mustNix(t, "nix", "copy", "--from", url, p)
+			if got := readStore(t, b.clientStoreDir, p); got != "copied to the builder over "+scheme+"\n" {
+				t.Fatalf("client store has %q after copy --from", got)
+			}
+		})
+	}
+}
+
+func TestExecCopyClosure(t *testing.T) {
+	b := newBuilder(t)
+	p := b.addPath(t, "closure", "nix-copy-closure payload\n")
+	b.mustNix(t, "nix-copy-closure", "--to", b.Host("build"), p)
+	if !inStore(b.storeDir, p) {
+		t.Fatalf("nix-copy-closure --to did not put %s in the builder store", p)
+	}
+	b.mustNix(t, "nix", "store", "delete", p)
+	b.mustNix(t, "nix-copy-closure", "--from", b.Host("build"), p)
+	if got := readStore(t, b.clientStoreDir, p); got != "nix-copy-closure payload\n" {
+		t.Fatalf("client store has %q after nix-copy-closure --from", got)
+	}
+}
+
+// writeDerivation writes a derivation that builds in a store of its own
+// root (where /bin/sh is not visible) with a copy of busybox, and returns
+// its file.
+func writeDerivation(t testing.TB, root, nonce string) string {
+	t.Helper()
+	dir := filepath.Join(root, "drv-"+nonce)
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "bb", "bin", "busybox"), string(bb), 0o755)
+	expr := fmt.Sprintf(`let bb = builtins.path { path = %s; name = "busybox"; }; in
+derivation {
+  name = "nixgate-e2e-%s";
+  system = builtins.currentSystem;
+  builder = "${bb}/bin/busybox";
+  args = [ "sh" "-c" "echo built remotely %s > $out" ];
+}
+`, filepath.Join(dir, "bb"), nonce, nonce)
+	file := filepath.Join(dir, "t.nix")
+	writeFile(t, file, expr, 0o644)
+	return file
+}
+
+func TestExecRemoteBuild(t *testing.T) {
+	b := newBuilder(t)
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	drv := writeDerivation(t, b.root, nonce)
+	r := b.mustNix(t, "nix-build", drv, "--no-out-link", "-j0",
+		"--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1")
+	out := strings.TrimSpace(r.stdout)
+	if !strings.HasPrefix(out, "/nix/store/") {
+		t.Fatalf("nix-build printed %q", out)
+	}
+	want := "built remotely " + nonce + "\n"
+	if got := readStore(t, b.clientStoreDir, out); got != want {
+		t.Errorf("output copied back holds %q; want %q", got, want)
+	}
+	if got := readStore(t, b.storeDir, out); got != want {
+		t.Errorf("builder's output holds %q; want %q", got, want)
+	}
+}
+
+func TestExecSubstituteKey(t *testing.T) {
+	b := newBuilder(t)
+	p := b.addPath(t, "for-substitute", "readable by the substitute key\n")
+	b.mustNix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p)
+	b.mustNix(t, "nix", "store", "delete", p)
+
+	// Reading works, also as a substituter.
+	b.mustNix(t, "nix", "copy", "--from", "ssh://"+b.Host("substitute"), p)
+	if !inStore(b.clientStoreDir, p) {
+		t.Fatal("copy --from with the substitute key did not copy")
+	}
+
+	// Writing fails with nix-store's own refusal.
+	q := b.addPath(t, "from-substitute", "must not reach the builder\n")
+	r := b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("substitute"), q)
+	if r.code == 0 || inStore(b.storeDir, q) {
+		t.Fatalf("copy --to with the substitute key: %s", r)
+	}
+	if !strings.Contains(r.stderr, "importing paths is not allowed") {
+		t.Errorf("copy --to refusal does not come from nix-store --serve: %s", r)
+	}
+
+	// Building fails too.
+	drv := writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()))
+	r = b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("substitute")+" x86_64-linux - 1")
+	if r.code == 0 {
+		t.Fatalf("build with the substitute key succeeded: %s", r)
+	}
+
+	// ssh-ng is refused by nixgate with the hint to use ssh://.
+	r = b.nix(t, "nix", "store", "ping", "--store", "ssh-ng://"+b.Host("substitute"))
+	if r.code == 0 || !strings.Contains(r.stderr, "use ssh://builder") {
+		t.Fatalf("ssh-ng with the substitute key: %s", r)
+	}
+}
+
+// Protocol greetings: what a client sends first and what the server
+// answers with, for nix-store --serve and nix-daemon --stdio.
+var (
+	serveHello  = u64s(0x390c9deb, 0x204)
+	serveReply  = u64s(0x5452eecb)
+	daemonHello = u64s(0x6e697863)
+	daemonReply = u64s(0x6478696f)
+)
+
+func u64s(vs ...uint64) []byte {
+	var b []byte
+	for _, v := range vs {
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// TestExecCases sends every command of the shared case table through
+// real OpenSSH to nixgate exec. Allowed commands must answer the Nix
+// protocol's greeting; refused ones must exit non-zero with one clear
+// line on stderr, nothing on stdout, and a log record.
+func TestExecCases(t *testing.T) {
+	b := newBuilder(t)
+	cases, err := policytest.Load(policytest.Stores{Store: b.store, Allowed: b.allowedStore, Other: b.otherStore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			if c.ExecE2E != "" {
+				t.Skip(c.ExecE2E)
+			}
+			if c.Allow {
+				checkAllowed(t, b, c)
+				return
+			}
+			r := b.ssh(t, c.Role, c.Command, nil)
+			checkRefused(t, b, r, c.Command, c.Reason)
+		})
+	}
+}
+
+func checkAllowed(t *testing.T, b *builder, c policytest.Case) {
+	t.Helper()
+	hello, reply := serveHello, serveReply
+	if c.Program == "nix-daemon" {
+		hello, reply = daemonHello, daemonReply
+	}
+	r := b.ssh(t, c.Role, c.Command, hello)
+	if !bytes.HasPrefix([]byte(r.stdout), reply) {
+		t.Fatalf("%q did not answer the %s greeting: %s", c.Command, c.Program, r)
+	}
+	rec := findLog(t, b, c.Command, "allowed")
+	argv, _ := rec["argv"].([]any)
+	var got []string
+	for _, a := range argv {
+		got = append(got, fmt.Sprint(a))
+	}
+	want := append([]string{"/usr/bin/" + c.Program}, c.Args...)
+	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+		t.Errorf("ran %q; want %q", got, want)
+	}
+}
+
+// checkRefused asserts what every refusal must look like.
+func checkRefused(t *testing.T, b *builder, r result, command, reason string) {
+	t.Helper()
+	if r.code == 0 {
+		t.Fatalf("%q was not refused: %s", command, r)
+	}
+	if r.stdout != "" {
+		t.Errorf("refusal of %q wrote to stdout: %q", command, r.stdout)
+	}
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "nixgate: ") {
+		t.Errorf("refusal of %q: stderr is not one nixgate line: %q", command, r.stderr)
+	}
+	if !strings.Contains(r.stderr, reason) {
+		t.Errorf("refusal of %q: stderr %q does not contain %q", command, r.stderr, reason)
+	}
+	findLog(t, b, command, "refused")
+}
+
+// findLog returns the newest audit record for command with message msg.
+func findLog(t *testing.T, b *builder, command, msg string) map[string]any {
+	t.Helper()
+	recs := logRecords(t, b.log)
+	for i := len(recs) - 1; i >= 0; i-- {
+		if recs[i]["command"] == command && recs[i]["msg"] == msg {
+			return recs[i]
+		}
+	}
+	t.Fatalf("no %q log record for command %q in %s", msg, command, b.log)
+	return nil
+}
+
+// TestExecKeyRefusals covers refusals that depend on the key rather than
+// the command: expiry, source address, a key the config lacks, and a
+// person logging in without a command.
+func TestExecKeyRefusals(t *testing.T) {
+	b := newBuilder(t)
+	tests := []struct {
+		key, command, reason string
+	}{
+		{"old", "nix-store --serve --write", `key "old" expired on 2020-01-01`},
+		{"lan", "nix-store --serve --write", `key "lan" may not connect from 127.0.0.1`},
+		{"ghost", "nix-store --serve --write", `key "ghost" is not configured`},
+		{"build", "", "this account only serves Nix, there is no shell"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			r := b.ssh(t, tt.key, tt.command, nil)
+			checkRefused(t, b, r, tt.command, tt.reason)
+		})
+	}
+	// The same refusals reach a real Nix client as one line.
+	r := b.nix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("old"))
+	if r.code == 0 || !strings.Contains(r.stderr, "nixgate: refused: key \"old\" expired") {
+		t.Errorf("nix store ping with an expired key: %s", r)
+	}
+}
+
+// TestExecWritableHome makes the build account's home writable, as
+// useradd leaves it, and expects every command to be refused with the fix.
+func TestExecWritableHome(t *testing.T) {
+	b := newBuilder(t)
+	for _, p := range []string{b.account.home, filepath.Join(b.account.home, ".ssh"), filepath.Join(b.account.home, ".ssh", "authorized_keys")} {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			mustRun(t, nil, "chmod", "u+w", p)
+			defer mustRun(t, nil, "chmod", "a-w", p)
+			r := b.ssh(t, "build", "nix-store --serve --write", serveHello)
+			checkRefused(t, b, r, "nix-store --serve --write", "is writable by "+b.account.name)
+			if !strings.Contains(r.stderr, "fix: chmod -R a-w ~"+b.account.name) {
+				t.Errorf("refusal does not give the fix: %q", r.stderr)
+			}
+		})
+	}
+	t.Run("ssh rc", func(t *testing.T) {
+		rc := filepath.Join(b.account.home, ".ssh", "rc")
+		dir := filepath.Dir(rc)
+		mustRun(t, nil, "chmod", "u+w", dir)
+		writeFile(t, rc, "true\n", 0o444)
+		mustRun(t, nil, "chmod", "a-w", dir)
+		defer func() {
+			mustRun(t, nil, "chmod", "u+w", dir)
+			os.Remove(rc)
+			mustRun(t, nil, "chmod", "a-w", dir)
+		}()
+		r := b.ssh(t, "build", "nix-store --serve --write", serveHello)
+		checkRefused(t, b, r, "nix-store --serve --write", "sshd would run it")
+	})
+	// Read-only again: Nix works, with a home it cannot write.
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+}
+
+// TestExecLixBootstrap plays Lix 2.93.0's start-up through real OpenSSH:
+// the command "bash", then "echo started" and "exec COMMAND" on stdin.
+func TestExecLixBootstrap(t *testing.T) {
+	b := newBuilder(t)
+	in := append([]byte("echo started\nexec nix-store --serve --write --store '"+b.allowedStore+"'\n"), serveHello...)
+	r := b.ssh(t, "build", "bash", in)
+	want := append([]byte("started\n"), serveReply...)
+	if !bytes.HasPrefix([]byte(r.stdout), want) {
+		t.Fatalf("Lix start-up: %s", r)
+	}
+	r = b.ssh(t, "build", "bash", []byte("echo started\nexec id\n"))
+	if r.code == 0 || r.stdout != "started\n" || !strings.Contains(r.stderr, "nixgate: refused: command refused") {
+		t.Fatalf("Lix start-up with a forbidden command: %s", r)
+	}
+	r = b.ssh(t, "build", "bash", []byte("id\n"))
+	checkRefused(t, b, r, "bash", "a shell is not offered here")
 }
