@@ -47,7 +47,7 @@ func refuse(stderr io.Writer, log *slog.Logger, msg string, attrs ...any) int {
 // execMode decides the forced command and, when allowed, replaces the
 // process with it. It returns only on refusal or failure.
 func execMode(configPath, keyName string, getenv func(string) string, stderr io.Writer) int {
-	cfg, err := policy.Load(configPath)
+	cfg, err := loadConfig(configPath)
 	if err != nil {
 		log, closeLog := openLog("")
 		defer closeLog()
@@ -133,4 +133,3 @@ func serverName(conn string) string {
 	}
 	return "this-builder"
 }
-

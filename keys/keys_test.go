@@ -1,0 +1,74 @@
+package keys
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// Fixed test keys (public halves only).
+const (
+	keyA = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0nUc4ChNnd1VOVyS6mW3eiBkNR0bHtAnNALhG1n7cC a@test"
+	keyB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKnCrEjEfi2LXbiSlJs+jHLbdmoLk8Zx5Wa3TP1FsS1R b@test"
+)
+
+func TestParseLineKeepsOptions(t *testing.T) {
+	e, err := ParseLine(`restrict,command="nixgate exec --key ci",from="10.0.0.0/8" ` + keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"restrict", `command="nixgate exec --key ci"`, `from="10.0.0.0/8"`}
+	if strings.Join(e.Options, "|") != strings.Join(want, "|") || e.Comment != "a@test" {
+		t.Errorf("ParseLine = %+v; want options %q and comment a@test", e, want)
+	}
+	if fp := Fingerprint(e.Key); !strings.HasPrefix(fp, "SHA256:") {
+		t.Errorf("Fingerprint = %q", fp)
+	}
+}
+
+func TestParseLineErrors(t *testing.T) {
+	for _, line := range []string{"", "# comment", "ssh-ed25519 notbase64", "ssh-ed25519", keyA + "\n" + keyB} {
+		if _, err := ParseLine(line); err == nil || !strings.HasPrefix(err.Error(), "keys: ") {
+			t.Errorf("ParseLine(%q) = %v; want a keys: error", line, err)
+		}
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	load := func(doc string) *policy.Config {
+		t.Helper()
+		cfg, err := policy.Parse("k.toml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	ok := load("user = \"b\"\n[[keys]]\nname = \"a\"\nrole = \"build\"\npublic_key = \"" + keyA + "\"\n[[keys]]\nname = \"b\"\nrole = \"build\"\npublic_key = \"" + keyB + "\"\n[[keys]]\nname = \"c\"\nrole = \"build\"\n")
+	if err := CheckConfig(ok); err != nil {
+		t.Errorf("CheckConfig(good) = %v", err)
+	}
+	tests := []struct{ doc, want string }{
+		{"user = \"b\"\n[[keys]]\nname = \"a\"\nrole = \"build\"\npublic_key = \"ssh-ed25519 AAAA\"\n", "keys: k.toml:2: key \"a\": public_key: not an OpenSSH public key"},
+		{"user = \"b\"\n[[keys]]\nname = \"a\"\nrole = \"build\"\npublic_key = \"restrict " + keyA + "\"\n", "k.toml:2: key \"a\": public_key: options belong"},
+		{"user = \"b\"\n[[keys]]\nname = \"a\"\nrole = \"build\"\npublic_key = \"" + keyA + "\"\n[[keys]]\nname = \"b\"\nrole = \"build\"\npublic_key = \"" + keyA + "\"\n", "k.toml:6: key \"b\": public_key SHA256:"},
+	}
+	for _, tt := range tests {
+		err := CheckConfig(load(tt.doc))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("CheckConfig = %v; want error containing %q", err, tt.want)
+		}
+	}
+}
+
+func FuzzParseLine(f *testing.F) {
+	f.Add(keyA)
+	f.Add(`restrict,command="nixgate exec --key ci" ` + keyB)
+	f.Add(`from="10.0.0.0/8,!10.1.0.0/16" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC`)
+	f.Fuzz(func(t *testing.T, line string) {
+		e, err := ParseLine(line)
+		if err == nil && e.Key == nil {
+			t.Fatalf("ParseLine(%q) returned no key and no error", line)
+		}
+	})
+}
