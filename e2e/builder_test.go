@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +55,9 @@ var keyLines = map[string]string{
 	// The usual hand-written forced command, for comparison: sshd's PATH
 	// does not find Nix.
 	"plain": `restrict,command="nix-store --serve --write"`,
+	// The same with the full path and nixgate's store: what a careful
+	// operator writes by hand, and the baseline of the benchmark.
+	"direct": `restrict,command="/usr/bin/nix-store --serve --write --store '%S'"`,
 }
 
 // newBuilder sets up the whole builder and client side and starts sshd.
@@ -136,7 +142,7 @@ func (b *builder) writeHome(t testing.TB, keys map[string]clientKey) {
 	t.Helper()
 	var lines []string
 	for name, opts := range keyLines {
-		opts = strings.NewReplacer("%s", nixgateBin, "%c", b.config).Replace(opts)
+		opts = strings.NewReplacer("%s", nixgateBin, "%c", b.config, "%S", b.store).Replace(opts)
 		lines = append(lines, opts+" "+keys[name].publicKey+" "+name)
 	}
 	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
@@ -304,4 +310,42 @@ func readStore(t testing.TB, dir, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// greet runs command through ssh with the key, writes hello, and returns
+// the first len(want) bytes the remote side answers, keeping stdin open
+// until then: Nix takes a hang-up on stdin as an interrupt, so closing it
+// early would race with the answer.
+func (b *builder) greet(t testing.TB, key, command string, hello []byte, n int) (reply []byte, r result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", "-F", b.sshConfig, b.Host(key), "--", command)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Write(hello)
+	reply = make([]byte, n)
+	got, _ := io.ReadFull(stdout, reply)
+	reply = reply[:got]
+	stdin.Close()
+	rest, _ := io.ReadAll(stdout)
+	err = cmd.Wait()
+	r = result{stdout: string(reply) + string(rest), stderr: stderr.String(), err: err, code: cmd.ProcessState.ExitCode()}
+	if ctx.Err() != nil {
+		t.Fatalf("%q timed out: %s", command, r)
+	}
+	return reply, r
 }

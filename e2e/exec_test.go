@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,19 +200,19 @@ func checkAllowed(t *testing.T, b *builder, c policytest.Case) {
 	if c.Program == "nix-daemon" {
 		hello, reply = daemonHello, daemonReply
 	}
-	r := b.ssh(t, c.Role, c.Command, hello)
-	if !bytes.HasPrefix([]byte(r.stdout), reply) {
+	got, r := b.greet(t, c.Role, c.Command, hello, len(reply))
+	if !bytes.Equal(got, reply) {
 		t.Fatalf("%q did not answer the %s greeting: %s", c.Command, c.Program, r)
 	}
 	rec := findLog(t, b, c.Command, "allowed")
 	argv, _ := rec["argv"].([]any)
-	var got []string
+	var ran []string
 	for _, a := range argv {
-		got = append(got, fmt.Sprint(a))
+		ran = append(ran, fmt.Sprint(a))
 	}
 	want := append([]string{"/usr/bin/" + c.Program}, c.Args...)
-	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
-		t.Errorf("ran %q; want %q", got, want)
+	if !slices.Equal(ran, want) {
+		t.Errorf("ran %q; want %q", ran, want)
 	}
 }
 
@@ -311,9 +312,9 @@ func TestExecWritableHome(t *testing.T) {
 func TestExecLixBootstrap(t *testing.T) {
 	b := newBuilder(t)
 	in := append([]byte("echo started\nexec nix-store --serve --write --store '"+b.allowedStore+"'\n"), serveHello...)
-	r := b.ssh(t, "build", "bash", in)
 	want := append([]byte("started\n"), serveReply...)
-	if !bytes.HasPrefix([]byte(r.stdout), want) {
+	got, r := b.greet(t, "build", "bash", in, len(want))
+	if !bytes.Equal(got, want) {
 		t.Fatalf("Lix start-up: %s", r)
 	}
 	r = b.ssh(t, "build", "bash", []byte("echo started\nexec id\n"))

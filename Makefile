@@ -1,0 +1,48 @@
+# The two commands: `make run` runs nixgate, `make test` runs every test.
+GO      ?= go
+FUZZTIME ?= 5s
+BIN     := bin/nixgate
+
+.PHONY: all build run test deps lint unit e2e fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/nixgate
+
+# Runs nixgate in exec mode behind a real OpenSSH sshd on 127.0.0.1:2222
+# with a generated demo account, key and store, and prints how to reach
+# it from Nix. Needs root.
+run: deps build
+	scripts/run-exec-demo.sh
+
+deps:
+	scripts/deps.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./policy/... ./keys/... ./sandbox/... ./cmd/...
+
+e2e:
+	$(GO) test -race -count=1 ./e2e/...
+
+fuzz:
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzReadLixBootstrap$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)
+
+# Every test: dependencies, formatting and vet, unit and end-to-end tests
+# with the race detector, and a short run of every fuzz target.
+test: deps lint
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+bench: deps
+	bench/exec-overhead.sh
+
+clean:
+	rm -rf bin .state

@@ -1,0 +1,83 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+func TestResolve(t *testing.T) {
+	home := t.TempDir()
+	first := filepath.Join(t.TempDir(), "first")
+	second := filepath.Join(home, ".nix-profile", "bin")
+	for _, d := range []string{first, second} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not executable in the first dir: skipped. A directory named like the
+	// program: skipped.
+	os.WriteFile(filepath.Join(first, "nix-store"), []byte("x"), 0o644)
+	os.Mkdir(filepath.Join(first, "nix-daemon"), 0o755)
+	os.WriteFile(filepath.Join(second, "nix-store"), []byte("x"), 0o755)
+	os.WriteFile(filepath.Join(second, "nix-daemon"), []byte("x"), 0o755)
+
+	dirs := []string{first, "~/.nix-profile/bin"}
+	for _, prog := range []policy.Program{policy.NixStore, policy.NixDaemon} {
+		got, err := Resolve(prog, dirs, home)
+		if want := filepath.Join(second, string(prog)); err != nil || got != want {
+			t.Errorf("Resolve(%s) = %q, %v; want %q", prog, got, err, want)
+		}
+	}
+	_, err := Resolve(policy.NixStore, []string{first}, home)
+	if err == nil || !strings.Contains(err.Error(), "nix-store not found in "+first) || !strings.Contains(err.Error(), "nix.bin_dirs") {
+		t.Errorf("Resolve(missing) = %v", err)
+	}
+	if _, err := Resolve("", dirs, home); err == nil {
+		t.Error("Resolve(\"\") succeeded")
+	}
+	// Without a home, ~/ entries are dropped, not resolved against "/".
+	if got := ExpandDirs([]string{"~/.nix-profile/bin", "/usr/bin"}, ""); !slices.Equal(got, []string{"/usr/bin"}) {
+		t.Errorf("ExpandDirs without home = %q", got)
+	}
+}
+
+func TestEnvIsCleanAndFindsNix(t *testing.T) {
+	t.Setenv("LD_PRELOAD", "/tmp/evil.so")
+	t.Setenv("SSH_ORIGINAL_COMMAND", "id")
+	nixDir := t.TempDir()
+	env := Env([]string{"/nonexistent/bin", nixDir, "/usr/bin"}, Account{Name: "nixremote", Home: "/var/empty"}, map[string]string{"NIX_CONFIG": "substituters =", "A": "1"})
+	want := []string{
+		"PATH=" + nixDir + ":/usr/bin:/usr/local/bin:/bin",
+		"HOME=/var/empty",
+		"USER=nixremote",
+		"LOGNAME=nixremote",
+		"A=1",
+		"NIX_CONFIG=substituters =",
+	}
+	if !slices.Equal(env, want) {
+		t.Errorf("Env =\n%q\nwant\n%q", env, want)
+	}
+	if got := Env(nil, Account{Name: "x"}, nil); got[1] != "HOME=/" {
+		t.Errorf("Env without home: %q", got)
+	}
+}
+
+func TestPrepare(t *testing.T) {
+	cfg, err := policy.Parse("t.toml", []byte("user = \"b\"\n[nix]\nbin_dirs = [\"/nonexistent\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := policy.NewEngine(cfg).Decide(policy.Request{Key: "k", Command: "nix-store --serve --write"})
+	if _, err := Prepare(cfg, d, Account{Name: "b"}); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("Prepare with Nix missing = %v", err)
+	}
+	denied := policy.NewEngine(cfg).Decide(policy.Request{Key: "k", Command: "id"})
+	if _, err := Prepare(cfg, denied, Account{Name: "b"}); err == nil {
+		t.Error("Prepare accepted a denying decision")
+	}
+}

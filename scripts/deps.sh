@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need from Debian: Nix, the OpenSSH server and
+# client, and a static busybox for the remote-build test. As root it runs
+# apt-get; otherwise it says what is missing. Under CI a missing package
+# is an error.
+set -euo pipefail
+need=()
+command -v nix-store >/dev/null || need+=(nix-bin)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then
+  echo "deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "deps: missing ${need[*]}: run as root, or: sudo apt-get install ${need[*]}" >&2
+  [ -z "${CI:-}" ] || exit 1
+fi
