@@ -42,6 +42,12 @@ type Config struct {
 	// Keys are the client keys nixgate knows. A key that is not listed is
 	// refused.
 	Keys []Key `toml:"keys"`
+	// AuthorizedKeys is a file of further keys in OpenSSH authorized_keys
+	// form (see package keys); empty means none. Its keys are added to
+	// Keys by keys.Load.
+	AuthorizedKeys string `toml:"authorized_keys"`
+	// Serve holds the settings of serve mode.
+	Serve ServeConfig `toml:"-"`
 
 	// Source is the file the configuration was read from, for messages.
 	Source string `toml:"-"`

@@ -16,19 +16,26 @@ import (
 // fileConfig is the shape of the TOML file. It differs from Config where a
 // value needs checking before it is trusted.
 type fileConfig struct {
-	User string    `toml:"user"`
-	Nix  NixConfig `toml:"nix"`
-	Log  LogConfig `toml:"log"`
-	Keys []fileKey `toml:"keys"`
+	User           string    `toml:"user"`
+	Nix            NixConfig `toml:"nix"`
+	Log            LogConfig `toml:"log"`
+	Keys           []KeySpec `toml:"keys"`
+	AuthorizedKeys string    `toml:"authorized_keys"`
+	fileServe
 }
 
-type fileKey struct {
+// KeySpec is a key as written, in a [[keys]] entry or an authorized_keys
+// line, before validation.
+type KeySpec struct {
 	Name        string   `toml:"name"`
 	Role        Role     `toml:"role"`
 	PublicKey   string   `toml:"public_key"`
 	From        []string `toml:"from"`
 	Expires     any      `toml:"expires"`
 	MaxSessions int      `toml:"max_sessions"`
+
+	// Line is where the key is written, for messages.
+	Line int `toml:"-"`
 }
 
 // Load reads and validates the configuration file at path. Every error
@@ -121,7 +128,11 @@ func (v *validator) line(path string) int {
 }
 
 func (v *validator) config(f *fileConfig) *Config {
-	cfg := &Config{User: f.User, Nix: f.Nix, Log: f.Log}
+	cfg := &Config{User: f.User, Nix: f.Nix, Log: f.Log, AuthorizedKeys: f.AuthorizedKeys}
+	cfg.Serve = v.serve(&f.fileServe)
+	if f.AuthorizedKeys != "" && !strings.HasPrefix(f.AuthorizedKeys, "/") {
+		v.fail("authorized_keys", "%q must be an absolute path", f.AuthorizedKeys)
+	}
 	switch {
 	case f.User == "":
 		v.fail("user", "missing: name the account the Nix commands run as")
@@ -152,19 +163,42 @@ func (v *validator) config(f *fileConfig) *Config {
 			v.fail(path, "%s is set by nixgate itself (use nix.bin_dirs to change where Nix is found)", name)
 		}
 	}
-	if len(f.Keys) == 0 {
-		v.fail("keys", "no [[keys]] entry: add one key, or nothing can connect")
+	if len(f.Keys) == 0 && f.AuthorizedKeys == "" {
+		v.fail("keys", "no [[keys]] entry and no authorized_keys file: add a key, or nothing can connect")
 	}
 	seen := map[string]bool{}
 	for i, fk := range f.Keys {
-		cfg.Keys = append(cfg.Keys, v.key(i, fk, seen))
+		at := fmt.Sprintf("keys[%d]", i)
+		fk.Line = v.line(at)
+		cfg.Keys = append(cfg.Keys, v.key(at, fk, seen))
 	}
 	return cfg
 }
 
-func (v *validator) key(i int, fk fileKey, seen map[string]bool) Key {
-	at := fmt.Sprintf("keys[%d]", i)
-	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, Line: v.line(at)}
+// AddKeys validates keys read from source (an authorized_keys file) and
+// adds them to c. Names must not clash with keys already in c. Errors name
+// source and the key's line.
+func (c *Config) AddKeys(source string, specs []KeySpec) error {
+	seen := map[string]bool{}
+	for _, k := range c.Keys {
+		seen[k.Name] = true
+	}
+	v := validator{name: source, lines: map[string]int{}}
+	var added []Key
+	for i, spec := range specs {
+		at := fmt.Sprintf("key %d", i+1)
+		v.lines[at] = spec.Line
+		added = append(added, v.key(at, spec, seen))
+	}
+	if v.err != nil {
+		return v.err
+	}
+	c.Keys = append(c.Keys, added...)
+	return nil
+}
+
+func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
+	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, Line: fk.Line}
 	switch {
 	case fk.Name == "":
 		v.fail(at+".name", "missing")

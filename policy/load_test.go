@@ -129,3 +129,69 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("Load(missing) = %v", err)
 	}
 }
+
+func TestParseServeSettings(t *testing.T) {
+	cfg, err := Parse("s.toml", []byte(`user = "b"
+listen = ["127.0.0.1:2222", "[::1]:2222"]
+host_keys = ["/etc/nixgate/ssh_host_ed25519_key"]
+state_dir = "/var/lib/nixgate-test"
+authorized_keys = "/etc/nixgate/authorized_keys"
+[limits]
+login_grace_time = "10s"
+max_startups = 5
+idle_timeout = "1m"
+[metrics]
+listen = "127.0.0.1:9122"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Serve
+	if len(s.Listen) != 2 || s.HostKeys[0] != "/etc/nixgate/ssh_host_ed25519_key" || s.StateDir != "/var/lib/nixgate-test" || s.MetricsListen != "127.0.0.1:9122" || cfg.AuthorizedKeys != "/etc/nixgate/authorized_keys" {
+		t.Errorf("Serve = %+v", s)
+	}
+	want := DefaultLimits
+	want.LoginGraceTime, want.MaxStartups, want.IdleTimeout = 10*time.Second, 5, time.Minute
+	if s.Limits != want {
+		t.Errorf("Limits = %+v; want %+v", s.Limits, want)
+	}
+	def, err := Parse("d.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.Serve.Limits != DefaultLimits || def.Serve.StateDir != DefaultStateDir || len(def.Serve.Listen) != len(DefaultListen) {
+		t.Errorf("defaults = %+v", def.Serve)
+	}
+	for doc, want := range map[string]string{
+		"user = \"b\"\nlisten = [\"nope\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                   "s.toml:2: listen[0]",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nlogin_grace_time = \"soon\"\n": "s.toml:6: limits.login_grace_time",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startups = 0\n":            "s.toml:6: limits.max_startups",
+		"user = \"b\"\nhost_keys = [\"rel\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                 "s.toml:2: host_keys[0]",
+		"user = \"b\"\nauthorized_keys = \"rel\"\n":                                                       "s.toml:2: authorized_keys",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startup = 1\n":             "unknown setting \"limits.max_startup\"",
+	} {
+		if _, err := Parse("s.toml", []byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v; want %q", doc, err, want)
+		}
+	}
+}
+
+func TestAddKeys(t *testing.T) {
+	cfg, err := Parse("a.toml", []byte("user = \"b\"\nauthorized_keys = \"/k\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.AddKeys("/k", []KeySpec{{Name: "a", Role: RoleBuild, Line: 3}, {Name: "b", Role: RoleSubstitute, Expires: "2030-01-01", Line: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Keys) != 2 || cfg.Key("b").Expires.Year() != 2030 {
+		t.Errorf("Keys = %+v", cfg.Keys)
+	}
+	err = cfg.AddKeys("/k", []KeySpec{{Name: "c", Role: RoleBuild, Line: 1}, {Name: "a", Role: RoleBuild, Line: 7}})
+	if err == nil || !strings.Contains(err.Error(), "policy: /k:7: key 2.name: \"a\" is used by another key") {
+		t.Errorf("AddKeys(duplicate) = %v", err)
+	}
+	if len(cfg.Keys) != 2 {
+		t.Errorf("a failed AddKeys changed the keys: %+v", cfg.Keys)
+	}
+}

@@ -1,0 +1,113 @@
+package keys
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// GeneratedHostKeyName is the file name of the host key serve mode
+// generates in its state directory when none is configured.
+const GeneratedHostKeyName = "ssh_host_ed25519_key"
+
+// LoadHostKeys loads the private host keys at paths. With no paths, it
+// loads the ed25519 key in stateDir, generating it there (mode 0600, with
+// a .pub beside it) the first time; it never returns an ephemeral key.
+// Key files readable by group or others are refused, as OpenSSH does.
+func LoadHostKeys(paths []string, stateDir string) (signers []ssh.Signer, generated bool, err error) {
+	if len(paths) == 0 {
+		p := filepath.Join(stateDir, GeneratedHostKeyName)
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if err := generateHostKey(p); err != nil {
+				return nil, false, err
+			}
+			generated = true
+		}
+		paths = []string{p}
+	}
+	for _, p := range paths {
+		s, err := loadHostKey(p)
+		if err != nil {
+			return nil, false, err
+		}
+		signers = append(signers, s)
+	}
+	return signers, generated, nil
+}
+
+func loadHostKey(path string) (ssh.Signer, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: host key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("keys: host key %s has mode %04o, readable by others; fix: chmod 600 %s", path, fi.Mode().Perm(), path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: host key: %w", err)
+	}
+	s, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("keys: host key %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// generateHostKey writes a new ed25519 host key to path, atomically: the
+// key appears whole or not at all.
+func generateHostKey(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("keys: host key: %w", err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("keys: host key: %w", err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "nixgate host key")
+	if err != nil {
+		return fmt.Errorf("keys: host key: %w", err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("keys: host key: %w", err)
+	}
+	if err := writeAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return err
+	}
+	return writeAtomic(path+".pub", []byte(AuthorizedKey(sp)+" nixgate host key\n"), 0o644)
+}
+
+// writeAtomic writes data to a temporary file beside path and renames it
+// into place, so that path holds the whole data or is left as it was.
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("keys: writing %s: %w", path, err)
+	}
+	return nil
+}
