@@ -57,6 +57,14 @@ func loadHostKey(path string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: host key %s: %w", path, err)
 	}
+	if s.PublicKey().Type() == ssh.KeyAlgoRSA {
+		// Never sign with SHA-1 (ssh-rsa); only rsa-sha2-512 and -256.
+		as, ok := s.(ssh.AlgorithmSigner)
+		if !ok {
+			return nil, fmt.Errorf("keys: host key %s: RSA key cannot sign with SHA-2", path)
+		}
+		return ssh.NewSignerWithAlgorithms(as, []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256})
+	}
 	return s, nil
 }
 

@@ -58,11 +58,11 @@ func CheckConfig(cfg *policy.Config) error {
 			err = errors.New("keys: options belong in the [[keys]] entry (from, expires), not in public_key")
 		}
 		if err != nil {
-			return fmt.Errorf("keys: %s:%d: key %q: public_key: %s", cfg.Source, k.Line, k.Name, strings.TrimPrefix(err.Error(), "keys: "))
+			return fmt.Errorf("keys: %s:%d: key %q: public_key: %s", k.Source, k.Line, k.Name, strings.TrimPrefix(err.Error(), "keys: "))
 		}
 		fp := Fingerprint(e.Key)
 		if other, dup := seen[fp]; dup {
-			return fmt.Errorf("keys: %s:%d: key %q: public_key %s is also the key of %q", cfg.Source, k.Line, k.Name, fp, other)
+			return fmt.Errorf("keys: %s:%d: key %q: public_key %s is also the key of %q", k.Source, k.Line, k.Name, fp, other)
 		}
 		seen[fp] = k.Name
 	}

@@ -94,8 +94,11 @@ type Key struct {
 	// MaxSessions limits the key's concurrent sessions. Zero means no limit.
 	MaxSessions int `toml:"max_sessions"`
 
-	// Line is the line of the key's [[keys]] header, for messages.
-	Line int `toml:"-"`
+	// Source and Line say where the key is written, for messages: the
+	// configuration file and its [[keys]] header, or an authorized_keys
+	// file and its line.
+	Source string `toml:"-"`
+	Line   int    `toml:"-"`
 
 	from []netip.Prefix
 }

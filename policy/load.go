@@ -198,7 +198,7 @@ func (c *Config) AddKeys(source string, specs []KeySpec) error {
 }
 
 func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
-	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, Line: fk.Line}
+	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, Source: v.name, Line: fk.Line}
 	switch {
 	case fk.Name == "":
 		v.fail(at+".name", "missing")

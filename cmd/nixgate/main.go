@@ -19,6 +19,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"serve", "run the builder's SSH server", runServe},
 	{"exec", "run one Nix command as an OpenSSH forced command", runExec},
 	{"version", "print the version", runVersion},
 }

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixgate/nixgate/gateway"
+	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/policy"
+	"github.com/nixgate/nixgate/sandbox"
+)
+
+const defaultConfigPath = "/etc/nixgate/nixgate.toml"
+
+const serveExample = `Runs nixgate as the builder's SSH server. Only the configured client keys
+may log in, as the configured user, and only to run Nix's own commands.
+
+Without --config it reads ` + defaultConfigPath + `, and when that does
+not exist it starts on an embedded default for trying it out: 127.0.0.1:2222,
+everything under ./.state/serve, client keys from
+./.state/serve/authorized_keys, one line per key:
+
+  echo "role=\"build\" $(cat ~/.ssh/id_ed25519.pub)" >> .state/serve/authorized_keys
+
+Examples:
+  nixgate serve
+  nixgate serve --config /etc/nixgate/nixgate.toml
+
+SIGHUP reloads the configuration and keys (a broken file is reported and
+the old configuration stays); SIGTERM stops accepting, lets running
+sessions finish for limits.drain_timeout, then ends them.`
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", "[--config FILE]", serveExample, stdout, stderr)
+	configPath := fs.String("config", "", "the nixgate configuration `file` (default "+defaultConfigPath+", or the embedded default when that does not exist)")
+	if ok, code := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "nixgate serve: "+format+"\n", a...)
+		return exitRefused
+	}
+	load, source, err := serveConfigLoader(*configPath)
+	if err != nil {
+		return fail("%v", err)
+	}
+	cfg, err := load()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !hasLoginKey(cfg) {
+		return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop (or a [[keys]] entry with public_key to %s)", orNone(cfg.AuthorizedKeys), source)
+	}
+	log, closeLog, err := serveLog(cfg.Log.File, stderr)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer closeLog()
+
+	account, cred, err := serveAccount(cfg)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if err := prepareStore(cfg, cred); err != nil {
+		return fail("%v", err)
+	}
+	if _, err := sandbox.Resolve(policy.NixStore, cfg.BinDirs(), account.Home); err != nil {
+		return fail("%v", strings.TrimPrefix(err.Error(), "sandbox: "))
+	}
+	signers, generated, err := keys.LoadHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
+	if err != nil {
+		return fail("%v", err)
+	}
+	for _, s := range signers {
+		log.Info("host key", "type", s.PublicKey().Type(), "fingerprint", keys.Fingerprint(s.PublicKey()), "generated", generated)
+	}
+	var metrics *gateway.Metrics
+	if cfg.Serve.MetricsListen != "" {
+		metrics = gateway.NewMetrics()
+	}
+	srv, err := gateway.New(gateway.Options{Config: cfg, HostSigners: signers, Account: account, Credential: cred, Logger: log, Metrics: metrics})
+	if err != nil {
+		return fail("%v", err)
+	}
+	listeners, err := serveListeners(cfg)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if metrics != nil {
+		ml, err := net.Listen("tcp", cfg.Serve.MetricsListen)
+		if err != nil {
+			return fail("metrics listener: %v", err)
+		}
+		go http.Serve(ml, metrics.Handler())
+		log.Info("metrics", "listen", ml.Addr().String())
+	}
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		log.Info("listening", "addr", l.Addr().String(), "user", cfg.User, "config", source)
+		go func() { errc <- srv.Serve(l) }()
+	}
+	writeKnownHosts(cfg, listeners, signers, log)
+	fmt.Fprintln(stderr, connectHint(cfg, listeners))
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case err := <-errc:
+			if errors.Is(err, gateway.ErrServerClosed) {
+				return exitOK
+			}
+			return fail("%v", err)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(srv, load, log, stderr)
+				continue
+			}
+			daemon.SdNotify(false, daemon.SdNotifyStopping)
+			drain := srv.Config().Serve.Limits.DrainTimeout
+			log.Info("shutting down", "signal", sig.String(), "running", srv.Running(), "drain_timeout", drain.String())
+			ctx, cancel := context.WithTimeout(context.Background(), drain)
+			err := srv.Shutdown(ctx)
+			cancel()
+			if err != nil {
+				log.Warn("drain timeout: running sessions were ended", "reason", err.Error())
+			}
+			log.Info("stopped")
+			return exitOK
+		}
+	}
+}
+
+// reload loads the configuration again and puts it in force; a broken
+// one is reported and the old one stays.
+func reload(srv *gateway.Server, load func() (*policy.Config, error), log *slog.Logger, stderr io.Writer) {
+	daemon.SdNotify(false, daemon.SdNotifyReloading+"\nMONOTONIC_USEC="+fmt.Sprint(monotonicUsec()))
+	defer daemon.SdNotify(false, daemon.SdNotifyReady)
+	cfg, err := load()
+	if err == nil {
+		err = srv.Reload(cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nixgate serve: reload failed, keeping the old configuration: %v\n", err)
+		log.Error("reload failed, keeping the old configuration", "reason", err.Error())
+		return
+	}
+	log.Info("reloaded", "keys", len(cfg.Keys))
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd's
+// reload protocol (Type=notify-reload) wants with RELOADING=1.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Sec*1e6 + ts.Nsec/1e3
+}
+
+// serveConfigLoader returns the function that (re)loads the configuration
+// and a name for it.
+func serveConfigLoader(path string) (func() (*policy.Config, error), string, error) {
+	if path == "" {
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			path = defaultConfigPath
+		}
+	}
+	if path != "" {
+		return func() (*policy.Config, error) { return loadConfig(path) }, path, nil
+	}
+	doc, err := embeddedDefault()
+	if err != nil {
+		return nil, "", err
+	}
+	return func() (*policy.Config, error) {
+		cfg, err := policy.Parse("(embedded default)", []byte(doc))
+		if err != nil {
+			return nil, err
+		}
+		return completeConfig(cfg)
+	}, "(embedded default)", nil
+}
+
+// embeddedDefault is the configuration `nixgate serve` starts with when
+// there is none: loopback, a high port, state and keys under
+// ./.state/serve, and a store of its own there. Nix runs as the calling
+// user, or as nobody when nixgate runs as root.
+func embeddedDefault() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	state := filepath.Join(wd, ".state", "serve")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		return "", err
+	}
+	name := "nobody"
+	if os.Geteuid() != 0 {
+		u, err := user.Current()
+		if err != nil {
+			return "", err
+		}
+		name = u.Username
+	}
+	return fmt.Sprintf(`user = %q
+listen = ["127.0.0.1:2222"]
+state_dir = %q
+authorized_keys = %q
+
+[nix]
+store = %q
+env = { NIX_CONFIG = "substituters =" }
+`, name, state, filepath.Join(state, "authorized_keys"), "local?root="+filepath.Join(state, "store")), nil
+}
+
+func hasLoginKey(cfg *policy.Config) bool {
+	for _, k := range cfg.Keys {
+		if k.PublicKey != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "an authorized_keys file (set authorized_keys)"
+	}
+	return s
+}
+
+// serveAccount returns the account commands run as. As root, children
+// get that account's uid, gid and groups; otherwise they run as nixgate's
+// own user, which must then be the configured one.
+func serveAccount(cfg *policy.Config) (sandbox.Account, *syscall.Credential, error) {
+	if os.Geteuid() == 0 {
+		a, cred, err := sandbox.LookupAccount(cfg.User, true)
+		return a, cred, err
+	}
+	me, err := user.Current()
+	if err != nil {
+		return sandbox.Account{}, nil, err
+	}
+	if me.Username != cfg.User {
+		return sandbox.Account{}, nil, fmt.Errorf("running as %q, so commands can only run as %q, but the configuration says user = %q: start nixgate as root or set user = %q", me.Username, me.Username, cfg.User, me.Username)
+	}
+	return sandbox.Account{Name: me.Username, Home: me.HomeDir}, nil, nil
+}
+
+// prepareStore creates the directory of a configured local?root= store
+// when it is missing, owned by the build user.
+func prepareStore(cfg *policy.Config, cred *syscall.Credential) error {
+	root, ok := strings.CutPrefix(cfg.Nix.Store, "local?root=")
+	if !ok || strings.ContainsAny(root, "&?") || !filepath.IsAbs(root) {
+		return nil
+	}
+	if _, err := os.Stat(root); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("creating the store directory: %w", err)
+	}
+	if cred != nil {
+		return os.Chown(root, int(cred.Uid), int(cred.Gid))
+	}
+	return nil
+}
+
+// serveLog returns the audit logger: JSON records to the log file, or to
+// stderr (the journal, under systemd).
+func serveLog(file string, stderr io.Writer) (*slog.Logger, func(), error) {
+	if file == "" {
+		return slog.New(slog.NewJSONHandler(stderr, nil)), func() {}, nil
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log file: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
+}
+
+// serveListeners returns the sockets systemd passed (socket activation),
+// or listens on cfg's addresses.
+func serveListeners(cfg *policy.Config) ([]net.Listener, error) {
+	ls, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("socket activation: %w", err)
+	}
+	var out []net.Listener
+	for _, l := range ls {
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	for _, a := range cfg.Serve.Listen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, fmt.Errorf("listen %s: %w (is another sshd or nixgate on it?)", a, err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// writeKnownHosts writes state_dir/known_hosts with the host keys for the
+// listening addresses, for clients to pin.
+func writeKnownHosts(cfg *policy.Config, ls []net.Listener, signers []gossh.Signer, log *slog.Logger) {
+	var b strings.Builder
+	for _, l := range ls {
+		host := knownHostsName(l.Addr())
+		for _, s := range signers {
+			fmt.Fprintf(&b, "%s %s\n", host, keys.AuthorizedKey(s.PublicKey()))
+		}
+	}
+	p := filepath.Join(cfg.Serve.StateDir, "known_hosts")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		log.Warn("could not write known_hosts", "path", p, "reason", err.Error())
+	}
+}
+
+func knownHostsName(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if port == "22" {
+		return host
+	}
+	return "[" + host + "]:" + port
+}
+
+// connectHint tells a person how to reach the server from Nix.
+func connectHint(cfg *policy.Config, ls []net.Listener) string {
+	host, port, _ := net.SplitHostPort(ls[0].Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	opts := "-o UserKnownHostsFile=" + filepath.Join(cfg.Serve.StateDir, "known_hosts")
+	if port != "22" {
+		opts = "-p " + port + " " + opts
+	}
+	return fmt.Sprintf("nixgate serve: ready on %s; try:\n  NIX_SSHOPTS=%q nix --extra-experimental-features nix-command store ping --store ssh://%s@%s",
+		ls[0].Addr(), opts, cfg.User, host)
+}

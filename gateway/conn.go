@@ -1,0 +1,175 @@
+package gateway
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+)
+
+type ctxKey string
+
+const connStateKey ctxKey = "nixgate-conn"
+
+// connState is what the server tracks of one connection. The fields
+// after log are guarded by Server.mu.
+type connState struct {
+	id     string
+	remote netip.Addr
+	conn   net.Conn
+	log    *slog.Logger
+
+	authed     bool
+	unauthed   bool // still counted as unauthenticated
+	sessions   int
+	idle       *time.Timer
+	requests   int // global requests in the current minute
+	reqWindow  time.Time
+	authFailed string // why the last public key was refused
+}
+
+// trackedConn calls done once, when closed.
+type trackedConn struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(c.done)
+	return c.Conn.Close()
+}
+
+// connCallback admits or drops a new TCP connection before the SSH
+// handshake: per-source connection rate, the limits on unauthenticated
+// connections, and the login grace time.
+func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
+	remote := addrOf(conn.RemoteAddr())
+	lim := s.Config().Serve.Limits
+	c := &connState{id: s.connID(), remote: remote, conn: conn}
+	c.log = s.log.With("conn", c.id, "remote", conn.RemoteAddr().String())
+	if !s.limiter.allow(remote, lim.PerSourceRate) {
+		c.log.Warn("connection refused", "reason", "per-source connection rate exceeded", "per_minute", lim.PerSourceRate)
+		s.metrics.connection("rate_limited")
+		return nil
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	total, fromSource := 0, 0
+	for o := range s.conns {
+		if o.unauthed {
+			total++
+			if o.remote == remote {
+				fromSource++
+			}
+		}
+	}
+	if total >= lim.MaxStartups || fromSource >= lim.PerSourceMaxStartups {
+		s.mu.Unlock()
+		c.log.Warn("connection refused", "reason", "too many unauthenticated connections", "unauthenticated", total, "from_source", fromSource)
+		s.metrics.connection("startups_exceeded")
+		return nil
+	}
+	c.unauthed = true
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.metrics.connection("accepted")
+
+	tc := &trackedConn{Conn: conn, done: func() { s.connClosed(c) }}
+	c.conn = tc
+	ctx.SetValue(connStateKey, c)
+	time.AfterFunc(lim.LoginGraceTime, func() {
+		s.mu.Lock()
+		authed := c.authed
+		s.mu.Unlock()
+		if !authed {
+			c.log.Warn("connection closed", "reason", "login grace time exceeded", "login_grace_time", lim.LoginGraceTime.String())
+			tc.Close()
+		}
+	})
+	return tc
+}
+
+func (s *Server) connClosed(c *connState) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	s.mu.Unlock()
+}
+
+// authenticated marks c as authenticated and starts its idle timer.
+func (s *Server) authenticated(c *connState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.authed = true
+	c.unauthed = false
+	s.armIdle(c)
+}
+
+// armIdle starts the idle timer of a connection without sessions. The
+// caller holds s.mu.
+func (s *Server) armIdle(c *connState) {
+	if c.sessions > 0 {
+		return
+	}
+	d := s.Config().Serve.Limits.IdleTimeout
+	if c.idle != nil {
+		c.idle.Reset(d)
+		return
+	}
+	c.idle = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		idle := c.sessions == 0
+		s.mu.Unlock()
+		if idle {
+			c.log.Info("connection closed", "reason", "idle without a session", "idle_timeout", d.String())
+			c.conn.Close()
+		}
+	})
+}
+
+// sessionStarted counts a session on c; false when c has as many as it
+// may have.
+func (s *Server) sessionStarted(c *connState) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.sessions >= s.Config().Serve.Limits.MaxSessionsPerConn {
+		return false
+	}
+	c.sessions++
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	return true
+}
+
+func (s *Server) sessionEnded(c *connState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.sessions--
+	if s.closing && c.sessions == 0 {
+		go c.conn.Close()
+		return
+	}
+	s.armIdle(c)
+}
+
+func connOf(ctx gliderssh.Context) *connState {
+	c, _ := ctx.Value(connStateKey).(*connState)
+	return c
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,11 @@
+// Package gateway is nixgate's SSH server: a small sshd on
+// github.com/gliderlabs/ssh and golang.org/x/crypto/ssh that accepts only
+// the configured client keys, takes the client's identity from the key
+// that completed authentication, decides every exec request through
+// package policy, runs what is allowed through package sandbox, and
+// refuses everything else SSH offers (shells, terminals, subsystems,
+// agent and X11 forwarding, port and socket forwarding) with one clear
+// line and a log record.
+//
+// Its zero value is not usable; New returns a Server that fails closed.
+package gateway

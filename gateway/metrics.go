@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the gateway's Prometheus metrics. A nil *Metrics records
+// nothing.
+type Metrics struct {
+	reg         *prometheus.Registry
+	connections *prometheus.CounterVec
+	auths       *prometheus.CounterVec
+	sessions    *prometheus.CounterVec
+	runningG    prometheus.Gauge
+	bytesC      *prometheus.CounterVec
+}
+
+// NewMetrics returns Metrics in a registry of their own, with the Go
+// runtime and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_connections_total", Help: "TCP connections, by what became of them before authentication.",
+		}, []string{"result"}),
+		auths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_auth_total", Help: "Public key checks, accepted or refused.",
+		}, []string{"result"}),
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_sessions_total", Help: "Exec and shell requests, by decision.",
+		}, []string{"decision"}),
+		runningG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixgate_sessions_running", Help: "Nix commands running now.",
+		}),
+		bytesC: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_session_bytes_total", Help: "Bytes to (in) and from (out) the Nix commands.",
+		}, []string{"direction"}),
+	}
+	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+func (m *Metrics) connection(result string) {
+	if m != nil {
+		m.connections.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) auth(result string) {
+	if m != nil {
+		m.auths.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) session(decision string) {
+	if m != nil {
+		m.sessions.WithLabelValues(decision).Inc()
+	}
+}
+
+func (m *Metrics) running(n int) {
+	if m != nil {
+		m.runningG.Set(float64(n))
+	}
+}
+
+func (m *Metrics) bytes(in, out int64) {
+	if m != nil {
+		m.bytesC.WithLabelValues("in").Add(float64(in))
+		m.bytesC.WithLabelValues("out").Add(float64(out))
+	}
+}

@@ -1,0 +1,236 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/policy"
+	"github.com/nixgate/nixgate/sandbox"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("gateway: server closed")
+
+// Options configure a Server.
+type Options struct {
+	// Config is the policy and serve configuration. Required.
+	Config *policy.Config
+	// HostSigners are the host keys. Required: the server never makes up
+	// an ephemeral key.
+	HostSigners []gossh.Signer
+	// Account is the account Nix commands run as.
+	Account sandbox.Account
+	// Credential, when not nil, is the uid, gid and groups children run
+	// with (serve mode as root). Nil means children run as the server's
+	// own user.
+	Credential *syscall.Credential
+	// Logger receives the audit log. Nil means slog.Default().
+	Logger *slog.Logger
+	// Metrics, when not nil, is updated as connections and sessions come
+	// and go.
+	Metrics *Metrics
+}
+
+// Server is nixgate's SSH server. Create it with New.
+type Server struct {
+	log     *slog.Logger
+	account sandbox.Account
+	cred    *syscall.Credential
+	metrics *Metrics
+
+	state atomic.Pointer[state] // the configuration in force
+
+	ssh     *gliderssh.Server
+	limiter *sourceLimiter
+	nextID  atomic.Uint64
+
+	mu       sync.Mutex
+	closing  bool
+	conns    map[*connState]struct{}
+	sessions map[string]int // running sessions by key name
+	procs    map[*sandbox.Process]struct{}
+	drained  chan struct{} // closed when no session runs during shutdown
+}
+
+// state is one loaded configuration with its key index.
+type state struct {
+	engine *policy.Engine
+	cfg    *policy.Config
+	byFP   map[string]*policy.Key // SHA256 fingerprint -> key
+}
+
+func newState(cfg *policy.Config) (*state, error) {
+	st := &state{engine: policy.NewEngine(cfg), cfg: cfg, byFP: map[string]*policy.Key{}}
+	for i := range cfg.Keys {
+		k := &cfg.Keys[i]
+		if k.PublicKey == "" {
+			continue
+		}
+		e, err := keys.ParseLine(k.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: key %q: %w", k.Name, err)
+		}
+		st.byFP[keys.Fingerprint(e.Key)] = k
+	}
+	if len(st.byFP) == 0 {
+		return nil, errors.New("gateway: no key has a public_key, so nobody could log in")
+	}
+	return st, nil
+}
+
+// New returns a Server for o. It fails when o lacks a configuration, a
+// host key, or any key with a public_key.
+func New(o Options) (*Server, error) {
+	if o.Config == nil {
+		return nil, errors.New("gateway: nil Config")
+	}
+	if len(o.HostSigners) == 0 {
+		return nil, errors.New("gateway: no host key")
+	}
+	st, err := newState(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		log:      o.Logger,
+		account:  o.Account,
+		cred:     o.Credential,
+		metrics:  o.Metrics,
+		conns:    map[*connState]struct{}{},
+		sessions: map[string]int{},
+		procs:    map[*sandbox.Process]struct{}{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.state.Store(st)
+	s.limiter = newSourceLimiter()
+	s.ssh = &gliderssh.Server{
+		Version:                  "nixgate",
+		HostSigners:              signers(o.HostSigners),
+		Handler:                  s.handleSession,
+		PublicKeyHandler:         s.publicKeyHandler,
+		ServerConfigCallback:     s.serverConfig,
+		ConnCallback:             s.connCallback,
+		ConnectionFailedCallback: s.connectionFailed,
+		PtyCallback:              func(gliderssh.Context, gliderssh.Pty) bool { return false },
+		ChannelHandlers: map[string]gliderssh.ChannelHandler{
+			"session": s.sessionChannel,
+			"default": s.refuseChannel,
+		},
+		RequestHandlers: map[string]gliderssh.RequestHandler{
+			"default": s.globalRequest,
+		},
+		SubsystemHandlers: map[string]gliderssh.SubsystemHandler{},
+	}
+	return s, nil
+}
+
+func signers(in []gossh.Signer) []gliderssh.Signer {
+	out := make([]gliderssh.Signer, len(in))
+	for i, s := range in {
+		out[i] = s
+	}
+	return out
+}
+
+// Reload replaces the configuration for new connections and sessions.
+// Running sessions keep what they were started with. On error the old
+// configuration stays in force.
+func (s *Server) Reload(cfg *policy.Config) error {
+	st, err := newState(cfg)
+	if err != nil {
+		return err
+	}
+	s.state.Store(st)
+	return nil
+}
+
+// Config returns the configuration in force.
+func (s *Server) Config() *policy.Config { return s.state.Load().cfg }
+
+// Serve accepts connections on l until Shutdown or Close. It always
+// returns a non-nil error; after Shutdown or Close, ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.ssh.Serve(l)
+	if errors.Is(err, gliderssh.ErrServerClosed) {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and new sessions, closes idle
+// connections, and waits for running sessions to end until ctx is done;
+// then it kills what still runs and closes every connection.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.drained = make(chan struct{})
+	if len(s.procs) == 0 {
+		close(s.drained)
+	}
+	drained := s.drained
+	for c := range s.conns {
+		if c.sessions == 0 {
+			c.conn.Close()
+		}
+	}
+	s.mu.Unlock()
+	go s.ssh.Shutdown(ctx) // closes the listeners
+	select {
+	case <-drained:
+		s.ssh.Close()
+		return nil
+	case <-ctx.Done():
+		s.killAll()
+		s.ssh.Close()
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, killing the
+// running commands.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.killAll()
+	return s.ssh.Close()
+}
+
+func (s *Server) killAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.procs {
+		p.Signal(syscall.SIGKILL)
+	}
+}
+
+// isClosing reports whether Shutdown or Close was called.
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Running returns the number of running sessions.
+func (s *Server) Running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.procs)
+}
+
+func (s *Server) connID() string {
+	return fmt.Sprintf("c%d-%d", time.Now().Unix()%100000, s.nextID.Add(1))
+}

@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixgate/nixgate/policy"
+	"github.com/nixgate/nixgate/sandbox"
+)
+
+// refuse ends a session with one line on the client's stderr, a log
+// record with the detail, and exit status 1.
+func refuse(sess gliderssh.Session, log *slog.Logger, msg string, attrs ...any) {
+	fmt.Fprintln(sess.Stderr(), "nixgate: "+msg)
+	log.Warn("refused", append([]any{"reason", msg}, attrs...)...)
+	sess.Exit(1)
+}
+
+// handleSession decides an exec (or shell) request and runs what is
+// allowed.
+func (s *Server) handleSession(sess gliderssh.Session) {
+	ctx := sess.Context()
+	c := connOf(ctx)
+	raw := sess.RawCommand()
+	if c == nil {
+		sess.Exit(1)
+		return
+	}
+	name, fp, ok := identity(ctx)
+	log := c.log.With("user", sess.User(), "key", name, "fingerprint", fp, "command", raw)
+	if !ok {
+		refuse(sess, log, "refused: the connection has no verified key")
+		return
+	}
+	if !s.sessionStarted(c) {
+		refuse(sess, log, fmt.Sprintf("refused: at most %d sessions per connection", s.Config().Serve.Limits.MaxSessionsPerConn))
+		return
+	}
+	defer s.sessionEnded(c)
+
+	st := s.state.Load()
+	req := policy.Request{Key: name, Command: raw, Remote: c.remote}
+	d := st.engine.Decide(req)
+	if d.LixBootstrap {
+		cmd, err := policy.ReadLixBootstrap(sess, sess)
+		if err != nil {
+			refuse(sess, log, "refused: "+strings.TrimPrefix(err.Error(), "policy: "), "role", d.Role)
+			return
+		}
+		req = req.AfterLixBootstrap(cmd)
+		log = log.With("lix_command", cmd)
+		d = st.engine.Decide(req)
+	}
+	log = log.With("role", d.Role)
+	switch {
+	case d.NoCommand:
+		s.metrics.session("refused")
+		refuse(sess, log, fmt.Sprintf("this account only serves Nix, there is no shell: use it from Nix, e.g. nix store ping --store ssh://%s@%s", st.cfg.User, hostOf(ctx)), "decision", "deny")
+		return
+	case !d.Allow:
+		s.metrics.session("refused")
+		refuse(sess, log, "refused: "+d.Reason, "decision", "deny")
+		return
+	}
+	release, err := s.acquireKeySession(st.cfg.Key(name))
+	if err != nil {
+		s.metrics.session("refused")
+		refuse(sess, log, "refused: "+err.Error(), "decision", "deny")
+		return
+	}
+	defer release()
+
+	cmd, err := sandbox.Prepare(st.cfg, d, s.account)
+	if err != nil {
+		s.metrics.session("error")
+		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+		return
+	}
+	s.run(sess, log.With("argv", cmd.Argv), cmd)
+}
+
+// run starts cmd wired to the session, kills its process group when the
+// client goes away, and sends its exit status or signal back.
+func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command) {
+	start := time.Now()
+	p, err := s.startProcess(cmd, sess)
+	if err != nil {
+		s.metrics.session("error")
+		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+		return
+	}
+	s.metrics.session("allowed")
+	log.Info("started", "decision", "allow", "pid", p.Pid())
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sess.Context().Done():
+			// The client went away: take the whole process group down.
+			p.Signal(syscall.SIGKILL)
+		case <-done:
+		}
+	}()
+	status, sig, werr := p.Wait()
+	close(done)
+	s.processEnded(p)
+	in, out, errOut := p.Bytes()
+	s.metrics.bytes(in, out+errOut)
+	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
+	if sig != 0 {
+		attrs = append(attrs, "signal", unix.SignalName(sig))
+	}
+	if werr != nil {
+		attrs = append(attrs, "error", werr.Error())
+	}
+	log.Info("session ended", attrs...)
+	if sig != 0 {
+		sendExitSignal(sess, sig)
+		return
+	}
+	sess.Exit(status)
+}
+
+func (s *Server) startProcess(cmd *sandbox.Command, sess gliderssh.Session) (*sandbox.Process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, fmt.Errorf("the builder is shutting down; try again shortly")
+	}
+	dir := s.account.Home
+	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
+		dir = "/"
+	}
+	p, err := cmd.Start(s.cred, dir, sandbox.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()})
+	if err != nil {
+		return nil, err
+	}
+	s.procs[p] = struct{}{}
+	s.metrics.running(len(s.procs))
+	return p, nil
+}
+
+func (s *Server) processEnded(p *sandbox.Process) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.procs, p)
+	s.metrics.running(len(s.procs))
+	if s.closing && len(s.procs) == 0 && s.drained != nil {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
+}
+
+// acquireKeySession counts a running session of k against its
+// max_sessions.
+func (s *Server) acquireKeySession(k *policy.Key) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k == nil {
+		return nil, fmt.Errorf("key is no longer configured")
+	}
+	if k.MaxSessions > 0 && s.sessions[k.Name] >= k.MaxSessions {
+		return nil, fmt.Errorf("key %q already has %d sessions running (max_sessions)", k.Name, k.MaxSessions)
+	}
+	s.sessions[k.Name]++
+	name := k.Name
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.sessions[name]--
+		if s.sessions[name] == 0 {
+			delete(s.sessions, name)
+		}
+	}, nil
+}
+
+// sendExitSignal reports that the command was killed by sig (RFC 4254
+// section 6.10) and closes the channel.
+func sendExitSignal(sess gliderssh.Session, sig syscall.Signal) {
+	msg := struct {
+		Signal     string
+		CoreDumped bool
+		Error      string
+		Lang       string
+	}{Signal: strings.TrimPrefix(unix.SignalName(sig), "SIG")}
+	sess.SendRequest("exit-signal", false, gossh.Marshal(&msg))
+	sess.Close()
+}
+
+// hostOf returns the address the client connected to, for hints.
+func hostOf(ctx gliderssh.Context) string {
+	a := addrOf(ctx.LocalAddr())
+	if !a.IsValid() {
+		return "this-builder"
+	}
+	if a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return a.String()
+}

@@ -1,0 +1,147 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// LookupAccount returns the account called name and, when credential is
+// set, the credential to run its commands with: its uid, primary gid and
+// supplementary groups. Serve mode uses the credential when it runs as
+// root; never with uid 0.
+func LookupAccount(name string, credential bool) (Account, *syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return Account{}, nil, fmt.Errorf("sandbox: account %q: %w", name, err)
+	}
+	a := Account{Name: u.Username, Home: u.HomeDir}
+	if !credential {
+		return a, nil, nil
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err := errors.Join(err1, err2); err != nil {
+		return Account{}, nil, fmt.Errorf("sandbox: account %q: %w", name, err)
+	}
+	if uid == 0 {
+		return Account{}, nil, fmt.Errorf("sandbox: account %q has uid 0: Nix commands never run as root", name)
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return Account{}, nil, fmt.Errorf("sandbox: groups of %q: %w", name, err)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	for _, id := range ids {
+		g, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return Account{}, nil, fmt.Errorf("sandbox: groups of %q: %w", name, err)
+		}
+		cred.Groups = append(cred.Groups, uint32(g))
+	}
+	return a, cred, nil
+}
+
+// IO is where a started command reads and writes. Nil readers and
+// writers mean /dev/null.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// Process is a started command in a process group of its own.
+type Process struct {
+	cmd          *exec.Cmd
+	stdin        io.WriteCloser
+	in, out, err atomic.Int64
+}
+
+// outputGrace is how long Wait lets a process's descendants hold its
+// stdout and stderr open after it exited.
+const outputGrace = 2 * time.Second
+
+// Start starts c in a new process group, as cred when it is not nil, in
+// directory dir, wired to stdio. Copying stdin never delays Wait: it stops
+// when the process has exited.
+func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Process, error) {
+	cmd := &exec.Cmd{Path: c.Path, Args: c.Argv, Env: c.Env, Dir: dir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	cmd.WaitDelay = outputGrace
+	p := &Process{cmd: cmd}
+	if stdio.Stdout != nil {
+		cmd.Stdout = countingWriter{stdio.Stdout, &p.out}
+	}
+	if stdio.Stderr != nil {
+		cmd.Stderr = countingWriter{stdio.Stderr, &p.err}
+	}
+	if stdio.Stdin != nil {
+		w, err := cmd.StdinPipe()
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		p.stdin = w
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sandbox: starting %s: %w", c.Path, err)
+	}
+	if stdio.Stdin != nil {
+		go func() {
+			n, _ := io.Copy(p.stdin, stdio.Stdin)
+			p.in.Add(n)
+			p.stdin.Close()
+		}()
+	}
+	return p, nil
+}
+
+// Pid returns the process id, which is also its process group id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Wait waits for the process to exit and for its output to be copied. It
+// returns the exit status, or the signal that ended the process.
+func (p *Process) Wait() (status int, signal syscall.Signal, err error) {
+	err = p.cmd.Wait()
+	if p.stdin != nil {
+		p.stdin.Close()
+	}
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return -1, 0, err
+	}
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) || errors.Is(err, exec.ErrWaitDelay) {
+		err = nil
+	}
+	if ws.Signaled() {
+		return -1, ws.Signal(), err
+	}
+	return ws.ExitStatus(), 0, err
+}
+
+// Signal sends sig to the process's whole group.
+func (p *Process) Signal(sig syscall.Signal) error {
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+// Bytes returns how many bytes went to stdin, and came from stdout and
+// stderr, so far.
+func (p *Process) Bytes() (in, out, errOut int64) {
+	return p.in.Load(), p.out.Load(), p.err.Load()
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
