@@ -16,7 +16,7 @@ import (
 // reported figure is the median of the paired differences. Target: under
 // 5 ms. Run it with bench/exec-overhead.sh.
 func BenchmarkExecOverhead(b *testing.B) {
-	bd := newBuilder(b)
+	bd := newBuilder(b, modeExec)
 	ping := func(key string) time.Duration {
 		start := time.Now()
 		r := run(b, bd.clientEnv, nil, "nix", "store", "ping", "--store", "ssh://"+bd.Host(key))
@@ -60,7 +60,7 @@ func BenchmarkExecOverhead(b *testing.B) {
 // from starting `nixgate exec` to nix-store answering the serve greeting,
 // against starting nix-store directly.
 func BenchmarkExecDecide(b *testing.B) {
-	bd := newBuilder(b)
+	bd := newBuilder(b, modeExec)
 	hello := func(argv []string, env []string) time.Duration {
 		start := time.Now()
 		cmd := exec.Command("setpriv", append([]string{"--reuid", fmt.Sprint(bd.account.uid), "--regid", fmt.Sprint(bd.account.gid), "--clear-groups", "--"}, argv...)...)

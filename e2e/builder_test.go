@@ -24,8 +24,14 @@ import (
 // store of its own.
 type builder struct {
 	root    string
+	mode    string // modeExec or modeServe
 	account buildAccount
 	port    int
+	keys    map[string]clientKey
+
+	serve     *exec.Cmd // nixgate serve, in serve mode
+	serveLog  string    // its stderr
+	serveDone chan struct{}
 
 	config string // nixgate.toml
 	log    string // nixgate's audit log
@@ -60,8 +66,16 @@ var keyLines = map[string]string{
 	"direct": `restrict,command="/usr/bin/nix-store --serve --write --store '%S'"`,
 }
 
-// newBuilder sets up the whole builder and client side and starts sshd.
-func newBuilder(t testing.TB) *builder {
+// Modes are the two ways nixgate runs.
+const (
+	modeExec  = "exec"
+	modeServe = "serve"
+)
+
+// newBuilder sets up the whole builder and client side for mode: for
+// exec, a real OpenSSH sshd whose authorized_keys force `nixgate exec`;
+// for serve, `nixgate serve` itself, started as root.
+func newBuilder(t testing.TB, mode string) *builder {
 	t.Helper()
 	requireTools(t)
 	root, err := os.MkdirTemp("", "nixgate-e2e-")
@@ -72,11 +86,11 @@ func newBuilder(t testing.TB) *builder {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b := &builder{root: root}
+	b := &builder{root: root, mode: mode}
 	b.account = newBuildAccount(t, filepath.Join(root, "home"))
 	b.port = freePort(t)
 	b.config = filepath.Join(root, "etc", "nixgate.toml")
-	b.log = filepath.Join(root, "log", "exec.log")
+	b.log = filepath.Join(root, "log", mode+".log")
 	b.storeDir = filepath.Join(root, "stores", "builder")
 	b.allowedDir = filepath.Join(root, "stores", "alt")
 	b.store = "local?root=" + b.storeDir
@@ -91,22 +105,45 @@ func newBuilder(t testing.TB) *builder {
 		}
 		b.account.chown(t, d)
 	}
-	b.writeConfig(t)
-
 	client := filepath.Join(root, "client")
-	keys := map[string]clientKey{}
+	b.keys = map[string]clientKey{}
 	for name := range keyLines {
-		keys[name] = newClientKey(t, filepath.Join(client, "keys"), name)
+		b.keys[name] = newClientKey(t, filepath.Join(client, "keys"), name)
 	}
-	b.writeHome(t, keys)
-	hostPub := b.startSSHD(t)
-	b.writeClient(t, client, keys, hostPub)
+	b.writeConfig(t)
+	b.writeHome(t)
+	var hostPub ssh.PublicKey
+	if mode == modeServe {
+		hostPub = b.startServe(t)
+	} else {
+		hostPub = b.startSSHD(t)
+	}
+	b.writeClient(t, client, hostPub)
 	return b
+}
+
+// forEachMode runs f as a subtest against a fresh builder of each mode.
+func forEachMode(t *testing.T, f func(t *testing.T, b *builder)) {
+	for _, mode := range []string{modeExec, modeServe} {
+		t.Run(mode, func(t *testing.T) { f(t, newBuilder(t, mode)) })
+	}
+}
+
+// configuredKeys are the keys of nixgate.toml; the others exist only as
+// authorized_keys lines (exec) or not at all (serve).
+var configuredKeys = map[string]string{
+	"build":      "role = \"build\"",
+	"substitute": "role = \"substitute\"",
+	"lan":        "role = \"build\"\nfrom = [\"192.0.2.0/24\"]",
+	"old":        "role = \"build\"\nexpires = 2020-01-01",
 }
 
 func (b *builder) writeConfig(t testing.TB) {
 	t.Helper()
-	writeFile(t, b.config, fmt.Sprintf(`user = %q
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, `user = %q
+listen = ["127.0.0.1:%d"]
+state_dir = %q
 
 [nix]
 store = %q
@@ -116,34 +153,23 @@ env = { NIX_CONFIG = "substituters =\nexperimental-features = nix-command" }
 [log]
 file = %q
 
-[[keys]]
-name = "build"
-role = "build"
-
-[[keys]]
-name = "substitute"
-role = "substitute"
-
-[[keys]]
-name = "lan"
-role = "build"
-from = ["192.0.2.0/24"]
-
-[[keys]]
-name = "old"
-role = "build"
-expires = 2020-01-01
-`, b.account.name, b.store, b.allowedStore, b.log), 0o644)
+[limits]
+drain_timeout = "90s"
+`, b.account.name, b.port, filepath.Join(b.root, "serve-state"), b.store, b.allowedStore, b.log)
+	for _, name := range []string{"build", "substitute", "lan", "old"} {
+		fmt.Fprintf(&cfg, "\n[[keys]]\nname = %q\n%s\npublic_key = %q\n", name, configuredKeys[name], b.keys[name].publicKey)
+	}
+	writeFile(t, b.config, cfg.String(), 0o644)
 }
 
 // writeHome writes authorized_keys and makes the home read-only, as the
 // README tells operators to.
-func (b *builder) writeHome(t testing.TB, keys map[string]clientKey) {
+func (b *builder) writeHome(t testing.TB) {
 	t.Helper()
 	var lines []string
 	for name, opts := range keyLines {
 		opts = strings.NewReplacer("%s", nixgateBin, "%c", b.config, "%S", b.store).Replace(opts)
-		lines = append(lines, opts+" "+keys[name].publicKey+" "+name)
+		lines = append(lines, opts+" "+b.keys[name].publicKey+" "+name)
 	}
 	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
 	writeFile(t, ak, strings.Join(lines, "\n")+"\n", 0o644)
@@ -220,12 +246,12 @@ LogLevel VERBOSE
 // per key (Nix 2.8 does not understand a port in the store URL), the
 // pinned host key, and a Nix configuration whose store is a directory of
 // its own, so that client and builder never share /nix/store.
-func (b *builder) writeClient(t testing.TB, dir string, keys map[string]clientKey, hostKey ssh.PublicKey) {
+func (b *builder) writeClient(t testing.TB, dir string, hostKey ssh.PublicKey) {
 	t.Helper()
 	knownHosts := filepath.Join(dir, "known_hosts")
 	writeFile(t, knownHosts, "nixgate-e2e-builder "+string(ssh.MarshalAuthorizedKey(hostKey)), 0o644)
 	var cfg strings.Builder
-	for name, k := range keys {
+	for name, k := range b.keys {
 		fmt.Fprintf(&cfg, `Host %s
   HostName 127.0.0.1
   Port %d

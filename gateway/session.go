@@ -98,7 +98,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 		return
 	}
 	s.metrics.session("allowed")
-	log.Info("started", "decision", "allow", "pid", p.Pid())
+	log.Info("allowed", "decision", "allow", "pid", p.Pid())
 	done := make(chan struct{})
 	go func() {
 		select {

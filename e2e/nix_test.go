@@ -14,20 +14,21 @@ import (
 	"github.com/nixgate/nixgate/policy/policytest"
 )
 
-func TestExecStorePing(t *testing.T) {
-	b := newBuilder(t)
-	for _, scheme := range []string{"ssh", "ssh-ng"} {
-		r := b.mustNix(t, "nix", "store", "ping", "--store", scheme+"://"+b.Host("build"))
-		if !strings.Contains(r.stderr, "Store URL: "+scheme+"://"+b.Host("build")) {
-			t.Errorf("nix store ping %s: %s", scheme, r)
+func TestStorePing(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		for _, scheme := range []string{"ssh", "ssh-ng"} {
+			r := b.mustNix(t, "nix", "store", "ping", "--store", scheme+"://"+b.Host("build"))
+			if !strings.Contains(r.stderr, "Store URL: "+scheme+"://"+b.Host("build")) {
+				t.Errorf("nix store ping %s: %s", scheme, r)
+			}
 		}
-	}
+	})
 }
 
 // TestExecPlainForcedCommandNotFound shows the problem nixgate solves:
 // with the same sshd, a hand-written forced command cannot find Nix.
 func TestExecPlainForcedCommandNotFound(t *testing.T) {
-	b := newBuilder(t)
+	b := newBuilder(t, modeExec)
 	r := b.nix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("plain"))
 	if r.code == 0 || !strings.Contains(r.stderr, "not found") {
 		t.Fatalf("plain forced command unexpectedly found Nix: %s", r)
@@ -35,42 +36,44 @@ func TestExecPlainForcedCommandNotFound(t *testing.T) {
 	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
 }
 
-func TestExecCopy(t *testing.T) {
-	b := newBuilder(t)
-	for _, scheme := range []string{"ssh", "ssh-ng"} {
-		t.Run(scheme, func(t *testing.T) {
-			url := scheme + "://" + b.Host("build")
-			// --to
-			p := b.addPath(t, "to-"+scheme, "copied to the builder over "+scheme+"\n")
-			b.mustNix(t, "nix", "copy", "--to", url, p)
-			if got := readStore(t, b.storeDir, p); got != "copied to the builder over "+scheme+"\n" {
-				t.Fatalf("builder store has %q", got)
-			}
-			// --from: remove it from the client first.
-			b.mustNix(t, "nix", "store", "delete", p)
-			if inStore(b.clientStoreDir, p) {
-				t.Fatalf("%s still in the client store", p)
-			}
-			b.mustNix(t, "nix", "copy", "--from", url, p)
-			if got := readStore(t, b.clientStoreDir, p); got != "copied to the builder over "+scheme+"\n" {
-				t.Fatalf("client store has %q after copy --from", got)
-			}
-		})
-	}
+func TestCopy(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		for _, scheme := range []string{"ssh", "ssh-ng"} {
+			t.Run(scheme, func(t *testing.T) {
+				url := scheme + "://" + b.Host("build")
+				// --to
+				p := b.addPath(t, "to-"+scheme, "copied to the builder over "+scheme+"\n")
+				b.mustNix(t, "nix", "copy", "--to", url, p)
+				if got := readStore(t, b.storeDir, p); got != "copied to the builder over "+scheme+"\n" {
+					t.Fatalf("builder store has %q", got)
+				}
+				// --from: remove it from the client first.
+				b.mustNix(t, "nix", "store", "delete", p)
+				if inStore(b.clientStoreDir, p) {
+					t.Fatalf("%s still in the client store", p)
+				}
+				b.mustNix(t, "nix", "copy", "--from", url, p)
+				if got := readStore(t, b.clientStoreDir, p); got != "copied to the builder over "+scheme+"\n" {
+					t.Fatalf("client store has %q after copy --from", got)
+				}
+			})
+		}
+	})
 }
 
-func TestExecCopyClosure(t *testing.T) {
-	b := newBuilder(t)
-	p := b.addPath(t, "closure", "nix-copy-closure payload\n")
-	b.mustNix(t, "nix-copy-closure", "--to", b.Host("build"), p)
-	if !inStore(b.storeDir, p) {
-		t.Fatalf("nix-copy-closure --to did not put %s in the builder store", p)
-	}
-	b.mustNix(t, "nix", "store", "delete", p)
-	b.mustNix(t, "nix-copy-closure", "--from", b.Host("build"), p)
-	if got := readStore(t, b.clientStoreDir, p); got != "nix-copy-closure payload\n" {
-		t.Fatalf("client store has %q after nix-copy-closure --from", got)
-	}
+func TestCopyClosure(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		p := b.addPath(t, "closure", "nix-copy-closure payload\n")
+		b.mustNix(t, "nix-copy-closure", "--to", b.Host("build"), p)
+		if !inStore(b.storeDir, p) {
+			t.Fatalf("nix-copy-closure --to did not put %s in the builder store", p)
+		}
+		b.mustNix(t, "nix", "store", "delete", p)
+		b.mustNix(t, "nix-copy-closure", "--from", b.Host("build"), p)
+		if got := readStore(t, b.clientStoreDir, p); got != "nix-copy-closure payload\n" {
+			t.Fatalf("client store has %q after nix-copy-closure --from", got)
+		}
+	})
 }
 
 // writeDerivation writes a derivation that builds in a store of its own
@@ -97,59 +100,61 @@ derivation {
 	return file
 }
 
-func TestExecRemoteBuild(t *testing.T) {
-	b := newBuilder(t)
-	nonce := fmt.Sprint(time.Now().UnixNano())
-	drv := writeDerivation(t, b.root, nonce)
-	r := b.mustNix(t, "nix-build", drv, "--no-out-link", "-j0",
-		"--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1")
-	out := strings.TrimSpace(r.stdout)
-	if !strings.HasPrefix(out, "/nix/store/") {
-		t.Fatalf("nix-build printed %q", out)
-	}
-	want := "built remotely " + nonce + "\n"
-	if got := readStore(t, b.clientStoreDir, out); got != want {
-		t.Errorf("output copied back holds %q; want %q", got, want)
-	}
-	if got := readStore(t, b.storeDir, out); got != want {
-		t.Errorf("builder's output holds %q; want %q", got, want)
-	}
+func TestRemoteBuild(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		nonce := fmt.Sprint(time.Now().UnixNano())
+		drv := writeDerivation(t, b.root, nonce)
+		r := b.mustNix(t, "nix-build", drv, "--no-out-link", "-j0",
+			"--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1")
+		out := strings.TrimSpace(r.stdout)
+		if !strings.HasPrefix(out, "/nix/store/") {
+			t.Fatalf("nix-build printed %q", out)
+		}
+		want := "built remotely " + nonce + "\n"
+		if got := readStore(t, b.clientStoreDir, out); got != want {
+			t.Errorf("output copied back holds %q; want %q", got, want)
+		}
+		if got := readStore(t, b.storeDir, out); got != want {
+			t.Errorf("builder's output holds %q; want %q", got, want)
+		}
+	})
 }
 
-func TestExecSubstituteKey(t *testing.T) {
-	b := newBuilder(t)
-	p := b.addPath(t, "for-substitute", "readable by the substitute key\n")
-	b.mustNix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p)
-	b.mustNix(t, "nix", "store", "delete", p)
+func TestSubstituteKey(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		p := b.addPath(t, "for-substitute", "readable by the substitute key\n")
+		b.mustNix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p)
+		b.mustNix(t, "nix", "store", "delete", p)
 
-	// Reading works, also as a substituter.
-	b.mustNix(t, "nix", "copy", "--from", "ssh://"+b.Host("substitute"), p)
-	if !inStore(b.clientStoreDir, p) {
-		t.Fatal("copy --from with the substitute key did not copy")
-	}
+		// Reading works, also as a substituter.
+		b.mustNix(t, "nix", "copy", "--from", "ssh://"+b.Host("substitute"), p)
+		if !inStore(b.clientStoreDir, p) {
+			t.Fatal("copy --from with the substitute key did not copy")
+		}
 
-	// Writing fails with nix-store's own refusal.
-	q := b.addPath(t, "from-substitute", "must not reach the builder\n")
-	r := b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("substitute"), q)
-	if r.code == 0 || inStore(b.storeDir, q) {
-		t.Fatalf("copy --to with the substitute key: %s", r)
-	}
-	if !strings.Contains(r.stderr, "importing paths is not allowed") {
-		t.Errorf("copy --to refusal does not come from nix-store --serve: %s", r)
-	}
+		// Writing fails with nix-store's own refusal.
+		q := b.addPath(t, "from-substitute", "must not reach the builder\n")
+		r := b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("substitute"), q)
+		if r.code == 0 || inStore(b.storeDir, q) {
+			t.Fatalf("copy --to with the substitute key: %s", r)
+		}
+		if !strings.Contains(r.stderr, "importing paths is not allowed") {
+			t.Errorf("copy --to refusal does not come from nix-store --serve: %s", r)
+		}
 
-	// Building fails too.
-	drv := writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()))
-	r = b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("substitute")+" x86_64-linux - 1")
-	if r.code == 0 {
-		t.Fatalf("build with the substitute key succeeded: %s", r)
-	}
+		// Building fails too.
+		drv := writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()))
+		r = b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("substitute")+" x86_64-linux - 1")
+		if r.code == 0 {
+			t.Fatalf("build with the substitute key succeeded: %s", r)
+		}
 
-	// ssh-ng is refused by nixgate with the hint to use ssh://.
-	r = b.nix(t, "nix", "store", "ping", "--store", "ssh-ng://"+b.Host("substitute"))
-	if r.code == 0 || !strings.Contains(r.stderr, "use ssh://builder") {
-		t.Fatalf("ssh-ng with the substitute key: %s", r)
-	}
+		// ssh-ng is refused by nixgate with the hint to use ssh://.
+		r = b.nix(t, "nix", "store", "ping", "--store", "ssh-ng://"+b.Host("substitute"))
+		if r.code == 0 || !strings.Contains(r.stderr, "use ssh://builder") {
+			t.Fatalf("ssh-ng with the substitute key: %s", r)
+		}
+	})
 }
 
 // Protocol greetings: what a client sends first and what the server
@@ -173,25 +178,26 @@ func u64s(vs ...uint64) []byte {
 // real OpenSSH to nixgate exec. Allowed commands must answer the Nix
 // protocol's greeting; refused ones must exit non-zero with one clear
 // line on stderr, nothing on stdout, and a log record.
-func TestExecCases(t *testing.T) {
-	b := newBuilder(t)
-	cases, err := policytest.Load(policytest.Stores{Store: b.store, Allowed: b.allowedStore, Other: b.otherStore})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cases {
-		t.Run(c.Name, func(t *testing.T) {
-			if c.ExecE2E != "" {
-				t.Skip(c.ExecE2E)
-			}
-			if c.Allow {
-				checkAllowed(t, b, c)
-				return
-			}
-			r := b.ssh(t, c.Role, c.Command, nil)
-			checkRefused(t, b, r, c.Command, c.Reason)
-		})
-	}
+func TestCases(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		cases, err := policytest.Load(policytest.Stores{Store: b.store, Allowed: b.allowedStore, Other: b.otherStore})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cases {
+			t.Run(c.Name, func(t *testing.T) {
+				if c.ExecE2E != "" {
+					t.Skip(c.ExecE2E)
+				}
+				if c.Allow {
+					checkAllowed(t, b, c)
+					return
+				}
+				r := b.ssh(t, c.Role, c.Command, nil)
+				checkRefused(t, b, r, c.Command, c.Reason)
+			})
+		}
+	})
 }
 
 func checkAllowed(t *testing.T, b *builder, c policytest.Case) {
@@ -252,7 +258,7 @@ func findLog(t *testing.T, b *builder, command, msg string) map[string]any {
 // the command: expiry, source address, a key the config lacks, and a
 // person logging in without a command.
 func TestExecKeyRefusals(t *testing.T) {
-	b := newBuilder(t)
+	b := newBuilder(t, modeExec)
 	tests := []struct {
 		key, command, reason string
 	}{
@@ -277,7 +283,7 @@ func TestExecKeyRefusals(t *testing.T) {
 // TestExecWritableHome makes the build account's home writable, as
 // useradd leaves it, and expects every command to be refused with the fix.
 func TestExecWritableHome(t *testing.T) {
-	b := newBuilder(t)
+	b := newBuilder(t, modeExec)
 	for _, p := range []string{b.account.home, filepath.Join(b.account.home, ".ssh"), filepath.Join(b.account.home, ".ssh", "authorized_keys")} {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			mustRun(t, nil, "chmod", "u+w", p)
@@ -309,18 +315,19 @@ func TestExecWritableHome(t *testing.T) {
 
 // TestExecLixBootstrap plays Lix 2.93.0's start-up through real OpenSSH:
 // the command "bash", then "echo started" and "exec COMMAND" on stdin.
-func TestExecLixBootstrap(t *testing.T) {
-	b := newBuilder(t)
-	in := append([]byte("echo started\nexec nix-store --serve --write --store '"+b.allowedStore+"'\n"), serveHello...)
-	want := append([]byte("started\n"), serveReply...)
-	got, r := b.greet(t, "build", "bash", in, len(want))
-	if !bytes.Equal(got, want) {
-		t.Fatalf("Lix start-up: %s", r)
-	}
-	r = b.ssh(t, "build", "bash", []byte("echo started\nexec id\n"))
-	if r.code == 0 || r.stdout != "started\n" || !strings.Contains(r.stderr, "nixgate: refused: command refused") {
-		t.Fatalf("Lix start-up with a forbidden command: %s", r)
-	}
-	r = b.ssh(t, "build", "bash", []byte("id\n"))
-	checkRefused(t, b, r, "bash", "a shell is not offered here")
+func TestLixBootstrap(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		in := append([]byte("echo started\nexec nix-store --serve --write --store '"+b.allowedStore+"'\n"), serveHello...)
+		want := append([]byte("started\n"), serveReply...)
+		got, r := b.greet(t, "build", "bash", in, len(want))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Lix start-up: %s", r)
+		}
+		r = b.ssh(t, "build", "bash", []byte("echo started\nexec id\n"))
+		if r.code == 0 || r.stdout != "started\n" || !strings.Contains(r.stderr, "nixgate: refused: command refused") {
+			t.Fatalf("Lix start-up with a forbidden command: %s", r)
+		}
+		r = b.ssh(t, "build", "bash", []byte("id\n"))
+		checkRefused(t, b, r, "bash", "a shell is not offered here")
+	})
 }

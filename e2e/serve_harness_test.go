@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// startServe starts `nixgate serve` as root on 127.0.0.1 with the
+// builder's configuration; it is stopped, by PID, when the test ends. It
+// returns the host key nixgate generated.
+func (b *builder) startServe(t testing.TB) ssh.PublicKey {
+	t.Helper()
+	b.serveLog = filepath.Join(b.root, "serve.stderr")
+	logf, err := os.Create(b.serveLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nixgateBin, "serve", "--config", b.config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b.serve = cmd
+	b.serveDone = make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(b.serveDone) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-b.serveDone
+		if t.Failed() {
+			if data, err := os.ReadFile(b.serveLog); err == nil {
+				t.Logf("nixgate serve stderr:\n%s", data)
+			}
+		}
+	})
+	waitPort(t, fmt.Sprintf("127.0.0.1:%d", b.port), b.serveDone)
+	data, err := os.ReadFile(filepath.Join(b.root, "serve-state", "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// signalServe sends sig to nixgate serve.
+func (b *builder) signalServe(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := b.serve.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitServeExit waits, up to a bound, for nixgate serve to exit, and
+// returns its exit code.
+func (b *builder) waitServeExit(t testing.TB, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-b.serveDone:
+		return b.serve.ProcessState.ExitCode()
+	case <-time.After(within):
+		t.Fatalf("nixgate serve did not exit within %v", within)
+		return -1
+	}
+}
