@@ -29,6 +29,7 @@ type builder struct {
 	port    int
 	keys    map[string]clientKey
 
+	sshExtra  []string  // extra ssh options for greet
 	serve     *exec.Cmd // nixgate serve, in serve mode
 	serveLog  string    // its stderr
 	serveDone chan struct{}
@@ -346,7 +347,8 @@ func (b *builder) greet(t testing.TB, key, command string, hello []byte, n int) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", "-F", b.sshConfig, b.Host(key), "--", command)
+	argv := append(append([]string{"-F", b.sshConfig}, b.sshExtra...), b.Host(key), "--", command)
+	cmd := exec.CommandContext(ctx, "ssh", argv...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -374,4 +376,13 @@ func (b *builder) greet(t testing.TB, key, command string, hello []byte, n int) 
 		t.Fatalf("%q timed out: %s", command, r)
 	}
 	return reply, r
+}
+
+// greetWith is greet with extra ssh options.
+func (b *builder) greetWith(t testing.TB, key string, opts []string, command string, hello []byte, n int) ([]byte, result) {
+	t.Helper()
+	saved := b.sshExtra
+	b.sshExtra = opts
+	defer func() { b.sshExtra = saved }()
+	return b.greet(t, key, command, hello, n)
 }

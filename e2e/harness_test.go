@@ -251,3 +251,5 @@ func logRecords(t testing.TB, path string) []map[string]any {
 	}
 	return recs
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
