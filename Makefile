@@ -3,17 +3,21 @@ GO      ?= go
 FUZZTIME ?= 5s
 BIN     := bin/nixgate
 
-.PHONY: all build run test deps lint unit e2e fuzz bench clean
+.PHONY: all build run run-exec test deps lint unit e2e fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nixgate
 
-# Runs nixgate in exec mode behind a real OpenSSH sshd on 127.0.0.1:2222
-# with a generated demo account, key and store, and prints how to reach
-# it from Nix. Needs root.
-run: deps build
+# Runs nixgate serve on its embedded default (127.0.0.1:2222, state in
+# .state/serve); it says how to add a key and how to connect.
+run: build
+	$(BIN) serve
+
+# Runs nixgate exec behind a real OpenSSH sshd on 127.0.0.1:2222 with a
+# generated demo account, key and store. Needs root.
+run-exec: deps build
 	scripts/run-exec-demo.sh
 
 deps:

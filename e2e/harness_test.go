@@ -253,3 +253,14 @@ func logRecords(t testing.TB, path string) []map[string]any {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func execLookPath(name string) (string, error) { return exec.LookPath(name) }
+
+func readFile(t testing.TB, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}

@@ -17,12 +17,23 @@ import (
 // returns the host key nixgate generated.
 func (b *builder) startServe(t testing.TB) ssh.PublicKey {
 	t.Helper()
+	b.startServeWith(t, nil, nil)
+	waitPort(t, fmt.Sprintf("127.0.0.1:%d", b.port), b.serveDone)
+	return b.hostKey(t)
+}
+
+// startServeWith starts nixgate serve behind the wrapper argv (such as
+// systemd-socket-activate), with env added, and does not wait for it.
+func (b *builder) startServeWith(t testing.TB, wrapper []string, env []string) {
+	t.Helper()
 	b.serveLog = filepath.Join(b.root, "serve.stderr")
-	logf, err := os.Create(b.serveLog)
+	logf, err := os.OpenFile(b.serveLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(nixgateBin, "serve", "--config", b.config)
+	argv := append(append([]string{}, wrapper...), nixgateBin, "serve", "--config", b.config)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -31,16 +42,21 @@ func (b *builder) startServe(t testing.TB) ssh.PublicKey {
 	b.serve = cmd
 	b.serveDone = make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(b.serveDone) }()
+	done := b.serveDone
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-b.serveDone
+		<-done
 		if t.Failed() {
 			if data, err := os.ReadFile(b.serveLog); err == nil {
 				t.Logf("nixgate serve stderr:\n%s", data)
 			}
 		}
 	})
-	waitPort(t, fmt.Sprintf("127.0.0.1:%d", b.port), b.serveDone)
+}
+
+// hostKey returns the host key nixgate serve generated.
+func (b *builder) hostKey(t testing.TB) ssh.PublicKey {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(b.root, "serve-state", "ssh_host_ed25519_key.pub"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need from Debian: Nix, the OpenSSH server and
-# client, and a static busybox for the remote-build test. As root it runs
+# client, a static busybox for the remote-build test, systemd's
+# systemd-analyze and systemd-socket-activate, script(1) and setpriv(1). As root it runs
 # apt-get; otherwise it says what is missing. Under CI a missing package
 # is an error.
 set -euo pipefail
@@ -9,6 +10,9 @@ command -v nix-store >/dev/null || need+=(nix-bin)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 [ -x /bin/busybox ] || need+=(busybox-static)
+command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need+=(systemd)
+command -v script >/dev/null || need+=(bsdutils)
+command -v setpriv >/dev/null || need+=(util-linux)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   echo "deps: installing ${need[*]}" >&2
