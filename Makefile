@@ -28,7 +28,7 @@ lint:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -race -count=1 ./policy/... ./keys/... ./sandbox/... ./cmd/...
+	$(GO) test -race -count=1 ./policy/... ./keys/... ./sandbox/... ./gateway/... ./cmd/...
 
 e2e:
 	$(GO) test -race -count=1 ./e2e/...
@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzReadLixBootstrap$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
 
 # Every test: dependencies, formatting and vet, unit and end-to-end tests
 # with the race detector, and a short run of every fuzz target.

@@ -110,11 +110,23 @@ func checkAuthRefused(t *testing.T, b *builder, r result, reason string) {
 // kind of request nixgate does not serve.
 func TestServeForbiddenRequests(t *testing.T) {
 	b := newBuilder(t, modeServe)
-	t.Run("ssh -t from a terminal", func(t *testing.T) {
-		// script(1) gives ssh a terminal, as a person typing has.
+	t.Run("ssh from a terminal", func(t *testing.T) {
+		// script(1) gives ssh a terminal, as a person typing has; ssh then
+		// asks for a PTY and a shell.
+		line := fmt.Sprintf("ssh -F %s %s", b.sshConfig, b.Host("build"))
+		r := run(t, nil, nil, "script", "-qec", line, "/dev/null")
+		if r.code == 0 || !strings.Contains(r.stdout, "nixgate: refused: no terminal here") || !strings.Contains(r.stdout, "nixgate: this account only serves Nix, there is no shell") {
+			t.Fatalf("ssh from a terminal: %s", r)
+		}
+		findLogWith(t, b, "refused", map[string]string{"request": "pty-req"})
+		findLogWith(t, b, "refused", map[string]string{"reason": "there is no shell"})
+	})
+	t.Run("ssh -t", func(t *testing.T) {
+		// With -t, OpenSSH 9.2 gives up as soon as the PTY is refused, and
+		// may exit before printing nixgate's line: its own must do.
 		line := fmt.Sprintf("ssh -F %s -t %s", b.sshConfig, b.Host("build"))
 		r := run(t, nil, nil, "script", "-qec", line, "/dev/null")
-		if r.code == 0 || !strings.Contains(r.stdout, "nixgate: refused: no terminal here") {
+		if r.code == 0 || !strings.Contains(r.stdout, "PTY allocation request failed") {
 			t.Fatalf("ssh -t: %s", r)
 		}
 		findLogWith(t, b, "refused", map[string]string{"request": "pty-req"})

@@ -60,6 +60,7 @@ type Server struct {
 	conns    map[*connState]struct{}
 	sessions map[string]int // running sessions by key name
 	procs    map[*sandbox.Process]struct{}
+	active   int           // sessions started and not yet answered
 	drained  chan struct{} // closed when no session runs during shutdown
 }
 
@@ -177,7 +178,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.drained = make(chan struct{})
-	if len(s.procs) == 0 {
+	if s.active == 0 {
 		close(s.drained)
 	}
 	drained := s.drained
@@ -228,7 +229,7 @@ func (s *Server) isClosing() bool {
 func (s *Server) Running() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.procs)
+	return s.active
 }
 
 func (s *Server) connID() string {

@@ -97,6 +97,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
 		return
 	}
+	defer s.sessionDone()
 	s.metrics.session("allowed")
 	log.Info("allowed", "decision", "allow", "pid", p.Pid())
 	done := make(chan struct{})
@@ -143,6 +144,7 @@ func (s *Server) startProcess(cmd *sandbox.Command, sess gliderssh.Session) (*sa
 		return nil, err
 	}
 	s.procs[p] = struct{}{}
+	s.active++
 	s.metrics.running(len(s.procs))
 	return p, nil
 }
@@ -152,7 +154,15 @@ func (s *Server) processEnded(p *sandbox.Process) {
 	defer s.mu.Unlock()
 	delete(s.procs, p)
 	s.metrics.running(len(s.procs))
-	if s.closing && len(s.procs) == 0 && s.drained != nil {
+}
+
+// sessionDone counts a session whose exit has been sent; the last one
+// during a shutdown ends the drain.
+func (s *Server) sessionDone() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if s.closing && s.active == 0 && s.drained != nil {
 		select {
 		case <-s.drained:
 		default:
