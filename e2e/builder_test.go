@@ -29,6 +29,8 @@ type builder struct {
 	port    int
 	keys    map[string]clientKey
 
+	metricsPort int // nixgate serve's Prometheus listener
+
 	sshExtra  []string  // extra ssh options for greet
 	serve     *exec.Cmd // nixgate serve, in serve mode
 	serveLog  string    // its stderr
@@ -90,6 +92,7 @@ func newBuilder(t testing.TB, mode string) *builder {
 	b := &builder{root: root, mode: mode}
 	b.account = newBuildAccount(t, filepath.Join(root, "home"))
 	b.port = freePort(t)
+	b.metricsPort = freePort(t)
 	b.config = filepath.Join(root, "etc", "nixgate.toml")
 	b.log = filepath.Join(root, "log", mode+".log")
 	b.storeDir = filepath.Join(root, "stores", "builder")
@@ -156,7 +159,10 @@ file = %q
 
 [limits]
 drain_timeout = "90s"
-`, b.account.name, b.port, filepath.Join(b.root, "serve-state"), b.store, b.allowedStore, b.log)
+
+[metrics]
+listen = "127.0.0.1:%d"
+`, b.account.name, b.port, filepath.Join(b.root, "serve-state"), b.store, b.allowedStore, b.log, b.metricsPort)
 	for _, name := range []string{"build", "substitute", "lan", "old"} {
 		fmt.Fprintf(&cfg, "\n[[keys]]\nname = %q\n%s\npublic_key = %q\n", name, configuredKeys[name], b.keys[name].publicKey)
 	}

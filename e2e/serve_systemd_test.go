@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net"
 	"path/filepath"
 	"strings"
@@ -77,5 +79,27 @@ func TestServeSystemdProtocols(t *testing.T) {
 	expect("STOPPING=1")
 	if code := b.waitServeExit(t, 30*time.Second); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
+	}
+}
+
+func TestServeMetrics(t *testing.T) {
+	b := newBuilder(t, modeServe)
+	b.mustStillServe(t)
+	b.sshWith(t, "build", nil, "id", nil)
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", b.metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`nixgate_sessions_total{decision="allowed"} 1`,
+		`nixgate_sessions_total{decision="refused"} 1`,
+		`nixgate_auth_total{result="accepted"} 2`,
+		`nixgate_sessions_running 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
 	}
 }

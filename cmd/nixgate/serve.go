@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -107,7 +108,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail("metrics listener: %v", err)
 		}
-		go http.Serve(ml, metrics.Handler())
+		ms := &http.Server{Handler: metrics.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+		go ms.Serve(ml)
 		log.Info("metrics", "listen", ml.Addr().String())
 	}
 	errc := make(chan error, len(listeners))
