@@ -3,8 +3,8 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
