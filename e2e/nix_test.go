@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,11 @@ func TestCopy(t *testing.T) {
 				b.mustNix(t, "nix", "copy", "--to", url, p)
 				if got := readStore(t, b.storeDir, p); got != "copied to the builder over "+scheme+"\n" {
 					t.Fatalf("builder store has %q", got)
+				}
+				// Written by the build account, never by root.
+				var st syscall.Stat_t
+				if err := syscall.Lstat(filepath.Join(b.storeDir, p), &st); err != nil || int(st.Uid) != b.account.uid {
+					t.Fatalf("%s in the builder store is owned by uid %d (%v); want the build account's %d", p, st.Uid, err, b.account.uid)
 				}
 				// --from: remove it from the client first.
 				b.mustNix(t, "nix", "store", "delete", p)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -352,3 +353,23 @@ func TestNewFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceLimiter(t *testing.T) {
+	l := newSourceLimiter()
+	a, b := netipMust("192.0.2.1"), netipMust("192.0.2.2")
+	allowed := 0
+	for i := 0; i < 100; i++ {
+		if l.allow(a, 60) {
+			allowed++
+		}
+	}
+	// 60 a minute allows a burst of 30, and maybe one more refilled.
+	if allowed < 30 || allowed > 31 {
+		t.Errorf("a burst of 100 connections at 60/min let %d through; want 30", allowed)
+	}
+	if !l.allow(b, 60) {
+		t.Error("another source was limited too")
+	}
+}
+
+func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -41,6 +41,7 @@ everything under ./.state/serve, client keys from
 
 Examples:
   nixgate serve
+  nixgate serve --listen 127.0.0.1:2200
   nixgate serve --config /etc/nixgate/nixgate.toml
 
 SIGHUP reloads the configuration and keys (a broken file is reported and
@@ -50,6 +51,8 @@ sessions finish for limits.drain_timeout, then ends them.`
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("serve", "[--config FILE]", serveExample, stdout, stderr)
 	configPath := fs.String("config", "", "the nixgate configuration `file` (default "+defaultConfigPath+", or the embedded default when that does not exist)")
+	var listen listFlag
+	fs.Var(&listen, "listen", "listen on `host:port` instead of the configuration's addresses (repeatable)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -57,7 +60,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nixgate serve: "+format+"\n", a...)
 		return exitRefused
 	}
-	load, source, err := serveConfigLoader(*configPath)
+	load, source, err := serveConfigLoader(*configPath, listen)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -180,14 +183,20 @@ func monotonicUsec() int64 {
 
 // serveConfigLoader returns the function that (re)loads the configuration
 // and a name for it.
-func serveConfigLoader(path string) (func() (*policy.Config, error), string, error) {
+func serveConfigLoader(path string, listen []string) (func() (*policy.Config, error), string, error) {
 	if path == "" {
 		if _, err := os.Stat(defaultConfigPath); err == nil {
 			path = defaultConfigPath
 		}
 	}
+	withListen := func(cfg *policy.Config, err error) (*policy.Config, error) {
+		if err == nil && len(listen) > 0 {
+			cfg.Serve.Listen = listen
+		}
+		return cfg, err
+	}
 	if path != "" {
-		return func() (*policy.Config, error) { return loadConfig(path) }, path, nil
+		return func() (*policy.Config, error) { return withListen(loadConfig(path)) }, path, nil
 	}
 	doc, err := embeddedDefault()
 	if err != nil {
@@ -198,9 +207,15 @@ func serveConfigLoader(path string) (func() (*policy.Config, error), string, err
 		if err != nil {
 			return nil, err
 		}
-		return completeConfig(cfg)
+		return withListen(completeConfig(cfg))
 	}, "(embedded default)", nil
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // embeddedDefault is the configuration `nixgate serve` starts with when
 // there is none: loopback, a high port, state and keys under
