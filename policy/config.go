@@ -46,6 +46,8 @@ type Config struct {
 	// form (see package keys); empty means none. Its keys are added to
 	// Keys by keys.Load.
 	AuthorizedKeys string `toml:"authorized_keys"`
+	// Sandbox says how the Nix command runs.
+	Sandbox SandboxConfig `toml:"sandbox"`
 	// Serve holds the settings of serve mode.
 	Serve ServeConfig `toml:"-"`
 

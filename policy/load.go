@@ -16,11 +16,12 @@ import (
 // fileConfig is the shape of the TOML file. It differs from Config where a
 // value needs checking before it is trusted.
 type fileConfig struct {
-	User           string    `toml:"user"`
-	Nix            NixConfig `toml:"nix"`
-	Log            LogConfig `toml:"log"`
-	Keys           []KeySpec `toml:"keys"`
-	AuthorizedKeys string    `toml:"authorized_keys"`
+	User           string        `toml:"user"`
+	Nix            NixConfig     `toml:"nix"`
+	Log            LogConfig     `toml:"log"`
+	Keys           []KeySpec     `toml:"keys"`
+	AuthorizedKeys string        `toml:"authorized_keys"`
+	Sandbox        SandboxConfig `toml:"sandbox"`
 	fileServe
 }
 
@@ -130,6 +131,7 @@ func (v *validator) line(path string) int {
 func (v *validator) config(f *fileConfig) *Config {
 	cfg := &Config{User: f.User, Nix: f.Nix, Log: f.Log, AuthorizedKeys: f.AuthorizedKeys}
 	cfg.Serve = v.serve(&f.fileServe)
+	cfg.Sandbox = v.sandbox(f.Sandbox)
 	if f.AuthorizedKeys != "" && !strings.HasPrefix(f.AuthorizedKeys, "/") {
 		v.fail("authorized_keys", "%q must be an absolute path", f.AuthorizedKeys)
 	}

@@ -7,32 +7,46 @@ import (
 	"github.com/nixgate/nixgate/policy"
 )
 
-// Command is a resolved Nix command, ready to run.
+// Command is a Nix command ready to run: the Nix program itself (direct
+// mode), or the sandbox that will run it.
 type Command struct {
-	// Path is the resolved program.
+	// Path is the program to start.
 	Path string
 	// Argv is the full argv, Argv[0] == Path.
 	Argv []string
 	// Env is the complete environment.
 	Env []string
+	// Namespace is set when Path must start in a new user and mount
+	// namespace (userns mode): it cannot replace the calling process.
+	Namespace bool
 }
 
-// Prepare resolves d's program in cfg's Nix directories and builds its
-// argv and environment for account a. It fails for a Decision that does
-// not allow.
+// Prepare builds the command that runs d's program for account a in
+// cfg's sandbox mode: in direct mode nixgate's own resolved binary; in
+// the other modes the sandbox, which resolves the program inside, where
+// /nix is the store directory. It fails for a Decision that does not
+// allow.
 func Prepare(cfg *policy.Config, d policy.Decision, a Account) (*Command, error) {
 	if !d.Allow {
 		return nil, fmt.Errorf("sandbox: decision does not allow: %s", d.Reason)
 	}
-	path, err := Resolve(d.Program, cfg.BinDirs(), a.Home)
-	if err != nil {
-		return nil, err
+	env := Env(cfg.BinDirs(), a, cfg.Nix.Env)
+	if cfg.Sandbox.Mode == policy.SandboxDirect || cfg.Sandbox.Mode == "" {
+		path, err := Resolve(d.Program, cfg.BinDirs(), a.Home)
+		if err != nil {
+			return nil, err
+		}
+		return &Command{Path: path, Argv: d.Argv(path), Env: env}, nil
 	}
-	return &Command{Path: path, Argv: d.Argv(path), Env: Env(cfg.BinDirs(), a, cfg.Nix.Env)}, nil
+	return prepareSandbox(cfg, append([]string{string(d.Program)}, d.Args...), a, env)
 }
 
-// Exec replaces the calling process with c. It returns only on failure.
+// Exec replaces the calling process with c. It returns only on failure;
+// a Command with Namespace set cannot be exec'd (see RunForeground).
 func (c *Command) Exec() error {
+	if c.Namespace {
+		return fmt.Errorf("sandbox: %s must start in a new namespace", c.Path)
+	}
 	err := syscall.Exec(c.Path, c.Argv, c.Env)
 	return fmt.Errorf("sandbox: exec %s: %w", c.Path, err)
 }

@@ -72,6 +72,13 @@ const outputGrace = 2 * time.Second
 func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Process, error) {
 	cmd := &exec.Cmd{Path: c.Path, Args: c.Argv, Env: c.Env, Dir: dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	if c.Namespace {
+		if cred != nil {
+			return nil, fmt.Errorf("sandbox: a namespace sandbox runs as nixgate's own user, not as another")
+		}
+		cmd.SysProcAttr = namespaceAttr()
+		cmd.SysProcAttr.Setpgid = true
+	}
 	cmd.WaitDelay = outputGrace
 	p := &Process{cmd: cmd}
 	if stdio.Stdout != nil {
@@ -88,7 +95,7 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 		p.stdin = w
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("sandbox: starting %s: %w", c.Path, err)
+		return nil, c.startError(err)
 	}
 	if stdio.Stdin != nil {
 		go func() {

@@ -67,8 +67,12 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		return refuse(stderr, log, fmt.Sprintf("running as %q, but %s says user = %q", u.Username, configPath, cfg.User))
 	}
 	account := sandbox.Account{Name: u.Username, Home: u.HomeDir}
-	if err := sandbox.CheckReadOnlyHome(account.Name, account.Home); err != nil {
-		return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "sandbox: "))
+	// The sandbox modes make the home read-only themselves; run directly,
+	// the account must not be able to write it.
+	if cfg.Sandbox.Mode == policy.SandboxDirect {
+		if err := sandbox.CheckReadOnlyHome(account.Name, account.Home); err != nil {
+			return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "sandbox: "))
+		}
 	}
 
 	engine := policy.NewEngine(cfg)
@@ -94,7 +98,19 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	if err != nil {
 		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
 	}
-	log.Info("allowed", "decision", "allow", "reason", d.Reason, "argv", c.Argv)
+	log.Info("allowed", "decision", "allow", "reason", d.Reason, "argv", c.Argv, "sandbox", cfg.Sandbox.Mode)
+	if c.Namespace {
+		// A new user namespace needs a new process: run it and pass on
+		// its exit status.
+		closeLog()
+		code, err := c.RunForeground()
+		if err != nil {
+			log, closeLog = openLog(cfg.Log.File)
+			defer closeLog()
+			return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+		}
+		return code
+	}
 	closeLog()
 	err = c.Exec()
 	log, closeLog = openLog(cfg.Log.File)

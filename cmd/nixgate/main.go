@@ -9,6 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nixgate/nixgate/sandbox"
 )
 
 // command is one subcommand.
@@ -21,6 +25,7 @@ type command struct {
 var commands = []command{
 	{"serve", "run the builder's SSH server", runServe},
 	{"exec", "run one Nix command as an OpenSSH forced command", runExec},
+	{"user-chroot", "run a command with DIR as /nix, like nix-user-chroot", runUserChroot},
 	{"version", "print the version", runVersion},
 }
 
@@ -32,6 +37,11 @@ const (
 )
 
 func main() {
+	// Linked or copied as nix-user-chroot, nixgate is one: the
+	// nix-user-chroot sandbox mode can then use it.
+	if filepath.Base(os.Args[0]) == "nix-user-chroot" {
+		os.Exit(runUserChroot(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -49,6 +59,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if c.name == args[0] {
 			return c.run(args[1:], stdout, stderr)
 		}
+	}
+	// The sandbox helpers nixgate re-executes itself as; not for people.
+	switch args[0] {
+	case sandbox.HelperCommand:
+		return sandbox.HelperMain(args[1:], stderr)
+	case sandbox.NestCommand:
+		code, err := sandbox.NestMain(args[1:])
+		if err != nil {
+			fmt.Fprintln(stderr, "nixgate: "+strings.TrimPrefix(err.Error(), "sandbox: "))
+			return 126
+		}
+		return code
 	}
 	fmt.Fprintf(stderr, "nixgate: unknown command %q (see nixgate --help)\n", args[0])
 	return exitUsage

@@ -84,7 +84,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := prepareStore(cfg, cred); err != nil {
 		return fail("%v", err)
 	}
-	if _, err := sandbox.Resolve(policy.NixStore, cfg.BinDirs(), account.Home); err != nil {
+	if err := checkSandbox(cfg, account, cred); err != nil {
 		return fail("%v", strings.TrimPrefix(err.Error(), "sandbox: "))
 	}
 	signers, generated, err := keys.LoadHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
@@ -281,6 +281,20 @@ func serveAccount(cfg *policy.Config) (sandbox.Account, *syscall.Credential, err
 		return sandbox.Account{}, nil, fmt.Errorf("running as %q, so commands can only run as %q, but the configuration says user = %q: start nixgate as root or set user = %q", me.Username, me.Username, cfg.User, me.Username)
 	}
 	return sandbox.Account{Name: me.Username, Home: me.HomeDir}, nil, nil
+}
+
+// checkSandbox checks that Nix can run the way the configuration says:
+// found in bin_dirs when run directly, run for real inside the sandbox
+// otherwise.
+func checkSandbox(cfg *policy.Config, account sandbox.Account, cred *syscall.Credential) error {
+	if cfg.Sandbox.Mode == policy.SandboxDirect {
+		_, err := sandbox.Resolve(policy.NixStore, cfg.BinDirs(), account.Home)
+		return err
+	}
+	if cred != nil {
+		return fmt.Errorf("sandbox.mode %s is for a builder without root: run nixgate serve as %s itself, or use sandbox.mode = \"direct\" as root", cfg.Sandbox.Mode, cfg.User)
+	}
+	return sandbox.Check(cfg, account)
 }
 
 // prepareStore creates the directory of a configured local?root= store

@@ -1,0 +1,211 @@
+//go:build linux
+
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// StoreDir returns cfg's store directory for account a, "~/" expanded.
+func StoreDir(cfg *policy.Config, a Account) string {
+	if d := ExpandDirs([]string{cfg.Sandbox.StoreDir}, a.Home); len(d) == 1 {
+		return d[0]
+	}
+	return cfg.Sandbox.StoreDir
+}
+
+// prepareSandbox builds the command for the userns, nix-user-chroot and
+// proot modes. In each, nixgate's helper runs inside the sandbox to
+// resolve the program and build PATH as seen there, and the home
+// directory cannot be written: userns and nix-user-chroot remount it
+// read-only, proot shows an empty directory in its place.
+func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) (*Command, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+	}
+	store := StoreDir(cfg, a)
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox: store_dir: %w", err)
+	}
+	spec := helperSpec{binDirs: cfg.BinDirs(), argv: argv}
+	if spec.binDirs == nil {
+		spec.binDirs = []string{}
+	}
+	switch cfg.Sandbox.Mode {
+	case policy.SandboxUserNS:
+		spec.storeDir, spec.roHome = store, a.Home
+		return &Command{Path: self, Argv: append([]string{self, HelperCommand}, spec.args()...), Env: env, Namespace: true}, nil
+	case policy.SandboxNixUserChroot:
+		bin, err := lookBinary(cfg.Sandbox.NixUserChroot, "sandbox.nix_user_chroot", "nix-user-chroot (or nixgate itself, linked as nix-user-chroot)")
+		if err != nil {
+			return nil, err
+		}
+		spec.roHome = a.Home
+		return &Command{Path: bin, Argv: append([]string{bin, store, self, NestCommand}, spec.args()...), Env: env}, nil
+	case policy.SandboxProot:
+		bin, err := lookBinary(cfg.Sandbox.Proot, "sandbox.proot", "proot (apt-get install proot)")
+		if err != nil {
+			return nil, err
+		}
+		argv := []string{bin, "-b", store + ":/nix"}
+		if a.Home != "" && a.Home != "/" {
+			empty, err := emptyDir()
+			if err != nil {
+				return nil, err
+			}
+			argv = append(argv, "-b", empty+":"+a.Home)
+		}
+		argv = append(argv, self, HelperCommand)
+		return &Command{Path: bin, Argv: append(argv, spec.args()...), Env: env}, nil
+	}
+	return nil, fmt.Errorf("sandbox: unknown mode %q", cfg.Sandbox.Mode)
+}
+
+// lookBinary finds an external sandbox program by path or in PATH.
+func lookBinary(name, setting, what string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: %s not found (%s = %q): install %s, or set %s to its path", name, setting, name, what, setting)
+	}
+	return filepath.Abs(p)
+}
+
+// emptyDir returns an empty directory that its owner cannot write, made
+// once per user; proot shows it in place of the home directory.
+func emptyDir() (string, error) {
+	p := filepath.Join(os.TempDir(), fmt.Sprintf("nixgate-empty-%d", os.Getuid()))
+	if err := os.Mkdir(p, 0o555); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("sandbox: %w", err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		return "", fmt.Errorf("sandbox: %w", err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR || int(st.Uid) != os.Getuid() {
+		return "", fmt.Errorf("sandbox: %s is not a directory of this user's", p)
+	}
+	if entries, err := os.ReadDir(p); err != nil || len(entries) > 0 {
+		return "", fmt.Errorf("sandbox: %s is not empty", p)
+	}
+	os.Chmod(p, 0o555)
+	return p, nil
+}
+
+// startError turns a failure to start c into one that says what to
+// change.
+func (c *Command) startError(err error) error {
+	var errno syscall.Errno
+	if c.Namespace && errors.As(err, &errno) {
+		return &NamespaceError{Op: "a new user namespace", Err: errno}
+	}
+	return fmt.Errorf("sandbox: starting %s: %w", c.Path, err)
+}
+
+// RunForeground runs c as a child with the caller's stdin, stdout and
+// stderr, passes on SIGTERM, SIGINT and SIGHUP, and returns its exit
+// status (128+n for signal n). Exec mode uses it where c cannot replace
+// the process.
+func (c *Command) RunForeground() (int, error) {
+	cmd := &exec.Cmd{Path: c.Path, Args: c.Argv, Env: c.Env, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if c.Namespace {
+		cmd.SysProcAttr = namespaceAttr()
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return 0, c.startError(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return 1, err
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// UserChroot runs argv with dir as /nix, as nix-user-chroot does: the rest
+// of the file system as it is, the home directory writable.
+func UserChroot(dir string, argv []string) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: %w", err)
+	}
+	spec := helperSpec{storeDir: abs, argv: argv}
+	if wd, err := os.Getwd(); err == nil {
+		spec.chdir = wd
+	}
+	c := &Command{Path: self, Argv: append([]string{self, HelperCommand}, spec.args()...), Env: os.Environ(), Namespace: true}
+	return c.RunForeground()
+}
+
+// NestMain runs the helper with args in a new user and mount namespace
+// and returns its exit status (see NestCommand).
+func NestMain(args []string) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+	}
+	c := &Command{Path: self, Argv: append([]string{self, HelperCommand}, args...), Env: os.Environ(), Namespace: true}
+	return c.RunForeground()
+}
+
+// Check runs `nix-store --version` for account a the way cfg's sandbox
+// runs commands, and reports what stands in the way. serve mode calls it
+// at start-up.
+func Check(cfg *policy.Config, a Account) error {
+	d := policy.Decision{Allow: true, Program: policy.NixStore, Args: []string{"--version"}}
+	c, err := Prepare(cfg, d, a)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.Path)
+	cmd.Args, cmd.Env = c.Argv, c.Env
+	if c.Namespace {
+		cmd.SysProcAttr = namespaceAttr()
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return c.startError(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		return fmt.Errorf("sandbox: sandbox.mode %s cannot run nix-store: %s", cfg.Sandbox.Mode, strings.TrimPrefix(msg, "nixgate: "))
+	}
+	return nil
+}
