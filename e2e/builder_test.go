@@ -31,6 +31,10 @@ type builder struct {
 
 	metricsPort int // nixgate serve's Prometheus listener
 
+	// sandbox is the sandbox mode of a builder without root; empty for a
+	// root builder whose store is b.store.
+	sandbox string
+
 	sshExtra  []string  // extra ssh options for greet
 	serve     *exec.Cmd // nixgate serve, in serve mode
 	serveLog  string    // its stderr
@@ -80,6 +84,15 @@ const (
 // for serve, `nixgate serve` itself, started as root.
 func newBuilder(t testing.TB, mode string) *builder {
 	t.Helper()
+	return newBuilderIn(t, mode, "")
+}
+
+// newBuilderIn is newBuilder for a builder without root when sandbox is
+// set: the account's Nix store is its own ~/.nix, shown as /nix by that
+// sandbox mode, its home is an ordinary writable one, and in serve mode
+// nixgate runs as the account itself.
+func newBuilderIn(t testing.TB, mode, sandbox string) *builder {
+	t.Helper()
 	requireTools(t)
 	root, err := os.MkdirTemp("", "nixgate-e2e-")
 	if err != nil {
@@ -89,7 +102,7 @@ func newBuilder(t testing.TB, mode string) *builder {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b := &builder{root: root, mode: mode}
+	b := &builder{root: root, mode: mode, sandbox: sandbox}
 	b.account = newBuildAccount(t, filepath.Join(root, "home"))
 	b.port = freePort(t)
 	b.metricsPort = freePort(t)
@@ -102,8 +115,8 @@ func newBuilder(t testing.TB, mode string) *builder {
 	b.otherStore = "local?root=" + filepath.Join(root, "stores", "other")
 	b.clientStoreDir = filepath.Join(root, "client-store")
 
-	// The builder's stores and log belong to the build account.
-	for _, d := range []string{b.storeDir, b.allowedDir, filepath.Dir(b.log)} {
+	// The builder's stores, log and serve state belong to the build account.
+	for _, d := range []string{b.storeDir, b.allowedDir, filepath.Dir(b.log), filepath.Join(root, "serve-state")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +179,14 @@ listen = "127.0.0.1:%d"
 	for _, name := range []string{"build", "substitute", "lan", "old"} {
 		fmt.Fprintf(&cfg, "\n[[keys]]\nname = %q\n%s\npublic_key = %q\n", name, configuredKeys[name], b.keys[name].publicKey)
 	}
-	writeFile(t, b.config, cfg.String(), 0o644)
+	doc := cfg.String()
+	if b.sandbox != "" {
+		// The store is the sandbox's /nix, the account's ~/.nix.
+		doc = strings.Replace(doc, fmt.Sprintf("store = %q\nallowed_stores = [%q]\n", b.store, b.allowedStore), "", 1)
+		doc += fmt.Sprintf("\n[sandbox]\nmode = %q\nnix_user_chroot = %q\n", b.sandbox, nixUserChroot)
+		b.storeDir = filepath.Join(b.account.home, ".nix")
+	}
+	writeFile(t, b.config, doc, 0o644)
 }
 
 // writeHome writes authorized_keys and makes the home read-only, as the
@@ -181,7 +201,9 @@ func (b *builder) writeHome(t testing.TB) {
 	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
 	writeFile(t, ak, strings.Join(lines, "\n")+"\n", 0o644)
 	b.account.chown(t, b.account.home)
-	mustRun(t, nil, "chmod", "-R", "a-w", b.account.home)
+	if b.sandbox == "" {
+		mustRun(t, nil, "chmod", "-R", "a-w", b.account.home)
+	}
 }
 
 // startSSHD starts a real OpenSSH sshd on 127.0.0.1 with its own config

@@ -49,8 +49,10 @@ func requireTools(t testing.TB) {
 	t.Skip(msg)
 }
 
-// nixgateBin is the nixgate binary built once for the package's tests.
-var nixgateBin string
+// nixgateBin is the nixgate binary built once for the package's tests;
+// nixUserChroot is a link to it named nix-user-chroot, which makes it
+// behave as nix-user-chroot.
+var nixgateBin, nixUserChroot string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -62,6 +64,11 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		os.Chmod(dir, 0o755)
 		nixgateBin = filepath.Join(dir, "nixgate")
+		nixUserChroot = filepath.Join(dir, "nix-user-chroot")
+		if err := os.Symlink("nixgate", nixUserChroot); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		build := exec.Command("go", "build", "-o", nixgateBin, "github.com/nixgate/nixgate/cmd/nixgate")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
@@ -204,10 +211,17 @@ func newBuildAccount(t testing.TB, home string) buildAccount {
 	name := fmt.Sprintf("ngt%06d", time.Now().UnixNano()%1000000)
 	mustRun(t, nil, "useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--user-group", name)
 	t.Cleanup(func() {
-		out, err := exec.Command("userdel", name).CombinedOutput()
-		if err != nil {
-			t.Logf("userdel %s: %v: %s", name, err, out)
+		// The account's last processes may still be exiting after their
+		// client left: try for a while.
+		var out []byte
+		var err error
+		for i := 0; i < 50; i++ {
+			if out, err = exec.Command("userdel", name).CombinedOutput(); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
+		t.Errorf("userdel %s: %v: %s", name, err, out)
 	})
 	mustRun(t, nil, "usermod", "-p", "*", name)
 	u, err := user.Lookup(name)

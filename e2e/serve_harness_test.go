@@ -32,6 +32,11 @@ func (b *builder) startServeWith(t testing.TB, wrapper []string, env []string) {
 		t.Fatal(err)
 	}
 	argv := append(append([]string{}, wrapper...), nixgateBin, "serve", "--config", b.config)
+	if b.sandbox != "" {
+		// A builder without root: nixgate serve runs as the account.
+		argv = append([]string{"setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--",
+			"env", "-i", "HOME=" + b.account.home, "USER=" + b.account.name, "PATH=/usr/bin:/bin"}, argv...)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -74,9 +74,18 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 	return nil, fmt.Errorf("sandbox: unknown mode %q", cfg.Sandbox.Mode)
 }
 
-// lookBinary finds an external sandbox program by path or in PATH.
+// lookBinary finds an external sandbox program by path, in PATH, or in
+// SystemPath (a forced command's PATH may be anything).
 func lookBinary(name, setting, what string) (string, error) {
 	p, err := exec.LookPath(name)
+	if err != nil && !strings.Contains(name, "/") {
+		for _, d := range SystemPath {
+			if q, err2 := exec.LookPath(filepath.Join(d, name)); err2 == nil {
+				p, err = q, nil
+				break
+			}
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("sandbox: %s not found (%s = %q): install %s, or set %s to its path", name, setting, name, what, setting)
 	}

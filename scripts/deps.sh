@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need from Debian: Nix, the OpenSSH server and
 # client, a static busybox for the remote-build test, systemd's
-# systemd-analyze and systemd-socket-activate, script(1) and setpriv(1). As root it runs
+# systemd-analyze and systemd-socket-activate, script(1), setpriv(1),
+# and PRoot and bubblewrap for the sandbox tests. As root it runs
 # apt-get; otherwise it says what is missing. Under CI a missing package
 # is an error.
 set -euo pipefail
@@ -13,6 +14,8 @@ command -v ssh >/dev/null || need+=(openssh-client)
 command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v script >/dev/null || need+=(bsdutils)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v proot >/dev/null || need+=(proot)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   echo "deps: installing ${need[*]}" >&2
