@@ -48,6 +48,7 @@ test: deps lint
 
 bench: deps
 	bench/exec-overhead.sh
+	bench/sandbox-modes.sh
 
 clean:
 	rm -rf bin .state
