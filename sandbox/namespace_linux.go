@@ -35,7 +35,7 @@ type NamespaceError struct {
 }
 
 func (e *NamespaceError) Error() string {
-	return fmt.Sprintf("sandbox: the kernel refused %s (%s): %s", e.Op, errnoText(e.Err), namespaceAdvice(e.Err))
+	return fmt.Sprintf("sandbox: the kernel refused %s (%s): %s", e.Op, errnoText(e.Err), namespaceAdvice(e.Err, readSysctl))
 }
 
 func (e *NamespaceError) Unwrap() error { return e.Err }
@@ -49,16 +49,16 @@ func errnoText(err error) string {
 }
 
 // namespaceAdvice says what to change for a refused user namespace,
-// reading the knobs that explain it where it can.
-func namespaceAdvice(err error) string {
+// reading the knobs that explain it (through sysctl) where it can.
+func namespaceAdvice(err error, sysctl func(string) (string, bool)) string {
 	var hints []string
-	if v, ok := readSysctl("user/max_user_namespaces"); ok && v == "0" {
+	if v, ok := sysctl("user/max_user_namespaces"); ok && v == "0" {
 		hints = append(hints, "user.max_user_namespaces is 0: sysctl -w user.max_user_namespaces=15000")
 	}
-	if v, ok := readSysctl("kernel/unprivileged_userns_clone"); ok && v == "0" {
+	if v, ok := sysctl("kernel/unprivileged_userns_clone"); ok && v == "0" {
 		hints = append(hints, "kernel.unprivileged_userns_clone is 0: sysctl -w kernel.unprivileged_userns_clone=1")
 	}
-	if v, ok := readSysctl("kernel/apparmor_restrict_unprivileged_userns"); ok && v == "1" {
+	if v, ok := sysctl("kernel/apparmor_restrict_unprivileged_userns"); ok && v == "1" {
 		hints = append(hints, "AppArmor restricts unprivileged user namespaces (Ubuntu): sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile for nixgate with the userns permission")
 	}
 	if len(hints) == 0 {
