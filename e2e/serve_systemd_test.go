@@ -137,8 +137,13 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	writeFile(t, keys, "role=\"build\" "+k.publicKey+" me@test\n", 0o644)
 	srv := exec.Command(nixgateBin, "serve", "--listen", listen)
 	srv.Dir = dir
-	var stderr strings.Builder
-	srv.Stderr = &stderr
+	stderrPath := filepath.Join(dir, "serve.stderr")
+	stderrFile, err := os.Create(stderrPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderrFile.Close()
+	srv.Stderr = stderrFile
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -156,9 +161,9 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	}
 	r := run(t, env, nil, "nix", "store", "ping", "--store", "ssh://nobody@127.0.0.1")
 	if r.code != 0 {
-		t.Fatalf("nix store ping against the embedded default: %s\nserver: %s", r, stderr.String())
+		t.Fatalf("nix store ping against the embedded default: %s\nserver: %s", r, readFile(t, stderrPath))
 	}
-	if !strings.Contains(stderr.String(), "nixgate serve: ready on "+listen) {
-		t.Errorf("no connection hint on stderr: %s", stderr.String())
+	if stderr := readFile(t, stderrPath); !strings.Contains(stderr, "nixgate serve: ready on "+listen) {
+		t.Errorf("no connection hint on stderr: %s", stderr)
 	}
 }
