@@ -25,6 +25,8 @@ type command struct {
 var commands = []command{
 	{"serve", "run the builder's SSH server", runServe},
 	{"exec", "run one Nix command as an OpenSSH forced command", runExec},
+	{"keys", "generate, authorize, list and revoke keys; show the host key", runKeys},
+	{"client-config", "print what a Nix client needs to use this builder", runClientConfig},
 	{"user-chroot", "run a command with DIR as /nix, like nix-user-chroot", runUserChroot},
 	{"version", "print the version", runVersion},
 }

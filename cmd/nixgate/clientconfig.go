@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/policy"
+)
+
+// hostKeys returns the host keys clients see: serve mode's own, or the
+// OpenSSH sshd's in exec mode.
+func hostKeys(cfg *policy.Config, mode string) ([]ssh.PublicKey, error) {
+	if mode == "exec" {
+		return keys.PublicKeyFiles(keys.OpenSSHHostKeys)
+	}
+	return keys.PublicHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
+}
+
+// servePort returns the port of serve mode's first listen address.
+func servePort(cfg *policy.Config) int {
+	if len(cfg.Serve.Listen) > 0 {
+		if _, p, err := net.SplitHostPort(cfg.Serve.Listen[0]); err == nil {
+			if n, err := strconv.Atoi(p); err == nil {
+				return n
+			}
+		}
+	}
+	return 22
+}
+
+func keysHost(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("keys host", "[--config FILE] [--mode serve|exec] [--host NAME] [--port N]", "Example:\n  nixgate keys host --config /etc/nixgate/nixgate.toml --host builder.example.org", stdout, stderr)
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`")
+	mode := fs.String("mode", "serve", "`serve` (nixgate's host keys) or exec (OpenSSH's)")
+	hostname, _ := os.Hostname()
+	host := fs.String("host", hostname, "the `name` clients use for the builder")
+	port := fs.Int("port", 0, "the `port` clients use (default: serve mode's listen port, 22 for exec)")
+	if ok, code := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	cfg, err := loadConfig(*config)
+	if err != nil {
+		return keysFail(stderr, "host", err)
+	}
+	ks, err := hostKeys(cfg, *mode)
+	if err != nil {
+		return keysFail(stderr, "host", err)
+	}
+	p := *port
+	if p == 0 && *mode != "exec" {
+		p = servePort(cfg)
+	}
+	name := knownHostsHost(*host, p)
+	for _, k := range ks {
+		fmt.Fprintf(stdout, "%s (%s)\n", keys.Fingerprint(k), k.Type())
+		fmt.Fprintf(stdout, "  known_hosts:   %s\n", keys.KnownHostsLine(name, k))
+		fmt.Fprintf(stdout, "  publicHostKey: %s\n", keys.MachinesHostKey(k))
+	}
+	return exitOK
+}
+
+func knownHostsHost(host string, port int) string {
+	if port == 0 || port == 22 {
+		return host
+	}
+	return fmt.Sprintf("[%s]:%d", host, port)
+}
+
+const clientConfigExample = `Prints, ready to paste on a Nix client, what it needs to use this builder:
+the /etc/nix/machines line (with the builder's host key), the nix.buildMachines
+entry for NixOS and nix-darwin, the ~/.ssh/config block with the pinned host
+key, the lines that use the builder as a substituter, and the command that
+proves it works. Run it on the builder.
+
+Example:
+  nixgate client-config --config /etc/nixgate/nixgate.toml --host builder.example.org \
+      --key /root/.ssh/nixgate_ed25519 --systems x86_64-linux,i686-linux --max-jobs 8 \
+      --features kvm,big-parallel`
+
+func runClientConfig(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("client-config", "--host NAME [options]", clientConfigExample, stdout, stderr)
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`")
+	mode := fs.String("mode", "serve", "`serve` or exec: whose host key clients see")
+	host := fs.String("host", "", "the `name` clients use for the builder (required)")
+	address := fs.String("address", "", "the `address` to connect to, when it differs from --host")
+	port := fs.Int("port", 0, "the SSH `port` (default: serve mode's listen port, 22 for exec)")
+	userName := fs.String("user", "", "the SSH `user` (default: the configuration's user)")
+	key := fs.String("key", "/root/.ssh/nixgate_ed25519", "the client's private key `path`, on the client")
+	systems := fs.String("systems", nixSystem(), "comma-separated `systems` the builder builds for")
+	maxJobs := fs.Int("max-jobs", runtime.NumCPU(), "how many `jobs` the builder takes at once")
+	speed := fs.Int("speed-factor", 1, "the builder's speed `factor` against others")
+	features := fs.String("features", "", "comma-separated supported `features` (kvm, big-parallel, …)")
+	mandatory := fs.String("mandatory-features", "", "comma-separated `features` a build must ask for to be sent here")
+	protocol := fs.String("protocol", "ssh", "`ssh` (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
+	if ok, code := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "nixgate client-config: "+strings.TrimPrefix(strings.TrimPrefix(err.Error(), "keys: "), "policy: "))
+		return exitRefused
+	}
+	if *host == "" {
+		fmt.Fprintln(stderr, "nixgate client-config: --host is required: the name clients use for this builder")
+		return exitUsage
+	}
+	if *protocol != "ssh" && *protocol != "ssh-ng" {
+		return fail(fmt.Errorf("--protocol %q: want ssh or ssh-ng", *protocol))
+	}
+	cfg, err := loadConfig(*config)
+	if err != nil {
+		return fail(err)
+	}
+	ks, err := hostKeys(cfg, *mode)
+	if err != nil {
+		return fail(err)
+	}
+	hk := ks[0]
+	p := *port
+	if p == 0 {
+		p = 22
+		if *mode != "exec" {
+			p = servePort(cfg)
+		}
+	}
+	u := *userName
+	if u == "" {
+		u = cfg.User
+	}
+	addr := *address
+	if addr == "" {
+		addr = *host
+	}
+	list := func(s string) []string {
+		if s == "" {
+			return nil
+		}
+		return strings.Split(s, ",")
+	}
+	orDash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	pub := keys.MachinesHostKey(hk)
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	fmt.Fprintf(w, "# /etc/nix/machines (nix.conf: builders = @/etc/nix/machines)\n")
+	fmt.Fprintf(w, "%s://%s@%s %s %s %d %d %s %s %s\n\n", *protocol, u, *host, *systems, *key, *maxJobs, *speed, orDash(*features), orDash(*mandatory), pub)
+
+	fmt.Fprintf(w, "# NixOS or nix-darwin configuration\n")
+	fmt.Fprintf(w, "nix.distributedBuilds = true;\nnix.buildMachines = [{\n")
+	fmt.Fprintf(w, "  hostName = %q;\n  sshUser = %q;\n  sshKey = %q;\n  protocol = %q;\n", *host, u, *key, *protocol)
+	fmt.Fprintf(w, "  systems = [ %s ];\n  maxJobs = %d;\n  speedFactor = %d;\n", nixList(list(*systems)), *maxJobs, *speed)
+	fmt.Fprintf(w, "  supportedFeatures = [ %s ];\n  mandatoryFeatures = [ %s ];\n  publicHostKey = %q;\n}];\n\n", nixList(list(*features)), nixList(list(*mandatory)), pub)
+
+	fmt.Fprintf(w, "# ~/.ssh/config of the user that runs the builds (root, for the Nix daemon)\n")
+	fmt.Fprintf(w, "Host %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  HostKeyAlias %s\n\n", *host, addr, p, u, *key, *host)
+	fmt.Fprintf(w, "# ~/.ssh/known_hosts of that user\n%s\n\n", keys.KnownHostsLine(*host, hk))
+
+	fmt.Fprintf(w, "# Use the builder as a substituter too (nix.conf)\n")
+	fmt.Fprintf(w, "extra-substituters = ssh://%s@%s\n", u, *host)
+	if cachePub, err := builderCachePublicKey(cfg); err == nil {
+		fmt.Fprintf(w, "extra-trusted-public-keys = %s\n\n", cachePub)
+	} else {
+		fmt.Fprintf(w, "# The builder does not sign what it builds (%v), so clients would only\n", err)
+		fmt.Fprintf(w, "# accept its paths with require-sigs = false. On the builder:\n")
+		fmt.Fprintf(w, "#   nix-store --generate-binary-cache-key %s-1 /etc/nix/cache-priv-key.pem /etc/nix/cache-pub-key.pem\n", *host)
+		fmt.Fprintf(w, "#   echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf\n")
+		fmt.Fprintf(w, "# then run this again for the extra-trusted-public-keys line.\n\n")
+	}
+	fmt.Fprintf(w, "# Prove it works\nnix store ping --store %s://%s@%s\n", *protocol, u, *host)
+	return exitOK
+}
+
+func nixList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = strconv.Quote(x)
+	}
+	return strings.Join(q, " ")
+}
+
+// nixSystem is this machine's Nix system name.
+func nixSystem() string {
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "riscv64": "riscv64"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	return arch + "-" + runtime.GOOS
+}
+
+// builderCachePublicKey derives the builder's binary-cache public key
+// from the secret-key-files of its Nix configuration (/etc/nix/nix.conf,
+// and NIX_CONFIG in [nix] env).
+func builderCachePublicKey(cfg *policy.Config) (string, error) {
+	files := secretKeyFiles(cfg)
+	if len(files) == 0 {
+		return "", errors.New("no secret-key-files in its Nix configuration")
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		return "", err
+	}
+	return cachePublicKey(strings.TrimSpace(string(data)))
+}
+
+// secretKeyFiles lists the secret-key-files Nix on the builder would use.
+func secretKeyFiles(cfg *policy.Config) []string {
+	var text string
+	if data, err := os.ReadFile(filepath.Join(nixConfDir(), "nix.conf")); err == nil {
+		text = string(data)
+	}
+	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
+	var files []string
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == "secret-key-files" {
+			files = strings.Fields(v)
+		}
+	}
+	return files
+}
+
+func nixConfDir() string {
+	if d := os.Getenv("NIX_CONF_DIR"); d != "" {
+		return d
+	}
+	return "/etc/nix"
+}
+
+// cachePublicKey turns a Nix secret key ("name:base64 of the 64-byte
+// ed25519 private key") into its public key ("name:base64 of 32 bytes").
+func cachePublicKey(secret string) (string, error) {
+	name, b64, ok := strings.Cut(secret, ":")
+	if !ok {
+		return "", errors.New("the secret key is not NAME:BASE64")
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != ed25519.PrivateKeySize {
+		return "", errors.New("the secret key is not an ed25519 key")
+	}
+	return name + ":" + base64.StdEncoding.EncodeToString(ed25519.PrivateKey(raw).Public().(ed25519.PublicKey)), nil
+}

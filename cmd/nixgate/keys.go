@@ -1,0 +1,349 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/policy"
+)
+
+const keysExample = `Manages the keys nixgate lets in.
+
+  nixgate keys gen [-f FILE] [-C COMMENT]
+      a passwordless ed25519 key pair for a Nix client (default ~/.ssh/nixgate_ed25519)
+  nixgate keys authorize --config FILE --name NAME --role ROLE [--from CIDR,…] [--expires DATE] [--exec AUTHORIZED_KEYS] KEY.pub
+      add the key to the configuration's authorized_keys file; with --exec, also
+      write the forced-command line into the build account's OpenSSH authorized_keys
+  nixgate keys list --config FILE | --authorized-keys FILE
+  nixgate keys revoke --config FILE | --authorized-keys FILE NAME|SHA256:…
+  nixgate keys host --config FILE [--mode serve|exec] [--host NAME]
+      the host key fingerprints, known_hosts line and machines-file publicHostKey
+
+Example, a builder behind OpenSSH (exec mode), from nothing:
+  nixgate keys gen -f ci_key                          # on the client
+  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build \
+      --exec ~nixremote/.ssh/authorized_keys ci_key.pub   # on the builder`
+
+func runKeys(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		w := stdout
+		if len(args) == 0 {
+			w = stderr
+		}
+		fmt.Fprintf(w, "Usage: nixgate keys gen|authorize|list|revoke|host [options]\n\n%s\n", keysExample)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "gen":
+		return keysGen(rest, stdout, stderr)
+	case "authorize":
+		return keysAuthorize(rest, stdout, stderr)
+	case "list":
+		return keysList(rest, stdout, stderr)
+	case "revoke":
+		return keysRevoke(rest, stdout, stderr)
+	case "host":
+		return keysHost(rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "nixgate keys: unknown command %q (gen, authorize, list, revoke, host)\n", sub)
+	return exitUsage
+}
+
+// keysFail prints one line and returns the refusal status.
+func keysFail(stderr io.Writer, sub string, err error) int {
+	fmt.Fprintf(stderr, "nixgate keys %s: %s\n", sub, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "keys: "), "policy: "))
+	return exitRefused
+}
+
+func keysGen(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("keys gen", "[-f FILE] [-C COMMENT]", "Example:\n  nixgate keys gen -f ~/.ssh/nixgate_ed25519", stdout, stderr)
+	home, _ := os.UserHomeDir()
+	file := fs.String("f", filepath.Join(home, ".ssh", "nixgate_ed25519"), "the private key `file`; the public key goes to FILE.pub")
+	host, _ := os.Hostname()
+	me := "nix"
+	if u, err := user.Current(); err == nil {
+		me = u.Username
+	}
+	comment := fs.String("C", me+"@"+host, "the key's `comment`")
+	if ok, code := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	k, err := keys.Generate(*file, *comment)
+	if err != nil {
+		return keysFail(stderr, "gen", err)
+	}
+	fmt.Fprintf(stdout, "%s\n%s.pub\n%s\n", *file, *file, keys.Fingerprint(k))
+	return exitOK
+}
+
+// fileFlags are the --config or --authorized-keys of list and revoke.
+type fileFlags struct {
+	config, authorizedKeys string
+}
+
+func keysAuthorize(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("keys authorize", "--config FILE --name NAME --role ROLE [options] KEY.pub", "Example:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub", stdout, stderr)
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`; the key goes into its authorized_keys file")
+	name := fs.String("name", "", "the key's `name` (required)")
+	role := fs.String("role", "", "`build` or substitute (required)")
+	from := fs.String("from", "", "comma-separated `networks` the key may connect from")
+	expires := fs.String("expires", "", "when the key stops working: an RFC 3339 `date` or date-time")
+	execFile := fs.String("exec", "", "also write the forced-command line for exec mode into this OpenSSH authorized_keys `file`")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: nixgate keys authorize --config FILE --name NAME --role ROLE [options] KEY.pub (or - for stdin)\n\nExample:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 || *name == "" || *role == "" {
+		fmt.Fprintln(stderr, "nixgate keys authorize: give --name, --role and one public key file (or -)")
+		return exitUsage
+	}
+	data, err := readArg(fs.Arg(0))
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	entry, err := keys.ParseGrantKey(strings.TrimSpace(string(data)))
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	g := keys.Grant{Name: *name, Role: policy.Role(*role), Key: entry}
+	if *from != "" {
+		g.From = strings.Split(*from, ",")
+	}
+	if *expires != "" {
+		t, err := parseDateArg(*expires)
+		if err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		g.Expires = t
+	}
+	cfg, err := loadConfig(*config)
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	if cfg.AuthorizedKeys == "" {
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *config))
+	}
+	// Check the new key as the configuration would, before writing it.
+	probe := *cfg
+	probe.Keys = append([]policy.Key(nil), cfg.Keys...)
+	specs, err := keys.ParseFile("(new key)", []byte(g.KeysFileLine()))
+	if err == nil {
+		err = probe.AddKeys("(new key)", specs)
+	}
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	fmt.Fprintf(stdout, "authorized %s (%s, %s) in %s\n", g.Name, g.Role, keys.Fingerprint(entry.Key), cfg.AuthorizedKeys)
+	if *execFile != "" {
+		self, err := os.Executable()
+		if err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		abs, _ := filepath.Abs(*config)
+		if err := keys.AddForcedCommand(*execFile, g, self, abs); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		fmt.Fprintf(stdout, "forced command for %s written to %s\n", g.Name, *execFile)
+	}
+	return exitOK
+}
+
+func readArg(p string) ([]byte, error) {
+	if p == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(p)
+}
+
+func parseDateArg(s string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--expires %q is not an RFC 3339 date (2027-01-31) or date-time", s)
+	}
+	return t, nil
+}
+
+// keyRow is one key as list shows it.
+type keyRow struct {
+	Name        string   `json:"name"`
+	Role        string   `json:"role"`
+	Fingerprint string   `json:"fingerprint"`
+	From        []string `json:"from,omitempty"`
+	Expires     string   `json:"expires,omitempty"`
+	Expired     bool     `json:"expired,omitempty"`
+	Source      string   `json:"source"`
+	Restricted  *bool    `json:"restricted,omitempty"`
+}
+
+func keysList(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("keys list", "--config FILE | --authorized-keys FILE [--json]", "Examples:\n  nixgate keys list --config /etc/nixgate/nixgate.toml\n  nixgate keys list --authorized-keys ~nixremote/.ssh/authorized_keys", stdout, stderr)
+	var ff fileFlags
+	fs.StringVar(&ff.config, "config", "", "list the keys of this nixgate configuration `file`")
+	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "list the keys of this OpenSSH authorized_keys `file`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if ok, code := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	rows, err := listRows(ff)
+	if err != nil {
+		return keysFail(stderr, "list", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rows)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tFINGERPRINT\tFROM\tEXPIRES\tSOURCE")
+	for _, r := range rows {
+		exp := r.Expires
+		if exp == "" {
+			exp = "never"
+		}
+		if r.Expired {
+			exp += " (EXPIRED)"
+		}
+		from := strings.Join(r.From, ",")
+		if from == "" {
+			from = "anywhere"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Role, r.Fingerprint, from, exp, r.Source)
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func listRows(ff fileFlags) ([]keyRow, error) {
+	now := time.Now()
+	var rows []keyRow
+	switch {
+	case ff.config != "" && ff.authorizedKeys == "":
+		cfg, err := loadConfig(ff.config)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range cfg.Keys {
+			r := keyRow{Name: k.Name, Role: string(k.Role), From: k.From, Source: fmt.Sprintf("%s:%d", k.Source, k.Line), Fingerprint: "(no public_key)"}
+			if e, err := keys.ParseLine(k.PublicKey); err == nil {
+				r.Fingerprint = keys.Fingerprint(e.Key)
+			}
+			if !k.Expires.IsZero() {
+				r.Expires, r.Expired = k.Expires.UTC().Format(time.RFC3339), k.Expired(now)
+			}
+			rows = append(rows, r)
+		}
+	case ff.authorizedKeys != "" && ff.config == "":
+		data, err := os.ReadFile(ff.authorizedKeys)
+		if err != nil {
+			return nil, err
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			e, err := keys.ParseLine(line)
+			if err != nil {
+				continue
+			}
+			r := keyRow{Name: keys.LineName(e), Fingerprint: keys.Fingerprint(e.Key), Source: fmt.Sprintf("%s:%d", ff.authorizedKeys, i+1), Role: "(see the nixgate configuration)"}
+			restricted := false
+			isNixgate := false
+			for _, o := range e.Options {
+				name, value, _ := strings.Cut(o, "=")
+				switch strings.ToLower(name) {
+				case "restrict":
+					restricted = true
+				case "from":
+					r.From = strings.Split(strings.Trim(value, `"`), ",")
+				case "expiry-time":
+					r.Expires = strings.Trim(value, `"`)
+				case "command":
+					isNixgate = strings.Contains(value, " exec ") && strings.Contains(value, "nixgate")
+				}
+			}
+			if !isNixgate {
+				r.Role = "(not nixgate: no forced nixgate exec)"
+			}
+			r.Restricted = &restricted
+			rows = append(rows, r)
+		}
+	default:
+		return nil, errors.New("give either --config or --authorized-keys")
+	}
+	return rows, nil
+}
+
+func keysRevoke(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("keys revoke", "--config FILE | --authorized-keys FILE NAME|SHA256:…", "Examples:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n  nixgate keys revoke --authorized-keys ~nixremote/.ssh/authorized_keys SHA256:abc…", stdout, stderr)
+	var ff fileFlags
+	fs.StringVar(&ff.config, "config", "", "revoke from the authorized_keys file of this nixgate configuration `file`")
+	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "revoke from this OpenSSH authorized_keys `file`")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: nixgate keys revoke --config FILE | --authorized-keys FILE NAME|SHA256:…\n\nExample:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 || (ff.config == "") == (ff.authorizedKeys == "") {
+		fmt.Fprintln(stderr, "nixgate keys revoke: give --config or --authorized-keys, and one name or fingerprint")
+		return exitUsage
+	}
+	what := fs.Arg(0)
+	path := ff.authorizedKeys
+	if ff.config != "" {
+		cfg, err := policy.Load(ff.config)
+		if err != nil {
+			return keysFail(stderr, "revoke", err)
+		}
+		for _, k := range cfg.Keys {
+			if k.Name == what {
+				return keysFail(stderr, "revoke", fmt.Errorf("%q is a [[keys]] entry of %s (line %d): remove it there", what, k.Source, k.Line))
+			}
+		}
+		if cfg.AuthorizedKeys == "" {
+			return keysFail(stderr, "revoke", fmt.Errorf("%s has no authorized_keys file", ff.config))
+		}
+		path = cfg.AuthorizedKeys
+	}
+	n, err := keys.Revoke(path, what)
+	if err != nil {
+		return keysFail(stderr, "revoke", err)
+	}
+	fmt.Fprintf(stdout, "revoked %s: %d line(s) removed from %s\n", what, n, path)
+	return exitOK
+}
