@@ -88,17 +88,23 @@ func (f *filteredChannel) filter(ch gossh.Channel, in <-chan *gossh.Request, out
 }
 
 // deny refuses a channel request with a line on the channel's stderr and
-// a log record.
+// a log record. A subsystem request is taken (as OpenSSH takes it when a
+// command is forced) and answered with the line and exit status 1: a
+// client that is told "failed" gives up before it prints the line.
 func (f *filteredChannel) deny(ch gossh.Channel, req *gossh.Request, msg string) {
-	fmt.Fprintln(ch.Stderr(), "nixgate: refused: "+msg)
 	f.c.log.Warn("refused", "request", req.Type, "reason", msg)
-	if req.WantReply {
-		req.Reply(false, nil)
-	}
 	if req.Type == "subsystem" {
-		// The client asked for nothing else on this channel.
+		if req.WantReply {
+			req.Reply(true, nil)
+		}
+		fmt.Fprintln(ch.Stderr(), "nixgate: refused: "+msg)
 		ch.SendRequest("exit-status", false, gossh.Marshal(&struct{ Status uint32 }{1}))
 		ch.Close()
+		return
+	}
+	fmt.Fprintln(ch.Stderr(), "nixgate: refused: "+msg)
+	if req.WantReply {
+		req.Reply(false, nil)
 	}
 }
 

@@ -123,15 +123,10 @@ func (g Grant) ForcedCommandLine(nixgate, config string) string {
 // AddToKeysFile appends g to the keys file at path unless its name or key
 // is already among taken (the configuration's keys) or in the file.
 func AddToKeysFile(path string, g Grant, taken []policy.Key) error {
-	fp := Fingerprint(g.Key.Key)
-	for _, k := range taken {
-		if k.Name == g.Name {
-			return fmt.Errorf("keys: a key named %q exists already (%s:%d)", g.Name, k.Source, k.Line)
-		}
-		if e, err := ParseLine(k.PublicKey); err == nil && Fingerprint(e.Key) == fp {
-			return fmt.Errorf("keys: key %s is authorized already as %q (%s:%d)", fp, k.Name, k.Source, k.Line)
-		}
+	if err := g.Conflict(taken); err != nil {
+		return err
 	}
+	fp := Fingerprint(g.Key.Key)
 	return EditFile(path, 0o644, func(lines []string) ([]string, error) {
 		specs, err := ParseFile(path, []byte(strings.Join(lines, "\n")))
 		if err != nil {
@@ -147,6 +142,20 @@ func AddToKeysFile(path string, g Grant, taken []policy.Key) error {
 		}
 		return append(lines, g.KeysFileLine()), nil
 	})
+}
+
+// Conflict reports whether g's name or key is taken by one of keys.
+func (g Grant) Conflict(keys []policy.Key) error {
+	fp := Fingerprint(g.Key.Key)
+	for _, k := range keys {
+		if k.Name == g.Name {
+			return fmt.Errorf("keys: a key named %q exists already (%s:%d)", g.Name, k.Source, k.Line)
+		}
+		if e, err := ParseLine(k.PublicKey); err == nil && Fingerprint(e.Key) == fp {
+			return fmt.Errorf("keys: key %s is authorized already as %q (%s:%d)", fp, k.Name, k.Source, k.Line)
+		}
+	}
+	return nil
 }
 
 // AddForcedCommand appends g's forced-command line to an OpenSSH

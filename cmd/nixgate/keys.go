@@ -146,6 +146,9 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	if cfg.AuthorizedKeys == "" {
 		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *config))
 	}
+	if err := g.Conflict(cfg.Keys); err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
 	// Check the new key as the configuration would, before writing it.
 	probe := *cfg
 	probe.Keys = append([]policy.Key(nil), cfg.Keys...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -127,8 +128,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	changed := watchFiles(func() []string { return []string{source, srv.Config().AuthorizedKeys} }, 2*time.Second)
 	for {
 		select {
+		case <-changed:
+			log.Info("configuration or keys file changed")
+			reload(srv, load, log, stderr)
 		case err := <-errc:
 			if errors.Is(err, gateway.ErrServerClosed) {
 				return exitOK
@@ -152,6 +157,46 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 	}
+}
+
+// watchFiles reports on the returned channel when one of the files named
+// by files changes (size, time, or inode), checking every interval.
+func watchFiles(files func() []string, interval time.Duration) <-chan struct{} {
+	type stamp struct {
+		size  int64
+		mtime time.Time
+		ino   uint64
+	}
+	look := func() map[string]stamp {
+		m := map[string]stamp{}
+		for _, f := range files() {
+			if f == "" || !filepath.IsAbs(f) {
+				continue
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(f, &st); err == nil {
+				m[f] = stamp{st.Size, time.Unix(st.Mtim.Unix()), st.Ino}
+			} else {
+				m[f] = stamp{}
+			}
+		}
+		return m
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		last := look()
+		for range time.Tick(interval) {
+			now := look()
+			if !maps.Equal(now, last) {
+				last = now
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
 }
 
 // reload loads the configuration again and puts it in force; a broken

@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// addHost adds an ssh config alias like the build key's, for another key.
+func (b *builder) addHost(t testing.TB, name, keyPath string) {
+	t.Helper()
+	cfg := readFile(t, b.sshConfig)
+	i := strings.Index(cfg, "Host "+b.Host("build")+"\n")
+	if i < 0 {
+		t.Fatalf("no build host in %s", b.sshConfig)
+	}
+	block := cfg[i:]
+	if j := strings.Index(block, "\n\n"); j >= 0 {
+		block = block[:j+2]
+	}
+	block = strings.Replace(block, "Host "+b.Host("build"), "Host "+b.Host(name), 1)
+	block = strings.Replace(block, b.keys["build"].path, keyPath, 1)
+	writeFile(t, b.sshConfig, cfg+block, 0o644)
+}
+
+// eventuallyNix retries a Nix command until ok says its result is the
+// wanted one, bounded; serve mode picks up key changes within seconds.
+func (b *builder) eventuallyNix(t testing.TB, ok func(result) bool, argv ...string) result {
+	t.Helper()
+	var r result
+	for i := 0; i < 40; i++ {
+		if r = b.nix(t, argv...); ok(r) {
+			return r
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%q never gave the wanted result; last: %s", argv, r)
+	return r
+}
+
+// TestKeysAuthorizeRevoke goes from nothing to a working nix store ping
+// with nixgate's key tools alone, in both modes, and back.
+func TestKeysAuthorizeRevoke(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		keysFile := filepath.Join(b.root, "etc", "authorized_keys")
+		cfg := readFile(t, b.config)
+		writeFile(t, b.config, strings.Replace(cfg, "\n", fmt.Sprintf("\nauthorized_keys = %q\n", keysFile), 1), 0o644)
+		sshAK := filepath.Join(b.account.home, ".ssh", "authorized_keys")
+		beforeAK := readFile(t, sshAK)
+
+		key := filepath.Join(b.root, "client", "keys", "fresh")
+		r := run(t, nil, nil, nixgateBin, "keys", "gen", "-f", key, "-C", "fresh@test")
+		if r.code != 0 {
+			t.Fatalf("keys gen: %s", r)
+		}
+		for p, mode := range map[string]os.FileMode{key: 0o600, key + ".pub": 0o644} {
+			if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != mode {
+				t.Fatalf("%s: %v %v; want mode %o", p, fi, err, mode)
+			}
+		}
+		if r := run(t, nil, nil, nixgateBin, "keys", "gen", "-f", key); r.code == 0 || !strings.Contains(r.stderr, "not overwriting") {
+			t.Fatalf("keys gen over an existing key: %s", r)
+		}
+
+		authorize := []string{nixgateBin, "keys", "authorize", "--config", b.config, "--name", "fresh", "--role", "build"}
+		if b.mode == modeExec {
+			authorize = append(authorize, "--exec", sshAK)
+		}
+		if r := run(t, nil, nil, append(authorize, key+".pub")...); r.code != 0 {
+			t.Fatalf("keys authorize: %s", r)
+		}
+		if r := run(t, nil, nil, append(authorize, key+".pub")...); r.code == 0 || !strings.Contains(r.stderr, "exists already") {
+			t.Fatalf("authorizing the same name twice: %s", r)
+		}
+		if b.mode == modeExec {
+			after := readFile(t, sshAK)
+			if !strings.HasPrefix(after, beforeAK) || !strings.Contains(after[len(beforeAK):], `restrict,command="`+nixgateBin+" exec --config "+b.config+` --key fresh" ssh-ed25519 `) {
+				t.Fatalf("authorized_keys was not extended byte for byte:\nbefore %q\nafter %q", beforeAK, after)
+			}
+		}
+		b.addHost(t, "fresh", key)
+		b.eventuallyNix(t, func(r result) bool { return r.code == 0 }, "nix", "store", "ping", "--store", "ssh://"+b.Host("fresh"))
+
+		r = run(t, nil, nil, nixgateBin, "keys", "list", "--config", b.config)
+		if r.code != 0 || !strings.Contains(r.stdout, "fresh") || !strings.Contains(r.stdout, "old") || !strings.Contains(r.stdout, "(EXPIRED)") {
+			t.Errorf("keys list: %s", r)
+		}
+
+		if r := run(t, nil, nil, nixgateBin, "keys", "revoke", "--config", b.config, "fresh"); r.code != 0 {
+			t.Fatalf("keys revoke: %s", r)
+		}
+		if b.mode == modeExec {
+			if r := run(t, nil, nil, nixgateBin, "keys", "revoke", "--authorized-keys", sshAK, "fresh"); r.code != 0 {
+				t.Fatalf("keys revoke --authorized-keys: %s", r)
+			}
+			if got := readFile(t, sshAK); got != beforeAK {
+				t.Errorf("after revoke, authorized_keys is not what it was:\nbefore %q\nafter %q", beforeAK, got)
+			}
+		}
+		b.eventuallyNix(t, func(r result) bool { return r.code != 0 }, "nix", "store", "ping", "--store", "ssh://"+b.Host("fresh"))
+		if r := run(t, nil, nil, nixgateBin, "keys", "revoke", "--config", b.config, "fresh"); r.code == 0 || !strings.Contains(r.stderr, "no key named") {
+			t.Errorf("revoking twice: %s", r)
+		}
+	})
+}
+
+// TestClientConfig feeds client-config's machines line and ssh config to
+// real Nix for a real remote build, and checks its host key against
+// keys host and what the server presents.
+func TestClientConfig(t *testing.T) {
+	b := newBuilder(t, modeServe)
+	r := run(t, nil, nil, nixgateBin, "client-config", "--config", b.config, "--host", "nixgate-builder", "--address", "127.0.0.1",
+		"--key", b.keys["build"].path, "--systems", "x86_64-linux", "--max-jobs", "1")
+	if r.code != 0 {
+		t.Fatalf("client-config: %s", r)
+	}
+	section := func(header string) string {
+		i := strings.Index(r.stdout, header)
+		if i < 0 {
+			t.Fatalf("no %q in:\n%s", header, r.stdout)
+		}
+		s := r.stdout[i+len(header):]
+		s = s[strings.Index(s, "\n")+1:]
+		if j := strings.Index(s, "\n\n"); j >= 0 {
+			s = s[:j]
+		}
+		return s
+	}
+	machines := filepath.Join(b.root, "client", "machines")
+	writeFile(t, machines, section("# /etc/nix/machines")+"\n", 0o644)
+	sshCfg := filepath.Join(b.root, "client", "ssh_config_generated")
+	writeFile(t, sshCfg, section("# ~/.ssh/config")+"\n  BatchMode yes\n  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n", 0o644)
+
+	env := append([]string{}, b.clientEnv...)
+	env = append(env, "NIX_SSHOPTS=-F "+sshCfg)
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	drv := writeDerivation(t, b.root, nonce)
+	res := run(t, env, nil, "nix-build", drv, "--no-out-link", "-j0", "--builders", "@"+machines)
+	if res.code != 0 {
+		t.Fatalf("nix-build with client-config's machines line: %s\nmachines: %s", res, readFile(t, machines))
+	}
+	out := strings.TrimSpace(res.stdout)
+	if got := readStore(t, b.clientStoreDir, out); got != "built remotely "+nonce+"\n" {
+		t.Errorf("output %q", got)
+	}
+
+	// The host key: client-config, keys host and the server agree.
+	host := run(t, nil, nil, nixgateBin, "keys", "host", "--config", b.config, "--host", "127.0.0.1")
+	scan := run(t, nil, nil, "ssh-keyscan", "-t", "ed25519", "-p", fmt.Sprint(b.port), "127.0.0.1")
+	fields := strings.Fields(scan.stdout)
+	if host.code != 0 || len(fields) < 3 {
+		t.Fatalf("keys host: %s\nssh-keyscan: %s", host, scan)
+	}
+	presented := fields[1] + " " + fields[2]
+	if !strings.Contains(host.stdout, fmt.Sprintf("known_hosts:   [127.0.0.1]:%d %s", b.port, presented)) {
+		t.Errorf("keys host does not show the key the server presents (%s):\n%s", presented, host.stdout)
+	}
+	pub := strings.Fields(section("# /etc/nix/machines"))[7]
+	if !strings.Contains(host.stdout, "publicHostKey: "+pub) {
+		t.Errorf("client-config's publicHostKey %s is not keys host's:\n%s", pub, host.stdout)
+	}
+}
