@@ -63,6 +63,7 @@ var keyLines = map[string]string{
 	"substitute": `restrict,command="%s exec --config %c --key substitute"`,
 	"lan":        `restrict,command="%s exec --config %c --key lan"`,
 	"old":        `restrict,command="%s exec --config %c --key old"`,
+	"op":         `restrict,command="%s exec --config %c --key op"`,
 	// A key whose authorized_keys line names a key the config lacks.
 	"ghost": `restrict,command="%s exec --config %c --key ghost"`,
 	// The usual hand-written forced command, for comparison: sshd's PATH
@@ -153,6 +154,7 @@ var configuredKeys = map[string]string{
 	"substitute": "role = \"substitute\"",
 	"lan":        "role = \"build\"\nfrom = [\"192.0.2.0/24\"]",
 	"old":        "role = \"build\"\nexpires = 2020-01-01",
+	"op":         "role = \"shell\"",
 }
 
 func (b *builder) writeConfig(t testing.TB) {
@@ -176,7 +178,7 @@ drain_timeout = "90s"
 [metrics]
 listen = "127.0.0.1:%d"
 `, b.account.name, b.port, filepath.Join(b.root, "serve-state"), b.store, b.allowedStore, b.log, b.metricsPort)
-	for _, name := range []string{"build", "substitute", "lan", "old"} {
+	for _, name := range []string{"build", "substitute", "lan", "old", "op"} {
 		fmt.Fprintf(&cfg, "\n[[keys]]\nname = %q\n%s\npublic_key = %q\n", name, configuredKeys[name], b.keys[name].publicKey)
 	}
 	doc := cfg.String()

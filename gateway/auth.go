@@ -74,7 +74,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 				c.log.Warn("authentication refused", "user", meta.User(), "fingerprint", keys.Fingerprint(key), "reason", err.Error())
 				return nil, err
 			}
-			s.authenticated(c)
+			s.authenticated(c, k.Role)
 			fp := keys.Fingerprint(key)
 			c.log.Info("authenticated", "user", meta.User(), "key", k.Name, "fingerprint", fp, "algorithm", alg, "client", string(meta.ClientVersion()))
 			s.metrics.auth("accepted")

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
+
+	"github.com/nixgate/nixgate/policy"
 )
 
 type ctxKey string
@@ -23,6 +25,7 @@ type connState struct {
 	log    *slog.Logger
 
 	authed     bool
+	role       policy.Role // of the verified key
 	unauthed   bool // still counted as unauthenticated
 	sessions   int
 	idle       *time.Timer
@@ -105,11 +108,13 @@ func (s *Server) connClosed(c *connState) {
 	s.mu.Unlock()
 }
 
-// authenticated marks c as authenticated and starts its idle timer.
-func (s *Server) authenticated(c *connState) {
+// authenticated marks c as authenticated with a key of role and starts
+// its idle timer.
+func (s *Server) authenticated(c *connState, role policy.Role) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.authed = true
+	c.role = role
 	c.unauthed = false
 	s.armIdle(c)
 }
@@ -160,6 +165,13 @@ func (s *Server) sessionEnded(c *connState) {
 		return
 	}
 	s.armIdle(c)
+}
+
+// roleOf returns the role of c's verified key.
+func (s *Server) roleOf(c *connState) policy.Role {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.role
 }
 
 func connOf(ctx gliderssh.Context) *connState {

@@ -6,6 +6,8 @@ import (
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/nixgate/nixgate/policy"
 )
 
 // maxChannelRequests bounds the requests one session channel may send.
@@ -65,7 +67,11 @@ func (f *filteredChannel) filter(ch gossh.Channel, in <-chan *gossh.Request, out
 				f.c.log.Info("env request ignored", "name", kv.Name)
 			}
 		case "pty-req":
-			f.deny(ch, req, "no terminal here: this builder runs only Nix's commands")
+			if role := f.s.roleOf(f.c); role != policy.RoleShell {
+				f.deny(ch, req, shellHint(role))
+				continue
+			}
+			out <- req
 			continue
 		case "x11-req":
 			f.deny(ch, req, "X11 forwarding is not offered: this builder runs only Nix's commands")

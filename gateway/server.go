@@ -125,7 +125,7 @@ func New(o Options) (*Server, error) {
 		ServerConfigCallback:     s.serverConfig,
 		ConnCallback:             s.connCallback,
 		ConnectionFailedCallback: s.connectionFailed,
-		PtyCallback:              func(gliderssh.Context, gliderssh.Pty) bool { return false },
+		PtyCallback:              s.ptyAllowed,
 		ChannelHandlers: map[string]gliderssh.ChannelHandler{
 			"session": s.sessionChannel,
 			"default": s.refuseChannel,
@@ -136,6 +136,12 @@ func New(o Options) (*Server, error) {
 		SubsystemHandlers: map[string]gliderssh.SubsystemHandler{},
 	}
 	return s, nil
+}
+
+// ptyAllowed lets only shell-role keys have a terminal.
+func (s *Server) ptyAllowed(ctx gliderssh.Context, _ gliderssh.Pty) bool {
+	c := connOf(ctx)
+	return c != nil && s.roleOf(c) == policy.RoleShell
 }
 
 func signers(in []gossh.Signer) []gliderssh.Signer {

@@ -61,6 +61,9 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	}
 	log = log.With("role", d.Role)
 	switch {
+	case d.Shell:
+		s.runShell(sess, log, st.cfg, d)
+		return
 	case d.NoCommand:
 		s.metrics.session("refused")
 		refuse(sess, log, fmt.Sprintf("this account only serves Nix, there is no shell: use it from Nix, e.g. nix store ping --store ssh://%s@%s", st.cfg.User, hostOf(ctx)), "decision", "deny")

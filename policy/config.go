@@ -16,6 +16,10 @@ const (
 	RoleSubstitute Role = "substitute"
 	// RoleBuild may run nix-store --serve --write and nix-daemon --stdio.
 	RoleBuild Role = "build"
+	// RoleShell is the operator's: an interactive login shell (with a
+	// terminal) or any command through it, as the build user, in serve
+	// mode, where there is no other way in.
+	RoleShell Role = "shell"
 )
 
 // DefaultBinDirs are the directories searched for the Nix binaries when the

@@ -57,6 +57,12 @@ type Decision struct {
 	Args []string
 	// NoCommand is set when the client sent no command at all.
 	NoCommand bool
+	// Shell is set for a shell-role key: run the account's login shell,
+	// interactively when Command is empty, else with -c Command. Program
+	// and Args are empty.
+	Shell bool
+	// Command is the command a shell-role key asked for.
+	Command string
 	// LixBootstrap is set when the client is Lix 2.93.0, which sends
 	// "bash" and then the real command on stdin: play the dialogue with
 	// ReadLixBootstrap and decide the command it returns. Allow is false.
@@ -112,6 +118,15 @@ func (e *Engine) Decide(req Request) Decision {
 			d.Reason = fmt.Sprintf("key %q may only connect from %v, and the client address is unknown", k.Name, k.From)
 		} else {
 			d.Reason = fmt.Sprintf("key %q may not connect from %s", k.Name, req.Remote.Unmap())
+		}
+		return d
+	}
+	if k.Role == RoleShell {
+		d.Allow, d.Shell, d.Command = true, true, req.Command
+		if req.Command == "" {
+			d.Reason = "allowed: interactive shell for role shell"
+		} else {
+			d.Reason = "allowed: command through the login shell for role shell"
 		}
 		return d
 	}

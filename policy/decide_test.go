@@ -153,3 +153,17 @@ func TestNoStoreConfigured(t *testing.T) {
 		t.Errorf("without allowed_stores a client store was accepted: %+v", d)
 	}
 }
+
+func TestDecideShellRole(t *testing.T) {
+	cfg, err := Parse("t.toml", []byte("user = \"b\"\n[[keys]]\nname = \"op\"\nrole = \"shell\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(cfg)
+	for _, cmd := range []string{"", "uptime; df -h"} {
+		d := e.Decide(Request{Key: "op", Command: cmd})
+		if !d.Allow || !d.Shell || d.Command != cmd || d.Program != "" {
+			t.Errorf("Decide(shell key, %q) = %+v; want a shell", cmd, d)
+		}
+	}
+}

@@ -211,11 +211,11 @@ func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
 	}
 	seen[fk.Name] = true
 	switch fk.Role {
-	case RoleSubstitute, RoleBuild:
+	case RoleSubstitute, RoleBuild, RoleShell:
 	case "":
-		v.fail(at+".role", "missing: want %q or %q", RoleSubstitute, RoleBuild)
+		v.fail(at+".role", "missing: want %q, %q or %q", RoleSubstitute, RoleBuild, RoleShell)
 	default:
-		v.fail(at+".role", "unknown role %q: want %q or %q", fk.Role, RoleSubstitute, RoleBuild)
+		v.fail(at+".role", "unknown role %q: want %q, %q or %q", fk.Role, RoleSubstitute, RoleBuild, RoleShell)
 	}
 	for j, s := range fk.From {
 		p, err := parseNetwork(s)

@@ -91,6 +91,9 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	if d.NoCommand {
 		return refuse(stderr, log, fmt.Sprintf("this account only serves Nix, there is no shell: use it from Nix, e.g. nix store ping --store ssh://%s@%s", cfg.User, serverName(getenv("SSH_CONNECTION"))), "decision", "deny")
 	}
+	if d.Shell {
+		return refuse(stderr, log, "refused: the shell role is for serve mode; under OpenSSH, give the operator's key a line without command=", "decision", "deny")
+	}
 	if !d.Allow {
 		return refuse(stderr, log, "refused: "+d.Reason, "decision", "deny")
 	}

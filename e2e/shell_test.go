@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tmux drives a terminal program the way a person would.
+type tmux struct {
+	t    *testing.T
+	sock string
+}
+
+func (m tmux) run(args ...string) result {
+	m.t.Helper()
+	return run(m.t, nil, nil, append([]string{"tmux", "-S", m.sock}, args...)...)
+}
+
+// waitFor polls the pane until it shows want, bounded.
+func (m tmux) waitFor(want string) string {
+	m.t.Helper()
+	var screen string
+	for i := 0; i < 100; i++ {
+		screen = m.run("capture-pane", "-p", "-t", "t").stdout
+		if strings.Contains(screen, want) {
+			return screen
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	m.t.Fatalf("the terminal never showed %q:\n%s", want, screen)
+	return ""
+}
+
+// TestServeOperatorShell reaches the builder's login shell with a shell
+// key through real ssh -tt on a real terminal (tmux): it runs a command,
+// follows a window resize, and exits with a status.
+func TestServeOperatorShell(t *testing.T) {
+	b := newBuilder(t, modeServe)
+	if _, err := execLookPath("tmux"); err != nil {
+		t.Fatal("tmux is missing (package tmux)")
+	}
+	m := tmux{t: t, sock: filepath.Join(b.root, "tmux.sock")}
+	line := fmt.Sprintf("ssh -F %s -tt %s; echo SSH-EXIT=$?; sleep 600", b.sshConfig, b.Host("op"))
+	if r := m.run("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", line); r.code != 0 {
+		t.Fatalf("tmux: %s", r)
+	}
+	t.Cleanup(func() { m.run("kill-server") })
+
+	m.run("send-keys", "-t", "t", "echo hello-$((6*7)) $(id -un)", "Enter")
+	m.waitFor("hello-42 " + b.account.name)
+	m.run("send-keys", "-t", "t", "stty size", "Enter")
+	m.waitFor("30 100")
+	m.run("resize-window", "-t", "t", "-x", "120", "-y", "40")
+	m.run("send-keys", "-t", "t", "clear; stty size", "Enter")
+	m.waitFor("40 120")
+	m.run("send-keys", "-t", "t", "exit 7", "Enter")
+	m.waitFor("SSH-EXIT=7")
+	findLogWith(t, b, "allowed", map[string]string{"key": "op", "pty": "true"})
+
+	// Without a terminal, the shell key runs a command through the shell.
+	r := b.sshWith(t, "op", nil, "echo $((2+3)); exit 3", nil)
+	if r.code != 3 || strings.TrimSpace(r.stdout) != "5" {
+		t.Errorf("ssh op command: %s", r)
+	}
+}
+
+// TestExecShellRoleRefused: under OpenSSH the shell role has no meaning.
+func TestExecShellRoleRefused(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	r := b.ssh(t, "op", "id", nil)
+	checkRefused(t, b, r, "id", "the shell role is for serve mode")
+}
