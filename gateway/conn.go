@@ -26,7 +26,7 @@ type connState struct {
 
 	authed     bool
 	role       policy.Role // of the verified key
-	unauthed   bool // still counted as unauthenticated
+	unauthed   bool        // still counted as unauthenticated
 	sessions   int
 	idle       *time.Timer
 	requests   int // global requests in the current minute
