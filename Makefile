@@ -26,6 +26,7 @@ deps:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	nix-instantiate --parse flake.nix nix/module.nix nix/package.nix >/dev/null
 
 unit:
 	$(GO) test -race -count=1 ./policy/... ./keys/... ./sandbox/... ./gateway/... ./cmd/...
