@@ -27,6 +27,7 @@ var commands = []command{
 	{"exec", "run one Nix command as an OpenSSH forced command", runExec},
 	{"keys", "generate, authorize, list and revoke keys; show the host key", runKeys},
 	{"client-config", "print what a Nix client needs to use this builder", runClientConfig},
+	{"check", "find what is wrong with this builder, and how to fix it", runCheck},
 	{"user-chroot", "run a command with DIR as /nix, like nix-user-chroot", runUserChroot},
 	{"version", "print the version", runVersion},
 }

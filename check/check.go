@@ -1,0 +1,183 @@
+// Package check finds what is wrong with a nixgate builder: it runs the
+// real checks — runs the binaries as the build user, stats the files,
+// binds the ports — for every setup mistake that can be detected, and
+// says for each the command that fixes it.
+package check
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nixgate/nixgate/policy"
+	"github.com/nixgate/nixgate/sandbox"
+)
+
+// Status is the outcome of one check.
+type Status string
+
+// The outcomes.
+const (
+	OK   Status = "ok"
+	Warn Status = "warn"
+	Fail Status = "fail"
+)
+
+// Result is one check's finding. Fix is empty when there is nothing to do.
+type Result struct {
+	Name    string `json:"name"`
+	Status  Status `json:"status"`
+	Message string `json:"message"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// Mode is what nixgate runs as on the builder.
+type Mode string
+
+// The modes.
+const (
+	Serve Mode = "serve"
+	Exec  Mode = "exec"
+)
+
+// Options say what to check.
+type Options struct {
+	Mode Mode
+	// AuthorizedKeys is the build account's OpenSSH authorized_keys file
+	// (exec mode). Empty means ~/.ssh/authorized_keys.
+	AuthorizedKeys string
+}
+
+// account is the build user as the checks need it.
+type account struct {
+	name     string
+	home     string
+	uid, gid int
+	groups   []int
+	shell    string
+}
+
+func lookupAccount(name string) (*account, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	a := &account{name: u.Username, home: u.HomeDir, shell: sandbox.LoginShell(name)}
+	a.uid, _ = strconv.Atoi(u.Uid)
+	a.gid, _ = strconv.Atoi(u.Gid)
+	ids, _ := u.GroupIds()
+	for _, id := range ids {
+		if g, err := strconv.Atoi(id); err == nil {
+			a.groups = append(a.groups, g)
+		}
+	}
+	return a, nil
+}
+
+func (a *account) inGroup(gid int) bool {
+	if gid == a.gid {
+		return true
+	}
+	for _, g := range a.groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// access reports whether a may access path with the given permission
+// bits (4 read, 2 write, 1 execute/search), from its mode, owner and
+// group, and whether its file system is read-only.
+func (a *account) access(path string, want uint32) (bool, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return false, err
+	}
+	if want&2 != 0 {
+		var fs syscall.Statfs_t
+		if syscall.Statfs(path, &fs) == nil && fs.Flags&1 != 0 { // ST_RDONLY
+			return false, nil
+		}
+	}
+	if a.uid == 0 {
+		return true, nil
+	}
+	mode := st.Mode & 0o777
+	switch {
+	case int(st.Uid) == a.uid:
+		return (mode>>6)&want == want, nil
+	case a.inGroup(int(st.Gid)):
+		return (mode>>3)&want == want, nil
+	}
+	return mode&want == want, nil
+}
+
+// asAccount runs argv as a (when nixgate runs as root, or is a) and
+// returns its stdout, stderr and error.
+func asAccount(a *account, env []string, argv ...string) (string, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = "/"
+	if os.Geteuid() == 0 && a.uid != 0 {
+		groups := make([]uint32, len(a.groups))
+		for i, g := range a.groups {
+			groups[i] = uint32(g)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(a.uid), Gid: uint32(a.gid), Groups: groups}}
+	} else if os.Geteuid() != a.uid {
+		return "", "", fmt.Errorf("run nixgate check as root or as %s to run this as %s", a.name, a.name)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// Run runs every check that applies to cfg in o.Mode.
+func Run(cfg *policy.Config, o Options) []Result {
+	var rs []Result
+	add := func(r Result) { rs = append(rs, r) }
+	a, err := lookupAccount(cfg.User)
+	if err != nil {
+		add(Result{"account", Fail, fmt.Sprintf("build user %q does not exist", cfg.User), fmt.Sprintf("useradd --system --create-home --shell /bin/sh %s", cfg.User)})
+		return rs
+	}
+	add(Result{"account", OK, fmt.Sprintf("build user %s (uid %d), home %s, shell %s", a.name, a.uid, a.home, a.shell), ""})
+	rs = append(rs, checkNix(cfg, a)...)
+	rs = append(rs, checkStore(cfg, a)...)
+	rs = append(rs, checkTrust(cfg, a)...)
+	rs = append(rs, checkSigning(cfg)...)
+	if cfg.Sandbox.Mode != policy.SandboxDirect {
+		rs = append(rs, checkSandbox(cfg, a)...)
+	}
+	switch o.Mode {
+	case Exec:
+		rs = append(rs, checkHome(cfg, a)...)
+		rs = append(rs, checkShell(a)...)
+		rs = append(rs, checkLocked(a)...)
+		rs = append(rs, checkAuthorizedKeys(cfg, a, o.AuthorizedKeys)...)
+	default:
+		rs = append(rs, checkHostKeys(cfg)...)
+		rs = append(rs, checkListen(cfg)...)
+	}
+	return rs
+}
+
+// Failed reports whether any result failed.
+func Failed(rs []Result) bool {
+	for _, r := range rs {
+		if r.Status == Fail {
+			return true
+		}
+	}
+	return false
+}

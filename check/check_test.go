@@ -1,0 +1,50 @@
+package check
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestAccessFromModeBits(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	os.WriteFile(p, nil, 0o640)
+	uid, gid := os.Getuid(), os.Getgid()
+	tests := []struct {
+		name string
+		a    account
+		want uint32
+		ok   bool
+	}{
+		{"owner may write", account{uid: uid + 1000, gid: 1}, 2, false},
+		{"group may read", account{uid: 4242, gid: gid}, 4, true},
+		{"group may not write", account{uid: 4242, gid: gid}, 2, false},
+		{"supplementary group may read", account{uid: 4242, gid: 1, groups: []int{gid}}, 4, true},
+		{"others may not read", account{uid: 4242, gid: 4242}, 4, false},
+	}
+	if uid == 0 {
+		// As root the file is root's: the owner case is root's own.
+		tests = append(tests, struct {
+			name string
+			a    account
+			want uint32
+			ok   bool
+		}{"root may write anything", account{uid: 0}, 2, true})
+	}
+	for _, tt := range tests {
+		got, err := tt.a.access(p, tt.want)
+		if err != nil || got != tt.ok {
+			t.Errorf("%s: access = %v, %v; want %v", tt.name, got, err, tt.ok)
+		}
+	}
+}
+
+func TestFailed(t *testing.T) {
+	if Failed([]Result{{Status: OK}, {Status: Warn}}) {
+		t.Error("warnings counted as failure")
+	}
+	if !Failed([]Result{{Status: OK}, {Status: Fail}}) {
+		t.Error("a failure was not counted")
+	}
+}

@@ -1,0 +1,384 @@
+package check
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/policy"
+	"github.com/nixgate/nixgate/sandbox"
+)
+
+func env(cfg *policy.Config, a *account) []string {
+	return sandbox.Env(cfg.BinDirs(), sandbox.Account{Name: a.name, Home: a.home}, cfg.Nix.Env)
+}
+
+// checkNix runs nix-store --version as the build user, as nixgate would.
+func checkNix(cfg *policy.Config, a *account) []Result {
+	if cfg.Sandbox.Mode != policy.SandboxDirect {
+		return nil // checkSandbox runs Nix inside the sandbox
+	}
+	var rs []Result
+	for _, prog := range []policy.Program{policy.NixStore, policy.NixDaemon} {
+		path, err := sandbox.Resolve(prog, cfg.BinDirs(), a.home)
+		if err != nil {
+			rs = append(rs, Result{"nix", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), "install Nix for the machine (apt-get install nix-bin, or the multi-user installer), or set nix.bin_dirs"})
+			continue
+		}
+		argv := []string{path, "--version"}
+		if cfg.Nix.Store != "" {
+			argv = append(argv, "--store", cfg.Nix.Store) // as nixgate runs it
+		}
+		out, errOut, err := asAccount(a, env(cfg, a), argv...)
+		if err != nil {
+			rs = append(rs, Result{"nix", Fail, fmt.Sprintf("%s --version as %s: %v %s", path, a.name, err, strings.TrimSpace(errOut)), ""})
+			continue
+		}
+		rs = append(rs, Result{"nix", OK, fmt.Sprintf("%s as %s: %s", path, a.name, strings.TrimSpace(out)), ""})
+	}
+	return rs
+}
+
+const daemonSocketDir = "/nix/var/nix/daemon-socket"
+
+// checkStore checks that the build user can reach its store: the
+// directory of a local?root= store, or the daemon's socket.
+func checkStore(cfg *policy.Config, a *account) []Result {
+	if cfg.Sandbox.Mode != policy.SandboxDirect {
+		return nil
+	}
+	store := cfg.Nix.Store
+	if root, ok := strings.CutPrefix(store, "local?root="); ok && !strings.ContainsAny(root, "&?") {
+		if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
+			return []Result{{"store", Warn, fmt.Sprintf("store %s does not exist yet; Nix creates it", root), fmt.Sprintf("install -d -o %s %s", a.name, root)}}
+		}
+		ok, err := a.access(root, 3)
+		if err != nil || !ok {
+			return []Result{{"store", Fail, fmt.Sprintf("%s cannot write the store directory %s", a.name, root), fmt.Sprintf("chown -R %s %s", a.name, root)}}
+		}
+		return []Result{{"store", OK, fmt.Sprintf("%s can write the store directory %s", a.name, root), ""}}
+	}
+	if store != "" && store != "daemon" && store != "auto" {
+		return []Result{{"store", Warn, fmt.Sprintf("store %q is not checked", store), ""}}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(daemonSocketDir, &st); err != nil {
+		return []Result{{"store", Warn, fmt.Sprintf("no %s: no multi-user Nix daemon here, so %s would need to write /nix/store itself", daemonSocketDir, a.name), "start the Nix daemon (systemctl enable --now nix-daemon.socket), or set nix.store"}}
+	}
+	if ok, _ := a.access(daemonSocketDir, 1); !ok {
+		group := fmt.Sprint(st.Gid)
+		if g, err := lookupGroupName(int(st.Gid)); err == nil {
+			group = g
+		}
+		return []Result{{"store", Fail, fmt.Sprintf("%s cannot reach the Nix daemon's socket in %s (group %s)", a.name, daemonSocketDir, group), fmt.Sprintf("usermod -aG %s %s", group, a.name)}}
+	}
+	msg := fmt.Sprintf("%s can reach %s", a.name, daemonSocketDir)
+	if _, err := os.Stat(filepath.Join(daemonSocketDir, "socket")); err != nil {
+		return []Result{{"store", Warn, msg + ", but the daemon is not running", "systemctl enable --now nix-daemon.socket"}}
+	}
+	return []Result{{"store", OK, msg, ""}}
+}
+
+func lookupGroupName(gid int) (string, error) {
+	f, err := os.Open("/etc/group")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Split(sc.Text(), ":")
+		if len(p) >= 3 && p[2] == fmt.Sprint(gid) {
+			return p[0], nil
+		}
+	}
+	return "", errors.New("no such group")
+}
+
+// checkTrust checks trusted-users when a build key may use ssh-ng
+// through the daemon.
+func checkTrust(cfg *policy.Config, a *account) []Result {
+	if cfg.Sandbox.Mode != policy.SandboxDirect || (cfg.Nix.Store != "" && cfg.Nix.Store != "daemon") {
+		return nil // a local store of the user's own trusts the user
+	}
+	build := false
+	for _, k := range cfg.Keys {
+		build = build || k.Role == policy.RoleBuild
+	}
+	if !build {
+		return nil
+	}
+	nix, err := sandbox.Resolve("nix", cfg.BinDirs(), a.home)
+	if err != nil {
+		return nil
+	}
+	out, _, err := asAccount(a, env(cfg, a), nix, "--extra-experimental-features", "nix-command", "show-config")
+	if err != nil {
+		return []Result{{"trusted-users", Warn, "could not read the Nix configuration: " + err.Error(), ""}}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) != "trusted-users" {
+			continue
+		}
+		for _, u := range strings.Fields(v) {
+			if u == a.name || u == "*" {
+				return []Result{{"trusted-users", OK, fmt.Sprintf("%s is in trusted-users (ssh-ng:// builds work; note that this is root-equivalent on the builder)", a.name), ""}}
+			}
+			if g, ok := strings.CutPrefix(u, "@"); ok {
+				if gid, err := lookupGroupID(g); err == nil && a.inGroup(gid) {
+					return []Result{{"trusted-users", OK, fmt.Sprintf("%s is trusted through @%s", a.name, g), ""}}
+				}
+			}
+		}
+	}
+	return []Result{{"trusted-users", Warn, fmt.Sprintf("%s is not in trusted-users: ssh-ng:// builds fail with \"you are not privileged to build input-addressed derivations\" (ssh:// builds work)", a.name),
+		fmt.Sprintf("echo 'trusted-users = root %s' >> /etc/nix/nix.conf && systemctl restart nix-daemon", a.name)}}
+}
+
+func lookupGroupID(name string) (int, error) {
+	f, err := os.Open("/etc/group")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Split(sc.Text(), ":")
+		if len(p) >= 3 && p[0] == name {
+			var gid int
+			_, err := fmt.Sscan(p[2], &gid)
+			return gid, err
+		}
+	}
+	return 0, errors.New("no such group")
+}
+
+// checkSigning: substitute keys are only useful when the builder signs
+// what it has.
+func checkSigning(cfg *policy.Config) []Result {
+	sub := false
+	for _, k := range cfg.Keys {
+		sub = sub || k.Role == policy.RoleSubstitute
+	}
+	if !sub {
+		return nil
+	}
+	text := ""
+	if data, err := os.ReadFile("/etc/nix/nix.conf"); err == nil {
+		text = string(data)
+	}
+	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
+	for _, line := range strings.Split(text, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == "secret-key-files" && strings.TrimSpace(v) != "" {
+			return []Result{{"signing", OK, "the builder signs its paths (secret-key-files)", ""}}
+		}
+	}
+	return []Result{{"signing", Warn, "substitute keys exist but the builder does not sign its paths, so clients must set require-sigs = false to use it",
+		"nix-store --generate-binary-cache-key $(hostname)-1 /etc/nix/cache-priv-key.pem /etc/nix/cache-pub-key.pem && echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf"}}
+}
+
+// checkSandbox runs nix-store --version in the configured sandbox, as
+// the build user.
+func checkSandbox(cfg *policy.Config, a *account) []Result {
+	if os.Geteuid() == a.uid {
+		if err := sandbox.Check(cfg, sandbox.Account{Name: a.name, Home: a.home}); err != nil {
+			return []Result{{"sandbox", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), ""}}
+		}
+		return []Result{{"sandbox", OK, fmt.Sprintf("sandbox.mode %s runs nix-store here", cfg.Sandbox.Mode), ""}}
+	}
+	// Run this check again as the build user.
+	self, err := os.Executable()
+	if err != nil || cfg.Source == "" || !filepath.IsAbs(cfg.Source) {
+		return []Result{{"sandbox", Warn, fmt.Sprintf("run nixgate check as %s to check sandbox.mode %s", a.name, cfg.Sandbox.Mode), ""}}
+	}
+	out, errOut, err := asAccount(a, []string{"HOME=" + a.home, "PATH=" + strings.Join(sandbox.SystemPath, ":")}, self, "check", "--config", cfg.Source, "--only-sandbox")
+	if err != nil {
+		msg := strings.TrimSpace(out + errOut)
+		if i := strings.Index(msg, "sandbox: "); i >= 0 {
+			msg = msg[i+len("sandbox: "):]
+		}
+		return []Result{{"sandbox", Fail, msg, ""}}
+	}
+	return []Result{{"sandbox", OK, fmt.Sprintf("sandbox.mode %s runs nix-store as %s", cfg.Sandbox.Mode, a.name), ""}}
+}
+
+// checkHome checks that the build user cannot change its own access.
+func checkHome(cfg *policy.Config, a *account) []Result {
+	if cfg.Sandbox.Mode != policy.SandboxDirect {
+		return []Result{{"home", OK, fmt.Sprintf("sandbox.mode %s keeps %s read-only for the Nix commands", cfg.Sandbox.Mode, a.home), ""}}
+	}
+	fix := "chmod -R a-w ~" + a.name
+	ssh := filepath.Join(a.home, ".ssh")
+	var rs []Result
+	for _, p := range []string{a.home, ssh, filepath.Join(ssh, "authorized_keys")} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if w, _ := a.access(p, 2); w {
+			rs = append(rs, Result{"home", Fail, fmt.Sprintf("%s is writable by %s, who could change their own access (drop restrict and command=)", p, a.name), fix})
+		}
+	}
+	rc := filepath.Join(ssh, "rc")
+	if _, err := os.Lstat(rc); err == nil {
+		rs = append(rs, Result{"home", Fail, fmt.Sprintf("%s exists: sshd runs it before every command", rc), "rm " + rc})
+	}
+	if len(rs) == 0 {
+		rs = append(rs, Result{"home", OK, fmt.Sprintf("%s, ~/.ssh and authorized_keys are read-only for %s; no ~/.ssh/rc", a.home, a.name), ""})
+	}
+	return rs
+}
+
+// checkShell runs the login shell the way sshd runs a forced command and
+// checks that it works and prints nothing.
+func checkShell(a *account) []Result {
+	base := filepath.Base(a.shell)
+	switch base {
+	case "nologin", "false":
+		return []Result{{"shell", Fail, fmt.Sprintf("login shell %s refuses to run commands, so sshd cannot run the forced command (and prints to stdout, which breaks Nix)", a.shell), "usermod -s /bin/sh " + a.name}}
+	case "fish":
+		return []Result{{"shell", Fail, fmt.Sprintf("login shell %s may print on start-up, which breaks the Nix protocol", a.shell), "usermod -s /bin/sh " + a.name}}
+	}
+	out, errOut, err := asAccount(a, []string{"HOME=" + a.home, "PATH=/usr/bin:/bin"}, a.shell, "-c", "true")
+	if err != nil {
+		return []Result{{"shell", Fail, fmt.Sprintf("%s -c true as %s: %v %s", a.shell, a.name, err, strings.TrimSpace(errOut)), "usermod -s /bin/sh " + a.name}}
+	}
+	if out != "" {
+		return []Result{{"shell", Fail, fmt.Sprintf("%s -c true prints %q, which breaks the Nix protocol", a.shell, out), "usermod -s /bin/sh " + a.name}}
+	}
+	return []Result{{"shell", OK, fmt.Sprintf("login shell %s runs commands quietly", a.shell), ""}}
+}
+
+// checkLocked warns about a locked password, which sshd with UsePAM no
+// takes as a locked account.
+func checkLocked(a *account) []Result {
+	f, err := os.Open("/etc/shadow")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Split(sc.Text(), ":")
+		if len(p) > 1 && p[0] == a.name && strings.HasPrefix(p[1], "!") {
+			return []Result{{"account", Warn, fmt.Sprintf("%s's password is locked; sshd with UsePAM no refuses locked accounts (\"account is locked\")", a.name), fmt.Sprintf("usermod -p '*' %s", a.name)}}
+		}
+	}
+	return nil
+}
+
+// checkAuthorizedKeys checks the OpenSSH authorized_keys lines.
+func checkAuthorizedKeys(cfg *policy.Config, a *account, path string) []Result {
+	if path == "" {
+		path = filepath.Join(a.home, ".ssh", "authorized_keys")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return []Result{{"authorized_keys", Warn, fmt.Sprintf("cannot read %s: %v", path, err), "nixgate keys authorize --exec " + path + " …"}}
+	}
+	var rs []Result
+	n := 0
+	for i, line := range strings.Split(string(data), "\n") {
+		e, err := keys.ParseLine(line)
+		if err != nil {
+			continue
+		}
+		n++
+		restricted, nixgate := false, false
+		for _, o := range e.Options {
+			name, value, _ := strings.Cut(o, "=")
+			switch strings.ToLower(name) {
+			case "restrict":
+				restricted = true
+			case "command":
+				nixgate = strings.Contains(value, "nixgate") && strings.Contains(value, " exec ")
+			}
+		}
+		where := fmt.Sprintf("%s:%d (%s)", path, i+1, keys.LineName(e))
+		switch {
+		case !nixgate:
+			rs = append(rs, Result{"authorized_keys", Fail, where + " does not force nixgate exec: that key gets a shell", "nixgate keys revoke --authorized-keys " + path + " " + keys.Fingerprint(e.Key) + ", then nixgate keys authorize --exec"})
+		case !restricted:
+			rs = append(rs, Result{"authorized_keys", Fail, where + " forces nixgate but lacks restrict: forwarding and a PTY stay open", "start the line with restrict,"})
+		}
+	}
+	if len(rs) == 0 {
+		rs = append(rs, Result{"authorized_keys", OK, fmt.Sprintf("%d key(s) in %s, each restricted to nixgate exec", n, path), ""})
+	}
+	return rs
+}
+
+// checkHostKeys checks the modes of serve mode's host keys.
+func checkHostKeys(cfg *policy.Config) []Result {
+	paths := cfg.Serve.HostKeys
+	if len(paths) == 0 {
+		p := filepath.Join(cfg.Serve.StateDir, keys.GeneratedHostKeyName)
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return []Result{{"host key", OK, fmt.Sprintf("none yet: nixgate serve generates one in %s", p), ""}}
+		}
+		paths = []string{p}
+	}
+	var rs []Result
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		switch {
+		case err != nil:
+			rs = append(rs, Result{"host key", Fail, err.Error(), ""})
+		case fi.Mode().Perm()&0o077 != 0:
+			rs = append(rs, Result{"host key", Fail, fmt.Sprintf("%s has mode %04o: others can read the private host key", p, fi.Mode().Perm()), "chmod 600 " + p})
+		default:
+			rs = append(rs, Result{"host key", OK, fmt.Sprintf("%s is private (%04o)", p, fi.Mode().Perm()), ""})
+		}
+	}
+	return rs
+}
+
+// checkListen checks each listen address: free, or already nixgate's.
+func checkListen(cfg *policy.Config) []Result {
+	var rs []Result
+	for _, addr := range cfg.Serve.Listen {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			rs = append(rs, Result{"listen", OK, addr + " is free", ""})
+			continue
+		}
+		if errors.Is(err, syscall.EACCES) {
+			rs = append(rs, Result{"listen", Warn, addr + " needs root (or socket activation) to bind", "systemctl enable --now nixgate.socket"})
+			continue
+		}
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			rs = append(rs, Result{"listen", Fail, addr + " is not an address of this machine", "fix listen"})
+			continue
+		}
+		banner := sshBanner(addr)
+		if strings.HasPrefix(banner, "SSH-2.0-nixgate") {
+			rs = append(rs, Result{"listen", OK, addr + " is served by nixgate already", ""})
+		} else {
+			rs = append(rs, Result{"listen", Fail, fmt.Sprintf("%s is taken by something else (%q)", addr, banner), "stop it (systemctl disable --now ssh, after moving OpenSSH to another port) or change listen"})
+		}
+	}
+	return rs
+}
+
+func sshBanner(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 2*time.Second)
+	if err != nil {
+		return "?"
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line)
+}

@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type checkResult struct {
+	Name, Status, Message, Fix string
+}
+
+// runCheck runs nixgate check with args and returns its findings and
+// exit status.
+func runCheck(t *testing.T, args ...string) ([]checkResult, int) {
+	t.Helper()
+	r := run(t, nil, nil, append([]string{nixgateBin, "check", "--json"}, args...)...)
+	var rs []checkResult
+	if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
+		t.Fatalf("nixgate check output is not JSON: %v\n%s", err, r)
+	}
+	return rs, r.code
+}
+
+// finding returns the first result named name with status, or fails.
+func finding(t *testing.T, rs []checkResult, name, status, msgPart, fixPart string) {
+	t.Helper()
+	for _, r := range rs {
+		if r.Name == name && r.Status == status && strings.Contains(r.Message, msgPart) && strings.Contains(r.Fix, fixPart) {
+			return
+		}
+	}
+	t.Fatalf("no %s finding %q with %q / fix %q in:\n%+v", status, name, msgPart, fixPart, rs)
+}
+
+func noFailures(t *testing.T, rs []checkResult, code int) {
+	t.Helper()
+	for _, r := range rs {
+		if r.Status == "fail" {
+			t.Fatalf("check failed on a correct setup: %+v\nall: %+v", r, rs)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("check exited %d on a correct setup: %+v", code, rs)
+	}
+}
+
+func TestCheckExecMode(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	// The builder's authorized_keys also holds two deliberately plain
+	// forced commands; check a file of only the nixgate lines.
+	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
+	var clean []string
+	for _, l := range strings.Split(readFile(t, ak), "\n") {
+		if strings.Contains(l, " exec --config ") {
+			clean = append(clean, l)
+		}
+	}
+	cleanAK := filepath.Join(b.root, "authorized_keys.clean")
+	writeFile(t, cleanAK, strings.Join(clean, "\n")+"\n", 0o644)
+	args := []string{"--config", b.config, "--mode", "exec", "--authorized-keys", cleanAK}
+
+	rs, code := runCheck(t, args...)
+	noFailures(t, rs, code)
+	finding(t, rs, "nix", "ok", "nix-store (Nix) 2.8.0", "")
+	finding(t, rs, "home", "ok", "read-only", "")
+	finding(t, rs, "shell", "ok", "quietly", "")
+
+	t.Run("writable home", func(t *testing.T) {
+		mustRun(t, nil, "chmod", "u+w", b.account.home)
+		defer mustRun(t, nil, "chmod", "a-w", b.account.home)
+		rs, code := runCheck(t, args...)
+		finding(t, rs, "home", "fail", b.account.home+" is writable by "+b.account.name, "chmod -R a-w ~"+b.account.name)
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+	})
+	t.Run("ssh rc", func(t *testing.T) {
+		dir := filepath.Join(b.account.home, ".ssh")
+		mustRun(t, nil, "chmod", "u+w", dir)
+		writeFile(t, filepath.Join(dir, "rc"), "true\n", 0o444)
+		defer func() { os.Remove(filepath.Join(dir, "rc")); mustRun(t, nil, "chmod", "a-w", dir) }()
+		rs, _ := runCheck(t, args...)
+		finding(t, rs, "home", "fail", "rc exists", "rm "+filepath.Join(dir, "rc"))
+	})
+	t.Run("nologin shell", func(t *testing.T) {
+		mustRun(t, nil, "usermod", "-s", "/usr/sbin/nologin", b.account.name)
+		defer mustRun(t, nil, "usermod", "-s", "/bin/sh", b.account.name)
+		rs, _ := runCheck(t, args...)
+		finding(t, rs, "shell", "fail", "nologin", "usermod -s /bin/sh "+b.account.name)
+	})
+	t.Run("line without restrict", func(t *testing.T) {
+		bad := filepath.Join(b.root, "authorized_keys.bad")
+		writeFile(t, bad, strings.Replace(clean[0], "restrict,", "", 1)+"\n", 0o644)
+		rs, _ := runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", bad)
+		finding(t, rs, "authorized_keys", "fail", "lacks restrict", "restrict,")
+	})
+	t.Run("not in nix-users", func(t *testing.T) {
+		// The machine's store through the daemon, which needs nix-users.
+		cfg := strings.Replace(readFile(t, b.config), fmt.Sprintf("store = %q\n", b.store), "", 1)
+		daemonCfg := filepath.Join(b.root, "etc", "daemon.toml")
+		writeFile(t, daemonCfg, cfg, 0o644)
+		rs, _ := runCheck(t, "--config", daemonCfg, "--mode", "exec", "--authorized-keys", cleanAK)
+		finding(t, rs, "store", "fail", "cannot reach the Nix daemon's socket", "usermod -aG nix-users "+b.account.name)
+		mustRun(t, nil, "usermod", "-aG", "nix-users", b.account.name)
+		rs, _ = runCheck(t, "--config", daemonCfg, "--mode", "exec", "--authorized-keys", cleanAK)
+		for _, r := range rs {
+			if r.Name == "store" && r.Status == "fail" {
+				t.Errorf("still failing after usermod -aG nix-users: %+v", r)
+			}
+		}
+	})
+	t.Run("Nix not found", func(t *testing.T) {
+		cfg := strings.Replace(readFile(t, b.config), "[nix]\n", "[nix]\nbin_dirs = [\"/nonexistent/bin\"]\n", 1)
+		noNix := filepath.Join(b.root, "etc", "nonix.toml")
+		writeFile(t, noNix, cfg, 0o644)
+		rs, code := runCheck(t, "--config", noNix, "--mode", "exec", "--authorized-keys", cleanAK)
+		finding(t, rs, "nix", "fail", "nix-store not found in /nonexistent/bin", "nix.bin_dirs")
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+	})
+}
+
+func TestCheckServeMode(t *testing.T) {
+	b := newBuilder(t, modeServe)
+	args := []string{"--config", b.config, "--mode", "serve"}
+	rs, code := runCheck(t, args...)
+	noFailures(t, rs, code)
+	finding(t, rs, "listen", "ok", "served by nixgate already", "")
+	finding(t, rs, "host key", "ok", "is private (0600)", "")
+	finding(t, rs, "signing", "warn", "does not sign", "nix-store --generate-binary-cache-key")
+
+	key := filepath.Join(b.root, "serve-state", "ssh_host_ed25519_key")
+	mustRun(t, nil, "chmod", "644", key)
+	defer mustRun(t, nil, "chmod", "600", key)
+	rs, code = runCheck(t, args...)
+	finding(t, rs, "host key", "fail", "others can read the private host key", "chmod 600 "+key)
+	if code != 1 {
+		t.Errorf("exit %d; want 1", code)
+	}
+}
+
+func TestCheckSandboxMode(t *testing.T) {
+	b := newBuilderIn(t, modeServe, "userns")
+	rs, code := runCheck(t, "--config", b.config, "--mode", "serve")
+	noFailures(t, rs, code)
+	finding(t, rs, "sandbox", "ok", "sandbox.mode userns runs nix-store as "+b.account.name, "")
+}
