@@ -36,6 +36,7 @@ type builder struct {
 	sandbox string
 
 	sshExtra  []string  // extra ssh options for greet
+	sshd      *exec.Cmd // OpenSSH's sshd, in exec mode
 	serve     *exec.Cmd // nixgate serve, in serve mode
 	serveLog  string    // its stderr
 	serveDone chan struct{}
@@ -238,6 +239,8 @@ AllowUsers %s
 StrictModes yes
 # Like many sshd setups, a PATH in which Nix cannot be found.
 SetEnv PATH=/nonexistent
+# Room for the concurrency benchmark (the default drops above 10).
+MaxStartups 1024
 LogLevel VERBOSE
 `, b.port, hostKey, b.account.name), 0o644)
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
@@ -249,6 +252,7 @@ LogLevel VERBOSE
 		t.Fatal(err)
 	}
 	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	b.sshd = cmd
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -81,7 +81,7 @@ public_key = %q
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	log := slog.New(slog.NewJSONHandler(lockedWriter{&logs, &mu}, nil))
-	srv, err := New(Options{Config: cfg, HostSigners: []gossh.Signer{host}, Account: sandbox.Account{Name: "builder", Home: dir}, Logger: log})
+	srv, err := New(Options{Config: cfg, HostSigners: []gossh.Signer{host}, Account: sandbox.Account{Name: "builder", Home: dir}, Logger: log, KillGrace: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestProcessGroupKilledWhenClientGoesAway(t *testing.T) {
 			return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 		})
 	}
-	eventually(t, "the session record", func() bool { return strings.Contains(ts.log(), `"signal":"SIGKILL"`) })
+	eventually(t, "the session record", func() bool { return strings.Contains(ts.log(), `"signal":"SIGTERM"`) })
 }
 
 func TestMaxSessionsPerKey(t *testing.T) {
@@ -373,3 +373,12 @@ func TestSourceLimiter(t *testing.T) {
 }
 
 func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestPickCiphers(t *testing.T) {
+	if got := pickCiphers(true); len(got) != 2 || got[0] != gossh.CipherAES128GCM {
+		t.Errorf("with AES hardware: %q", got)
+	}
+	if got := pickCiphers(false); got[0] != gossh.CipherChaCha20Poly1305 {
+		t.Errorf("without AES hardware: %q", got)
+	}
+}

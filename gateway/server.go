@@ -40,11 +40,15 @@ type Options struct {
 	// Metrics, when not nil, is updated as connections and sessions come
 	// and go.
 	Metrics *Metrics
+	// KillGrace is how long a command has after SIGTERM before SIGKILL,
+	// when its client goes away or the drain ends. Zero means 5 seconds.
+	KillGrace time.Duration
 }
 
 // Server is nixgate's SSH server. Create it with New.
 type Server struct {
 	log     *slog.Logger
+	grace   time.Duration
 	account sandbox.Account
 	cred    *syscall.Credential
 	metrics *Metrics
@@ -114,6 +118,10 @@ func New(o Options) (*Server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	s.grace = o.KillGrace
+	if s.grace <= 0 {
+		s.grace = 5 * time.Second
 	}
 	s.state.Store(st)
 	s.limiter = newSourceLimiter()
@@ -216,10 +224,21 @@ func (s *Server) Close() error {
 	return s.ssh.Close()
 }
 
+// killAll ends every running command: SIGTERM first, so that Nix stops
+// its builds, then SIGKILL after killGrace.
 func (s *Server) killAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	procs := make([]*sandbox.Process, 0, len(s.procs))
 	for p := range s.procs {
+		procs = append(procs, p)
+		p.Signal(syscall.SIGTERM)
+	}
+	s.mu.Unlock()
+	if len(procs) == 0 {
+		return
+	}
+	time.Sleep(s.grace)
+	for _, p := range procs {
 		p.Signal(syscall.SIGKILL)
 	}
 }

@@ -108,7 +108,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 		select {
 		case <-sess.Context().Done():
 			// The client went away: take the whole process group down.
-			p.Signal(syscall.SIGKILL)
+			s.stop(p, done)
 		case <-done:
 		}
 	}()
@@ -195,6 +195,18 @@ func (s *Server) acquireKeySession(k *policy.Key) (release func(), err error) {
 			delete(s.sessions, name)
 		}
 	}, nil
+}
+
+// stop ends p's process group: SIGTERM, which Nix takes as an interrupt
+// and passes on to its builders (which run in sessions of their own), then
+// SIGKILL after the kill grace unless done closes first.
+func (s *Server) stop(p *sandbox.Process, done <-chan struct{}) {
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(s.grace):
+		p.Signal(syscall.SIGKILL)
+	}
 }
 
 // sendExitSignal reports that the command was killed by sig (RFC 4254

@@ -1,0 +1,359 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// BenchmarkReport measures nixgate against OpenSSH in the same run and
+// writes docs/BENCHMARKS.md. OpenSSH's sshd runs a plain forced command
+// (nix-store --serve --write on the same kind of store); nixgate runs as
+// `nixgate serve`. Run it with bench/run.sh; NIXGATE_BENCH_LONG=1 makes
+// every series longer.
+func BenchmarkReport(b *testing.B) {
+	if os.Getenv("NIXGATE_BENCH_REPORT") == "" {
+		b.Skip("writes docs/BENCHMARKS.md; run bench/run.sh")
+	}
+	long := os.Getenv("NIXGATE_BENCH_LONG") != ""
+	pings, rounds := 40, 1
+	if long {
+		pings, rounds = 200, 3
+	}
+	ossh := newBuilder(b, modeExec)
+	ng := newBuilder(b, modeServe)
+	// Room for the concurrency series, for both servers (stated in the report).
+	cfg := readFile(b, ng.config)
+	writeFile(b, ng.config, strings.Replace(cfg, "[limits]\n", "[limits]\nmax_startups = 1024\nper_source_max_startups = 1024\nper_source_rate = 100000\nmax_sessions_per_connection = 16\n", 1), 0o644)
+	waitLog(b, ng, "reloaded", nil)
+
+	var rep report
+	rep.section("Machine and versions")
+	rep.line("| | |\n|---|---|")
+	rep.line("| date | %s |", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	rep.line("| CPU | %s, %d cores |", cpuModel(), runtime.NumCPU())
+	rep.line("| memory | %s |", memTotal())
+	rep.line("| kernel | %s |", strings.TrimSpace(cmdOut("uname", "-sr")))
+	rep.line("| nixgate | %s |", strings.TrimSpace(cmdOut(nixgateBin, "version")))
+	rep.line("| OpenSSH | %s |", strings.TrimSpace(cmdOut("ssh", "-V")))
+	rep.line("| Nix | %s |", strings.TrimSpace(cmdOut("nix", "--version")))
+	rep.line("| Go | %s |", runtime.Version())
+
+	// 1. nix store ping, alternating.
+	var pO, pN []float64
+	for i := 0; i < pings; i++ {
+		pO = append(pO, timed(b, func() { ossh.mustNix(b, "nix", "store", "ping", "--store", "ssh://"+ossh.Host("direct")) }))
+		pN = append(pN, timed(b, func() { ng.mustNix(b, "nix", "store", "ping", "--store", "ssh://"+ng.Host("build")) }))
+	}
+	rep.section("nix store ping round trip")
+	rep.line("%d alternating runs each, from `nix store ping --store ssh://…` start to exit.\n", pings)
+	rep.line("| | OpenSSH | nixgate | ratio | target |\n|---|---|---|---|---|")
+	rep.line("| median | %.1f ms | %.1f ms | %.2f× | ≤ 0.5× %s |", median(pO), median(pN), median(pN)/median(pO), verdict(median(pN)/median(pO) <= 0.5))
+	rep.line("| p99 | %.1f ms | %.1f ms | %.2f× | |", pct(pO, 0.99), pct(pN, 0.99), pct(pN, 0.99)/pct(pO, 0.99))
+
+	// Memory of idle authenticated connections, before the heavier series.
+	rep.section("Memory with 256 idle authenticated connections")
+	mO := idleMemory(b, ossh, "direct", 256, func() int64 { return treeRSS(ossh.sshd.Process.Pid) })
+	mN := idleMemory(b, ng, "build", 256, func() int64 { return treeRSS(ng.serve.Process.Pid) })
+	rep.line("RSS added by 256 authenticated connections without sessions (nixgate: its one process; OpenSSH: the sum over sshd and its per-connection processes, which counts shared pages more than once).\n")
+	rep.line("| | OpenSSH | nixgate | target |\n|---|---|---|---|")
+	rep.line("| per connection | %.0f KiB | %.0f KiB | < 200 KiB %s |", float64(mO)/256/1024, float64(mN)/256/1024, verdict(float64(mN)/256/1024 < 200))
+
+	// 2. nix copy, both directions, with the local limit.
+	rep.section("nix copy")
+	rep.line("Wall time of `nix copy` of one path of random bytes, median of %d; \"local\" copies into a store on the same disk without SSH (`nix copy --to local?root=…`), the limit.\n", rounds)
+	rep.line("| size | direction | OpenSSH | nixgate | nixgate / OpenSSH | nixgate / local | target |\n|---|---|---|---|---|---|---|")
+	for _, size := range []int{256 << 20, 1 << 30} {
+		var toO, toN, fromO, fromN, local []float64
+		for r := 0; r < rounds; r++ {
+			po := ossh.addBigPath(b, fmt.Sprintf("copy-%d-%d", size, r), size)
+			pn := ng.addBigPath(b, fmt.Sprintf("copy-%d-%d", size, r), size)
+			toO = append(toO, timed(b, func() { ossh.mustNix(b, "nix", "copy", "--to", "ssh://"+ossh.Host("direct"), po) }))
+			toN = append(toN, timed(b, func() { ng.mustNix(b, "nix", "copy", "--to", "ssh://"+ng.Host("build"), pn) }))
+			localDir := filepath.Join(ng.root, fmt.Sprintf("local-%d-%d", size, r))
+			local = append(local, timed(b, func() { ng.mustNix(b, "nix", "copy", "--to", "local?root="+localDir, pn) }))
+			os.RemoveAll(localDir)
+			ossh.mustNix(b, "nix", "store", "delete", po)
+			ng.mustNix(b, "nix", "store", "delete", pn)
+			fromO = append(fromO, timed(b, func() { ossh.mustNix(b, "nix", "copy", "--from", "ssh://"+ossh.Host("direct"), po) }))
+			fromN = append(fromN, timed(b, func() { ng.mustNix(b, "nix", "copy", "--from", "ssh://"+ng.Host("build"), pn) }))
+			ossh.mustNix(b, "nix", "store", "delete", po)
+			ng.mustNix(b, "nix", "store", "delete", pn)
+		}
+		for _, d := range []struct {
+			dir  string
+			o, n []float64
+		}{{"--to", toO, toN}, {"--from", fromO, fromN}} {
+			ratio := median(d.n) / median(d.o)
+			rep.line("| %d MiB | %s | %.0f ms | %.0f ms | %.2f× | %.2f× | ≤ 0.7× %s |", size>>20, d.dir, median(d.o), median(d.n), ratio, median(d.n)/median(local), verdict(ratio <= 0.7))
+		}
+	}
+
+	// 3. Concurrent sessions.
+	rep.section("Concurrent sessions")
+	rep.line("N clients at once (golang.org/x/crypto), each a new connection: key exchange, public key authentication, `nix-store --serve --write` and its protocol greeting. Both servers allow the load: OpenSSH `MaxStartups 1024`, nixgate `max_startups = 1024`, `per_source_max_startups = 1024`, `per_source_rate = 100000` (the defaults, 64, 8 and 120, are meant for a public port and would turn most of a one-address burst away).\n")
+	rep.line("| sessions | OpenSSH ok | OpenSSH median | OpenSSH p99 | nixgate ok | nixgate median | nixgate p99 | target |\n|---|---|---|---|---|---|---|---|")
+	for _, n := range []int{16, 64, 256} {
+		okO, latO := burst(b, ossh, "direct", n)
+		okN, latN := burst(b, ng, "build", n)
+		rep.line("| %d | %d/%d | %.0f ms | %.0f ms | %d/%d | %.0f ms | %.0f ms | %s |", n, okO, n, median(latO), pct(latO, 0.99), okN, n, median(latN), pct(latN, 0.99), verdict(n != 256 || okN == n))
+	}
+
+	// 5. exec mode's own cost.
+	var viaN, viaD []float64
+	for i := 0; i < pings; i++ {
+		viaN = append(viaN, timed(b, func() { ossh.mustNix(b, "nix", "store", "ping", "--store", "ssh://"+ossh.Host("build")) }))
+		viaD = append(viaD, timed(b, func() { ossh.mustNix(b, "nix", "store", "ping", "--store", "ssh://"+ossh.Host("direct")) }))
+	}
+	rep.section("Exec mode's added latency")
+	rep.line("`nix store ping` through the same OpenSSH sshd, forced command `nixgate exec` against `nix-store` directly, %d alternating runs.\n", pings)
+	rep.line("| plain forced command | nixgate exec | added (median) | target |\n|---|---|---|---|")
+	rep.line("| %.1f ms | %.1f ms | %.1f ms | < 5 ms %s |", median(viaD), median(viaN), median(viaN)-median(viaD), verdict(median(viaN)-median(viaD) < 5))
+
+	// 6. Go benchmarks.
+	rep.section("Policy decision and config load (Go benchmarks)")
+	out := cmdOutDir(repoDir(b), "go", "test", "./policy", "-run", "^$", "-bench", "Decide|ParseConfig", "-benchmem")
+	rep.line("```")
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Benchmark") {
+			rep.line("%s", l)
+		}
+	}
+	rep.line("```")
+
+	path := filepath.Join(repoDir(b), "docs", "BENCHMARKS.md")
+	doc := "# nixgate benchmarks\n\nWritten by `bench/run.sh` (BenchmarkReport in e2e/report_test.go): OpenSSH and nixgate measured side by side on loopback in the same run. Each target is marked met or MISSED.\n" + rep.String()
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Print(doc)
+	b.ReportMetric(0, "ns/op")
+}
+
+type report struct{ strings.Builder }
+
+func (r *report) section(title string) { fmt.Fprintf(r, "\n## %s\n\n", title) }
+func (r *report) line(format string, a ...any) {
+	fmt.Fprintf(r, format, a...)
+	r.WriteString("\n")
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "(met)"
+	}
+	return "(**MISSED**)"
+}
+
+func timed(b testing.TB, f func()) float64 {
+	start := time.Now()
+	f()
+	return ms(time.Since(start))
+}
+
+func repoDir(t testing.TB) string {
+	d, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func cmdOut(name string, args ...string) string {
+	out, _ := exec.Command(name, args...).CombinedOutput()
+	return string(out)
+}
+
+func cmdOutDir(dir, name string, args ...string) string {
+	c := exec.Command(name, args...)
+	c.Dir = dir
+	out, _ := c.CombinedOutput()
+	return string(out)
+}
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}
+
+func memTotal() string {
+	data, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "MemTotal:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.Atoi(f[1])
+			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return "?"
+}
+
+// signerFor loads the client key of name.
+func signerFor(t testing.TB, bd *builder, name string) ssh.Signer {
+	t.Helper()
+	data, err := os.ReadFile(bd.keys[name].path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func dialKey(bd *builder, signer ssh.Signer) (*ssh.Client, error) {
+	return ssh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", bd.port), &ssh.ClientConfig{
+		User: bd.account.name, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 60 * time.Second,
+	})
+}
+
+// greetOnce opens a connection, runs nix-store --serve --write and reads
+// its greeting.
+func greetOnce(bd *builder, signer ssh.Signer) error {
+	c, err := dialKey(bd, signer)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	in, _ := s.StdinPipe()
+	out, _ := s.StdoutPipe()
+	if err := s.Start("nix-store --serve --write"); err != nil {
+		return err
+	}
+	in.Write(serveHello)
+	buf := make([]byte, len(serveReply))
+	if _, err := ioReadFull(out, buf); err != nil {
+		return err
+	}
+	if string(buf) != string(serveReply) {
+		return fmt.Errorf("bad greeting %x", buf)
+	}
+	in.Close()
+	return nil
+}
+
+// burst runs n greetOnce at once and returns how many succeeded and their
+// latencies.
+func burst(t testing.TB, bd *builder, key string, n int) (int, []float64) {
+	signer := signerFor(t, bd, key)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var lat []float64
+	okN := 0
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t0 := time.Now()
+			err := greetOnce(bd, signer)
+			d := ms(time.Since(t0))
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				okN++
+				lat = append(lat, d)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return okN, lat
+}
+
+// idleMemory returns how much the server's RSS grows with n idle
+// authenticated connections.
+func idleMemory(t testing.TB, bd *builder, key string, n int, rss func() int64) int64 {
+	signer := signerFor(t, bd, key)
+	// Warm up: let the server grow to what handshakes need, then settle.
+	for i := 0; i < 32; i++ {
+		if c, err := dialKey(bd, signer); err == nil {
+			c.Close()
+		}
+	}
+	time.Sleep(2 * time.Second)
+	before := rss()
+	var conns []*ssh.Client
+	for i := 0; i < n; i++ {
+		c, err := dialKey(bd, signer)
+		if err != nil {
+			t.Fatalf("idle connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(2 * time.Second)
+	after := rss()
+	for _, c := range conns {
+		c.Close()
+	}
+	return after - before
+}
+
+// treeRSS sums VmRSS (bytes) of pid and all its descendants.
+func treeRSS(pid int) int64 {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		f := strings.Fields(s[strings.LastIndex(s, ")")+1:])
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			children[pp] = append(children[pp], p)
+		}
+	}
+	var total int64
+	var walk func(int)
+	walk = func(p int) {
+		total += vmRSS(p)
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return total
+}
+
+func vmRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
