@@ -77,35 +77,46 @@ func TestAdversarial(t *testing.T) {
 	cfg := readFile(t, b.config)
 	writeFile(t, b.config, strings.Replace(cfg, "[limits]\n", "[limits]\nlogin_grace_time = \"2s\"\n", 1), 0o644)
 	waitLog(t, b, "reloaded", nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve log:\n%s", readFile(t, b.log))
+		}
+	})
 	b.mustStillServe(t)
 	g0, f0 := b.metric(t, "go_goroutines"), b.openFDs(t)
 	heap0 := b.metric(t, "go_memstats_heap_inuse_bytes")
 
 	t.Run("flood of unauthenticated connections", func(t *testing.T) {
 		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
 		for i := 0; i < 300; i++ {
 			c, err := dialFrom(t, b, fmt.Sprintf("127.0.%d.%d", 1+i/200, 2+i%200))
 			if err == nil {
 				conns = append(conns, c)
+				c.Read(make([]byte, 1)) // admitted and tracked
 			}
 		}
 		b.mustStillServe(t) // from 127.0.0.1, while the flood holds its slots
-		for _, c := range conns {
-			c.Close()
-		}
-		findLogWith(t, b, "connection refused", map[string]string{"reason": "too many unauthenticated connections"})
+		findLogWith(t, b, "connection closed", map[string]string{"reason": "waited longest"})
 	})
 	t.Run("one source floods", func(t *testing.T) {
 		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
 		for i := 0; i < 50; i++ {
 			if c, err := dialFrom(t, b, "127.0.0.9"); err == nil {
 				conns = append(conns, c)
 			}
 		}
 		b.mustStillServe(t)
-		for _, c := range conns {
-			c.Close()
-		}
+		findLogWith(t, b, "connection refused", map[string]string{"reason": "from this address"})
 	})
 	t.Run("slow handshakes", func(t *testing.T) {
 		var wg sync.WaitGroup

@@ -26,6 +26,7 @@ type connState struct {
 
 	authed     bool
 	role       policy.Role // of the verified key
+	started    time.Time   // when the connection was admitted
 	unauthed   bool        // still counted as unauthenticated
 	sessions   int
 	idle       *time.Timer
@@ -65,21 +66,35 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 		return nil
 	}
 	total, fromSource := 0, 0
+	var oldest *connState
 	for o := range s.conns {
 		if o.unauthed {
 			total++
 			if o.remote == remote {
 				fromSource++
 			}
+			if oldest == nil || o.started.Before(oldest.started) {
+				oldest = o
+			}
 		}
 	}
-	if total >= lim.MaxStartups || fromSource >= lim.PerSourceMaxStartups {
+	if fromSource >= lim.PerSourceMaxStartups {
 		s.mu.Unlock()
-		c.log.Warn("connection refused", "reason", "too many unauthenticated connections", "unauthenticated", total, "from_source", fromSource)
+		c.log.Warn("connection refused", "reason", "too many unauthenticated connections from this address", "from_source", fromSource)
 		s.metrics.connection("startups_exceeded")
 		return nil
 	}
+	if total >= lim.MaxStartups && oldest != nil {
+		// Full: make room by dropping the connection that has waited
+		// longest without authenticating. A flood of idle connections
+		// then cannot lock out a client that authenticates promptly.
+		oldest.unauthed = false
+		go oldest.conn.Close()
+		oldest.log.Warn("connection closed", "reason", "too many unauthenticated connections; this one waited longest", "unauthenticated", total)
+		s.metrics.connection("startups_evicted")
+	}
 	c.unauthed = true
+	c.started = time.Now()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.metrics.connection("accepted")

@@ -267,26 +267,47 @@ func TestMaxStartups(t *testing.T) {
 		held = append(held, c)
 		c.Read(make([]byte, 1)) // the server's version line: it is tracked now
 	}
+	// A third from the same address is over the per-source limit.
 	third, err := net.Dial("tcp", ts.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer third.Close()
 	if !closedWithin(third, 5*time.Second) {
-		t.Fatal("a third unauthenticated connection was kept")
+		t.Fatal("a third unauthenticated connection from one address was kept")
 	}
-	if !strings.Contains(ts.log(), "too many unauthenticated connections") {
+	if !strings.Contains(ts.log(), "too many unauthenticated connections from this address") {
 		t.Errorf("no log record:\n%s", ts.log())
 	}
-	// Authenticated clients are not affected.
-	held[0].Close()
-	eventually(t, "a slot to free up", func() bool {
-		c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{User: "builder", Auth: []gossh.AuthMethod{gossh.PublicKeys(ts.client)}, HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: time.Second})
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+}
+
+func TestMaxStartupsEvictsTheOldest(t *testing.T) {
+	ts := newTestServer(t, "cat", "[limits]\nmax_startups = 2\nper_source_max_startups = 8")
+	first, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	first.Read(make([]byte, 1))
+	second, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.Read(make([]byte, 1))
+	// The server is full of idle connections; a real client still gets in,
+	// and the oldest idle one goes.
+	c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{User: "builder", Auth: []gossh.AuthMethod{gossh.PublicKeys(ts.client)}, HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("a client was locked out by idle connections: %v", err)
+	}
+	c.Close()
+	if !closedWithin(first, 5*time.Second) {
+		t.Error("the oldest idle connection was kept")
+	}
+	if !strings.Contains(ts.log(), "this one waited longest") {
+		t.Errorf("no log record:\n%s", ts.log())
+	}
 }
 
 func TestIdleTimeout(t *testing.T) {
