@@ -258,10 +258,19 @@ func TestSoak(t *testing.T) {
 	}
 	g0, f0, rss0 := b.metric(t, "go_goroutines"), b.openFDs(t), vmRSS(b.serve.Process.Pid)
 	deadline := time.Now().Add(10 * time.Minute)
+	var samples []int64 // RSS after each quarter
 	for i := 0; i < seq && time.Now().Before(deadline); i++ {
 		if err := greetOnce(b, signer); err != nil {
 			t.Fatalf("sequential session %d: %v", i, err)
 		}
+		if (i+1)%(seq/4) == 0 {
+			samples = append(samples, vmRSS(b.serve.Process.Pid))
+		}
+	}
+	t.Logf("RSS after each quarter of the sequential sessions: %v", samples)
+	// Memory may grow to a working size early on, then must stay there.
+	if len(samples) == 4 && samples[3] > samples[0]+16<<20 {
+		t.Errorf("RSS kept growing: %v", samples)
 	}
 	ok, _ := burst(t, b, "build", par)
 	if ok != par {

@@ -391,6 +391,11 @@ func TestSourceLimiter(t *testing.T) {
 	if !l.allow(b, 60) {
 		t.Error("another source was limited too")
 	}
+	// A reload with a higher rate applies to known sources at once.
+	l.allow(a, 6000)
+	if lim := l.sources[a]; lim.Limit() != 100 || lim.Burst() != 3000 {
+		t.Errorf("after raising the rate to 6000/min: limit %v, burst %d; want 100/s, 3000", lim.Limit(), lim.Burst())
+	}
 }
 
 func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }

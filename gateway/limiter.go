@@ -35,11 +35,15 @@ func (l *sourceLimiter) allow(addr netip.Addr, perMinute int) bool {
 		}
 		l.swept = now
 	}
+	limit, burst := rate.Limit(float64(perMinute)/60), max(perMinute/2, 1)
 	lim := l.sources[addr]
 	if lim == nil {
-		burst := max(perMinute/2, 1)
-		lim = rate.NewLimiter(rate.Limit(float64(perMinute)/60), burst)
+		lim = rate.NewLimiter(limit, burst)
 		l.sources[addr] = lim
+	} else if lim.Limit() != limit || lim.Burst() != burst {
+		// The configuration was reloaded with another rate.
+		lim.SetLimitAt(now, limit)
+		lim.SetBurstAt(now, burst)
 	}
 	return lim.AllowN(now, 1)
 }
