@@ -2,8 +2,8 @@
 # Installs what the tests need from Debian: Nix, the OpenSSH server and
 # client, a static busybox for the remote-build test, systemd's
 # systemd-analyze and systemd-socket-activate, script(1), setpriv(1),
-# PRoot and bubblewrap for the sandbox tests, and tmux to drive a
-# terminal. As root it runs
+# PRoot and bubblewrap for the sandbox tests, tmux to drive a terminal,
+# and ssh-audit. As root it runs
 # apt-get; otherwise it says what is missing. Under CI a missing package
 # is an error.
 set -euo pipefail
@@ -18,6 +18,7 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v proot >/dev/null || need+=(proot)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v tmux >/dev/null || need+=(tmux)
+command -v ssh-audit >/dev/null || need+=(ssh-audit)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
   echo "deps: installing ${need[*]}" >&2
