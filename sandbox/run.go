@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // LookupAccount returns the account called name and, when credential is
@@ -62,6 +65,9 @@ type Process struct {
 	in, out, err atomic.Int64
 }
 
+// stdinPipeSize is the pipe buffer asked for a command's stdin.
+const stdinPipeSize = 1 << 20
+
 // outputGrace is how long Wait lets a process's descendants hold its
 // stdout and stderr open after it exited.
 const outputGrace = 2 * time.Second
@@ -87,19 +93,30 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 	if stdio.Stderr != nil {
 		cmd.Stderr = countingWriter{stdio.Stderr, &p.err}
 	}
+	var stdinRead *os.File
 	if stdio.Stdin != nil {
-		w, err := cmd.StdinPipe()
+		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
-		p.stdin = w
+		// A large pipe lets a store copy flow in big chunks, with fewer
+		// wake-ups of nixgate and of Nix. Best effort.
+		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, stdinPipeSize)
+		cmd.Stdin, p.stdin, stdinRead = r, w, r
 	}
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	if stdinRead != nil {
+		stdinRead.Close() // the child has it now
+	}
+	if err != nil {
+		if p.stdin != nil {
+			p.stdin.Close()
+		}
 		return nil, c.startError(err)
 	}
 	if stdio.Stdin != nil {
 		go func() {
-			n, _ := io.Copy(p.stdin, stdio.Stdin)
+			n, _ := io.CopyBuffer(p.stdin, stdio.Stdin, make([]byte, 256<<10))
 			p.in.Add(n)
 			p.stdin.Close()
 		}()

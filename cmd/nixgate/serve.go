@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -77,6 +78,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer closeLog()
+	if p := os.Getenv("NIXGATE_CPUPROFILE"); p != "" {
+		// For finding where time goes: a CPU profile until nixgate stops.
+		f, err := os.Create(p)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 
 	account, cred, err := serveAccount(cfg)
 	if err != nil {
