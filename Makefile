@@ -50,6 +50,7 @@ test: deps lint
 bench: deps
 	bench/exec-overhead.sh
 	bench/sandbox-modes.sh
+	bench/run.sh
 
 clean:
 	rm -rf bin .state
