@@ -70,7 +70,11 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		build := exec.Command("go", "build", "-o", nixgateBin, "github.com/nixgate/nixgate/cmd/nixgate")
+		args := []string{"build", "-o", nixgateBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, "github.com/nixgate/nixgate/cmd/nixgate")...)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building nixgate:", err)

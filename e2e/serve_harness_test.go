@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,6 +52,9 @@ func (b *builder) startServeWith(t testing.TB, wrapper []string, env []string) {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-done
+		if data, err := os.ReadFile(b.serveLog); err == nil && strings.Contains(string(data), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in nixgate serve:\n%s", data)
+		}
 		if t.Failed() {
 			if data, err := os.ReadFile(b.serveLog); err == nil {
 				t.Logf("nixgate serve stderr:\n%s", data)

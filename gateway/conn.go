@@ -60,6 +60,8 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 		s.metrics.connection("rate_limited")
 		return nil
 	}
+	tc := &trackedConn{Conn: conn, done: func() { s.connClosed(c) }}
+	c.conn = tc
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -98,9 +100,6 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.metrics.connection("accepted")
-
-	tc := &trackedConn{Conn: conn, done: func() { s.connClosed(c) }}
-	c.conn = tc
 	ctx.SetValue(connStateKey, c)
 	time.AfterFunc(lim.LoginGraceTime, func() {
 		s.mu.Lock()
