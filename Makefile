@@ -42,9 +42,12 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
 
 # Every test: dependencies, formatting and vet, unit and end-to-end tests
-# with the race detector, and a short run of every fuzz target.
+# with the race detector (nixgate itself is built with it for the
+# end-to-end tests), the soak once more without it (to watch memory), and
+# a short run of every fuzz target.
 test: deps lint
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run '^TestSoak$$' ./e2e
 	$(MAKE) fuzz
 
 bench: deps

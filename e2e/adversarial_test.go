@@ -269,7 +269,11 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("RSS after each quarter of the sequential sessions: %v", samples)
 	// Memory may grow to a working size early on, then must stay there.
-	if len(samples) == 4 && samples[3] > samples[0]+16<<20 {
+	// Under the race detector, which keeps its own records of every
+	// goroutine that ever ran, RSS says nothing: make test runs this test
+	// without it too.
+	checkRSS := !raceEnabled
+	if checkRSS && len(samples) == 4 && samples[3] > samples[0]+16<<20 {
 		t.Errorf("RSS kept growing: %v", samples)
 	}
 	ok, _ := burst(t, b, "build", par)
@@ -279,7 +283,7 @@ func TestSoak(t *testing.T) {
 	b.settles(t, g0, f0)
 	rss1 := vmRSS(b.serve.Process.Pid)
 	t.Logf("after %d sequential and %d parallel sessions: RSS %.1f → %.1f MiB", seq, par, float64(rss0)/(1<<20), float64(rss1)/(1<<20))
-	if rss1 > rss0+64<<20 {
+	if checkRSS && rss1 > rss0+64<<20 {
 		t.Errorf("RSS grew from %d to %d bytes", rss0, rss1)
 	}
 }

@@ -263,6 +263,7 @@ func burst(t testing.TB, bd *builder, key string, n int) (int, []float64) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var lat []float64
+	var firstErr error
 	okN := 0
 	start := make(chan struct{})
 	for i := 0; i < n; i++ {
@@ -278,11 +279,16 @@ func burst(t testing.TB, bd *builder, key string, n int) (int, []float64) {
 			if err == nil {
 				okN++
 				lat = append(lat, d)
+			} else if firstErr == nil {
+				firstErr = err
 			}
 		}()
 	}
 	close(start)
 	wg.Wait()
+	if firstErr != nil {
+		t.Logf("%d of %d sessions failed; the first: %v", n-okN, n, firstErr)
+	}
 	return okN, lat
 }
 

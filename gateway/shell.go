@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -59,12 +60,24 @@ func (s *Server) runShell(sess gliderssh.Session, log *slog.Logger, cfg *policy.
 		refuse(sess, log, "cannot start the shell: "+err.Error(), "decision", "error")
 		return
 	}
-	defer tty.Close()
+	// Window changes and the final close take turns on the terminal.
+	var ttyMu sync.Mutex
+	ttyClosed := false
+	defer func() {
+		ttyMu.Lock()
+		ttyClosed = true
+		tty.Close()
+		ttyMu.Unlock()
+	}()
 	s.metrics.session("allowed")
 	log.Info("allowed", "decision", "allow", "shell", shell, "pty", true, "pid", cmd.Process.Pid)
 	go func() {
 		for w := range winCh {
-			pty.Setsize(tty, &pty.Winsize{Rows: uint16(w.Height), Cols: uint16(w.Width)})
+			ttyMu.Lock()
+			if !ttyClosed {
+				pty.Setsize(tty, &pty.Winsize{Rows: uint16(w.Height), Cols: uint16(w.Width)})
+			}
+			ttyMu.Unlock()
 		}
 	}()
 	done := make(chan struct{})

@@ -66,7 +66,8 @@ func ParseCommand(cmd string) ([]string, error) {
 		if err := checkLiteral(w); err != nil {
 			return nil, err
 		}
-		fields, err := expand.Fields(nil, w)
+		// A Config of our own: with nil, expand shares and writes a package-level one.
+		fields, err := expand.Fields(&expand.Config{}, w)
 		if err != nil {
 			return nil, fmt.Errorf("policy: word %q: %v", wordSource(cmd, w), err)
 		}

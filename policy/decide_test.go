@@ -167,3 +167,23 @@ func TestDecideShellRole(t *testing.T) {
 		}
 	}
 }
+
+// TestParseCommandConcurrent is the regression test for a data race:
+// expand.Fields(nil, …) writes a configuration shared by all callers.
+func TestParseCommandConcurrent(t *testing.T) {
+	done := make(chan struct{})
+	for i := 0; i < 8; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for j := 0; j < 200; j++ {
+				if _, err := ParseCommand("nix-store --serve --write --store 'local?root=/x'"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		<-done
+	}
+}
