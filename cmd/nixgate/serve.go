@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -103,6 +104,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, s := range signers {
 		log.Info("host key", "type", s.PublicKey().Type(), "fingerprint", keys.Fingerprint(s.PublicKey()), "generated", generated)
 	}
+	// Watch from before the server is ready: a change made as soon as it
+	// is, is a change.
+	var running atomic.Pointer[gateway.Server]
+	changed := watchFiles(func() []string {
+		if s := running.Load(); s != nil {
+			return []string{source, s.Config().AuthorizedKeys}
+		}
+		return []string{source, cfg.AuthorizedKeys}
+	}, 2*time.Second)
 	var metrics *gateway.Metrics
 	if cfg.Serve.MetricsListen != "" {
 		metrics = gateway.NewMetrics()
@@ -111,6 +121,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	running.Store(srv)
 	listeners, err := serveListeners(cfg)
 	if err != nil {
 		return fail("%v", err)
@@ -136,7 +147,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	changed := watchFiles(func() []string { return []string{source, srv.Config().AuthorizedKeys} }, 2*time.Second)
 	for {
 		select {
 		case <-changed:
@@ -191,8 +201,8 @@ func watchFiles(files func() []string, interval time.Duration) <-chan struct{} {
 		return m
 	}
 	out := make(chan struct{}, 1)
+	last := look()
 	go func() {
-		last := look()
 		for range time.Tick(interval) {
 			now := look()
 			if !maps.Equal(now, last) {
