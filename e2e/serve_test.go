@@ -254,18 +254,7 @@ func offerThenProve(first, second ssh.Signer, accepted *bool) ssh.ClientAuthCall
 // the substitute key's owner, and nothing more.
 func TestServeIdentityFromVerifiedKey(t *testing.T) {
 	b := newBuilder(t, modeServe)
-	load := func(name string) ssh.Signer {
-		data, err := os.ReadFile(b.keys[name].path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ssh.ParsePrivateKey(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	offered, proved := load("build"), load("substitute")
+	offered, proved := signerFor(t, b, "build"), signerFor(t, b, "substitute")
 	var buildOffered bool
 	cfg := &ssh.ClientConfig{
 		User:            b.account.name,
@@ -308,14 +297,7 @@ func TestServeIdentityFromVerifiedKey(t *testing.T) {
 // cannot carry: the NUL byte case of the table, and a huge command.
 func TestServeRawCommands(t *testing.T) {
 	b := newBuilder(t, modeServe)
-	signer := func() ssh.Signer {
-		data, _ := os.ReadFile(b.keys["build"].path)
-		s, err := ssh.ParsePrivateKey(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}()
+	signer := signerFor(t, b, "build")
 	conn, err := ssh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.port), &ssh.ClientConfig{
 		User: b.account.name, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,

@@ -95,26 +95,15 @@ type fileFlags struct {
 }
 
 func keysAuthorize(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keys authorize", "--config FILE --name NAME --role ROLE [options] KEY.pub", "Example:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub", stdout, stderr)
+	fs := newFlagSet("keys authorize", "--config FILE --name NAME --role ROLE [options] KEY.pub (or - for stdin)", "Example:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub", stdout, stderr)
 	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`; the key goes into its authorized_keys file")
 	name := fs.String("name", "", "the key's `name` (required)")
 	role := fs.String("role", "", "`build` or substitute (required)")
 	from := fs.String("from", "", "comma-separated `networks` the key may connect from")
 	expires := fs.String("expires", "", "when the key stops working: an RFC 3339 `date` or date-time")
 	execFile := fs.String("exec", "", "also write the forced-command line for exec mode into this OpenSSH authorized_keys `file`")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: nixgate keys authorize --config FILE --name NAME --role ROLE [options] KEY.pub (or - for stdin)\n\nExample:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub\n\nOptions:\n")
-		fs.PrintDefaults()
-	}
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return exitOK
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() != 1 || *name == "" || *role == "" {
 		fmt.Fprintln(stderr, "nixgate keys authorize: give --name, --role and one public key file (or -)")
@@ -304,23 +293,12 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 }
 
 func keysRevoke(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keys revoke", "--config FILE | --authorized-keys FILE NAME|SHA256:…", "Examples:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n  nixgate keys revoke --authorized-keys ~nixremote/.ssh/authorized_keys SHA256:abc…", stdout, stderr)
+	fs := newFlagSet("keys revoke", "(--config FILE | --authorized-keys FILE) NAME|SHA256:…", "Examples:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n  nixgate keys revoke --authorized-keys ~nixremote/.ssh/authorized_keys SHA256:abc…", stdout, stderr)
 	var ff fileFlags
 	fs.StringVar(&ff.config, "config", "", "revoke from the authorized_keys file of this nixgate configuration `file`")
 	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "revoke from this OpenSSH authorized_keys `file`")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: nixgate keys revoke --config FILE | --authorized-keys FILE NAME|SHA256:…\n\nExample:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n\nOptions:\n")
-		fs.PrintDefaults()
-	}
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return exitOK
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() != 1 || (ff.config == "") == (ff.authorizedKeys == "") {
 		fmt.Fprintln(stderr, "nixgate keys revoke: give --config or --authorized-keys, and one name or fingerprint")

@@ -101,9 +101,20 @@ func newFlagSet(name, usageLine, example string, stdout, stderr io.Writer) *flag
 	return fs
 }
 
-// parseFlags parses args; it reports whether to go on, and the exit
-// status to use when not.
+// parseFlags parses args, which must be flags only; it reports whether
+// to go on, and the exit status to use when not.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (bool, int) {
+	ok, code := parseFlagsAndArgs(fs, args, stdout)
+	if ok && fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false, exitUsage
+	}
+	return ok, code
+}
+
+// parseFlagsAndArgs is parseFlags for a command that also takes
+// arguments after its flags (fs.Args()).
+func parseFlagsAndArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (bool, int) {
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			fs.SetOutput(stdout)
@@ -115,10 +126,6 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (bool, int) {
 		if errors.Is(err, flag.ErrHelp) {
 			return false, exitOK
 		}
-		return false, exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		return false, exitUsage
 	}
 	return true, exitOK
