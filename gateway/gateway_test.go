@@ -408,3 +408,20 @@ func TestPickCiphers(t *testing.T) {
 		t.Errorf("without AES hardware: %q", got)
 	}
 }
+
+// TestReloadToNoKeys: revoking the last key takes effect; a broken
+// configuration does not.
+func TestReloadToNoKeys(t *testing.T) {
+	ts := newTestServer(t, "cat", "")
+	none, err := policy.Parse("none.toml", []byte("user = \"builder\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.srv.Reload(none); err != nil {
+		t.Fatalf("Reload to no login key = %v", err)
+	}
+	if c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{User: "builder", Auth: []gossh.AuthMethod{gossh.PublicKeys(ts.client)}, HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}); err == nil {
+		c.Close()
+		t.Fatal("the revoked key still logs in")
+	}
+}

@@ -75,7 +75,11 @@ type state struct {
 	byFP   map[string]*policy.Key // SHA256 fingerprint -> key
 }
 
-func newState(cfg *policy.Config) (*state, error) {
+// newState indexes cfg's keys. A configuration in which no key has a
+// public_key is an error when requireKey is set (starting a server nobody
+// can use); on reload it is allowed, so that revoking the last key takes
+// effect.
+func newState(cfg *policy.Config, requireKey bool) (*state, error) {
 	st := &state{engine: policy.NewEngine(cfg), cfg: cfg, byFP: map[string]*policy.Key{}}
 	for i := range cfg.Keys {
 		k := &cfg.Keys[i]
@@ -88,7 +92,7 @@ func newState(cfg *policy.Config) (*state, error) {
 		}
 		st.byFP[keys.Fingerprint(e.Key)] = k
 	}
-	if len(st.byFP) == 0 {
+	if requireKey && len(st.byFP) == 0 {
 		return nil, errors.New("gateway: no key has a public_key, so nobody could log in")
 	}
 	return st, nil
@@ -103,7 +107,7 @@ func New(o Options) (*Server, error) {
 	if len(o.HostSigners) == 0 {
 		return nil, errors.New("gateway: no host key")
 	}
-	st, err := newState(o.Config)
+	st, err := newState(o.Config, true)
 	if err != nil {
 		return nil, err
 	}
@@ -162,11 +166,15 @@ func signers(in []gossh.Signer) []gliderssh.Signer {
 
 // Reload replaces the configuration for new connections and sessions.
 // Running sessions keep what they were started with. On error the old
-// configuration stays in force.
+// configuration stays in force. A configuration without any login key is
+// put in force (nobody can log in): revoking the last key must work.
 func (s *Server) Reload(cfg *policy.Config) error {
-	st, err := newState(cfg)
+	st, err := newState(cfg, false)
 	if err != nil {
 		return err
+	}
+	if len(st.byFP) == 0 {
+		s.log.Warn("no key may log in any more", "config", cfg.Source)
 	}
 	s.state.Store(st)
 	return nil

@@ -47,9 +47,10 @@ Examples:
   nixgate serve --listen 127.0.0.1:2200
   nixgate serve --config /etc/nixgate/nixgate.toml
 
-SIGHUP reloads the configuration and keys (a broken file is reported and
-the old configuration stays); SIGTERM stops accepting, lets running
-sessions finish for limits.drain_timeout, then ends them.`
+SIGHUP, or a change to the configuration or keys file, reloads them (a
+broken file is reported and the old configuration stays); SIGTERM stops
+accepting, lets running sessions finish for limits.drain_timeout, then
+ends them.`
 
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("serve", "[--config FILE]", serveExample, stdout, stderr)
