@@ -118,11 +118,7 @@ func TestFaultClientKilledMidCopy(t *testing.T) {
 // to the client as that signal.
 func TestFaultNixCrashes(t *testing.T) {
 	b := newBuilder(t, modeServe)
-	c, err := dialKey(b, signerFor(t, b, "build"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := b.mustDial(t, "build")
 	s, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)

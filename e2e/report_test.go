@@ -219,6 +219,18 @@ func signerFor(t testing.TB, bd *builder, name string) ssh.Signer {
 	return s
 }
 
+// mustDial connects with the key of name, closing the connection when
+// the test ends.
+func (b *builder) mustDial(t testing.TB, name string) *ssh.Client {
+	t.Helper()
+	c, err := dialKey(b, signerFor(t, b, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func dialKey(bd *builder, signer ssh.Signer) (*ssh.Client, error) {
 	return ssh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", bd.port), &ssh.ClientConfig{
 		User: bd.account.name, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
