@@ -425,3 +425,33 @@ func TestReloadToNoKeys(t *testing.T) {
 		t.Fatal("the revoked key still logs in")
 	}
 }
+
+// TestShutdownWithIdleConnections is the regression test for a deadlock:
+// Shutdown closed idle connections while holding the lock that closing
+// a connection takes.
+func TestShutdownWithIdleConnections(t *testing.T) {
+	ts := newTestServer(t, "cat", "")
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Read(make([]byte, 1)) // admitted and tracked
+	}
+	ts.dial(t) // and an authenticated one without sessions
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- ts.srv.Shutdown(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Shutdown hung")
+	}
+}

@@ -204,12 +204,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.drained)
 	}
 	drained := s.drained
+	var idle []*connState
 	for c := range s.conns {
 		if c.sessions == 0 {
-			c.conn.Close()
+			idle = append(idle, c)
 		}
 	}
 	s.mu.Unlock()
+	// Closed without s.mu: closing takes it to forget the connection.
+	for _, c := range idle {
+		c.conn.Close()
+	}
 	go s.ssh.Shutdown(ctx) // closes the listeners
 	select {
 	case <-drained:
