@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -87,19 +89,11 @@ func checkStore(cfg *policy.Config, a *account) []Result {
 }
 
 func lookupGroupName(gid int) (string, error) {
-	f, err := os.Open("/etc/group")
+	g, err := user.LookupGroupId(strconv.Itoa(gid))
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(sc.Text(), ":")
-		if len(p) >= 3 && p[2] == fmt.Sprint(gid) {
-			return p[0], nil
-		}
-	}
-	return "", errors.New("no such group")
+	return g.Name, nil
 }
 
 // checkTrust checks trusted-users when a build key may use ssh-ng
@@ -144,21 +138,11 @@ func checkTrust(cfg *policy.Config, a *account) []Result {
 }
 
 func lookupGroupID(name string) (int, error) {
-	f, err := os.Open("/etc/group")
+	g, err := user.LookupGroup(name)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(sc.Text(), ":")
-		if len(p) >= 3 && p[0] == name {
-			var gid int
-			_, err := fmt.Sscan(p[2], &gid)
-			return gid, err
-		}
-	}
-	return 0, errors.New("no such group")
+	return strconv.Atoi(g.Gid)
 }
 
 // checkSigning: substitute keys are only useful when the builder signs
@@ -171,18 +155,34 @@ func checkSigning(cfg *policy.Config) []Result {
 	if !sub {
 		return nil
 	}
-	text := ""
-	if data, err := os.ReadFile("/etc/nix/nix.conf"); err == nil {
-		text = string(data)
-	}
-	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
-	for _, line := range strings.Split(text, "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == "secret-key-files" && strings.TrimSpace(v) != "" {
-			return []Result{{"signing", OK, "the builder signs its paths (secret-key-files)", ""}}
-		}
+	if len(SecretKeyFiles(cfg)) > 0 {
+		return []Result{{"signing", OK, "the builder signs its paths (secret-key-files)", ""}}
 	}
 	return []Result{{"signing", Warn, "substitute keys exist but the builder does not sign its paths, so clients must set require-sigs = false to use it",
 		"nix-store --generate-binary-cache-key $(hostname)-1 /etc/nix/cache-priv-key.pem /etc/nix/cache-pub-key.pem && echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf"}}
+}
+
+// SecretKeyFiles lists the secret-key-files Nix on the builder signs
+// with: the last setting in $NIX_CONF_DIR/nix.conf (default /etc/nix),
+// then in NIX_CONFIG of [nix] env.
+func SecretKeyFiles(cfg *policy.Config) []string {
+	dir := os.Getenv("NIX_CONF_DIR")
+	if dir == "" {
+		dir = "/etc/nix"
+	}
+	var text string
+	if data, err := os.ReadFile(filepath.Join(dir, "nix.conf")); err == nil {
+		text = string(data)
+	}
+	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
+	var files []string
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == "secret-key-files" {
+			files = strings.Fields(v)
+		}
+	}
+	return files
 }
 
 // checkSandbox runs nix-store --version in the configured sandbox, as
@@ -291,16 +291,7 @@ func checkAuthorizedKeys(cfg *policy.Config, a *account, path string) []Result {
 			continue
 		}
 		n++
-		restricted, nixgate := false, false
-		for _, o := range e.Options {
-			name, value, _ := strings.Cut(o, "=")
-			switch strings.ToLower(name) {
-			case "restrict":
-				restricted = true
-			case "command":
-				nixgate = strings.Contains(value, "nixgate") && strings.Contains(value, " exec ")
-			}
-		}
+		restricted, nixgate := e.Restricted(), e.ForcesNixgate()
 		where := fmt.Sprintf("%s:%d (%s)", path, i+1, keys.LineName(e))
 		switch {
 		case !nixgate:

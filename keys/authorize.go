@@ -193,6 +193,32 @@ func Revoke(path, what string) (removed int, err error) {
 	return removed, err
 }
 
+// Restricted reports whether e has the restrict option.
+func (e Entry) Restricted() bool {
+	for _, o := range e.Options {
+		if strings.EqualFold(o, "restrict") {
+			return true
+		}
+	}
+	return false
+}
+
+// ForcesNixgate reports whether e's command= option runs `nixgate exec`.
+func (e Entry) ForcesNixgate() bool {
+	for _, o := range e.Options {
+		name, value, ok := strings.Cut(o, "=")
+		if ok && strings.EqualFold(name, "command") {
+			v, err := strconv.Unquote(value)
+			if err != nil {
+				v = value
+			}
+			f := strings.Fields(v)
+			return len(f) >= 2 && filepath.Base(f[0]) == "nixgate" && f[1] == "exec"
+		}
+	}
+	return false
+}
+
 // LineName returns the nixgate name of a key line: its name= option, the
 // --key of a forced `nixgate exec`, or else its comment.
 func LineName(e Entry) string {

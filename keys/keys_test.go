@@ -72,3 +72,25 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+func TestEntryOptions(t *testing.T) {
+	tests := []struct {
+		line              string
+		restricted, force bool
+	}{
+		{`restrict,command="/usr/local/bin/nixgate exec --config /etc/nixgate/nixgate.toml --key ci" ` + keyA, true, true},
+		{`command="nixgate exec --key ci" ` + keyA, false, true},
+		{`restrict,command="/usr/bin/nix-store --serve --store 'local?root=/tmp/nixgate-x'" ` + keyA, true, false},
+		{`restrict,command="/opt/evil-nixgate exec" ` + keyA, true, false},
+		{keyA, false, false},
+	}
+	for _, tt := range tests {
+		e, err := ParseLine(tt.line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Restricted() != tt.restricted || e.ForcesNixgate() != tt.force {
+			t.Errorf("%.60q: Restricted %v ForcesNixgate %v; want %v %v", tt.line, e.Restricted(), e.ForcesNixgate(), tt.restricted, tt.force)
+		}
+	}
+}

@@ -9,13 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/nixgate/nixgate/check"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 )
@@ -207,7 +207,7 @@ func nixSystem() string {
 // from the secret-key-files of its Nix configuration (/etc/nix/nix.conf,
 // and NIX_CONFIG in [nix] env).
 func builderCachePublicKey(cfg *policy.Config) (string, error) {
-	files := secretKeyFiles(cfg)
+	files := check.SecretKeyFiles(cfg)
 	if len(files) == 0 {
 		return "", errors.New("no secret-key-files in its Nix configuration")
 	}
@@ -216,30 +216,6 @@ func builderCachePublicKey(cfg *policy.Config) (string, error) {
 		return "", err
 	}
 	return cachePublicKey(strings.TrimSpace(string(data)))
-}
-
-// secretKeyFiles lists the secret-key-files Nix on the builder would use.
-func secretKeyFiles(cfg *policy.Config) []string {
-	var text string
-	if data, err := os.ReadFile(filepath.Join(nixConfDir(), "nix.conf")); err == nil {
-		text = string(data)
-	}
-	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
-	var files []string
-	for _, line := range strings.Split(text, "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.TrimSpace(k) == "secret-key-files" {
-			files = strings.Fields(v)
-		}
-	}
-	return files
-}
-
-func nixConfDir() string {
-	if d := os.Getenv("NIX_CONF_DIR"); d != "" {
-		return d
-	}
-	return "/etc/nix"
 }
 
 // cachePublicKey turns a Nix secret key ("name:base64 of the 64-byte

@@ -265,24 +265,19 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 				continue
 			}
 			r := keyRow{Name: keys.LineName(e), Fingerprint: keys.Fingerprint(e.Key), Source: fmt.Sprintf("%s:%d", ff.authorizedKeys, i+1), Role: "(see the nixgate configuration)"}
-			restricted := false
-			isNixgate := false
 			for _, o := range e.Options {
 				name, value, _ := strings.Cut(o, "=")
 				switch strings.ToLower(name) {
-				case "restrict":
-					restricted = true
 				case "from":
 					r.From = strings.Split(strings.Trim(value, `"`), ",")
 				case "expiry-time":
 					r.Expires = strings.Trim(value, `"`)
-				case "command":
-					isNixgate = strings.Contains(value, " exec ") && strings.Contains(value, "nixgate")
 				}
 			}
-			if !isNixgate {
+			if !e.ForcesNixgate() {
 				r.Role = "(not nixgate: no forced nixgate exec)"
 			}
+			restricted := e.Restricted()
 			r.Restricted = &restricted
 			rows = append(rows, r)
 		}
