@@ -1,6 +1,6 @@
 # The two commands: `make run` runs nixgate, `make test` runs every test.
 GO      ?= go
-FUZZTIME ?= 5s
+FUZZTIME ?= 60000x
 BIN     := bin/nixgate
 
 .PHONY: all build run run-exec test deps lint unit e2e fuzz bench clean
