@@ -73,6 +73,11 @@ type NixConfig struct {
 	// Env holds extra environment variables for the Nix command. Nil means
 	// none beyond the clean environment nixgate builds.
 	Env map[string]string `toml:"env"`
+	// ClientSettings are the settings a worker-protocol client may
+	// override with SetOptions; every other override is dropped and
+	// logged. Nil (the setting left out) means DefaultClientSettings; an
+	// empty list passes none.
+	ClientSettings []string `toml:"client_settings"`
 }
 
 // LogConfig is the [log] table.
@@ -99,6 +104,12 @@ type Key struct {
 	Expires time.Time `toml:"-"`
 	// MaxSessions limits the key's concurrent sessions. Zero means no limit.
 	MaxSessions int `toml:"max_sessions"`
+	// FullTrust lets every Nix operation and SetOptions override nixgate
+	// can parse through for this key, as if nixgate did not filter the
+	// protocols. False (the default) filters them by role. With the build
+	// account in trusted-users, a key with FullTrust is root on the
+	// builder.
+	FullTrust bool `toml:"full_trust"`
 
 	// Source and Line say where the key is written, for messages: the
 	// configuration file and its [[keys]] header, or an authorized_keys

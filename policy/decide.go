@@ -63,6 +63,11 @@ type Decision struct {
 	Shell bool
 	// Command is the command a shell-role key asked for.
 	Command string
+	// Protocol is the Nix protocol Program speaks on stdin and stdout,
+	// which nixgate filters with Ops; zero when denied.
+	Protocol Protocol
+	// Ops decides each operation of Protocol the client sends.
+	Ops OpPolicy
 	// LixBootstrap is set when the client is Lix 2.93.0, which sends
 	// "bash" and then the real command on stdin: play the dialogue with
 	// ReadLixBootstrap and decide the command it returns. Allow is false.
@@ -181,10 +186,11 @@ func (e *Engine) narrow(d Decision, k *Key, inv Invocation) Decision {
 			return d
 		}
 	case NixDaemon:
-		if k.Role != RoleBuild {
-			d.Reason = fmt.Sprintf("key %q (role %s) may not use ssh-ng://: nix-daemon --stdio has no read-only mode; use ssh://builder, which is a full substituter (substituters = ssh://builder)", k.Name, k.Role)
+		if k.Role != RoleBuild && k.Role != RoleSubstitute {
+			d.Reason = fmt.Sprintf("key %q has no role that may run nix-daemon", k.Name)
 			return d
 		}
+		// A substitute key's ops are filtered to the read-only ones.
 		d.Args = []string{"--stdio"}
 	default:
 		d.Reason = "unknown program"
@@ -198,6 +204,11 @@ func (e *Engine) narrow(d Decision, k *Key, inv Invocation) Decision {
 	}
 	d.Allow = true
 	d.Program = inv.Program
+	d.Protocol = ProtocolServe
+	if inv.Program == NixDaemon {
+		d.Protocol = ProtocolWorker
+	}
+	d.Ops = OpPolicy{Key: k.Name, Role: k.Role, FullTrust: k.FullTrust, ClientSettings: e.cfg.Nix.ClientSettings}
 	d.Reason = fmt.Sprintf("allowed: %s %s for role %s", d.Program, strings.Join(d.Args, " "), k.Role)
 	return d
 }

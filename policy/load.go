@@ -34,6 +34,7 @@ type KeySpec struct {
 	From        []string `toml:"from"`
 	Expires     any      `toml:"expires"`
 	MaxSessions int      `toml:"max_sessions"`
+	FullTrust   bool     `toml:"full_trust"`
 
 	// Line is where the key is written, for messages.
 	Line int `toml:"-"`
@@ -84,9 +85,10 @@ func decodeError(name string, err error) error {
 }
 
 var (
-	keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
-	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}\$?$`)
+	keyNameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	settingNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	userRE        = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}\$?$`)
 )
 
 // reservedEnv are variables nixgate sets itself; the configuration may not
@@ -165,6 +167,17 @@ func (v *validator) config(f *fileConfig) *Config {
 			v.fail(path, "%s is set by nixgate itself (use nix.bin_dirs to change where Nix is found)", name)
 		}
 	}
+	if _, set := v.lines["nix.client_settings"]; !set && cfg.Nix.ClientSettings == nil {
+		cfg.Nix.ClientSettings = DefaultClientSettings
+	}
+	if cfg.Nix.ClientSettings == nil {
+		cfg.Nix.ClientSettings = []string{}
+	}
+	for i, name := range cfg.Nix.ClientSettings {
+		if !settingNameRE.MatchString(name) {
+			v.fail(fmt.Sprintf("nix.client_settings[%d]", i), "%q is not a Nix setting name", name)
+		}
+	}
 	if len(f.Keys) == 0 && f.AuthorizedKeys == "" {
 		v.fail("keys", "no [[keys]] entry and no authorized_keys file: add a key, or nothing can connect")
 	}
@@ -200,7 +213,7 @@ func (c *Config) AddKeys(source string, specs []KeySpec) error {
 }
 
 func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
-	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, Source: v.name, Line: fk.Line}
+	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, FullTrust: fk.FullTrust, Source: v.name, Line: fk.Line}
 	switch {
 	case fk.Name == "":
 		v.fail(at+".name", "missing")

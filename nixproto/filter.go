@@ -1,0 +1,317 @@
+package nixproto
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// ErrRefused ends a session whose client sent what nixgate refuses and
+// the protocol cannot go on after: a serve-protocol write command from a
+// read-only key, an operation nixgate cannot parse, a client too old.
+var ErrRefused = errors.New("nixproto: refused")
+
+// Options configure a Filter.
+type Options struct {
+	// Protocol is the protocol the session speaks. The zero Protocol
+	// refuses the session.
+	Protocol policy.Protocol
+	// Policy decides each operation. The zero OpPolicy refuses every
+	// operation.
+	Policy policy.OpPolicy
+	// Stderr is the client's stderr: refusals the protocol cannot carry
+	// are written there as one line. Nil discards them.
+	Stderr io.Writer
+	// Log receives a record per refused operation and per dropped
+	// setting. Nil discards them.
+	Log *slog.Logger
+	// Observe, when set, is called once per operation with its name and
+	// whether it passed; it must not block.
+	Observe func(op string, allowed bool)
+}
+
+// Filter carries one session of a Nix protocol between a client and
+// Nix. It reads everything the client sends, asks Options.Policy about
+// each operation, and passes on to Nix only what is allowed, with the
+// protocol versions of both hellos lowered to what nixgate understands.
+// Nix's replies reach the client unchanged, except that nixgate answers
+// a refused worker operation itself with an error Nix prints.
+//
+// A Filter is used once: New, Attach, then Close after Nix has exited.
+type Filter struct {
+	opt Options
+	log *slog.Logger
+
+	req   *reader
+	nixW  *io.PipeWriter
+	nixR  *io.PipeReader
+	reply *replyWriter
+	buf   []byte
+
+	// serverHello is closed when the reply side has read Nix's hello
+	// (serverVersion is then set), or gave up waiting for it.
+	serverHello   chan struct{}
+	serverVersion uint64
+	// clientHello is closed when the request side has settled the
+	// session's version (version is then set), or ended.
+	clientHello chan struct{}
+	version     uint64
+	// serverFeatures is closed when the reply side has read Nix's
+	// feature set at 1.38 (features is then set), or will not.
+	serverFeatures chan struct{}
+	clientFeatures []string
+	// serverFeatureSet is Nix's feature set as passed on, set before
+	// serverFeatures is closed.
+	serverFeatureSet []string
+	features         []string
+
+	replyBytes atomic.Uint64
+	done       chan struct{}
+	stopOnce   sync.Once
+	stop       chan struct{}
+
+	mu    sync.Mutex
+	audit Audit
+	err   error
+}
+
+// New returns a Filter for one session.
+func New(opt Options) *Filter {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &Filter{
+		opt:            opt,
+		log:            log,
+		buf:            make([]byte, 256<<10),
+		serverHello:    make(chan struct{}),
+		clientHello:    make(chan struct{}),
+		serverFeatures: make(chan struct{}),
+		done:           make(chan struct{}),
+		stop:           make(chan struct{}),
+	}
+	f.nixR, f.nixW = io.Pipe()
+	return f
+}
+
+// Attach starts filtering what the client sends on client, and returns
+// what Nix's stdin must read and what Nix's stdout must write to; Nix's
+// replies go on to clientOut.
+func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin io.Reader, nixStdout io.Writer) {
+	f.req = newReader(client)
+	f.req.out = io.Discard
+	f.reply = &replyWriter{f: f, w: clientOut}
+	go f.run()
+	return f.nixR, f.reply
+}
+
+// Close stops the filter after Nix has exited: nothing more is passed to
+// Nix, and nothing waits for Nix any more.
+func (f *Filter) Close() {
+	f.stopOnce.Do(func() { close(f.stop) })
+	f.nixR.CloseWithError(errNixExited)
+}
+
+var errNixExited = errors.New("nixproto: Nix has exited")
+
+// Done is closed when the client's stream has ended, cleanly or not.
+func (f *Filter) Done() <-chan struct{} { return f.done }
+
+// Result returns what the session moved so far and, once Done is closed,
+// why the client's stream ended: nil for a clean end at an operation
+// boundary, an error wrapping ErrRefused or ErrProtocol, or the read
+// error.
+func (f *Filter) Result() (Audit, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.audit.clone()
+	a.Version = versionString(f.opt.Protocol, f.version)
+	a.Features = f.features
+	return a, f.err
+}
+
+func (f *Filter) run() {
+	var err error
+	switch f.opt.Protocol {
+	case policy.ProtocolWorker:
+		err = f.runWorker()
+	case policy.ProtocolServe:
+		err = f.runServe()
+	default:
+		err = f.refuseSession("no Nix protocol to filter")
+	}
+	if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, errNixExited) {
+		err = nil // Nix went away first: its exit says what happened
+	}
+	if err != nil && !errors.Is(err, ErrRefused) {
+		f.log.Warn("client stream ended in error", "error", err.Error())
+		if errors.Is(err, ErrProtocol) {
+			f.tell(err.Error())
+			err = fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+	}
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+	f.closeHello()
+	f.nixW.Close()
+	close(f.done)
+}
+
+// closeHello releases the reply side when the request side ends before
+// settling the version.
+func (f *Filter) closeHello() {
+	select {
+	case <-f.clientHello:
+	default:
+		close(f.clientHello)
+	}
+}
+
+// toNix passes bytes to Nix.
+func (f *Filter) toNix(b []byte) error {
+	_, err := f.nixW.Write(b)
+	return err
+}
+
+// tell writes one line for the client on its stderr.
+func (f *Filter) tell(msg string) {
+	if f.opt.Stderr != nil {
+		fmt.Fprintln(f.opt.Stderr, "nixgate: "+trimPkg(msg))
+	}
+}
+
+// refuseSession ends the session with one line on the client's stderr.
+func (f *Filter) refuseSession(msg string) error {
+	f.tell(msg)
+	f.log.Warn("session refused", "reason", msg)
+	return fmt.Errorf("%w: %s", ErrRefused, msg)
+}
+
+// waitServerHello waits for Nix's hello; false when the filter stopped
+// first.
+func (f *Filter) waitServerHello() bool {
+	select {
+	case <-f.serverHello:
+		return f.serverVersion != 0
+	case <-f.stop:
+		return false
+	}
+}
+
+// decide asks the policy about one operation and records the answer.
+func (f *Filter) decide(o *op) policy.OpVerdict {
+	v := f.opt.Policy.Decide(o.req)
+	name := policy.OpName(f.opt.Protocol, o.req.Code)
+	if f.opt.Observe != nil {
+		f.opt.Observe(name, v.Allow)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.audit.Ops == nil {
+		f.audit.Ops = map[string]int{}
+	}
+	if !v.Allow {
+		f.audit.Refused = appendCapped(f.audit.Refused, name)
+		f.audit.RefusedCount++
+		f.log.Warn("operation refused", "op", name, "reason", v.Reason)
+		return v
+	}
+	f.audit.Ops[name]++
+	if len(v.Dropped) > 0 {
+		f.audit.DroppedSettings = append(f.audit.DroppedSettings, v.Dropped...)
+		f.log.Warn("settings dropped", "op", name, "settings", v.Dropped)
+	}
+	if v.NoSubstitute {
+		f.log.Info("substitute flag cleared", "op", name)
+	}
+	return v
+}
+
+// record adds what an allowed operation moved to the audit.
+func (f *Filter) record(o *op) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.audit.Imported.add(o.imported, o.importedBytes)
+	f.audit.Built.add(o.built, 0)
+	f.audit.Read.add(o.read, 0)
+}
+
+// attributeReplies counts the bytes Nix sent since the last call as read
+// by the operation before, when it reads store contents.
+func (f *Filter) attributeReplies(prev *op, mark *uint64) {
+	now := f.replyBytes.Load()
+	if prev != nil && prev.readsContents {
+		f.mu.Lock()
+		f.audit.Read.Bytes += now - *mark
+		f.mu.Unlock()
+	}
+	*mark = now
+}
+
+// replyWriter is Nix's stdout: it reads Nix's hello, lowering its
+// version, then passes everything to the client, taking turns with the
+// errors nixgate answers itself.
+type replyWriter struct {
+	f  *Filter
+	mu sync.Mutex
+	w  io.Writer
+
+	hello     []byte
+	helloDone bool
+	phase     int
+}
+
+func (rw *replyWriter) Write(p []byte) (int, error) {
+	if !rw.helloDone {
+		out, err := rw.readHello(p)
+		if err != nil {
+			return 0, err
+		}
+		if len(out) > 0 {
+			if err := rw.pass(out); err != nil {
+				return 0, err
+			}
+		}
+		return len(p), nil
+	}
+	return len(p), rw.pass(p)
+}
+
+func (rw *replyWriter) pass(p []byte) error {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	_, err := rw.w.Write(p)
+	rw.f.replyBytes.Add(uint64(len(p)))
+	return err
+}
+
+// inject sends the client a message of nixgate's own between Nix's
+// replies.
+func (rw *replyWriter) inject(p []byte) error {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	_, err := rw.w.Write(p)
+	return err
+}
+
+func trimPkg(s string) string {
+	const p = "nixproto: "
+	if len(s) > len(p) && s[:len(p)] == p {
+		return s[len(p):]
+	}
+	return s
+}
+
+func appendCapped(list []string, s string) []string {
+	if len(list) >= MaxAuditPaths {
+		return list
+	}
+	return append(list, s)
+}

@@ -1,0 +1,180 @@
+package nixproto
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// enc builds a client's (or Nix's) byte stream.
+type enc struct{ b []byte }
+
+func (e *enc) u64(vs ...uint64) *enc {
+	for _, v := range vs {
+		e.b = binary.LittleEndian.AppendUint64(e.b, v)
+	}
+	return e
+}
+
+func (e *enc) str(ss ...string) *enc {
+	for _, s := range ss {
+		e.b = appendString(e.b, s)
+	}
+	return e
+}
+
+func (e *enc) strs(ss ...string) *enc {
+	e.b = appendStrings(e.b, ss)
+	return e
+}
+
+// nar appends a NAR of one directory holding a file with contents, an
+// executable and a symlink.
+func (e *enc) nar(contents string) *enc {
+	e.str("nix-archive-1", "(", "type", "directory",
+		"entry", "(", "name", "bin", "node", "(", "type", "regular", "executable", "", "contents", contents, ")", ")",
+		"entry", "(", "name", "file", "node", "(", "type", "regular", "contents", contents, ")", ")",
+		"entry", "(", "name", "link", "node", "(", "type", "symlink", "target", "file", ")", ")",
+		")")
+	return e
+}
+
+// framed appends data as frames of at most size bytes and the end marker.
+func (e *enc) framed(data []byte, size int) *enc {
+	for len(data) > 0 {
+		n := min(size, len(data))
+		e.u64(uint64(n))
+		e.b = append(e.b, data[:n]...)
+		data = data[n:]
+	}
+	return e.u64(0)
+}
+
+// workerHello is a client's hello at version v, with features at 1.38.
+func workerHello(v uint64, features ...string) []byte {
+	e := (&enc{}).u64(WorkerMagicClient, v)
+	if minor(v) >= 38 {
+		e.strs(features...)
+	}
+	return e.u64(0, 0).b // no CPU affinity, no reserveSpace
+}
+
+// workerServerHello is Nix's hello up to its feature set.
+func workerServerHello(v uint64, features ...string) []byte {
+	e := (&enc{}).u64(WorkerMagicServer, v)
+	if minor(v) >= 38 {
+		e.strs(features...)
+	}
+	return e.b
+}
+
+func serveHello(v uint64) []byte       { return (&enc{}).u64(ServeMagicClient, v).b }
+func serveServerHello(v uint64) []byte { return (&enc{}).u64(ServeMagicServer, v).b }
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+// run is one filtered session: the client sends client, Nix answers its
+// hello with server and reads what it is sent until the filter ends it.
+type run struct {
+	toNix, toClient, stderr []byte
+	audit                   Audit
+	err                     error
+}
+
+func filterSession(t testing.TB, opt Options, client, server []byte) run {
+	t.Helper()
+	var stderr syncBuffer
+	opt.Stderr = &stderr
+	f := New(opt)
+	var toClient syncBuffer
+	nixIn, nixOut := f.Attach(bytes.NewReader(client), &toClient)
+	go nixOut.Write(server)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(nixIn)
+		got <- b
+	}()
+	var toNix []byte
+	select {
+	case toNix = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the filter did not end the session within 20 s")
+	}
+	<-f.Done()
+	f.Close()
+	a, err := f.Result()
+	return run{toNix: toNix, toClient: toClient.Bytes(), stderr: stderr.Bytes(), audit: a, err: err}
+}
+
+var (
+	fullTrust   = policy.OpPolicy{Key: "all", Role: policy.RoleBuild, FullTrust: true}
+	buildKey    = policy.OpPolicy{Key: "ci", Role: policy.RoleBuild, ClientSettings: policy.DefaultClientSettings}
+	readOnlyKey = policy.OpPolicy{Key: "cache", Role: policy.RoleSubstitute, ClientSettings: policy.DefaultClientSettings}
+)
+
+// parseVersion reads "1.34" as 1<<8|34.
+func parseVersion(t testing.TB, s string) uint64 {
+	t.Helper()
+	major, minorPart, ok := strings.Cut(s, ".")
+	a, err1 := strconv.ParseUint(major, 10, 8)
+	b, err2 := strconv.ParseUint(minorPart, 10, 8)
+	if !ok || err1 != nil || err2 != nil {
+		t.Fatalf("bad version %q", s)
+	}
+	return a<<8 | b
+}
+
+// workerErrors returns the messages of the worker-protocol errors in b,
+// Nix's replies with nixgate's errors among them, found by their form.
+func workerErrorMessages(b []byte, version uint64) []string {
+	var msgs []string
+	marker := appendU64(nil, stderrError)
+	for i := 0; i+8 <= len(b); i += 8 {
+		if !bytes.Equal(b[i:i+8], marker) {
+			continue
+		}
+		rest := b[i+8:]
+		if minor(version) >= 26 {
+			// "Error", level, "Error", message
+			if len(rest) < 16+8+16 {
+				continue
+			}
+			rest = rest[16+8+16:]
+		}
+		if len(rest) < 8 {
+			continue
+		}
+		n := binary.LittleEndian.Uint64(rest)
+		if uint64(len(rest)-8) < n {
+			continue
+		}
+		msgs = append(msgs, string(rest[8:8+n]))
+	}
+	return msgs
+}
+
+func versionName(v uint64) string { return fmt.Sprintf("%d.%d", v>>8, v&0xff) }

@@ -1,0 +1,237 @@
+package nixproto
+
+import (
+	"encoding/binary"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// The serve protocol (nix-store --serve), as Nix's serve-protocol.hh and
+// nix-store.cc define it.
+const (
+	ServeMagicClient = 0x390c9deb
+	ServeMagicServer = 0x5452eecb
+
+	// ServeMinVersion is the oldest client version nixgate filters (Nix
+	// 2.3 speaks 2.5).
+	ServeMinVersion = 2<<8 | 5
+	// ServeMaxVersion is the newest version nixgate understands.
+	ServeMaxVersion = 2<<8 | 8
+
+	exportMagic = 0x4558494e
+)
+
+func (f *Filter) runServe() error {
+	r := f.req
+	r.startOp()
+	magic, err := r.u64()
+	if err != nil {
+		return handshakeEOF(err)
+	}
+	if magic != ServeMagicClient {
+		return f.refuseSession("the client did not open the serve protocol (nix-store --serve)")
+	}
+	if err := f.toNix(r.raw); err != nil {
+		return err
+	}
+	r.startOp()
+	cv, err := r.u64()
+	if err != nil {
+		return handshakeEOF(err)
+	}
+	if !f.waitServerHello() {
+		return f.refuseSession("nix-store --serve did not answer the hello")
+	}
+	if cv>>8 != 2 || cv < ServeMinVersion {
+		return f.refuseSession("the client speaks serve protocol " + versionString(0, cv) + "; nixgate needs " + versionString(0, ServeMinVersion) + " or later (Nix 2.3 or later)")
+	}
+	if f.serverVersion < ServeMinVersion {
+		return f.refuseSession("the builder's nix-store speaks serve protocol " + versionString(0, f.serverVersion) + "; nixgate needs " + versionString(0, ServeMinVersion) + " or later")
+	}
+	cv = min(cv, ServeMaxVersion)
+	f.mu.Lock()
+	f.version = min(cv, f.serverVersion, ServeMaxVersion)
+	f.mu.Unlock()
+	close(f.clientHello)
+	if err := f.toNix(appendU64(nil, cv)); err != nil {
+		return err
+	}
+	return f.ops(f.serveOp, nil)
+}
+
+// serveOp reads the arguments of serve command code and says what
+// follows them.
+func (f *Filter) serveOp(code uint64) (*op, error) {
+	r := f.req
+	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolServe, Code: code}, substituteAt: -1, settingsAt: -1}
+	var err error
+	str := func(list *[]string) {
+		if err != nil {
+			return
+		}
+		var s string
+		if s, err = r.str(); err == nil && list != nil {
+			*list = append(*list, s)
+		}
+	}
+	strs := func(list *[]string) {
+		if err != nil {
+			return
+		}
+		var ss []string
+		if ss, err = r.strs(); err == nil && list != nil {
+			*list = append(*list, ss...)
+		}
+	}
+	switch code {
+	case 1: // QueryValidPaths: lock, substitute, paths
+		if err = r.skipU64s(1); err == nil {
+			o.substituteAt = len(r.raw)
+			o.req.Substitute, err = r.bool()
+		}
+		strs(nil)
+	case 2: // QueryPathInfos
+		strs(nil)
+	case 3: // DumpStorePath
+		str(&o.read)
+		o.readsContents = true
+	case 4: // ImportPaths: exported paths follow
+		o.payload = f.importPaths(o)
+	case 5: // ExportPaths: obsolete flag, paths
+		if err = r.skipU64s(1); err == nil {
+			strs(&o.read)
+		}
+		o.readsContents = true
+	case 6: // BuildPaths: paths, build options
+		strs(&o.built)
+		if err == nil {
+			err = f.serveBuildOptions()
+		}
+	case 7: // QueryClosure: include outputs, paths
+		if err = r.skipU64s(1); err == nil {
+			strs(nil)
+		}
+	case 8: // BuildDerivation: drv path, derivation, build options
+		str(&o.built)
+		if err == nil {
+			var outs []string
+			outs, err = readDerivation(r)
+			o.built = append(o.built, outs...)
+		}
+		if err == nil {
+			err = f.serveBuildOptions()
+		}
+	case 9: // AddToStoreNar: path info, then a NAR of the size given
+		str(&o.imported)
+		str(nil) // deriver
+		str(nil) // NAR hash
+		strs(nil)
+		var size uint64
+		if err == nil {
+			err = r.skipU64s(1) // registration time
+		}
+		if err == nil {
+			size, err = r.u64()
+		}
+		if err == nil {
+			err = r.skipU64s(1) // ultimate
+		}
+		strs(nil) // signatures
+		str(nil)  // content address
+		o.payload = func() error {
+			o.importedBytes += size
+			return r.copyN(size)
+		}
+	default:
+		return nil, errUnknownOp
+	}
+	return o, err
+}
+
+// serveBuildOptions reads the build options of BuildPaths and
+// BuildDerivation, which grew with the version.
+func (f *Filter) serveBuildOptions() error {
+	n := 2 // max silent time, build timeout
+	if minor(f.version) >= 2 {
+		n++ // max log size
+	}
+	if minor(f.version) >= 3 {
+		n += 2 // repeats, enforce determinism
+	}
+	if minor(f.version) >= 7 {
+		n++ // keep failed
+	}
+	return f.req.skipU64s(n)
+}
+
+// importPaths streams ImportPaths' export format: for each path a 1, its
+// NAR, the export magic, the path, its references and deriver and an
+// optional legacy signature; a 0 at the end.
+func (f *Filter) importPaths(o *op) func() error {
+	return func() error {
+		r := f.req
+		s := src{r: tee{r.br, r.out}, buf: f.buf}
+		for {
+			more, err := s.u64()
+			if err != nil {
+				return err
+			}
+			if more == 0 {
+				return nil
+			}
+			if more != 1 {
+				return protoErr("ImportPaths: want 0 or 1 before a path, got %d", more)
+			}
+			n, err := s.nar()
+			if err != nil {
+				return err
+			}
+			o.importedBytes += n
+			if m, err := s.u64(); err != nil {
+				return err
+			} else if m != exportMagic {
+				return protoErr("ImportPaths: wrong export magic %#x", m)
+			}
+			p, err := s.str(MaxStringLen)
+			if err != nil {
+				return err
+			}
+			o.imported = append(o.imported, p)
+			if _, err := s.strs(MaxStringLen); err != nil {
+				return err
+			}
+			if _, err := s.str(MaxStringLen); err != nil {
+				return err
+			}
+			sig, err := s.u64()
+			if err != nil {
+				return err
+			}
+			if sig == 1 {
+				if _, err := s.str(MaxStringLen); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// readServeHello reads nix-store's hello and lowers its version.
+func (rw *replyWriter) readServeHello(p []byte) ([]byte, error) {
+	f := rw.f
+	rw.hello = append(rw.hello, p...)
+	if len(rw.hello) < 16 {
+		return nil, nil
+	}
+	magic := binary.LittleEndian.Uint64(rw.hello)
+	sv := binary.LittleEndian.Uint64(rw.hello[8:])
+	rw.finishHello()
+	if magic != ServeMagicServer || sv>>8 != 2 {
+		close(f.serverHello)
+		return rw.takeHello(), nil
+	}
+	f.serverVersion = sv
+	close(f.serverHello)
+	out := appendU64(appendU64(nil, magic), min(sv, ServeMaxVersion))
+	return append(out, rw.hello[16:]...), nil
+}

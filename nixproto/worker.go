@@ -1,0 +1,631 @@
+package nixproto
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"slices"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// The worker protocol (nix-daemon --stdio), as Nix's
+// worker-protocol.hh, worker-protocol-connection.cc and daemon.cc and
+// Lix's equivalents define it.
+const (
+	WorkerMagicClient = 0x6e697863
+	WorkerMagicServer = 0x6478696f
+
+	// WorkerMinVersion is the oldest client version nixgate filters:
+	// from 1.23 on, every NAR a client sends is framed or parseable.
+	WorkerMinVersion = 1<<8 | 23
+	// WorkerMaxVersion is the newest version nixgate understands; both
+	// hellos are lowered to it.
+	WorkerMaxVersion = 1<<8 | 38
+
+	stderrLast  = 0x616c7473
+	stderrError = 0x63787470
+)
+
+// The worker protocol features (1.38 and later) nixgate understands; the
+// others are removed from both hellos, so the session does without them.
+const (
+	FeatureRealisationWithPath = "realisation-with-path-not-hash"
+	FeatureDeleteDeadReferrers = "delete-dead-specific-referrers"
+)
+
+var knownFeatures = []string{FeatureRealisationWithPath, FeatureDeleteDeadReferrers}
+
+func minor(v uint64) uint64 { return v & 0xff }
+
+// WorkerError returns the bytes of a worker-protocol error message
+// carrying msg, in the form a client of version speaks: the structured
+// error from 1.26, a message and status before.
+func WorkerError(version uint64, msg string) []byte {
+	b := appendU64(nil, stderrError)
+	if minor(version) >= 26 {
+		b = appendString(b, "Error")
+		b = appendU64(b, 0) // lvlError
+		b = appendString(b, "Error")
+		b = appendString(b, msg)
+		b = appendU64(b, 0) // no position
+		b = appendU64(b, 0) // no traces
+		return b
+	}
+	b = appendString(b, msg)
+	return appendU64(b, 1)
+}
+
+func (f *Filter) hasFeature(name string) bool { return slices.Contains(f.features, name) }
+
+func (f *Filter) runWorker() error {
+	r := f.req
+	r.startOp()
+	magic, err := r.u64()
+	if err != nil {
+		return handshakeEOF(err)
+	}
+	if magic != WorkerMagicClient {
+		return f.refuseSession("the client did not open the worker protocol (nix-daemon --stdio)")
+	}
+	// Lix waits for Nix's hello before it sends its version: pass the
+	// magic on at once.
+	if err := f.toNix(r.raw); err != nil {
+		return err
+	}
+	r.startOp()
+	cv, err := r.u64()
+	if err != nil {
+		return handshakeEOF(err)
+	}
+	if !f.waitServerHello() {
+		return f.refuseSession("Nix did not answer the worker protocol hello")
+	}
+	if cv>>8 != 1 || cv < WorkerMinVersion {
+		return f.refuseSession(versionRefusal("client", cv, "Nix 2.4"))
+	}
+	if f.serverVersion < WorkerMinVersion {
+		return f.refuseSession(versionRefusal("builder's Nix", f.serverVersion, "Nix 2.4"))
+	}
+	cv = min(cv, WorkerMaxVersion)
+	f.mu.Lock()
+	f.version = min(cv, f.serverVersion, WorkerMaxVersion)
+	f.mu.Unlock()
+	close(f.clientHello)
+	if err := f.toNix(appendU64(nil, cv)); err != nil {
+		return err
+	}
+	if minor(f.version) >= 38 {
+		r.startOp()
+		feats, err := r.strs()
+		if err != nil {
+			return err
+		}
+		f.clientFeatures = understood(feats)
+		if err := f.toNix(appendStrings(nil, f.clientFeatures)); err != nil {
+			return err
+		}
+		select {
+		case <-f.serverFeatures:
+		case <-f.stop:
+			return io.ErrClosedPipe
+		}
+		f.mu.Lock()
+		f.features = intersect(f.clientFeatures, f.serverFeatureSet)
+		f.mu.Unlock()
+	}
+	// CPU affinity (1.14) and reserveSpace (1.11), both obsolete.
+	r.startOp()
+	if affinity, err := r.bool(); err != nil {
+		return err
+	} else if affinity {
+		if _, err := r.u64(); err != nil {
+			return err
+		}
+	}
+	if _, err := r.u64(); err != nil {
+		return err
+	}
+	if err := f.toNix(r.raw); err != nil {
+		return err
+	}
+	return f.ops(f.workerOp, f.refuseWorkerOp)
+}
+
+// refuseWorkerOp answers a refused operation with an error the client
+// prints; the session goes on.
+func (f *Filter) refuseWorkerOp(o *op, reason string) error {
+	return f.reply.inject(WorkerError(f.version, "nixgate: "+reason))
+}
+
+func handshakeEOF(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil // the client left during the hello
+	}
+	return err
+}
+
+func versionRefusal(who string, v uint64, oldest string) string {
+	return "the " + who + " speaks protocol " + versionString(0, v) + "; nixgate needs " + versionString(0, WorkerMinVersion) + " or later (" + oldest + " or later)"
+}
+
+// understood keeps the features nixgate understands.
+func understood(feats []string) []string {
+	var out []string
+	for _, f := range feats {
+		if slices.Contains(knownFeatures, f) && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// workerOp reads the arguments of worker operation code and says what
+// follows them.
+func (f *Filter) workerOp(code uint64) (*op, error) {
+	r := f.req
+	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolWorker, Code: code}, substituteAt: -1, settingsAt: -1}
+	var err error
+	path := func(list *[]string) {
+		if err != nil {
+			return
+		}
+		var p string
+		if p, err = r.str(); err == nil && list != nil {
+			*list = append(*list, p)
+		}
+	}
+	paths := func(list *[]string) {
+		if err != nil {
+			return
+		}
+		var ps []string
+		if ps, err = r.strs(); err == nil && list != nil {
+			*list = append(*list, ps...)
+		}
+	}
+	u64s := func(n int) {
+		if err == nil {
+			err = r.skipU64s(n)
+		}
+	}
+	v := f.version
+	switch code {
+	case 1, 3, 4, 5, 6, 11, 18, 21, 22, 26, 28, 33, 41:
+		// IsValidPath, HasSubstitutes, QueryPathHash, QueryReferences,
+		// QueryReferrers, AddTempRoot, QueryDeriver,
+		// QuerySubstitutablePathInfo, QueryDerivationOutputs,
+		// QueryPathInfo, QueryDerivationOutputNames, QueryValidDerivers,
+		// QueryDerivationOutputMap: one path.
+		path(nil)
+	case 29: // QueryPathFromHashPart
+		path(nil)
+	case 38: // NarFromPath
+		path(&o.read)
+		o.readsContents = true
+	case 10: // EnsurePath
+		path(&o.built)
+	case 13, 14, 23, 34: // SyncWithGC, FindRoots, QueryAllValidPaths, OptimiseStore
+	case 16: // ExportPath: path, sign
+		path(&o.read)
+		u64s(1)
+		o.readsContents = true
+	case 31: // QueryValidPaths
+		paths(nil)
+		if err == nil && minor(v) >= 27 {
+			o.substituteAt = len(r.raw)
+			o.req.Substitute, err = r.bool()
+		}
+	case 32: // QuerySubstitutablePaths
+		paths(nil)
+	case 30: // QuerySubstitutablePathInfos: path → content address
+		var n uint64
+		if n, err = r.count(16); err == nil {
+			for i := uint64(0); i < n && err == nil; i++ {
+				path(nil)
+				path(nil)
+			}
+		}
+	case 40: // QueryMissing
+		paths(nil)
+	case 9, 46: // BuildPaths, BuildPathsWithResults: derived paths, mode
+		paths(&o.built)
+		o.req.Repair = f.buildMode(&err)
+	case 36: // BuildDerivation: drv path, derivation, mode
+		path(&o.built)
+		if err == nil {
+			var outs []string
+			outs, err = readDerivation(r)
+			o.built = append(o.built, outs...)
+		}
+		o.req.Repair = f.buildMode(&err)
+	case 7: // AddToStore
+		if minor(v) >= 25 {
+			var name string
+			if name, err = r.str(); err == nil {
+				o.imported = append(o.imported, name)
+			}
+			path(nil) // content-address method
+			paths(nil)
+			if err == nil {
+				o.req.Repair, err = r.bool()
+			}
+			o.payload = f.framedImport(o)
+		} else {
+			var name string
+			if name, err = r.str(); err == nil {
+				o.imported = append(o.imported, name)
+			}
+			u64s(2) // fixed, recursive
+			path(nil)
+			o.payload = func() error {
+				n, err := src{r: tee{r.br, r.out}, buf: f.buf}.nar()
+				o.importedBytes += n
+				return err
+			}
+		}
+	case 8: // AddTextToStore: name, text, references
+		var name string
+		if name, err = r.str(); err == nil {
+			o.imported = append(o.imported, name)
+		}
+		path(nil)
+		paths(nil)
+	case 39: // AddToStoreNar
+		path(&o.imported)
+		path(nil) // deriver
+		path(nil) // NAR hash
+		paths(nil)
+		u64s(3) // registration time, NAR size, ultimate
+		paths(nil)
+		path(nil) // content address
+		if err == nil {
+			o.req.Repair, err = r.bool()
+		}
+		u64s(1) // dontCheckSigs
+		o.payload = f.framedImport(o)
+	case 44: // AddMultipleToStore: repair, dontCheckSigs, framed paths
+		if err == nil {
+			o.req.Repair, err = r.bool()
+		}
+		u64s(1)
+		o.payload = f.framedMultiple(o)
+	case 45: // AddBuildLog: path, framed log
+		path(nil)
+		o.payload = f.framedImport(nil)
+	case 42: // RegisterDrvOutput
+		if f.hasFeature(FeatureRealisationWithPath) {
+			path(&o.built) // drv path
+			path(nil)      // output name
+			path(nil)      // output path
+			paths(nil)     // signatures
+		} else if minor(v) < 31 {
+			path(nil) // drv output id
+			path(nil) // output path
+		} else {
+			path(nil) // realisation as JSON
+		}
+	case 43: // QueryRealisation
+		path(nil)
+		if f.hasFeature(FeatureRealisationWithPath) {
+			path(nil)
+		}
+	case 12: // AddIndirectRoot
+		path(nil)
+	case 47: // AddPermRoot
+		path(nil)
+		path(nil)
+	case 37: // AddSignatures
+		path(nil)
+		paths(nil)
+	case 35: // VerifyStore: check contents, repair
+		u64s(1)
+		if err == nil {
+			o.req.Repair, err = r.bool()
+		}
+	case 20: // CollectGarbage
+		u64s(1) // action
+		if f.hasFeature(FeatureDeleteDeadReferrers) {
+			var whole bool
+			if whole, err = r.bool(); err == nil && !whole {
+				paths(nil)
+				u64s(1)
+			}
+		} else {
+			paths(nil)
+		}
+		u64s(5) // ignoreLiveness, maxFreed, three obsolete
+	case 19: // SetOptions
+		u64s(12)
+		if err == nil {
+			o.settingsAt = len(r.raw)
+			var n uint64
+			if n, err = r.count(32); err == nil {
+				for i := uint64(0); i < n && err == nil; i++ {
+					var s policy.Setting
+					if s.Name, err = r.str(); err == nil {
+						s.Value, err = r.str()
+					}
+					o.req.Settings = append(o.req.Settings, s)
+				}
+			}
+		}
+	default:
+		return nil, errUnknownOp
+	}
+	return o, err
+}
+
+var errUnknownOp = errors.New("nixproto: unknown operation")
+
+// buildMode reads a build mode and reports whether it is repair.
+func (f *Filter) buildMode(err *error) bool {
+	if *err != nil {
+		return false
+	}
+	m, e := f.req.u64()
+	*err = e
+	return m == 1
+}
+
+// readDerivation reads a BasicDerivation and returns its output paths.
+func readDerivation(r *reader) ([]string, error) {
+	n, err := r.count(32)
+	if err != nil {
+		return nil, err
+	}
+	var outs []string
+	for i := uint64(0); i < n; i++ {
+		if _, err := r.str(); err != nil { // output name
+			return nil, err
+		}
+		p, err := r.str()
+		if err != nil {
+			return nil, err
+		}
+		if p != "" {
+			outs = append(outs, p)
+		}
+		if _, err := r.str(); err != nil { // hash algorithm
+			return nil, err
+		}
+		if _, err := r.str(); err != nil { // hash
+			return nil, err
+		}
+	}
+	if _, err := r.strs(); err != nil { // input sources
+		return nil, err
+	}
+	if _, err := r.str(); err != nil { // platform
+		return nil, err
+	}
+	if _, err := r.str(); err != nil { // builder
+		return nil, err
+	}
+	if _, err := r.strs(); err != nil { // args
+		return nil, err
+	}
+	if n, err = r.count(16); err != nil { // environment
+		return nil, err
+	}
+	for i := uint64(0); i < n; i++ {
+		if _, err := r.str(); err != nil {
+			return nil, err
+		}
+		if _, err := r.str(); err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
+// framedImport streams framed data, counting its bytes as imported by o
+// (nil: not an import).
+func (f *Filter) framedImport(o *op) func() error {
+	return func() error {
+		fr := &frames{r: f.req}
+		err := fr.drain(f.buf)
+		if o != nil {
+			o.importedBytes += fr.n
+		}
+		return err
+	}
+}
+
+// framedMultiple streams AddMultipleToStore's framed data, reading the
+// path infos inside to audit them.
+func (f *Filter) framedMultiple(o *op) func() error {
+	return func() error {
+		fr := &frames{r: f.req}
+		s := src{r: fr, buf: f.buf}
+		err := func() error {
+			n, err := s.u64()
+			if err != nil {
+				return err
+			}
+			for i := uint64(0); i < n; i++ {
+				p, err := s.str(MaxStringLen)
+				if err != nil {
+					return err
+				}
+				o.imported = append(o.imported, p)
+				if _, err := s.str(MaxStringLen); err != nil { // deriver
+					return err
+				}
+				if _, err := s.str(MaxStringLen); err != nil { // NAR hash
+					return err
+				}
+				if _, err := s.strs(MaxStringLen); err != nil { // references
+					return err
+				}
+				if _, err := s.u64(); err != nil { // registration time
+					return err
+				}
+				size, err := s.u64()
+				if err != nil {
+					return err
+				}
+				if _, err := s.u64(); err != nil { // ultimate
+					return err
+				}
+				if _, err := s.strs(MaxStringLen); err != nil { // signatures
+					return err
+				}
+				if _, err := s.str(MaxStringLen); err != nil { // content address
+					return err
+				}
+				if err := s.skip(size); err != nil {
+					return err
+				}
+			}
+			return nil
+		}()
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrProtocol) {
+			return err
+		}
+		// Nix judges what is inside the frames; nixgate only needs their
+		// end.
+		derr := fr.drain(f.buf)
+		o.importedBytes += fr.n
+		if derr != nil {
+			return derr
+		}
+		if fr.left == 0 && !fr.ended {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}
+}
+
+// readWorkerHello reads Nix's side of the worker hello from what Nix has
+// written so far, and returns the bytes to pass to the client.
+func (rw *replyWriter) readWorkerHello(p []byte) ([]byte, error) {
+	f := rw.f
+	rw.hello = append(rw.hello, p...)
+	var out []byte
+	if rw.phase == 0 {
+		if len(rw.hello) < 16 {
+			return nil, nil
+		}
+		magic := binary.LittleEndian.Uint64(rw.hello)
+		sv := binary.LittleEndian.Uint64(rw.hello[8:])
+		if magic != WorkerMagicServer || sv>>8 != 1 {
+			rw.finishHello()
+			close(f.serverHello)
+			return rw.takeHello(), nil
+		}
+		f.serverVersion = sv
+		close(f.serverHello)
+		out = appendU64(appendU64(out, magic), min(sv, WorkerMaxVersion))
+		rw.hello = rw.hello[16:]
+		rw.phase = 1
+		// Pass the hello on before waiting: Lix sends its version only
+		// after it has read Nix's.
+		if err := rw.pass(out); err != nil {
+			return nil, err
+		}
+		out = nil
+	}
+	if rw.phase == 1 {
+		select {
+		case <-f.clientHello:
+		case <-f.stop:
+			rw.finishHello()
+			return rw.takeHello(), nil
+		}
+		f.mu.Lock()
+		v := f.version
+		f.mu.Unlock()
+		if minor(v) < 38 {
+			rw.finishHello()
+			return rw.takeHello(), nil
+		}
+		rw.phase = 2
+	}
+	// phase 2: Nix's feature set.
+	feats, n, status := parseStrings(rw.hello)
+	switch status {
+	case incomplete:
+		return nil, nil
+	case malformed:
+		// Not a feature set: pass it on for the client to judge.
+		rw.finishHello()
+		return rw.takeHello(), nil
+	}
+	rw.hello = rw.hello[n:]
+	kept := understood(feats)
+	f.serverFeatureSet = kept
+	rw.finishHello()
+	out = appendStrings(out, kept)
+	return append(out, rw.takeHello()...), nil
+}
+
+func (rw *replyWriter) finishHello() {
+	rw.helloDone = true
+	select {
+	case <-rw.f.serverFeatures:
+	default:
+		close(rw.f.serverFeatures)
+	}
+}
+
+func (rw *replyWriter) takeHello() []byte {
+	b := rw.hello
+	rw.hello = nil
+	return b
+}
+
+func (rw *replyWriter) readHello(p []byte) ([]byte, error) {
+	if rw.f.opt.Protocol == policy.ProtocolWorker {
+		return rw.readWorkerHello(p)
+	}
+	return rw.readServeHello(p)
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if slices.Contains(b, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type parseStatus int
+
+const (
+	complete parseStatus = iota
+	incomplete
+	malformed
+)
+
+// parseStrings parses a string list at the start of b, which may not
+// hold all of it yet. Lists longer than a feature set are malformed.
+func parseStrings(b []byte) (list []string, n int, status parseStatus) {
+	if len(b) < 8 {
+		return nil, 0, incomplete
+	}
+	count := binary.LittleEndian.Uint64(b)
+	if count > 1024 {
+		return nil, 0, malformed
+	}
+	n = 8
+	for i := uint64(0); i < count; i++ {
+		if len(b) < n+8 {
+			return nil, 0, incomplete
+		}
+		l := binary.LittleEndian.Uint64(b[n:])
+		if l > 1024 {
+			return nil, 0, malformed
+		}
+		end := n + 8 + int(padded(l))
+		if len(b) < end {
+			return nil, 0, incomplete
+		}
+		list = append(list, string(b[n+8:n+8+int(l)]))
+		n = end
+	}
+	return list, n, complete
+}
