@@ -108,57 +108,77 @@ derivation {
 
 func TestRemoteBuild(t *testing.T) {
 	forEachMode(t, func(t *testing.T, b *builder) {
-		nonce := fmt.Sprint(time.Now().UnixNano())
-		drv := writeDerivation(t, b.root, nonce)
-		r := b.mustNix(t, "nix-build", drv, "--no-out-link", "-j0",
-			"--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1")
-		out := strings.TrimSpace(r.stdout)
-		if !strings.HasPrefix(out, "/nix/store/") {
-			t.Fatalf("nix-build printed %q", out)
-		}
-		want := "built remotely " + nonce + "\n"
-		if got := readStore(t, b.clientStoreDir, out); got != want {
-			t.Errorf("output copied back holds %q; want %q", got, want)
-		}
-		if got := readStore(t, b.storeDir, out); got != want {
-			t.Errorf("builder's output holds %q; want %q", got, want)
+		for _, scheme := range []string{"ssh", "ssh-ng"} {
+			t.Run(scheme, func(t *testing.T) {
+				nonce := fmt.Sprint(time.Now().UnixNano())
+				drv := writeDerivation(t, b.root, nonce)
+				r := b.mustNix(t, "nix-build", drv, "--no-out-link", "-j0",
+					"--builders", scheme+"://"+b.Host("build")+" x86_64-linux - 1")
+				out := strings.TrimSpace(r.stdout)
+				if !strings.HasPrefix(out, "/nix/store/") {
+					t.Fatalf("nix-build printed %q", out)
+				}
+				want := "built remotely " + nonce + "\n"
+				if got := readStore(t, b.clientStoreDir, out); got != want {
+					t.Errorf("output copied back holds %q; want %q", got, want)
+				}
+				if got := readStore(t, b.storeDir, out); got != want {
+					t.Errorf("builder's output holds %q; want %q", got, want)
+				}
+			})
 		}
 	})
 }
 
+// TestSubstituteKey: a substitute key reads over ssh:// and ssh-ng:// and
+// cannot write or build over either; the refusal is nixgate's own line,
+// and nothing reaches the builder's store.
 func TestSubstituteKey(t *testing.T) {
 	forEachMode(t, func(t *testing.T, b *builder) {
-		p := b.addPath(t, "for-substitute", "readable by the substitute key\n")
-		b.mustNix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p)
-		b.mustNix(t, "nix", "store", "delete", p)
+		for _, scheme := range []string{"ssh", "ssh-ng"} {
+			t.Run(scheme, func(t *testing.T) {
+				url := scheme + "://" + b.Host("substitute")
+				content := "readable by the substitute key over " + scheme + "\n"
+				p := b.addPath(t, "for-substitute-"+scheme, content)
+				b.mustNix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p)
+				b.mustNix(t, "nix", "store", "delete", p)
 
-		// Reading works, also as a substituter.
-		b.mustNix(t, "nix", "copy", "--from", "ssh://"+b.Host("substitute"), p)
-		if !inStore(b.clientStoreDir, p) {
-			t.Fatal("copy --from with the substitute key did not copy")
-		}
+				// Reading works: ping, path-info, copy --from.
+				if r := b.mustNix(t, "nix", "store", "ping", "--store", url); !strings.Contains(r.stderr, "Store URL: "+url) {
+					t.Errorf("nix store ping: %s", r)
+				}
+				if r := b.mustNix(t, "nix", "path-info", "--store", url, p); strings.TrimSpace(r.stdout) != p {
+					t.Errorf("nix path-info printed %q; want %s", r.stdout, p)
+				}
+				b.mustNix(t, "nix", "copy", "--from", url, p)
+				if got := readStore(t, b.clientStoreDir, p); got != content {
+					t.Fatalf("copy --from with the substitute key left %q", got)
+				}
 
-		// Writing fails with nix-store's own refusal.
-		q := b.addPath(t, "from-substitute", "must not reach the builder\n")
-		r := b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("substitute"), q)
-		if r.code == 0 || inStore(b.storeDir, q) {
-			t.Fatalf("copy --to with the substitute key: %s", r)
-		}
-		if !strings.Contains(r.stderr, "importing paths is not allowed") {
-			t.Errorf("copy --to refusal does not come from nix-store --serve: %s", r)
-		}
+				// Writing is refused by nixgate before Nix sees it.
+				q := b.addPath(t, "from-substitute-"+scheme, "must not reach the builder\n")
+				r := b.nix(t, "nix", "copy", "--to", url, q)
+				if r.code == 0 || inStore(b.storeDir, q) {
+					t.Fatalf("copy --to with the substitute key: %s", r)
+				}
+				if !strings.Contains(r.stderr, `nixgate: key "substitute" (role substitute) is read-only:`) {
+					t.Errorf("copy --to refusal is not nixgate's line: %s", r)
+				}
 
-		// Building fails too.
-		drv := writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()))
-		r = b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("substitute")+" x86_64-linux - 1")
-		if r.code == 0 {
-			t.Fatalf("build with the substitute key succeeded: %s", r)
-		}
-
-		// ssh-ng is refused by nixgate with the hint to use ssh://.
-		r = b.nix(t, "nix", "store", "ping", "--store", "ssh-ng://"+b.Host("substitute"))
-		if r.code == 0 || !strings.Contains(r.stderr, "use ssh://builder") {
-			t.Fatalf("ssh-ng with the substitute key: %s", r)
+				// Building fails the same way, and no build output lands.
+				nonce := fmt.Sprint(time.Now().UnixNano())
+				drv := writeDerivation(t, b.root, nonce)
+				r = b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--builders", url+" x86_64-linux - 1")
+				if r.code == 0 {
+					t.Fatalf("build with the substitute key succeeded: %s", r)
+				}
+				if !strings.Contains(r.stderr, `(role substitute) is read-only:`) {
+					t.Errorf("build refusal is not nixgate's line: %s", r)
+				}
+				if outs, _ := filepath.Glob(filepath.Join(b.storeDir, "nix", "store", "*nixgate-e2e-"+nonce)); len(outs) != 0 {
+					t.Errorf("the refused build left %v in the builder's store", outs)
+				}
+			})
 		}
 	})
 }
@@ -166,7 +186,7 @@ func TestSubstituteKey(t *testing.T) {
 // Protocol greetings: what a client sends first and what the server
 // answers with, for nix-store --serve and nix-daemon --stdio.
 var (
-	serveHello  = u64s(0x390c9deb, 0x204)
+	serveHello  = u64s(0x390c9deb, 0x207)
 	serveReply  = u64s(0x5452eecb)
 	daemonHello = u64s(0x6e697863)
 	daemonReply = u64s(0x6478696f)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 )
@@ -33,13 +35,14 @@ import (
 // real Nix through real OpenSSH is in package e2e.
 
 // fakeNixStore is a shell script installed as nix-store; FAKE_MODE in
-// the configuration's [nix] env picks what it does.
+// the configuration's [nix] env picks what it does. "cat" answers the
+// serve protocol's hello (version 2.8), then echoes what it is sent.
 const fakeNixStore = `#!/bin/sh
 case "$FAKE_MODE" in
 exit3) echo out; echo err >&2; exit 3 ;;
 term) kill -TERM $$ ;;
 sleep) sleep 1000 & echo $! > "$FAKE_DIR/child.pid"; echo $$ > "$FAKE_DIR/self.pid"; echo started; wait ;;
-cat) exec cat ;;
+cat) printf '\313\356\122\124\000\000\000\000\010\002\000\000\000\000\000\000'; exec cat ;;
 esac
 `
 
@@ -346,10 +349,19 @@ func TestShutdownDrains(t *testing.T) {
 		}
 		return err != nil
 	})
-	// The running session still works, and ends when its client is done.
-	io.WriteString(stdin, "still here\n")
+	// The running session still works, and ends when its client is done:
+	// the fake nix-store echoes the hello and a QueryPathInfos.
+	request := binary.LittleEndian.AppendUint64(nil, nixproto.ServeMagicClient)
+	request = binary.LittleEndian.AppendUint64(request, nixproto.ServeMaxVersion)
+	request = binary.LittleEndian.AppendUint64(request, 2) // QueryPathInfos
+	request = binary.LittleEndian.AppendUint64(request, 1)
+	request = binary.LittleEndian.AppendUint64(request, 16)
+	request = append(request, "/nix/store/still"...)
+	stdin.Write(request)
 	stdin.Close()
-	if err := s.Wait(); err != nil || out.String() != "still here\n" {
+	hello := binary.LittleEndian.AppendUint64(nil, nixproto.ServeMagicServer)
+	hello = binary.LittleEndian.AppendUint64(hello, nixproto.ServeMaxVersion)
+	if err := s.Wait(); err != nil || !bytes.Equal(out.Bytes(), append(hello, request...)) {
 		t.Fatalf("session during shutdown: %v %q", err, out.String())
 	}
 	if err := <-shutdown; err != nil {

@@ -16,6 +16,7 @@ type Metrics struct {
 	sessions    *prometheus.CounterVec
 	runningG    prometheus.Gauge
 	bytesC      *prometheus.CounterVec
+	ops         *prometheus.CounterVec
 }
 
 // NewMetrics returns Metrics in a registry of their own, with the Go
@@ -38,8 +39,11 @@ func NewMetrics() *Metrics {
 		bytesC: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixgate_session_bytes_total", Help: "Bytes to (in) and from (out) the Nix commands.",
 		}, []string{"direction"}),
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_ops_total", Help: "Nix protocol operations, by key, operation and decision (allow or deny).",
+		}, []string{"key", "op", "decision"}),
 	}
-	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC,
+	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -77,5 +81,15 @@ func (m *Metrics) bytes(in, out int64) {
 	if m != nil {
 		m.bytesC.WithLabelValues("in").Add(float64(in))
 		m.bytesC.WithLabelValues("out").Add(float64(out))
+	}
+}
+
+func (m *Metrics) op(key, op string, allowed bool) {
+	if m != nil {
+		decision := "deny"
+		if allowed {
+			decision = "allow"
+		}
+		m.ops.WithLabelValues(key, op, decision).Inc()
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,8 +13,10 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
+	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
+	"github.com/nixgate/nixgate/session"
 )
 
 // refuse ends a session with one line on the client's stderr, a log
@@ -47,32 +50,26 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	defer s.sessionEnded(c)
 
 	st := s.state.Load()
-	req := policy.Request{Key: name, Command: raw, Remote: c.remote}
-	d := st.engine.Decide(req)
-	if d.LixBootstrap {
-		cmd, err := policy.ReadLixBootstrap(sess, sess)
-		if err != nil {
-			refuse(sess, log, "refused: "+strings.TrimPrefix(err.Error(), "policy: "), "role", d.Role)
-			return
-		}
-		req = req.AfterLixBootstrap(cmd)
-		log = log.With("lix_command", cmd)
-		d = st.engine.Decide(req)
-	}
-	log = log.With("role", d.Role)
-	switch {
-	case d.Shell:
-		s.runShell(sess, log, st.cfg, d)
+	v := session.Decide(session.Request{
+		Engine:  st.engine,
+		Request: policy.Request{Key: name, Command: raw, Remote: c.remote},
+		Mode:    session.Serve,
+		Stdin:   sess,
+		Stdout:  sess,
+		Login:   st.cfg.User + "@" + hostOf(ctx),
+	})
+	log = log.With(v.LogAttrs()...)
+	switch v.Kind {
+	case session.Shell:
+		s.runShell(sess, log, st.cfg, v.Decision)
 		return
-	case d.NoCommand:
+	case session.RunNix:
+	default:
 		s.metrics.session("refused")
-		refuse(sess, log, fmt.Sprintf("this account only serves Nix, there is no shell: use it from Nix, e.g. nix store ping --store ssh://%s@%s", st.cfg.User, hostOf(ctx)), "decision", "deny")
-		return
-	case !d.Allow:
-		s.metrics.session("refused")
-		refuse(sess, log, "refused: "+d.Reason, "decision", "deny")
+		refuse(sess, log, v.Message, "decision", "deny")
 		return
 	}
+	d := v.Decision
 	release, err := s.acquireKeySession(st.cfg.Key(name))
 	if err != nil {
 		s.metrics.session("refused")
@@ -87,15 +84,25 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
 		return
 	}
-	s.run(sess, log.With("argv", cmd.Argv), cmd)
+	observe := func(op string, allowed bool) { s.metrics.op(name, op, allowed) }
+	s.run(sess, log.With("argv", cmd.Argv), cmd, v.Filter(sess.Stderr(), log, observe))
 }
 
-// run starts cmd wired to the session, kills its process group when the
-// client goes away, and sends its exit status or signal back.
-func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command) {
+// run starts cmd wired to the session through filter, kills its process
+// group when the client goes away, and sends its exit status or signal
+// back: status 1 when the filter ended the session with a refusal. A nil
+// filter (the operator's shell) connects cmd to the session directly.
+func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command, filter *nixproto.Filter) {
 	start := time.Now()
-	p, err := s.startProcess(cmd, sess)
+	stdio := sandbox.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()}
+	if filter != nil {
+		stdio.Stdin, stdio.Stdout = filter.Attach(sess, sess)
+	}
+	p, err := s.startProcess(cmd, stdio)
 	if err != nil {
+		if filter != nil {
+			filter.Close()
+		}
 		s.metrics.session("error")
 		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
 		return
@@ -115,14 +122,29 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 	status, sig, werr := p.Wait()
 	close(done)
 	s.processEnded(p)
+	var audit nixproto.Audit
+	var ferr error
+	if filter != nil {
+		filter.Close()
+		audit, ferr = filter.Result()
+	}
+	if errors.Is(ferr, nixproto.ErrRefused) && sig == 0 {
+		status = 1
+	}
 	in, out, errOut := p.Bytes()
 	s.metrics.bytes(in, out+errOut)
 	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
+	if filter != nil {
+		attrs = append(attrs, audit.LogAttrs()...)
+	}
 	if sig != 0 {
 		attrs = append(attrs, "signal", unix.SignalName(sig))
 	}
 	if werr != nil {
 		attrs = append(attrs, "error", werr.Error())
+	}
+	if ferr != nil {
+		attrs = append(attrs, "filter", strings.TrimPrefix(ferr.Error(), "nixproto: "))
 	}
 	log.Info("session ended", attrs...)
 	if sig != 0 {
@@ -132,7 +154,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 	sess.Exit(status)
 }
 
-func (s *Server) startProcess(cmd *sandbox.Command, sess gliderssh.Session) (*sandbox.Process, error) {
+func (s *Server) startProcess(cmd *sandbox.Command, stdio sandbox.IO) (*sandbox.Process, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -142,7 +164,7 @@ func (s *Server) startProcess(cmd *sandbox.Command, sess gliderssh.Session) (*sa
 	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
 		dir = "/"
 	}
-	p, err := cmd.Start(s.cred, dir, sandbox.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()})
+	p, err := cmd.Start(s.cred, dir, stdio)
 	if err != nil {
 		return nil, err
 	}

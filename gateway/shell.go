@@ -31,7 +31,7 @@ func (s *Server) runShell(sess gliderssh.Session, log *slog.Logger, cfg *policy.
 		if d.Command != "" {
 			argv = append(argv, "-c", d.Command)
 		}
-		s.run(sess, log.With("argv", argv), &sandbox.Command{Path: shell, Argv: argv, Env: env})
+		s.run(sess, log.With("argv", argv), &sandbox.Command{Path: shell, Argv: argv, Env: env}, nil)
 		return
 	}
 	cmd := exec.Command(shell)

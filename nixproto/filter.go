@@ -114,7 +114,10 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin io.Read
 // Close stops the filter after Nix has exited: nothing more is passed to
 // Nix, and nothing waits for Nix any more.
 func (f *Filter) Close() {
-	f.stopOnce.Do(func() { close(f.stop) })
+	f.stopOnce.Do(func() {
+		close(f.stop)
+		f.reply.flush()
+	})
 	f.nixR.CloseWithError(errNixExited)
 }
 
@@ -260,16 +263,21 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 // errors nixgate answers itself.
 type replyWriter struct {
 	f  *Filter
-	mu sync.Mutex
+	mu sync.Mutex // held while writing to w
 	w  io.Writer
 
+	// helloMu guards the hello state; Write holds it while it reads the
+	// hello.
+	helloMu   sync.Mutex
 	hello     []byte
 	helloDone bool
 	phase     int
 }
 
 func (rw *replyWriter) Write(p []byte) (int, error) {
+	rw.helloMu.Lock()
 	if !rw.helloDone {
+		defer rw.helloMu.Unlock()
 		out, err := rw.readHello(p)
 		if err != nil {
 			return 0, err
@@ -281,7 +289,21 @@ func (rw *replyWriter) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
+	rw.helloMu.Unlock()
 	return len(p), rw.pass(p)
+}
+
+// flush passes on what Nix wrote that was held as the start of a hello
+// that never came whole, when Nix has exited.
+func (rw *replyWriter) flush() {
+	rw.helloMu.Lock()
+	defer rw.helloMu.Unlock()
+	if !rw.helloDone {
+		rw.finishHello()
+		if b := rw.takeHello(); len(b) > 0 {
+			rw.pass(b)
+		}
+	}
 }
 
 func (rw *replyWriter) pass(p []byte) error {

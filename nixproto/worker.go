@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -205,7 +206,8 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		path(&o.read)
 		o.readsContents = true
 	case 10: // EnsurePath
-		path(&o.built)
+		path(nil)
+		o.req.Opaque = true
 	case 13, 14, 23, 34: // SyncWithGC, FindRoots, QueryAllValidPaths, OptimiseStore
 	case 16: // ExportPath: path, sign
 		path(&o.read)
@@ -231,6 +233,9 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		paths(nil)
 	case 9, 46: // BuildPaths, BuildPathsWithResults: derived paths, mode
 		paths(&o.built)
+		if o.req.Opaque = err == nil && opaque(o.built, v); o.req.Opaque {
+			o.built = nil // nothing is built: Nix makes sure they are valid
+		}
 		o.req.Repair = f.buildMode(&err)
 	case 36: // BuildDerivation: drv path, derivation, mode
 		path(&o.built)
@@ -358,6 +363,18 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 }
 
 var errUnknownOp = errors.New("nixproto: unknown operation")
+
+// opaque reports whether every derived path names a store path rather
+// than outputs of a derivation: "drv!out" is an output; before 1.30
+// (StorePathWithOutputs) a bare .drv path meant all its outputs too.
+func opaque(paths []string, version uint64) bool {
+	for _, p := range paths {
+		if strings.Contains(p, "!") || (minor(version) < 30 && strings.HasSuffix(p, ".drv")) {
+			return false
+		}
+	}
+	return true
+}
 
 // buildMode reads a build mode and reports whether it is repair.
 func (f *Filter) buildMode(err *error) bool {

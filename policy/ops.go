@@ -160,6 +160,11 @@ type OpRequest struct {
 	Repair bool
 	// Settings are a SetOptions op's overrides, in the order sent.
 	Settings []Setting
+	// Opaque is set when a BuildPaths, BuildPathsWithResults or
+	// EnsurePath names only store paths, no derivation outputs: it asks
+	// Nix to make sure they are valid, which builds nothing (Nix's
+	// nix copy --from sends this over ssh-ng://).
+	Opaque bool
 }
 
 // OpVerdict is the decision on one operation. The zero OpVerdict refuses.
@@ -223,7 +228,7 @@ func (p OpPolicy) Decide(r OpRequest) OpVerdict {
 	case classObsolete:
 		return refuse("may not send an obsolete operation")
 	case classWrite:
-		if p.Role != RoleBuild {
+		if p.Role != RoleBuild && !(r.Opaque && ensures(r)) {
 			return refuse("is read-only")
 		}
 		if r.Repair {
@@ -245,6 +250,19 @@ func (p OpPolicy) Decide(r OpRequest) OpVerdict {
 		}
 	}
 	return v
+}
+
+// ensures reports whether r is one of the ops that, for opaque paths,
+// only make sure paths are valid.
+func ensures(r OpRequest) bool {
+	if r.Protocol != ProtocolWorker {
+		return false
+	}
+	switch r.Code {
+	case 9, 10, 46: // BuildPaths, EnsurePath, BuildPathsWithResults
+		return true
+	}
+	return false
 }
 
 // Writes reports whether op code of protocol p adds to the store or

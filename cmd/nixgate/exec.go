@@ -1,16 +1,24 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/signal"
 	"os/user"
 	"strings"
+	"syscall"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
+	"github.com/nixgate/nixgate/session"
 )
 
 const execExample = `Runs as an OpenSSH forced command: decides the command the client sent
@@ -75,50 +83,80 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		}
 	}
 
-	engine := policy.NewEngine(cfg)
-	req := policy.Request{Key: keyName, Command: raw, Remote: remote}
-	d := engine.Decide(req)
-	if d.LixBootstrap {
-		cmd, err := policy.ReadLixBootstrap(os.Stdin, os.Stdout)
-		if err != nil {
-			return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "policy: "), "role", d.Role)
-		}
-		req = req.AfterLixBootstrap(cmd)
-		log = log.With("lix_command", cmd)
-		d = engine.Decide(req)
+	v := session.Decide(session.Request{
+		Engine:  policy.NewEngine(cfg),
+		Request: policy.Request{Key: keyName, Command: raw, Remote: remote},
+		Mode:    session.Exec,
+		Stdin:   os.Stdin,
+		Stdout:  os.Stdout,
+		Login:   cfg.User + "@" + serverName(getenv("SSH_CONNECTION")),
+	})
+	log = log.With(v.LogAttrs()...)
+	if v.Kind != session.RunNix {
+		return refuse(stderr, log, v.Message, "decision", "deny")
 	}
-	log = log.With("role", d.Role)
-	if d.NoCommand {
-		return refuse(stderr, log, fmt.Sprintf("this account only serves Nix, there is no shell: use it from Nix, e.g. nix store ping --store ssh://%s@%s", cfg.User, serverName(getenv("SSH_CONNECTION"))), "decision", "deny")
-	}
-	if d.Shell {
-		return refuse(stderr, log, "refused: the shell role is for serve mode; under OpenSSH, give the operator's key a line without command=", "decision", "deny")
-	}
-	if !d.Allow {
-		return refuse(stderr, log, "refused: "+d.Reason, "decision", "deny")
-	}
-	c, err := sandbox.Prepare(cfg, d, account)
+	c, err := sandbox.Prepare(cfg, v.Decision, account)
 	if err != nil {
 		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
 	}
-	log.Info("allowed", "decision", "allow", "reason", d.Reason, "argv", c.Argv, "sandbox", cfg.Sandbox.Mode)
-	if c.Namespace {
-		// A new user namespace needs a new process: run it and pass on
-		// its exit status.
-		closeLog()
-		code, err := c.RunForeground()
-		if err != nil {
-			log, closeLog = openLog(cfg.Log.File)
-			defer closeLog()
-			return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
-		}
-		return code
+	log = log.With("argv", c.Argv, "sandbox", cfg.Sandbox.Mode)
+	log.Info("allowed", "decision", "allow", "reason", v.Decision.Reason)
+	// nixgate stays between sshd and Nix: the filter passes on only the
+	// operations the key's role may send.
+	return runFiltered(c, account.Home, v.Filter(stderr, log, nil), stderr, log)
+}
+
+// runFiltered runs c with the session's stdin and stdout going through
+// filter, passes on SIGTERM, SIGINT and SIGHUP to its process group, logs
+// what the session moved, and returns the exit status: Nix's, 128+n for a
+// signal n, 1 when the filter refused.
+func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr io.Writer, log *slog.Logger) int {
+	start := time.Now()
+	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
+		dir = "/"
 	}
-	closeLog()
-	err = c.Exec()
-	log, closeLog = openLog(cfg.Log.File)
-	defer closeLog()
-	return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	nixIn, nixOut := filter.Attach(os.Stdin, os.Stdout)
+	p, err := c.Start(nil, dir, sandbox.IO{Stdin: nixIn, Stdout: nixOut, Stderr: stderr})
+	if err != nil {
+		filter.Close()
+		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				p.Signal(s.(syscall.Signal))
+			case <-done:
+				return
+			}
+		}
+	}()
+	status, sig, werr := p.Wait()
+	close(done)
+	filter.Close()
+	audit, ferr := filter.Result()
+	in, out, errOut := p.Bytes()
+	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
+	attrs = append(attrs, audit.LogAttrs()...)
+	if werr != nil {
+		attrs = append(attrs, "error", werr.Error())
+	}
+	if ferr != nil {
+		attrs = append(attrs, "filter", strings.TrimPrefix(ferr.Error(), "nixproto: "))
+	}
+	switch {
+	case sig != 0:
+		status = 128 + int(sig)
+		attrs = append(attrs, "signal", unix.SignalName(sig))
+	case errors.Is(ferr, nixproto.ErrRefused):
+		status = exitRefused
+	}
+	log.Info("session ended", attrs...)
+	return status
 }
 
 // remoteAddr returns the client address from SSH_CONNECTION

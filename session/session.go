@@ -1,0 +1,137 @@
+// Package session is the one decision step of an SSH session, shared by
+// serve mode (gateway) and exec mode (cmd/nixgate exec): it decides the
+// command with policy, plays Lix 2.93.0's start-up dialogue when the
+// client opens with it, and hands back a typed verdict with the stream
+// filter (package nixproto) that goes between the client and Nix.
+package session
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/nixgate/nixgate/nixproto"
+	"github.com/nixgate/nixgate/policy"
+)
+
+// Kind is what a session gets. The zero Kind refuses.
+type Kind int
+
+// The kinds of verdict.
+const (
+	// Refuse ends the session with Verdict.Message.
+	Refuse Kind = iota
+	// RunNix runs the decision's Nix program behind the verdict's
+	// stream filter.
+	RunNix
+	// Shell runs the account's login shell for an operator key (serve
+	// mode only).
+	Shell
+)
+
+// Mode is the transport a session arrived by.
+type Mode int
+
+// The modes.
+const (
+	// Serve is nixgate's own SSH server.
+	Serve Mode = iota + 1
+	// Exec is an OpenSSH forced command.
+	Exec
+)
+
+// Request is one session to decide.
+type Request struct {
+	// Engine decides; a nil Engine refuses everything.
+	Engine *policy.Engine
+	// Request is the key, command and address.
+	Request policy.Request
+	// Mode is the transport. Exec mode refuses the shell role.
+	Mode Mode
+	// Stdin and Stdout are the session's, for Lix's start-up dialogue;
+	// nil refuses that dialogue.
+	Stdin  io.Reader
+	Stdout io.Writer
+	// Login is "user@host" as the client would reach this builder, for
+	// the hint given to a person who logs in without a command. Empty
+	// means "builder".
+	Login string
+}
+
+// Verdict is the outcome of Decide. The zero Verdict refuses without a
+// message.
+type Verdict struct {
+	// Kind is what the session gets.
+	Kind Kind
+	// Decision is policy's decision on the command finally run.
+	Decision policy.Decision
+	// Message is the line for the client's stderr when refused, without
+	// the "nixgate: " prefix every line carries.
+	Message string
+	// LixCommand is the command Lix 2.93.0 sent on stdin, if it did.
+	LixCommand string
+}
+
+// Decide decides one session.
+func Decide(req Request) Verdict {
+	d := req.Engine.Decide(req.Request)
+	var v Verdict
+	if d.LixBootstrap {
+		if req.Stdin == nil || req.Stdout == nil {
+			return Verdict{Decision: d, Message: "refused: Lix's start-up dialogue is not offered here"}
+		}
+		cmd, err := policy.ReadLixBootstrap(req.Stdin, req.Stdout)
+		if err != nil {
+			return Verdict{Decision: d, Message: "refused: " + strings.TrimPrefix(err.Error(), "policy: ")}
+		}
+		v.LixCommand = cmd
+		d = req.Engine.Decide(req.Request.AfterLixBootstrap(cmd))
+	}
+	v.Decision = d
+	switch {
+	case d.Shell && req.Mode == Exec:
+		v.Message = "refused: the shell role is for serve mode; under OpenSSH, give the operator's key a line without command="
+	case d.Shell:
+		v.Kind = Shell
+	case d.NoCommand:
+		login := req.Login
+		if login == "" {
+			login = "builder"
+		}
+		v.Message = fmt.Sprintf("this account only serves Nix, there is no shell: use it from Nix, e.g. nix store ping --store ssh://%s", login)
+	case !d.Allow:
+		v.Message = "refused: " + d.Reason
+	default:
+		v.Kind = RunNix
+	}
+	return v
+}
+
+// LogAttrs returns what the log records of the verdict.
+func (v Verdict) LogAttrs() []any {
+	attrs := []any{"role", v.Decision.Role}
+	if v.LixCommand != "" {
+		attrs = append(attrs, "lix_command", v.LixCommand)
+	}
+	if v.Kind == RunNix {
+		attrs = append(attrs, "protocol", v.Decision.Protocol.String())
+		if v.Decision.Ops.FullTrust {
+			attrs = append(attrs, "full_trust", true)
+		}
+	}
+	return attrs
+}
+
+// Filter returns the stream filter for a RunNix verdict: stderr is the
+// client's, log gets a record per refused operation, observe (may be nil)
+// counts operations.
+func (v Verdict) Filter(stderr io.Writer, log *slog.Logger, observe func(op string, allowed bool)) *nixproto.Filter {
+	return nixproto.New(nixproto.Options{
+		Protocol: v.Decision.Protocol,
+		Policy:   v.Decision.Ops,
+		Stderr:   stderr,
+		Log:      log,
+		Observe:  observe,
+	})
+}
