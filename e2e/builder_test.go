@@ -34,6 +34,9 @@ type builder struct {
 	// sandbox is the sandbox mode of a builder without root; empty for a
 	// root builder whose store is b.store.
 	sandbox string
+	// daemonSocket is the socket of the Nix daemon whose store nixgate
+	// serves; empty for a store of the build account's own.
+	daemonSocket string
 
 	sshExtra  []string  // extra ssh options for greet
 	sshd      *exec.Cmd // OpenSSH's sshd, in exec mode
@@ -65,6 +68,7 @@ var keyLines = map[string]string{
 	"lan":        `restrict,command="%s exec --config %c --key lan"`,
 	"old":        `restrict,command="%s exec --config %c --key old"`,
 	"op":         `restrict,command="%s exec --config %c --key op"`,
+	"trusted":    `restrict,command="%s exec --config %c --key trusted"`,
 	// A key whose authorized_keys line names a key the config lacks.
 	"ghost": `restrict,command="%s exec --config %c --key ghost"`,
 	// The usual hand-written forced command, for comparison: sshd's PATH
@@ -73,6 +77,9 @@ var keyLines = map[string]string{
 	// The same with the full path and nixgate's store: what a careful
 	// operator writes by hand, and the baseline of the benchmark.
 	"direct": `restrict,command="/usr/bin/nix-store --serve --write --store '%S'"`,
+	// The same for ssh-ng://: OpenSSH's plain forced nix-daemon --stdio,
+	// the baseline of the protocol filter's benchmark.
+	"direct-ng": `restrict,command="/usr/bin/nix-daemon --stdio --store '%S'"`,
 }
 
 // Modes are the two ways nixgate runs.
@@ -95,7 +102,24 @@ func newBuilder(t testing.TB, mode string) *builder {
 // nixgate runs as the account itself.
 func newBuilderIn(t testing.TB, mode, sandbox string) *builder {
 	t.Helper()
+	return newBuilderWith(t, mode, builderOptions{sandbox: sandbox})
+}
+
+// builderOptions are the ways a builder can differ from the usual one.
+type builderOptions struct {
+	// sandbox is the sandbox mode of a builder without root (see
+	// newBuilderIn); empty for a root builder.
+	sandbox string
+	// daemonSocket, when set, makes nixgate's store Nix's daemon store,
+	// reached through this socket (see startNixDaemon), instead of a
+	// store of the build account's own.
+	daemonSocket string
+}
+
+func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
+	t.Helper()
 	requireTools(t)
+	sandbox := o.sandbox
 	root, err := os.MkdirTemp("", "nixgate-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +128,7 @@ func newBuilderIn(t testing.TB, mode, sandbox string) *builder {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b := &builder{root: root, mode: mode, sandbox: sandbox}
+	b := &builder{root: root, mode: mode, sandbox: sandbox, daemonSocket: o.daemonSocket}
 	b.account = newBuildAccount(t, filepath.Join(root, "home"))
 	b.port = freePort(t)
 	b.metricsPort = freePort(t)
@@ -156,6 +180,7 @@ var configuredKeys = map[string]string{
 	"lan":        "role = \"build\"\nfrom = [\"192.0.2.0/24\"]",
 	"old":        "role = \"build\"\nexpires = 2020-01-01",
 	"op":         "role = \"shell\"",
+	"trusted":    "role = \"build\"\nfull_trust = true",
 }
 
 func (b *builder) writeConfig(t testing.TB) {
@@ -179,10 +204,14 @@ drain_timeout = "90s"
 [metrics]
 listen = "127.0.0.1:%d"
 `, b.account.name, b.port, filepath.Join(b.root, "serve-state"), b.store, b.allowedStore, b.log, b.metricsPort)
-	for _, name := range []string{"build", "substitute", "lan", "old", "op"} {
+	for _, name := range []string{"build", "substitute", "lan", "old", "op", "trusted"} {
 		fmt.Fprintf(&cfg, "\n[[keys]]\nname = %q\n%s\npublic_key = %q\n", name, configuredKeys[name], b.keys[name].publicKey)
 	}
 	doc := cfg.String()
+	if b.daemonSocket != "" {
+		doc = strings.Replace(doc, fmt.Sprintf("store = %q\n", b.store), "store = \"daemon\"\n", 1)
+		doc = strings.Replace(doc, `env = { NIX_CONFIG`, fmt.Sprintf("env = { NIX_DAEMON_SOCKET_PATH = %q, NIX_CONFIG", b.daemonSocket), 1)
+	}
 	if b.sandbox != "" {
 		// The store is the sandbox's /nix, the account's ~/.nix.
 		doc = strings.Replace(doc, fmt.Sprintf("store = %q\nallowed_stores = [%q]\n", b.store, b.allowedStore), "", 1)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -272,10 +273,15 @@ func TestServeIdentityFromVerifiedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A build key may import; the substitute key's session is refused
+	// the import, so the session is the substitute key's.
 	var stdout, stderr bytes.Buffer
 	sess.Stdout, sess.Stderr = &stdout, &stderr
-	err = sess.Run("nix-daemon --stdio")
-	if err == nil || !strings.Contains(stderr.String(), `key "substitute" (role substitute) may not use ssh-ng://`) {
+	nar := narOf("x")
+	sess.Stdin = bytes.NewReader(slices.Concat(u64s(0x390c9deb, 0x207),
+		(&wopEnc{}).u64(9).str("/nix/store/00000000000000000000000000000000-x", "", "0000").strs().u64(0, uint64(len(nar)), 0).strs().str("").b, nar))
+	err = sess.Run("nix-store --serve --write")
+	if err == nil || !strings.Contains(stderr.String(), `key "substitute" (role substitute) is read-only: AddToStoreNar refused`) {
 		t.Fatalf("offered build key, proved substitute key: err %v, stderr %q", err, stderr.String())
 	}
 	findLogWith(t, b, "authenticated", map[string]string{"key": "substitute"})

@@ -301,8 +301,8 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		o.payload = f.framedImport(nil)
 	case 42: // RegisterDrvOutput
 		if f.hasFeature(FeatureRealisationWithPath) {
-			path(&o.built) // drv path
-			path(nil)      // output name
+			path(nil) // drv path
+			path(nil) // output name
 			path(nil)      // output path
 			paths(nil)     // signatures
 		} else if minor(v) < 31 {

@@ -1,0 +1,282 @@
+package e2e
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nixDaemon is Nix's daemon run as root by a test: the default store
+// (/nix/store), a configuration of the test's own in which the build
+// account is a trusted user, and a socket of its own.
+type nixDaemon struct {
+	socket, confDir string
+}
+
+// daemonSocketFor returns where the test's daemon will listen; the
+// builder's configuration needs it before the daemon can start (which
+// needs the builder's account).
+func daemonSocketFor(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "nixgate-daemon-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	return filepath.Join(dir, "socket")
+}
+
+// startNixDaemon starts nix-daemon as root on socket with trustedUser in
+// trusted-users, and stops it, by PID, when the test ends.
+func startNixDaemon(t testing.TB, socket, trustedUser string) *nixDaemon {
+	t.Helper()
+	d := &nixDaemon{socket: socket, confDir: filepath.Join(filepath.Dir(socket), "conf")}
+	writeFile(t, filepath.Join(d.confDir, "nix.conf"), fmt.Sprintf(`trusted-users = root %s
+build-users-group =
+sandbox = false
+substituters =
+experimental-features = nix-command
+`, trustedUser), 0o644)
+	cmd := exec.Command("nix-daemon")
+	// Not NIX_REMOTE=daemon: the daemon would be its own client.
+	cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+d.confDir, "NIX_DAEMON_SOCKET_PATH="+d.socket, "NIX_REMOTE=")
+	logFile, err := os.Create(filepath.Join(filepath.Dir(socket), "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		logFile.Close()
+	})
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(socket); err == nil {
+			return d
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("nix-daemon did not create %s within 5 s: %s", socket, readFile(t, logFile.Name()))
+	return nil
+}
+
+// env is what a root client of the daemon needs.
+func (d *nixDaemon) env() []string {
+	return []string{"NIX_CONF_DIR=" + d.confDir, "NIX_DAEMON_SOCKET_PATH=" + d.socket, "NIX_REMOTE=daemon"}
+}
+
+// instantiate writes a derivation whose builder is /bin/sh into the
+// daemon's store and returns its path; nonce makes it new.
+func (d *nixDaemon) instantiate(t testing.TB, nonce string) string {
+	t.Helper()
+	file := filepath.Join(filepath.Dir(d.socket), "drv-"+nonce+".nix")
+	writeFile(t, file, fmt.Sprintf(`derivation {
+  name = "nixgate-hook-%s";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "echo %s > $out" ];
+}
+`, nonce, nonce), 0o644)
+	r := run(t, d.env(), nil, "nix-instantiate", file)
+	if r.code != 0 {
+		t.Fatalf("nix-instantiate through the test's daemon: %s\ndaemon log:\n%s", r, readFile(t, filepath.Join(filepath.Dir(d.socket), "daemon.log")))
+	}
+	return strings.TrimSpace(r.stdout)
+}
+
+// buildPaths sends BuildPaths for drv's output "out" and reports
+// whether the build succeeded (its message when not).
+func (c *rawWorker) buildPaths(drv string) (string, bool) {
+	c.t.Helper()
+	if msg, failed := c.call(wop(9).strs(drv + "!out").u64(0).b); failed {
+		return msg, false
+	}
+	return "", c.u64() == 1
+}
+
+// TestSetOptionsCannotReachRoot is the attack of a build key on a
+// builder whose build account is a trusted user of Nix's daemon: a
+// SetOptions with post-build-hook, then a build. Without the filter (a
+// full_trust key, the control) the daemon runs the hook as root; with it
+// the override is dropped and logged, and the build still works.
+func TestSetOptionsCannotReachRoot(t *testing.T) {
+	for _, mode := range []string{modeExec, modeServe} {
+		t.Run(mode, func(t *testing.T) {
+			socket := daemonSocketFor(t)
+			b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
+			d := startNixDaemon(t, socket, b.account.name)
+			dir := filepath.Dir(socket)
+			marker := filepath.Join(dir, "hook-ran")
+			hook := filepath.Join(dir, "hook.sh")
+			writeFile(t, hook, "#!/bin/sh\nid -u > "+marker+"\n", 0o755)
+
+			// The control: the attack works without the filter.
+			c := b.dialWorker(t, "trusted", 1<<8|34)
+			if msg, failed := c.call(setOptions("post-build-hook", hook)); failed {
+				t.Fatalf("SetOptions with full trust: %s", msg)
+			}
+			drv := d.instantiate(t, fmt.Sprint("control-", time.Now().UnixNano()))
+			if msg, ok := c.buildPaths(drv); !ok {
+				t.Fatalf("build with full trust failed: %s", msg)
+			}
+			if got, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(got)) != "0" {
+				t.Fatalf("control: the hook did not run as root (%q, %v): the attack this test guards against is not reproduced", got, err)
+			}
+			os.Remove(marker)
+
+			// A build key: the same attack, at several versions.
+			for _, version := range []uint64{1<<8 | 23, 1<<8 | 34, 1<<8 | 38} {
+				c := b.dialWorker(t, "build", version)
+				if msg, failed := c.call(setOptions("post-build-hook", hook, "build-users-group", "", "max-silent-time", "600")); failed {
+					t.Fatalf("SetOptions at %#x: %s", version, msg)
+				}
+				drv := d.instantiate(t, fmt.Sprint("attack-", version, "-", time.Now().UnixNano()))
+				if msg, ok := c.buildPaths(drv); !ok {
+					t.Fatalf("build at %#x failed: %s", version, msg)
+				}
+				if got, err := os.ReadFile(marker); err == nil {
+					t.Fatalf("at %#x the post-build-hook ran (as uid %s) for a build key", version, strings.TrimSpace(string(got)))
+				}
+				c.close()
+			}
+			rec := findRecord(t, b, func(r map[string]any) bool {
+				return r["msg"] == "session ended" && r["key"] == "build" && fmt.Sprint(r["dropped_settings"]) == "[post-build-hook build-users-group]"
+			})
+			if rec == nil {
+				t.Errorf("no session record names the dropped settings:\n%s", readFile(t, b.log))
+			}
+		})
+	}
+}
+
+// findRecord returns the first audit log record for which match is true,
+// or nil; the log is read until it appears or 5 s pass (serve writes the
+// session record as the session ends).
+func findRecord(t testing.TB, b *builder, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		for _, r := range logRecords(t, b.log) {
+			if match(r) {
+				return r
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// storeListing lists the builder store's paths.
+func storeListing(t testing.TB, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "nix", "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestRefusedOps sends, as a raw client, every operation a role may not
+// send, at several protocol versions: each gets nixgate's error, the
+// session stays in step (IsValidPath after each still answers), and the
+// builder's store is unchanged.
+func TestRefusedOps(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		kept := b.addPath(t, "kept", "must survive every refused op\n")
+		b.mustNix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), kept)
+		before := storeListing(t, b.storeDir)
+		root := filepath.Join(b.root, "gcroot")
+		newPath := "/nix/store/00000000000000000000000000000000-injected"
+		nar := narOf("injected\n")
+
+		forBoth := map[string][]byte{
+			"CollectGarbage":     wop(20).u64(2).strs().u64(0, 0, 0, 0, 0).b, // delete dead
+			"OptimiseStore":      wop(34).b,
+			"VerifyStore":        wop(35).u64(1, 1).b, // check contents, repair
+			"AddPermRoot":        wop(47).str(kept, root).b,
+			"AddIndirectRoot":    wop(12).str(root).b,
+			"AddSignatures":      wop(37).str(kept).strs("fake:c2ln").b,
+			"QueryAllValidPaths": wop(23).b,
+			"FindRoots":          wop(14).b,
+		}
+		substituteOnly := map[string][]byte{
+			"AddToStoreNar": wop(39).str(newPath, "", "0000000000000000000000000000000000000000000000000000000000000000").
+				strs().u64(0, uint64(len(nar)), 0).strs().str("").u64(0, 1).framed(nar).b,
+			"AddMultipleToStore": wop(44).u64(0, 1).framed(append((&wopEnc{}).u64(1).str(newPath, "", "0000").strs().
+				u64(0, uint64(len(nar)), 0).strs().str("").b, nar...)).b,
+			"AddTextToStore":  wop(8).str("injected.txt", "text").strs().b,
+			"BuildPaths":      wop(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b,
+			"BuildDerivation": wop(36).str("/nix/store/00000000000000000000000000000000-x.drv").u64(1).str("out", newPath, "", "").strs().str("x86_64-linux", "/bin/sh").strs("-c", "true").u64(1).str("out", newPath).u64(0).b,
+			"AddBuildLog":     wop(45).str(kept).framed([]byte("log")).b,
+		}
+		for _, role := range []string{"substitute", "build"} {
+			for _, version := range []uint64{1<<8 | 23, 1<<8 | 25, 1<<8 | 26, 1<<8 | 34, 1<<8 | 38} {
+				ops := map[string][]byte{}
+				for k, v := range forBoth {
+					ops[k] = v
+				}
+				if role == "build" {
+					ops["BuildPaths"] = wop(9).strs(kept).u64(1).b // repair
+				} else {
+					for k, v := range substituteOnly {
+						ops[k] = v
+					}
+					if version&0xff >= 25 {
+						ops["AddToStore"] = wop(7).str("injected", "text:sha256").strs().u64(0).framed([]byte("injected\n")).b
+					} else {
+						ops["AddToStore"] = append(wop(7).str("injected").u64(1, 1).str("sha256").b, nar...)
+					}
+				}
+				c := b.dialWorker(t, role, version)
+				names := slices.Sorted(maps.Keys(ops))
+				for _, name := range names {
+					msg, failed := c.call(ops[name])
+					want := fmt.Sprintf("nixgate: key %q (role %s) ", role, role)
+					if !failed || !strings.HasPrefix(msg, want) || !strings.Contains(msg, name+" refused") {
+						t.Fatalf("%s at %#x, %s: got %q (error %v); want nixgate's refusal", role, version, name, msg, failed)
+					}
+					if ok, err := c.isValid(kept); err != nil || !ok {
+						t.Fatalf("%s at %#x: after %s the session is out of step: %v %v", role, version, name, ok, err)
+					}
+				}
+				c.close()
+			}
+		}
+		if after := storeListing(t, b.storeDir); !slices.Equal(before, after) {
+			t.Errorf("the builder's store changed:\nbefore %q\nafter  %q", before, after)
+		}
+		if _, err := os.Lstat(root); err == nil {
+			t.Errorf("a refused AddPermRoot or AddIndirectRoot made %s", root)
+		}
+		if !inStore(b.storeDir, kept) {
+			t.Errorf("%s is gone from the builder's store", kept)
+		}
+		rec := findRecord(t, b, func(r map[string]any) bool {
+			return r["msg"] == "session ended" && r["key"] == "substitute" && r["refused_count"] != nil
+		})
+		if rec == nil {
+			t.Errorf("no session record lists the refused ops")
+		}
+	})
+}
