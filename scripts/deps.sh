@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need from Debian: Nix, the OpenSSH server and
+# Installs what the tests need from Debian: Nix (with Debian's multi-user
+# setup), the OpenSSH server and
 # client, a static busybox for the remote-build test, systemd's
 # systemd-analyze and systemd-socket-activate, script(1), setpriv(1),
 # PRoot and bubblewrap for the sandbox tests, tmux to drive a terminal,
@@ -9,6 +10,10 @@
 set -euo pipefail
 need=()
 command -v nix-store >/dev/null || need+=(nix-bin)
+# Debian's multi-user setup: /etc/nix/nix.conf (sandbox = false), the
+# nix-users group and the daemon's socket directory, which the tests of a
+# builder with the machine's daemon store use.
+{ [ -e /etc/nix/nix.conf ] && getent group nix-users >/dev/null; } || need+=(nix-setup-systemd)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 [ -x /bin/busybox ] || need+=(busybox-static)
