@@ -29,7 +29,7 @@ lint:
 	nix-instantiate --parse flake.nix nix/module.nix nix/package.nix >/dev/null
 
 unit:
-	$(GO) test -race -count=1 ./policy/... ./keys/... ./sandbox/... ./gateway/... ./cmd/...
+	$(GO) test -race -count=1 ./policy/... ./nixproto/... ./session/... ./keys/... ./sandbox/... ./gateway/... ./cmd/...
 
 e2e:
 	$(GO) test -race -count=1 ./e2e/...
@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzReadLixBootstrap$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./nixproto -run '^$$' -fuzz '^FuzzFilter$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
 

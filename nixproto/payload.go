@@ -105,9 +105,9 @@ func (s src) str(max uint64) (string, error) {
 	if n > max {
 		return "", protoErr("string of %d bytes where at most %d belong", n, max)
 	}
-	b := make([]byte, padded(n))
-	if _, err := io.ReadFull(s.r, b); err != nil {
-		return "", eof(err)
+	b, err := appendFull(nil, s.r, int(padded(n)))
+	if err != nil {
+		return "", err
 	}
 	return string(b[:n]), nil
 }

@@ -55,11 +55,27 @@ func (r *reader) take(n int) ([]byte, error) {
 		return nil, protoErr("operation arguments exceed %d bytes", MaxArgBytes)
 	}
 	start := len(r.raw)
-	r.raw = slices.Grow(r.raw, n)[:start+n]
-	if _, err := io.ReadFull(r.br, r.raw[start:]); err != nil {
-		return nil, eof(err)
+	var err error
+	if r.raw, err = appendFull(r.raw, r.br, n); err != nil {
+		return nil, err
 	}
 	return r.raw[start:], nil
+}
+
+// appendFull appends n bytes read from src to b, growing b as the bytes
+// arrive rather than by what a length field claims.
+func appendFull(b []byte, src io.Reader, n int) ([]byte, error) {
+	const chunk = 64 << 10
+	for n > 0 {
+		k := min(n, chunk)
+		start := len(b)
+		b = slices.Grow(b, k)[:start+k]
+		if _, err := io.ReadFull(src, b[start:]); err != nil {
+			return b[:start], eof(err)
+		}
+		n -= k
+	}
+	return b, nil
 }
 
 // eof turns a short read into io.ErrUnexpectedEOF: the stream ended

@@ -301,10 +301,10 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		o.payload = f.framedImport(nil)
 	case 42: // RegisterDrvOutput
 		if f.hasFeature(FeatureRealisationWithPath) {
-			path(nil) // drv path
-			path(nil) // output name
-			path(nil)      // output path
-			paths(nil)     // signatures
+			path(nil)  // drv path
+			path(nil)  // output name
+			path(nil)  // output path
+			paths(nil) // signatures
 		} else if minor(v) < 31 {
 			path(nil) // drv output id
 			path(nil) // output path
