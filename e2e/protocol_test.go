@@ -141,6 +141,7 @@ func TestSetOptionsCannotReachRoot(t *testing.T) {
 				t.Fatalf("control: the hook did not run as root (%q, %v): the attack this test guards against is not reproduced", got, err)
 			}
 			os.Remove(marker)
+			c.close()
 
 			// A build key: the same attack, at several versions.
 			for _, version := range []uint64{1<<8 | 23, 1<<8 | 34, 1<<8 | 38} {
@@ -162,6 +163,13 @@ func TestSetOptionsCannotReachRoot(t *testing.T) {
 			})
 			if rec == nil {
 				t.Errorf("no session record names the dropped settings:\n%s", readFile(t, b.log))
+			}
+			// The opt-out is said at start-up and in every session record.
+			if rec := findRecord(t, b, func(r map[string]any) bool { return r["key"] == "trusted" && r["msg"] == "session ended" }); rec == nil || rec["full_trust"] != true {
+				t.Errorf("the trusted key's session record does not say full_trust: %v", rec)
+			}
+			if mode == modeServe && !strings.Contains(readFile(t, b.serveLog), `key "trusted" has full_trust`) {
+				t.Errorf("nixgate serve did not say at start-up that a key has full_trust")
 			}
 		})
 	}
@@ -277,6 +285,17 @@ func TestRefusedOps(t *testing.T) {
 		})
 		if rec == nil {
 			t.Errorf("no session record lists the refused ops")
+		}
+		if b.mode == modeServe {
+			for _, m := range []string{
+				`nixgate_ops_total{decision="deny",key="substitute",op="AddToStoreNar"}`,
+				`nixgate_ops_total{decision="deny",key="build",op="CollectGarbage"}`,
+				`nixgate_ops_total{decision="allow",key="build",op="IsValidPath"}`,
+			} {
+				if v := b.metric(t, m); v < 1 {
+					t.Errorf("%s = %v; want at least 1", m, v)
+				}
+			}
 		}
 	})
 }

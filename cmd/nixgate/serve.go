@@ -137,6 +137,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		log.Info("metrics", "listen", ml.Addr().String())
 	}
 	errc := make(chan error, len(listeners))
+	warnFullTrust(cfg, log, stderr)
 	for _, l := range listeners {
 		log.Info("listening", "addr", l.Addr().String(), "user", cfg.User, "config", source)
 		go func() { errc <- srv.Serve(l) }()
@@ -233,6 +234,18 @@ func reload(srv *gateway.Server, load func() (*policy.Config, error), log *slog.
 		return
 	}
 	log.Info("reloaded", "keys", len(cfg.Keys))
+	warnFullTrust(cfg, log, stderr)
+}
+
+// warnFullTrust says, at start-up and on every reload, which keys pass
+// the Nix protocols unfiltered.
+func warnFullTrust(cfg *policy.Config, log *slog.Logger, stderr io.Writer) {
+	for _, k := range cfg.Keys {
+		if k.FullTrust {
+			fmt.Fprintf(stderr, "nixgate serve: key %q has full_trust: its Nix operations are not filtered (with the build account in trusted-users it is root on this builder)\n", k.Name)
+			log.Warn("full_trust key: Nix operations not filtered", "key", k.Name, "role", k.Role)
+		}
+	}
 }
 
 // monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd's
