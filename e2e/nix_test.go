@@ -62,6 +62,12 @@ func TestCopy(t *testing.T) {
 				if got := readStore(t, b.clientStoreDir, p); got != "copied to the builder over "+scheme+"\n" {
 					t.Fatalf("client store has %q after copy --from", got)
 				}
+				// The audit log names the path each way.
+				for _, moved := range []string{"imported", "read"} {
+					if auditRecord(t, b, "build", moved, p) == nil {
+						t.Errorf("no session record lists %s as %s", p, moved)
+					}
+				}
 			})
 		}
 	})
@@ -124,6 +130,9 @@ func TestRemoteBuild(t *testing.T) {
 				}
 				if got := readStore(t, b.storeDir, out); got != want {
 					t.Errorf("builder's output holds %q; want %q", got, want)
+				}
+				if auditRecord(t, b, "build", "built", out) == nil {
+					t.Errorf("no session record lists %s as built", out)
 				}
 			})
 		}
@@ -355,5 +364,24 @@ func TestLixBootstrap(t *testing.T) {
 		}
 		r = b.ssh(t, "build", "bash", []byte("id\n"))
 		checkRefused(t, b, r, "bash", "a shell is not offered here")
+	})
+}
+
+// auditRecord returns the session record of key whose audit of kind
+// ("imported", "built", "read") lists path, or nil.
+func auditRecord(t testing.TB, b *builder, key, kind, path string) map[string]any {
+	t.Helper()
+	return findRecord(t, b, func(r map[string]any) bool {
+		set, _ := r[kind].(map[string]any)
+		if r["msg"] != "session ended" || r["key"] != key || set == nil {
+			return false
+		}
+		paths, _ := set["paths"].([]any)
+		for _, p := range paths {
+			if p == path {
+				return set["count"].(float64) >= 1
+			}
+		}
+		return false
 	})
 }
