@@ -96,7 +96,13 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 	start := time.Now()
 	stdio := sandbox.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()}
 	if filter != nil {
-		stdio.Stdin, stdio.Stdout = filter.Attach(sess, sess)
+		nixIn, nixOut, err := filter.Attach(sess, sess)
+		if err != nil {
+			s.metrics.session("error")
+			refuse(sess, log, "cannot run the command: "+err.Error(), "decision", "error")
+			return
+		}
+		stdio.Stdin, stdio.Stdout = nixIn, nixOut
 	}
 	p, err := s.startProcess(cmd, stdio)
 	if err != nil {

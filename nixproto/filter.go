@@ -1,12 +1,15 @@
 package nixproto
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -47,11 +50,13 @@ type Filter struct {
 	opt Options
 	log *slog.Logger
 
-	req   *reader
-	nixW  *io.PipeWriter
-	nixR  *io.PipeReader
-	reply *replyWriter
-	buf   []byte
+	req *reader
+	// nix is Nix's stdin, buffered: flushed whenever the filter is about
+	// to wait for the client or for Nix, and at the end.
+	nix     *bufio.Writer
+	nixPipe *os.File
+	reply   *replyWriter
+	buf     []byte
 
 	// serverHello is closed when the reply side has read Nix's hello
 	// (serverVersion is then set), or gave up waiting for it.
@@ -96,19 +101,40 @@ func New(opt Options) *Filter {
 		done:           make(chan struct{}),
 		stop:           make(chan struct{}),
 	}
-	f.nixR, f.nixW = io.Pipe()
 	return f
 }
 
-// Attach starts filtering what the client sends on client, and returns
-// what Nix's stdin must read and what Nix's stdout must write to; Nix's
-// replies go on to clientOut.
-func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin io.Reader, nixStdout io.Writer) {
-	f.req = newReader(client)
+// Attach starts filtering what the client sends on client and returns
+// the read end of the pipe that must be Nix's stdin (the caller gives it
+// to Nix and closes its own copy) and the writer Nix's stdout must write
+// to; Nix's replies go on to clientOut.
+func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.File, nixStdout io.Writer, err error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("nixproto: %w", err)
+	}
+	growPipe(w)
+	f.nixPipe = w
+	f.nix = bufio.NewWriterSize(w, 256<<10)
+	f.req = newReader(flushingReader{client, f})
 	f.req.out = io.Discard
 	f.reply = &replyWriter{f: f, w: clientOut}
 	go f.run()
-	return f.nixR, f.reply
+	return r, f.reply, nil
+}
+
+// flushingReader is the client's stream, read only when the filter has
+// nothing of it left: first Nix gets everything passed so far.
+type flushingReader struct {
+	r io.Reader
+	f *Filter
+}
+
+func (fr flushingReader) Read(p []byte) (int, error) {
+	if err := fr.f.nix.Flush(); err != nil {
+		return 0, err
+	}
+	return fr.r.Read(p)
 }
 
 // Close stops the filter after Nix has exited: nothing more is passed to
@@ -118,10 +144,13 @@ func (f *Filter) Close() {
 		close(f.stop)
 		f.reply.flush()
 	})
-	f.nixR.CloseWithError(errNixExited)
+	f.nixPipe.Close()
 }
 
-var errNixExited = errors.New("nixproto: Nix has exited")
+// nixGone reports whether err says Nix is no longer reading.
+func nixGone(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
+}
 
 // Done is closed when the client's stream has ended, cleanly or not.
 func (f *Filter) Done() <-chan struct{} { return f.done }
@@ -149,7 +178,7 @@ func (f *Filter) run() {
 	default:
 		err = f.refuseSession("no Nix protocol to filter")
 	}
-	if errors.Is(err, io.ErrClosedPipe) || errors.Is(err, errNixExited) {
+	if errors.Is(err, io.ErrClosedPipe) || nixGone(err) {
 		err = nil // Nix went away first: its exit says what happened
 	}
 	if err != nil && !errors.Is(err, ErrRefused) {
@@ -163,7 +192,8 @@ func (f *Filter) run() {
 	f.err = err
 	f.mu.Unlock()
 	f.closeHello()
-	f.nixW.Close()
+	f.nix.Flush()
+	f.nixPipe.Close()
 	close(f.done)
 }
 
@@ -179,7 +209,7 @@ func (f *Filter) closeHello() {
 
 // toNix passes bytes to Nix.
 func (f *Filter) toNix(b []byte) error {
-	_, err := f.nixW.Write(b)
+	_, err := f.nix.Write(b)
 	return err
 }
 
@@ -200,6 +230,9 @@ func (f *Filter) refuseSession(msg string) error {
 // waitServerHello waits for Nix's hello; false when the filter stopped
 // first.
 func (f *Filter) waitServerHello() bool {
+	if f.nix.Flush() != nil {
+		return false
+	}
 	select {
 	case <-f.serverHello:
 		return f.serverVersion != 0
@@ -291,6 +324,28 @@ func (rw *replyWriter) Write(p []byte) (int, error) {
 	}
 	rw.helloMu.Unlock()
 	return len(p), rw.pass(p)
+}
+
+// ReadFrom copies Nix's stdout in large pieces (exec.Cmd's copy uses
+// it), so that a NAR flows with few system calls.
+func (rw *replyWriter) ReadFrom(src io.Reader) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var total int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := rw.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // flush passes on what Nix wrote that was held as the start of a hello

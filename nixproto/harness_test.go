@@ -111,7 +111,10 @@ func filterSession(t testing.TB, opt Options, client, server []byte) run {
 	opt.Stderr = &stderr
 	f := New(opt)
 	var toClient syncBuffer
-	nixIn, nixOut := f.Attach(bytes.NewReader(client), &toClient)
+	nixIn, nixOut, err := f.Attach(bytes.NewReader(client), &toClient)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go nixOut.Write(server)
 	got := make(chan []byte, 1)
 	go func() {
@@ -126,6 +129,7 @@ func filterSession(t testing.TB, opt Options, client, server []byte) run {
 	}
 	<-f.Done()
 	f.Close()
+	nixIn.Close()
 	a, err := f.Result()
 	return run{toNix: toNix, toClient: toClient.Bytes(), stderr: stderr.Bytes(), audit: a, err: err}
 }

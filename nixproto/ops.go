@@ -88,7 +88,7 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 			return err
 		}
 		if o.payload != nil {
-			r.out = f.nixW
+			r.out = f.nix
 			err := o.payload()
 			r.out = io.Discard
 			if err != nil {

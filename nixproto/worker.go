@@ -106,6 +106,9 @@ func (f *Filter) runWorker() error {
 		if err := f.toNix(appendStrings(nil, f.clientFeatures)); err != nil {
 			return err
 		}
+		if err := f.nix.Flush(); err != nil {
+			return err
+		}
 		select {
 		case <-f.serverFeatures:
 		case <-f.stop:

@@ -52,7 +52,9 @@ func LookupAccount(name string, credential bool) (Account, *syscall.Credential, 
 }
 
 // IO is where a started command reads and writes. Nil readers and
-// writers mean /dev/null.
+// writers mean /dev/null. A Stdin that is an *os.File (the read end of a
+// pipe) is the process's stdin itself, and Start closes the caller's
+// copy.
 type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -94,7 +96,10 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 		cmd.Stderr = countingWriter{stdio.Stderr, &p.err}
 	}
 	var stdinRead *os.File
-	if stdio.Stdin != nil {
+	if f, ok := stdio.Stdin.(*os.File); ok {
+		cmd.Stdin, stdinRead = f, f
+		stdio.Stdin = nil
+	} else if stdio.Stdin != nil {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
@@ -168,4 +173,33 @@ func (c countingWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// ReadFrom copies the command's output in large pieces, through the
+// writer's own ReadFrom when it has one.
+func (c countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if rf, ok := c.w.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(src)
+		c.n.Add(n)
+		return n, err
+	}
+	buf := make([]byte, 256<<10)
+	var total int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			w, werr := c.w.Write(buf[:n])
+			total += int64(w)
+			c.n.Add(int64(w))
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }

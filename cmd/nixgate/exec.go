@@ -118,7 +118,10 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	nixIn, nixOut := filter.Attach(os.Stdin, os.Stdout)
+	nixIn, nixOut, err := filter.Attach(os.Stdin, os.Stdout)
+	if err != nil {
+		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "nixproto: "), "decision", "error")
+	}
 	p, err := c.Start(nil, dir, sandbox.IO{Stdin: nixIn, Stdout: nixOut, Stderr: stderr})
 	if err != nil {
 		filter.Close()

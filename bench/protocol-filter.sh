@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# What the Nix protocol filter costs: 256 MiB nix copy --to and --from over
+# ssh-ng:// through nixgate exec and nixgate serve, against OpenSSH's plain
+# forced nix-daemon --stdio, in the same run; then the filter alone against
+# a plain copy of the same stream (Go benchmarks). Needs root and the
+# packages `make deps` installs. LONG=1 for more rounds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -z "${LONG:-}" ] || export NIXGATE_BENCH_LONG=1
+go test ./e2e -count=1 -run '^$' -bench '^BenchmarkProtocolFilter$' -benchtime 1x -timeout 30m
+go test ./nixproto -count=1 -run '^$' -bench '^(BenchmarkFilter|BenchmarkPlainCopy)$' -benchtime 5x
