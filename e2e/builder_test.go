@@ -80,6 +80,10 @@ var keyLines = map[string]string{
 	// The same for ssh-ng://: OpenSSH's plain forced nix-daemon --stdio,
 	// the baseline of the protocol filter's benchmark.
 	"direct-ng": `restrict,command="/usr/bin/nix-daemon --stdio --store '%S'"`,
+	// nixgate exec as it was before the protocol filter, for the filter's
+	// benchmark: %B is that binary (NIXGATE_BENCH_BASELINE, else this
+	// nixgate) and %C a copy of the configuration it understands.
+	"baseline": `restrict,command="%B exec --config %C --key build"`,
 }
 
 // Modes are the two ways nixgate runs.
@@ -219,6 +223,7 @@ listen = "127.0.0.1:%d"
 		b.storeDir = filepath.Join(b.account.home, ".nix")
 	}
 	writeFile(t, b.config, doc, 0o644)
+	writeFile(t, b.config+".baseline", strings.Replace(doc, "\nfull_trust = true", "", 1), 0o644)
 }
 
 // writeHome writes authorized_keys and makes the home read-only, as the
@@ -227,7 +232,11 @@ func (b *builder) writeHome(t testing.TB) {
 	t.Helper()
 	var lines []string
 	for name, opts := range keyLines {
-		opts = strings.NewReplacer("%s", nixgateBin, "%c", b.config, "%S", b.store).Replace(opts)
+		baseline := os.Getenv("NIXGATE_BENCH_BASELINE")
+		if baseline == "" {
+			baseline = nixgateBin
+		}
+		opts = strings.NewReplacer("%s", nixgateBin, "%c", b.config, "%S", b.store, "%B", baseline, "%C", b.config+".baseline").Replace(opts)
 		lines = append(lines, opts+" "+b.keys[name].publicKey+" "+name)
 	}
 	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")

@@ -71,15 +71,28 @@ func (f *frames) Read(p []byte) (int, error) {
 
 // drain passes on the rest of the frames, to the end marker.
 func (f *frames) drain(buf []byte) error {
-	for {
-		_, err := f.Read(buf)
-		if err == io.EOF {
-			return nil
+	if f.left > 0 {
+		if err := f.r.copyN(f.left); err != nil {
+			return err
 		}
+		f.n += f.left
+		f.left = 0
+	}
+	for !f.ended {
+		size, err := f.r.passU64()
 		if err != nil {
 			return err
 		}
+		if size == 0 {
+			f.ended = true
+			break
+		}
+		if err := f.r.copyN(size); err != nil {
+			return err
+		}
+		f.n += size
 	}
+	return nil
 }
 
 // src reads the structure of a payload from a source.
