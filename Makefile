@@ -11,9 +11,10 @@ build:
 	$(GO) build -o $(BIN) ./cmd/nixgate
 
 # Runs nixgate serve on its embedded default (127.0.0.1:2222, state in
-# .state/serve); it says how to add a key and how to connect.
+# .state/serve), never on /etc/nixgate/nixgate.toml. With no client key
+# yet it generates and authorizes one, and prints the Nix command to try.
 run: build
-	$(BIN) serve
+	$(BIN) serve --embedded
 
 # Runs nixgate exec behind a real OpenSSH sshd on 127.0.0.1:2222 with a
 # generated demo account, key and store. Needs root.
@@ -29,7 +30,7 @@ lint:
 	nix-instantiate --parse flake.nix nix/module.nix nix/package.nix >/dev/null
 
 unit:
-	$(GO) test -race -count=1 ./policy/... ./keys/... ./sandbox/... ./gateway/... ./cmd/...
+	$(GO) test -race -count=1 ./policy/... ./keys/... ./sandbox/... ./gateway/... ./check/... ./cmd/...
 
 e2e:
 	$(GO) test -race -count=1 ./e2e/...

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -332,13 +333,26 @@ func checkHostKeys(cfg *policy.Config) []Result {
 }
 
 // checkListen checks each listen address: free, or already nixgate's.
+// The addresses are bound together, as nixgate serve binds them, so two
+// that overlap are found too.
 func checkListen(cfg *policy.Config) []Result {
 	var rs []Result
-	for _, addr := range cfg.Serve.Listen {
-		l, err := net.Listen("tcp", addr)
-		if err == nil {
+	var open []net.Listener
+	var held []string // the addresses of open
+	defer func() {
+		for _, l := range open {
 			l.Close()
-			rs = append(rs, Result{"listen", OK, addr + " is free", ""})
+		}
+	}()
+	for _, addr := range cfg.Serve.Listen {
+		l, err := gateway.ListenAddr(addr, cfg.Serve.Listen)
+		if err == nil {
+			open, held = append(open, l), append(held, addr)
+			msg := addr + " is free"
+			if gateway.Network(addr, cfg.Serve.Listen) == "tcp6" {
+				msg += " (IPv6 only: IPv4 is listed too)"
+			}
+			rs = append(rs, Result{"listen", OK, msg, ""})
 			continue
 		}
 		if errors.Is(err, syscall.EACCES) {
@@ -349,6 +363,10 @@ func checkListen(cfg *policy.Config) []Result {
 			rs = append(rs, Result{"listen", Fail, addr + " is not an address of this machine", "fix listen"})
 			continue
 		}
+		if prev := overlaps(addr, held); prev != "" {
+			rs = append(rs, Result{"listen", Fail, fmt.Sprintf("%s overlaps %s, listed before it: both take the same port", addr, prev), "remove one of them from listen"})
+			continue
+		}
 		banner := sshBanner(addr)
 		if strings.HasPrefix(banner, "SSH-2.0-nixgate") {
 			rs = append(rs, Result{"listen", OK, addr + " is served by nixgate already", ""})
@@ -357,6 +375,18 @@ func checkListen(cfg *policy.Config) []Result {
 		}
 	}
 	return rs
+}
+
+// overlaps returns the first of earlier (addresses bound by this check)
+// on the same port as addr.
+func overlaps(addr string, earlier []string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	for _, e := range earlier {
+		if _, p, err := net.SplitHostPort(e); err == nil && p == port {
+			return e
+		}
+	}
+	return ""
 }
 
 func sshBanner(addr string) string {
