@@ -97,8 +97,9 @@ func lookupGroupName(gid int) (string, error) {
 	return g.Name, nil
 }
 
-// checkTrust checks trusted-users when a build key may use ssh-ng
-// through the daemon.
+// checkTrust checks trusted-users when build keys go through the Nix
+// daemon: the daemon refuses to build input-addressed derivations, over
+// ssh:// and ssh-ng:// alike, for a user it does not trust.
 func checkTrust(cfg *policy.Config, a *account) []Result {
 	if cfg.Sandbox.Mode != policy.SandboxDirect || (cfg.Nix.Store != "" && cfg.Nix.Store != "daemon") {
 		return nil // a local store of the user's own trusts the user
@@ -125,7 +126,7 @@ func checkTrust(cfg *policy.Config, a *account) []Result {
 		}
 		for _, u := range strings.Fields(v) {
 			if u == a.name || u == "*" {
-				return []Result{{"trusted-users", OK, fmt.Sprintf("%s is in trusted-users (ssh-ng:// builds work; note that this is root-equivalent on the builder)", a.name), ""}}
+				return []Result{{"trusted-users", OK, fmt.Sprintf("%s is in trusted-users, so remote builds work (what that trust allows through nixgate: docs/SECURITY.md)", a.name), ""}}
 			}
 			if g, ok := strings.CutPrefix(u, "@"); ok {
 				if gid, err := lookupGroupID(g); err == nil && a.inGroup(gid) {
@@ -134,8 +135,8 @@ func checkTrust(cfg *policy.Config, a *account) []Result {
 			}
 		}
 	}
-	return []Result{{"trusted-users", Warn, fmt.Sprintf("%s is not in trusted-users: ssh-ng:// builds fail with \"you are not privileged to build input-addressed derivations\" (ssh:// builds work)", a.name),
-		fmt.Sprintf("echo 'trusted-users = root %s' >> /etc/nix/nix.conf && systemctl restart nix-daemon", a.name)}}
+	return []Result{{"trusted-users", Warn, fmt.Sprintf("%s is not in trusted-users: remote builds, over ssh:// and ssh-ng:// alike, fail with \"you are not privileged to build input-addressed derivations\" (substituting and copying signed paths work)", a.name),
+		fmt.Sprintf("echo 'extra-trusted-users = %s' >> /etc/nix/nix.conf && systemctl restart nix-daemon", a.name)}}
 }
 
 func lookupGroupID(name string) (int, error) {
@@ -294,7 +295,13 @@ func checkAuthorizedKeys(cfg *policy.Config, a *account, path string) []Result {
 		n++
 		restricted, nixgate := e.Restricted(), e.ForcesNixgate()
 		where := fmt.Sprintf("%s:%d (%s)", path, i+1, keys.LineName(e))
+		known := false
+		for _, k := range cfg.Keys {
+			known = known || k.Name == keys.LineName(e)
+		}
 		switch {
+		case nixgate && !known:
+			rs = append(rs, Result{"authorized_keys", Fail, fmt.Sprintf("%s forces nixgate exec --key %s, a key the configuration does not have: nixgate refuses it", where, keys.LineName(e)), "add a [[keys]] entry named " + keys.LineName(e) + ", or nixgate keys revoke --authorized-keys " + path + " " + keys.LineName(e)})
 		case !nixgate:
 			rs = append(rs, Result{"authorized_keys", Fail, where + " does not force nixgate exec: that key gets a shell", "nixgate keys revoke --authorized-keys " + path + " " + keys.Fingerprint(e.Key) + ", then nixgate keys authorize --exec"})
 		case !restricted:

@@ -147,6 +147,17 @@ func TestClientConfig(t *testing.T) {
 		t.Errorf("output %q", got)
 	}
 
+	// Its last line proves it, as printed, on a Nix whose configuration
+	// does not enable nix-command (Debian's Nix 2.8 does not).
+	knownHosts := filepath.Join(b.root, "client", "known_hosts_generated")
+	writeFile(t, knownHosts, section("# ~/.ssh/known_hosts")+"\n", 0o644)
+	prove := section("# Prove it works")
+	pingEnv := append(append([]string{}, b.clientEnv...), "NIX_SSHOPTS=-F "+sshCfg+" -o UserKnownHostsFile="+knownHosts, "NIX_CONFIG=experimental-features =")
+	ping := run(t, pingEnv, nil, "sh", "-c", prove)
+	if ping.code != 0 {
+		t.Errorf("client-config's last line %q: %s", prove, ping)
+	}
+
 	// The host key: client-config, keys host and the server agree.
 	host := run(t, nil, nil, nixgateBin, "keys", "host", "--config", b.config, "--host", "127.0.0.1")
 	scan := run(t, nil, nil, "ssh-keyscan", "-t", "ed25519", "-p", fmt.Sprint(b.port), "127.0.0.1")

@@ -182,7 +182,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "#   echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf\n")
 		fmt.Fprintf(w, "# then run this again for the extra-trusted-public-keys line.\n\n")
 	}
-	fmt.Fprintf(w, "# Prove it works\nnix store ping --store %s://%s@%s\n", *protocol, u, *host)
+	fmt.Fprintf(w, "# Prove it works (the nix command is experimental: Nix 2.8 needs the flag)\nnix --extra-experimental-features nix-command store ping --store %s://%s@%s\n", *protocol, u, *host)
 	return exitOK
 }
 

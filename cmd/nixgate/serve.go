@@ -80,7 +80,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	identity := ""
 	if source == embeddedSource {
-		// Trying it out: a client key of its own when there is none.
+		// Trying it out: a client key of its own when there is none. The
+		// state directory is open to all: as root, Nix runs as nobody in
+		// a store there.
+		if err := os.MkdirAll(cfg.Serve.StateDir, 0o755); err != nil {
+			return fail("%v", err)
+		}
 		if identity, err = embeddedClientKey(cfg, stderr); err != nil {
 			return fail("%v", err)
 		}
@@ -358,11 +363,18 @@ func embeddedDefault() (string, error) {
 		return "", err
 	}
 	state := filepath.Join(wd, ".state", "serve")
-	if err := os.MkdirAll(state, 0o755); err != nil {
-		return "", err
-	}
 	name := "nobody"
-	if os.Geteuid() != 0 {
+	if os.Geteuid() == 0 {
+		// Nix runs as nobody, in a store under state: nobody must get there.
+		for d := state; ; d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				return "", fmt.Errorf("the embedded default runs Nix as nobody when started by root, and nobody cannot enter %s: start it from a directory others may enter, or as an ordinary user (or chmod o+x %s)", d, d)
+			}
+			if d == "/" {
+				break
+			}
+		}
+	} else {
 		u, err := user.Current()
 		if err != nil {
 			return "", err
