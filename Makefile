@@ -2,13 +2,17 @@
 GO      ?= go
 FUZZTIME ?= 60000x
 BIN     := bin/nixgate
+# The version nixgate version prints: git describe of the checkout (works
+# in a worktree and with -buildvcs=false, unlike Go's VCS stamping).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-ldflags "-X main.version=$(VERSION)")
 
 .PHONY: all build run run-exec test deps lint unit e2e fuzz bench clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/nixgate
+	$(GO) build $(LDFLAGS) -o $(BIN) ./cmd/nixgate
 
 # Runs nixgate serve on its embedded default (127.0.0.1:2222, state in
 # .state/serve), never on /etc/nixgate/nixgate.toml. With no client key

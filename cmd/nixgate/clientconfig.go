@@ -43,11 +43,11 @@ func servePort(cfg *policy.Config) int {
 
 func keysHost(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys host", "[--config FILE] [--mode serve|exec] [--host NAME] [--port N]", "Example:\n  nixgate keys host --config /etc/nixgate/nixgate.toml --host builder.example.org", stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`")
-	mode := fs.String("mode", "serve", "`serve` (nixgate's host keys) or exec (OpenSSH's)")
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
+	mode := fs.String("mode", "serve", "whose host keys to show: `MODE` serve (nixgate's) or exec (OpenSSH's)")
 	hostname, _ := os.Hostname()
-	host := fs.String("host", hostname, "the `name` clients use for the builder")
-	port := fs.Int("port", 0, "the `port` clients use (default: serve mode's listen port, 22 for exec)")
+	host := fs.String("host", hostname, "the `NAME` clients use for the builder")
+	port := fs.Int("port", 0, "the `PORT` clients use (default: serve mode's listen port, 22 for exec)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -92,19 +92,19 @@ Example:
 
 func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("client-config", "--host NAME [options]", clientConfigExample, stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`")
-	mode := fs.String("mode", "serve", "`serve` or exec: whose host key clients see")
-	host := fs.String("host", "", "the `name` clients use for the builder (required)")
-	address := fs.String("address", "", "the `address` to connect to, when it differs from --host")
-	port := fs.Int("port", 0, "the SSH `port` (default: serve mode's listen port, 22 for exec)")
-	userName := fs.String("user", "", "the SSH `user` (default: the configuration's user)")
-	key := fs.String("key", "/root/.ssh/nixgate_ed25519", "the client's private key `path`, on the client")
-	systems := fs.String("systems", nixSystem(), "comma-separated `systems` the builder builds for")
-	maxJobs := fs.Int("max-jobs", runtime.NumCPU(), "how many `jobs` the builder takes at once")
-	speed := fs.Int("speed-factor", 1, "the builder's speed `factor` against others")
-	features := fs.String("features", "", "comma-separated supported `features` (kvm, big-parallel, …)")
-	mandatory := fs.String("mandatory-features", "", "comma-separated `features` a build must ask for to be sent here")
-	protocol := fs.String("protocol", "ssh", "`ssh` (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
+	mode := fs.String("mode", "serve", "whose host key clients see: `MODE` serve (nixgate's) or exec (OpenSSH's)")
+	host := fs.String("host", "", "the `NAME` clients use for the builder (required)")
+	address := fs.String("address", "", "the `ADDRESS` to connect to, when it differs from --host")
+	port := fs.Int("port", 0, "the SSH `PORT` (default: serve mode's listen port, 22 for exec)")
+	userName := fs.String("user", "", "the SSH `USER` (default: the configuration's user)")
+	key := fs.String("key", "/root/.ssh/nixgate_ed25519", "the client's private key `PATH`, on the client")
+	systems := fs.String("systems", nixSystem(), "comma-separated `SYSTEMS` the builder builds for")
+	maxJobs := fs.Int("max-jobs", runtime.NumCPU(), "how many `JOBS` the builder takes at once")
+	speed := fs.Int("speed-factor", 1, "the builder's speed `FACTOR` against others")
+	features := fs.String("features", "", "comma-separated supported `FEATURES` (kvm, big-parallel, …)")
+	mandatory := fs.String("mandatory-features", "", "comma-separated `FEATURES` a build must ask for to be sent here")
+	protocol := fs.String("protocol", "ssh", "the store `PROTOCOL`: ssh (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
