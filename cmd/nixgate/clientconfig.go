@@ -20,13 +20,26 @@ import (
 	"github.com/nixgate/nixgate/policy"
 )
 
-// hostKeys returns the host keys clients see: serve mode's own, or the
-// OpenSSH sshd's in exec mode.
-func hostKeys(cfg *policy.Config, mode string) ([]ssh.PublicKey, error) {
-	if mode == "exec" {
+// hostKeys returns the host keys clients see: those of the public key
+// file, when given; else serve mode's own, or the OpenSSH sshd's in exec
+// mode (/etc/ssh).
+func hostKeys(cfg *policy.Config, mode, file string) ([]ssh.PublicKey, error) {
+	switch {
+	case file != "":
+		return keys.PublicKeyFiles([]string{file})
+	case mode == "exec":
 		return keys.PublicKeyFiles(keys.OpenSSHHostKeys)
 	}
 	return keys.PublicHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
+}
+
+// checkMode refuses a --mode other than serve or exec.
+func checkMode(cmd, mode string, stderr io.Writer) bool {
+	if mode == "serve" || mode == "exec" {
+		return true
+	}
+	fmt.Fprintf(stderr, "nixgate %s: --mode %q: want serve or exec\n", cmd, mode)
+	return false
 }
 
 // servePort returns the port of serve mode's first listen address.
@@ -42,20 +55,24 @@ func servePort(cfg *policy.Config) int {
 }
 
 func keysHost(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keys host", "[--config FILE] [--mode serve|exec] [--host NAME] [--port N]", "Example:\n  nixgate keys host --config /etc/nixgate/nixgate.toml --host builder.example.org", stdout, stderr)
+	fs := newFlagSet("keys host", "[--config FILE] [--mode serve|exec] [--host NAME] [--port N] [--host-key FILE]", "Example:\n  nixgate keys host --config /etc/nixgate/nixgate.toml --host builder.example.org", stdout, stderr)
 	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
 	mode := fs.String("mode", "serve", "whose host keys to show: `MODE` serve (nixgate's) or exec (OpenSSH's)")
 	hostname, _ := os.Hostname()
 	host := fs.String("host", hostname, "the `NAME` clients use for the builder")
 	port := fs.Int("port", 0, "the `PORT` clients use (default: serve mode's listen port, 22 for exec)")
+	hostKey := fs.String("host-key", "", "the host's public key `FILE` (default: serve mode's, or /etc/ssh/ssh_host_*_key.pub for exec)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
+	}
+	if !checkMode("keys host", *mode, stderr) {
+		return exitUsage
 	}
 	cfg, err := loadConfig(*config)
 	if err != nil {
 		return keysFail(stderr, "host", err)
 	}
-	ks, err := hostKeys(cfg, *mode)
+	ks, err := hostKeys(cfg, *mode, *hostKey)
 	if err != nil {
 		return keysFail(stderr, "host", err)
 	}
@@ -105,8 +122,12 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	features := fs.String("features", "", "comma-separated supported `FEATURES` (kvm, big-parallel, …)")
 	mandatory := fs.String("mandatory-features", "", "comma-separated `FEATURES` a build must ask for to be sent here")
 	protocol := fs.String("protocol", "ssh", "the store `PROTOCOL`: ssh (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
+	hostKey := fs.String("host-key", "", "the host's public key `FILE` clients pin (default: serve mode's, or /etc/ssh/ssh_host_*_key.pub for exec)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
+	}
+	if !checkMode("client-config", *mode, stderr) {
+		return exitUsage
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "nixgate client-config: "+strings.TrimPrefix(strings.TrimPrefix(err.Error(), "keys: "), "policy: "))
@@ -123,7 +144,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	ks, err := hostKeys(cfg, *mode)
+	ks, err := hostKeys(cfg, *mode, *hostKey)
 	if err != nil {
 		return fail(err)
 	}

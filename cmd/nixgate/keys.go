@@ -134,36 +134,60 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return keysFail(stderr, "authorize", err)
 	}
-	if cfg.AuthorizedKeys == "" {
-		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *config))
-	}
-	if err := g.Conflict(cfg.Keys); err != nil {
-		return keysFail(stderr, "authorize", err)
-	}
-	// Check the new key as the configuration would, before writing it.
-	probe := *cfg
-	probe.Keys = append([]policy.Key(nil), cfg.Keys...)
-	specs, err := keys.ParseFile("(new key)", []byte(g.KeysFileLine()))
-	if err == nil {
-		err = probe.AddKeys("(new key)", specs)
-	}
-	if err != nil {
-		return keysFail(stderr, "authorize", err)
-	}
-	if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
-		return keysFail(stderr, "authorize", err)
-	}
-	fmt.Fprintf(stdout, "authorized %s (%s, %s) in %s\n", g.Name, g.Role, keys.Fingerprint(entry.Key), cfg.AuthorizedKeys)
+	var self, abs string
 	if *execFile != "" {
-		self, err := os.Executable()
+		// Before writing anything: a retry after a half-done run succeeds,
+		// and a conflict leaves both files as they were.
+		if self, err = os.Executable(); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		abs, _ = filepath.Abs(*config)
+		if _, err := keys.ForcedCommandPresent(*execFile, g); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+	}
+	same := g.Same(cfg.Keys)
+	if same == nil && *execFile != "" {
+		// Exec mode: a [[keys]] entry may leave the key to OpenSSH.
+		for i, k := range cfg.Keys {
+			if k.Name == g.Name && k.PublicKey == "" {
+				same = &cfg.Keys[i]
+			}
+		}
+	}
+	switch {
+	case same != nil && same.Role != g.Role:
+		return keysFail(stderr, "authorize", fmt.Errorf("%s is authorized already with role %s (%s:%d): revoke it first to change its role", g.Name, same.Role, same.Source, same.Line))
+	case same != nil:
+		fmt.Fprintf(stdout, "%s (%s, %s) is authorized already in %s:%d\n", g.Name, g.Role, keys.Fingerprint(entry.Key), same.Source, same.Line)
+	case cfg.AuthorizedKeys == "" && *execFile != "":
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no [[keys]] entry named %s with this public key, and no authorized_keys file to add it to: add the entry (name = %q, role = %q, public_key = \"%s\"), or authorized_keys = \"/etc/nixgate/authorized_keys\"", *config, g.Name, g.Name, g.Role, strings.TrimSpace(string(data))))
+	case cfg.AuthorizedKeys == "":
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *config))
+	default:
+		if err := g.Conflict(cfg.Keys); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		// Check the new key as the configuration would, before writing it.
+		probe := *cfg
+		probe.Keys = append([]policy.Key(nil), cfg.Keys...)
+		specs, err := keys.ParseFile("(new key)", []byte(g.KeysFileLine()))
+		if err == nil {
+			err = probe.AddKeys("(new key)", specs)
+		}
 		if err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
-		abs, _ := filepath.Abs(*config)
+		if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		fmt.Fprintf(stdout, "authorized %s (%s, %s) in %s\n", g.Name, g.Role, keys.Fingerprint(entry.Key), cfg.AuthorizedKeys)
+	}
+	if *execFile != "" {
 		if err := keys.AddForcedCommand(*execFile, g, self, abs); err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
-		fmt.Fprintf(stdout, "forced command for %s written to %s\n", g.Name, *execFile)
+		fmt.Fprintf(stdout, "forced command for %s in %s\n", g.Name, *execFile)
 	}
 	return exitOK
 }
