@@ -119,7 +119,7 @@ func (a *account) access(path string, want uint32) (bool, error) {
 	if a.uid == 0 {
 		return true, nil
 	}
-	mode := st.Mode & 0o777
+	mode := uint32(st.Mode) & 0o777
 	switch {
 	case int(st.Uid) == a.uid:
 		return (mode>>6)&want == want, nil

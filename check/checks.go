@@ -60,7 +60,7 @@ func checkStore(cfg *policy.Config, a *account) []Result {
 	store := cfg.Nix.Store
 	if root, ok := strings.CutPrefix(store, "local?root="); ok && !strings.ContainsAny(root, "&?") {
 		if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
-			return []Result{{"store", Warn, fmt.Sprintf("store %s does not exist yet; Nix creates it", root), fmt.Sprintf("install -d -o %s %s", a.name, root)}}
+			return []Result{{"store", Warn, fmt.Sprintf("store %s does not exist yet: nixgate serve creates it at start, owned by %s (nixgate exec does not)", root, a.name), fmt.Sprintf("install -d -o %s %s", a.name, root)}}
 		}
 		ok, err := a.access(root, 3)
 		if err != nil || !ok {

@@ -216,12 +216,16 @@ func watchFiles(files func() []string, interval time.Duration) <-chan struct{} {
 			if f == "" || !filepath.IsAbs(f) {
 				continue
 			}
-			var st syscall.Stat_t
-			if err := syscall.Stat(f, &st); err == nil {
-				m[f] = stamp{st.Size, time.Unix(st.Mtim.Unix()), st.Ino}
-			} else {
+			fi, err := os.Stat(f)
+			if err != nil {
 				m[f] = stamp{}
+				continue
 			}
+			st := stamp{size: fi.Size(), mtime: fi.ModTime()}
+			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+				st.ino = uint64(sys.Ino)
+			}
+			m[f] = st
 		}
 		return m
 	}
