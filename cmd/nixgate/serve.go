@@ -54,7 +54,7 @@ accepting, lets running sessions finish for limits.drain_timeout, then
 ends them.`
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("serve", "[--config FILE]", serveExample, stdout, stderr)
+	fs := newFlagSet("serve", "[--config FILE | --embedded] [--listen HOST:PORT]…", serveExample, stdout, stderr)
 	configPath := fs.String("config", "", "the nixgate configuration `FILE` (default "+defaultConfigPath+", or the embedded default when that does not exist)")
 	embedded := fs.Bool("embedded", false, "use the embedded default configuration (state in ./.state/serve), even when "+defaultConfigPath+" exists")
 	var listen listFlag
