@@ -7,11 +7,13 @@ package check
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,6 +54,10 @@ type Options struct {
 	// AuthorizedKeys is the build account's OpenSSH authorized_keys file
 	// (exec mode). Empty means ~/.ssh/authorized_keys.
 	AuthorizedKeys string
+	// GeneratesKey says that nixgate serve generates a client key when no
+	// key may log in (the embedded default). False means that serve
+	// refuses to start then.
+	GeneratesKey bool
 }
 
 // account is the build user as the checks need it.
@@ -69,8 +75,12 @@ func lookupAccount(name string) (*account, error) {
 		return nil, err
 	}
 	a := &account{name: u.Username, home: u.HomeDir, shell: sandbox.LoginShell(name)}
-	a.uid, _ = strconv.Atoi(u.Uid)
-	a.gid, _ = strconv.Atoi(u.Gid)
+	if a.uid, err = strconv.Atoi(u.Uid); err != nil {
+		return nil, fmt.Errorf("check: user %s: uid %q is not a number", name, u.Uid)
+	}
+	if a.gid, err = strconv.Atoi(u.Gid); err != nil {
+		return nil, fmt.Errorf("check: user %s: gid %q is not a number", name, u.Gid)
+	}
 	ids, _ := u.GroupIds()
 	for _, id := range ids {
 		if g, err := strconv.Atoi(id); err == nil {
@@ -109,7 +119,7 @@ func (a *account) access(path string, want uint32) (bool, error) {
 	if a.uid == 0 {
 		return true, nil
 	}
-	mode := st.Mode & 0o777
+	mode := uint32(st.Mode) & 0o777
 	switch {
 	case int(st.Uid) == a.uid:
 		return (mode>>6)&want == want, nil
@@ -146,9 +156,15 @@ func asAccount(a *account, env []string, argv ...string) (string, string, error)
 func Run(cfg *policy.Config, o Options) []Result {
 	var rs []Result
 	add := func(r Result) { rs = append(rs, r) }
+	rs = append(rs, checkKeys(cfg, o)...)
 	a, err := lookupAccount(cfg.User)
-	if err != nil {
+	var unknown user.UnknownUserError
+	if errors.As(err, &unknown) {
 		add(Result{"account", Fail, fmt.Sprintf("build user %q does not exist", cfg.User), fmt.Sprintf("useradd --system --create-home --shell /bin/sh %s", cfg.User)})
+		return rs
+	}
+	if err != nil {
+		add(Result{"account", Fail, strings.TrimPrefix(err.Error(), "check: "), ""})
 		return rs
 	}
 	add(Result{"account", OK, fmt.Sprintf("build user %s (uid %d), home %s, shell %s", a.name, a.uid, a.home, a.shell), ""})
@@ -170,6 +186,30 @@ func Run(cfg *policy.Config, o Options) []Result {
 		rs = append(rs, checkListen(cfg)...)
 	}
 	return rs
+}
+
+// checkKeys checks that some key may log in: in serve mode a key with a
+// public key (serve refuses to start without one), in exec mode any key.
+func checkKeys(cfg *policy.Config, o Options) []Result {
+	n := 0
+	for _, k := range cfg.Keys {
+		if k.PublicKey != "" || o.Mode == Exec {
+			n++
+		}
+	}
+	where := "an authorized_keys file (set authorized_keys)"
+	if cfg.AuthorizedKeys != "" {
+		where = cfg.AuthorizedKeys
+	}
+	switch {
+	case n > 0:
+		return []Result{{"keys", OK, fmt.Sprintf("%d key(s) may log in", n), ""}}
+	case o.GeneratesKey:
+		return []Result{{"keys", OK, "no key yet: nixgate serve generates and authorizes one in " + cfg.Serve.StateDir, ""}}
+	case o.Mode == Exec:
+		return []Result{{"keys", Fail, "no key: nixgate exec refuses every --key", "nixgate keys authorize --exec ~" + cfg.User + "/.ssh/authorized_keys --name NAME --role build KEY.pub"}}
+	}
+	return []Result{{"keys", Fail, "no key may log in, so nixgate serve refuses to start: serve mode needs each key's public key", "nixgate keys authorize --name NAME --role build KEY.pub (into " + where + ")"}}
 }
 
 // Failed reports whether any result failed.

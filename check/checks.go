@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -59,7 +60,7 @@ func checkStore(cfg *policy.Config, a *account) []Result {
 	store := cfg.Nix.Store
 	if root, ok := strings.CutPrefix(store, "local?root="); ok && !strings.ContainsAny(root, "&?") {
 		if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
-			return []Result{{"store", Warn, fmt.Sprintf("store %s does not exist yet; Nix creates it", root), fmt.Sprintf("install -d -o %s %s", a.name, root)}}
+			return []Result{{"store", Warn, fmt.Sprintf("store %s does not exist yet: nixgate serve creates it at start, owned by %s (nixgate exec does not)", root, a.name), fmt.Sprintf("install -d -o %s %s", a.name, root)}}
 		}
 		ok, err := a.access(root, 3)
 		if err != nil || !ok {
@@ -96,8 +97,9 @@ func lookupGroupName(gid int) (string, error) {
 	return g.Name, nil
 }
 
-// checkTrust checks trusted-users when a build key may use ssh-ng
-// through the daemon.
+// checkTrust checks trusted-users when build keys go through the Nix
+// daemon: the daemon refuses to build input-addressed derivations, over
+// ssh:// and ssh-ng:// alike, for a user it does not trust.
 func checkTrust(cfg *policy.Config, a *account) []Result {
 	if cfg.Sandbox.Mode != policy.SandboxDirect || (cfg.Nix.Store != "" && cfg.Nix.Store != "daemon") {
 		return nil // a local store of the user's own trusts the user
@@ -124,7 +126,7 @@ func checkTrust(cfg *policy.Config, a *account) []Result {
 		}
 		for _, u := range strings.Fields(v) {
 			if u == a.name || u == "*" {
-				return []Result{{"trusted-users", OK, fmt.Sprintf("%s is in trusted-users (ssh-ng:// builds work; note that this is root-equivalent on the builder)", a.name), ""}}
+				return []Result{{"trusted-users", OK, fmt.Sprintf("%s is in trusted-users, so remote builds work (what that trust allows through nixgate: docs/SECURITY.md)", a.name), ""}}
 			}
 			if g, ok := strings.CutPrefix(u, "@"); ok {
 				if gid, err := lookupGroupID(g); err == nil && a.inGroup(gid) {
@@ -133,8 +135,8 @@ func checkTrust(cfg *policy.Config, a *account) []Result {
 			}
 		}
 	}
-	return []Result{{"trusted-users", Warn, fmt.Sprintf("%s is not in trusted-users: ssh-ng:// builds fail with \"you are not privileged to build input-addressed derivations\" (ssh:// builds work)", a.name),
-		fmt.Sprintf("echo 'trusted-users = root %s' >> /etc/nix/nix.conf && systemctl restart nix-daemon", a.name)}}
+	return []Result{{"trusted-users", Warn, fmt.Sprintf("%s is not in trusted-users: remote builds, over ssh:// and ssh-ng:// alike, fail with \"you are not privileged to build input-addressed derivations\" (substituting and copying signed paths work)", a.name),
+		fmt.Sprintf("echo 'extra-trusted-users = %s' >> /etc/nix/nix.conf && systemctl restart nix-daemon", a.name)}}
 }
 
 func lookupGroupID(name string) (int, error) {
@@ -293,7 +295,13 @@ func checkAuthorizedKeys(cfg *policy.Config, a *account, path string) []Result {
 		n++
 		restricted, nixgate := e.Restricted(), e.ForcesNixgate()
 		where := fmt.Sprintf("%s:%d (%s)", path, i+1, keys.LineName(e))
+		known := false
+		for _, k := range cfg.Keys {
+			known = known || k.Name == keys.LineName(e)
+		}
 		switch {
+		case nixgate && !known:
+			rs = append(rs, Result{"authorized_keys", Fail, fmt.Sprintf("%s forces nixgate exec --key %s, a key the configuration does not have: nixgate refuses it", where, keys.LineName(e)), "add a [[keys]] entry named " + keys.LineName(e) + ", or nixgate keys revoke --authorized-keys " + path + " " + keys.LineName(e)})
 		case !nixgate:
 			rs = append(rs, Result{"authorized_keys", Fail, where + " does not force nixgate exec: that key gets a shell", "nixgate keys revoke --authorized-keys " + path + " " + keys.Fingerprint(e.Key) + ", then nixgate keys authorize --exec"})
 		case !restricted:
@@ -332,13 +340,26 @@ func checkHostKeys(cfg *policy.Config) []Result {
 }
 
 // checkListen checks each listen address: free, or already nixgate's.
+// The addresses are bound together, as nixgate serve binds them, so two
+// that overlap are found too.
 func checkListen(cfg *policy.Config) []Result {
 	var rs []Result
-	for _, addr := range cfg.Serve.Listen {
-		l, err := net.Listen("tcp", addr)
-		if err == nil {
+	var open []net.Listener
+	var held []string // the addresses of open
+	defer func() {
+		for _, l := range open {
 			l.Close()
-			rs = append(rs, Result{"listen", OK, addr + " is free", ""})
+		}
+	}()
+	for _, addr := range cfg.Serve.Listen {
+		l, err := gateway.ListenAddr(addr, cfg.Serve.Listen)
+		if err == nil {
+			open, held = append(open, l), append(held, addr)
+			msg := addr + " is free"
+			if gateway.Network(addr, cfg.Serve.Listen) == "tcp6" {
+				msg += " (IPv6 only: IPv4 is listed too)"
+			}
+			rs = append(rs, Result{"listen", OK, msg, ""})
 			continue
 		}
 		if errors.Is(err, syscall.EACCES) {
@@ -349,6 +370,10 @@ func checkListen(cfg *policy.Config) []Result {
 			rs = append(rs, Result{"listen", Fail, addr + " is not an address of this machine", "fix listen"})
 			continue
 		}
+		if prev := overlaps(addr, held); prev != "" {
+			rs = append(rs, Result{"listen", Fail, fmt.Sprintf("%s overlaps %s, listed before it: both take the same port", addr, prev), "remove one of them from listen"})
+			continue
+		}
 		banner := sshBanner(addr)
 		if strings.HasPrefix(banner, "SSH-2.0-nixgate") {
 			rs = append(rs, Result{"listen", OK, addr + " is served by nixgate already", ""})
@@ -357,6 +382,18 @@ func checkListen(cfg *policy.Config) []Result {
 		}
 	}
 	return rs
+}
+
+// overlaps returns the first of earlier (addresses bound by this check)
+// on the same port as addr.
+func overlaps(addr string, earlier []string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	for _, e := range earlier {
+		if _, p, err := net.SplitHostPort(e); err == nil && p == port {
+			return e
+		}
+	}
+	return ""
 }
 
 func sshBanner(addr string) string {

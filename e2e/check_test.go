@@ -55,7 +55,7 @@ func TestCheckExecMode(t *testing.T) {
 	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
 	var clean []string
 	for _, l := range strings.Split(readFile(t, ak), "\n") {
-		if strings.Contains(l, " exec --config ") {
+		if strings.Contains(l, " exec --config ") && !strings.Contains(l, "--key ghost") {
 			clean = append(clean, l)
 		}
 	}
@@ -98,12 +98,30 @@ func TestCheckExecMode(t *testing.T) {
 		rs, _ := runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", bad)
 		finding(t, rs, "authorized_keys", "fail", "lacks restrict", "restrict,")
 	})
+	t.Run("key the config lacks", func(t *testing.T) {
+		var ghost string
+		for _, l := range strings.Split(readFile(t, ak), "\n") {
+			if strings.Contains(l, "--key ghost") {
+				ghost = l
+			}
+		}
+		bad := filepath.Join(b.root, "authorized_keys.ghost")
+		writeFile(t, bad, strings.Join(append(clean, ghost), "\n")+"\n", 0o644)
+		rs, code := runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", bad)
+		finding(t, rs, "authorized_keys", "fail", "--key ghost, a key the configuration does not have", "named ghost")
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+	})
 	t.Run("not in nix-users", func(t *testing.T) {
 		// The machine's store through the daemon, which needs nix-users.
 		cfg := strings.Replace(readFile(t, b.config), fmt.Sprintf("store = %q\n", b.store), "", 1)
 		daemonCfg := filepath.Join(b.root, "etc", "daemon.toml")
 		writeFile(t, daemonCfg, cfg, 0o644)
 		rs, _ := runCheck(t, "--config", daemonCfg, "--mode", "exec", "--authorized-keys", cleanAK)
+		// Through the daemon, builds need trust: said for ssh:// too, and
+		// fixed without replacing an existing trusted-users line.
+		finding(t, rs, "trusted-users", "warn", "remote builds, over ssh:// and ssh-ng:// alike, fail", "echo 'extra-trusted-users = "+b.account.name+"' >> /etc/nix/nix.conf")
 		finding(t, rs, "store", "fail", "cannot reach the Nix daemon's socket", "usermod -aG nix-users "+b.account.name)
 		mustRun(t, nil, "usermod", "-aG", "nix-users", b.account.name)
 		rs, _ = runCheck(t, "--config", daemonCfg, "--mode", "exec", "--authorized-keys", cleanAK)
@@ -149,4 +167,58 @@ func TestCheckSandboxMode(t *testing.T) {
 	rs, code := runCheck(t, "--config", b.config, "--mode", "serve")
 	noFailures(t, rs, code)
 	finding(t, rs, "sandbox", "ok", "sandbox.mode userns runs nix-store as "+b.account.name, "")
+}
+
+// TestCheckWhatServeUses covers check's own command line and the
+// findings that need no builder: without --config it checks what serve
+// would use and says which; --mode is validated; no key that may log in
+// is a failure; listen addresses are bound together, as serve binds them.
+func TestCheckWhatServeUses(t *testing.T) {
+	requireTools(t)
+	dir := tempDir(t)
+	t.Run("embedded default", func(t *testing.T) {
+		if _, err := os.Stat("/etc/nixgate/nixgate.toml"); err == nil {
+			t.Skip("/etc/nixgate/nixgate.toml exists, so nixgate serve would use it")
+		}
+		r := run(t, nil, nil, "sh", "-c", "cd "+dir+" && exec "+nixgateBin+" check --json")
+		var rs []checkResult
+		if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
+			t.Fatalf("nixgate check output is not JSON: %v\n%s", err, r)
+		}
+		finding(t, rs, "config", "ok", "the embedded default (/etc/nixgate/nixgate.toml does not exist, so nixgate serve would use it)", "")
+		finding(t, rs, "keys", "ok", "nixgate serve generates and authorizes one", "")
+	})
+	t.Run("mode", func(t *testing.T) {
+		r := run(t, nil, nil, nixgateBin, "check", "--mode", "sreve")
+		if r.code != 2 || !strings.Contains(r.stderr, `--mode "sreve": want serve or exec`) {
+			t.Errorf("check --mode sreve: %s", r)
+		}
+	})
+	port := freePort(t)
+	cfg := func(name, listen, keys string) string {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, fmt.Sprintf("user = \"nobody\"\nlisten = %s\nstate_dir = %q\n%s", listen, filepath.Join(dir, "state"), keys), 0o644)
+		return p
+	}
+	key := newClientKey(t, dir, "k")
+	withKey := fmt.Sprintf("[[keys]]\nname = \"k\"\nrole = \"build\"\npublic_key = %q\n", key.publicKey)
+	t.Run("no key may log in", func(t *testing.T) {
+		rs, code := runCheck(t, "--config", cfg("nokey.toml", `["127.0.0.1:0"]`, "[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+		finding(t, rs, "keys", "fail", "no key may log in, so nixgate serve refuses to start", "nixgate keys authorize")
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+	})
+	t.Run("every address", func(t *testing.T) {
+		rs, _ := runCheck(t, "--config", cfg("dual.toml", fmt.Sprintf(`["0.0.0.0:%d", "[::]:%d"]`, port, port), withKey))
+		finding(t, rs, "listen", "ok", fmt.Sprintf("0.0.0.0:%d is free", port), "")
+		finding(t, rs, "listen", "ok", fmt.Sprintf("[::]:%d is free (IPv6 only: IPv4 is listed too)", port), "")
+	})
+	t.Run("overlapping addresses", func(t *testing.T) {
+		rs, code := runCheck(t, "--config", cfg("overlap.toml", fmt.Sprintf(`["127.0.0.1:%d", "0.0.0.0:%d"]`, port, port), withKey))
+		finding(t, rs, "listen", "fail", fmt.Sprintf("0.0.0.0:%d overlaps 127.0.0.1:%d", port, port), "remove one")
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+	})
 }

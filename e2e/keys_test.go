@@ -72,8 +72,15 @@ func TestKeysAuthorizeRevoke(t *testing.T) {
 		if r := run(t, nil, nil, append(authorize, key+".pub")...); r.code != 0 {
 			t.Fatalf("keys authorize: %s", r)
 		}
-		if r := run(t, nil, nil, append(authorize, key+".pub")...); r.code == 0 || !strings.Contains(r.stderr, "exists already") {
-			t.Fatalf("authorizing the same name twice: %s", r)
+		// Again, as a retry: nothing changes. The name for another key: refused.
+		keysBefore := readFile(t, keysFile)
+		if r := run(t, nil, nil, append(authorize, key+".pub")...); r.code != 0 || !strings.Contains(r.stdout, "authorized already") || readFile(t, keysFile) != keysBefore {
+			t.Fatalf("authorizing the same key twice: %s", r)
+		}
+		other := filepath.Join(b.root, "client", "other.pub")
+		writeFile(t, other, newClientKey(t, filepath.Join(b.root, "client"), "other").publicKey+" other@test\n", 0o644)
+		if r := run(t, nil, nil, append(authorize, other)...); r.code == 0 || !strings.Contains(r.stderr, "exists already") {
+			t.Fatalf("authorizing the same name for another key: %s", r)
 		}
 		if b.mode == modeExec {
 			after := readFile(t, sshAK)
@@ -147,6 +154,17 @@ func TestClientConfig(t *testing.T) {
 		t.Errorf("output %q", got)
 	}
 
+	// Its last line proves it, as printed, on a Nix whose configuration
+	// does not enable nix-command (Debian's Nix 2.8 does not).
+	knownHosts := filepath.Join(b.root, "client", "known_hosts_generated")
+	writeFile(t, knownHosts, section("# ~/.ssh/known_hosts")+"\n", 0o644)
+	prove := section("# Prove it works")
+	pingEnv := append(append([]string{}, b.clientEnv...), "NIX_SSHOPTS=-F "+sshCfg+" -o UserKnownHostsFile="+knownHosts, "NIX_CONFIG=experimental-features =")
+	ping := run(t, pingEnv, nil, "sh", "-c", prove)
+	if ping.code != 0 {
+		t.Errorf("client-config's last line %q: %s", prove, ping)
+	}
+
 	// The host key: client-config, keys host and the server agree.
 	host := run(t, nil, nil, nixgateBin, "keys", "host", "--config", b.config, "--host", "127.0.0.1")
 	scan := run(t, nil, nil, "ssh-keyscan", "-t", "ed25519", "-p", fmt.Sprint(b.port), "127.0.0.1")
@@ -161,5 +179,74 @@ func TestClientConfig(t *testing.T) {
 	pub := strings.Fields(section("# /etc/nix/machines"))[7]
 	if !strings.Contains(host.stdout, "publicHostKey: "+pub) {
 		t.Errorf("client-config's publicHostKey %s is not keys host's:\n%s", pub, host.stdout)
+	}
+}
+
+// TestKeysAuthorizeExecFresh follows the README's exec mode on an account
+// without ~/.ssh, whose keys are [[keys]] entries of the configuration (no
+// authorized_keys file): keys authorize --exec creates ~/.ssh and
+// authorized_keys with modes sshd accepts and the account cannot change,
+// a second run (a retry) changes nothing and succeeds, a different role
+// is refused without writing, and Nix gets through.
+func TestKeysAuthorizeExecFresh(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	sshDir := filepath.Join(b.account.home, ".ssh")
+	if err := os.RemoveAll(sshDir); err != nil {
+		t.Fatal(err)
+	}
+	ak := filepath.Join(sshDir, "authorized_keys")
+	pub := filepath.Join(b.root, "client", "build.pub")
+	writeFile(t, pub, b.keys["build"].publicKey+" build@test\n", 0o644)
+	authorize := func(role string) result {
+		return run(t, nil, nil, nixgateBin, "keys", "authorize", "--config", b.config, "--name", "build", "--role", role, "--exec", ak, pub)
+	}
+	if r := authorize("build"); r.code != 0 {
+		t.Fatalf("keys authorize --exec on a home without ~/.ssh: %s", r)
+	}
+	for p, mode := range map[string]os.FileMode{sshDir: 0o755, ak: 0o644} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != mode {
+			t.Fatalf("%s: %v, %v; want mode %04o", p, fi, err, mode)
+		}
+	}
+	first := readFile(t, ak)
+	if r := authorize("build"); r.code != 0 || !strings.Contains(r.stdout, "authorized already") {
+		t.Fatalf("keys authorize --exec again: %s", r)
+	}
+	if r := authorize("substitute"); r.code != 1 || !strings.Contains(r.stderr, "authorized already with role build") {
+		t.Fatalf("keys authorize --exec with another role: %s", r)
+	}
+	if got := readFile(t, ak); got != first {
+		t.Fatalf("authorized_keys changed on a retry:\nbefore %q\nafter %q", first, got)
+	}
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+	rs, _ := runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", ak)
+	finding(t, rs, "home", "ok", "read-only for "+b.account.name, "")
+	finding(t, rs, "authorized_keys", "ok", "1 key(s)", "")
+
+	// client-config for this sshd, whose host key is not in /etc/ssh: the
+	// ssh config and known_hosts it prints, and its last line, work.
+	hostPub := filepath.Join(b.root, "sshd", "host_ed25519_key.pub")
+	writeFile(t, hostPub, mustRun(t, nil, "ssh-keygen", "-y", "-f", filepath.Join(b.root, "sshd", "host_ed25519_key")).stdout, 0o644)
+	r := mustRun(t, nil, nixgateBin, "client-config", "--config", b.config, "--mode", "exec", "--host-key", hostPub,
+		"--host", "exec-builder", "--address", "127.0.0.1", "--port", fmt.Sprint(b.port), "--key", b.keys["build"].path)
+	section := func(header string) string {
+		i := strings.Index(r.stdout, header)
+		if i < 0 {
+			t.Fatalf("no %q in:\n%s", header, r.stdout)
+		}
+		s := r.stdout[i+len(header):]
+		s = s[strings.Index(s, "\n")+1:]
+		if j := strings.Index(s, "\n\n"); j >= 0 {
+			s = s[:j]
+		}
+		return s
+	}
+	sshCfg := filepath.Join(b.root, "client", "exec_ssh_config")
+	writeFile(t, sshCfg, section("# ~/.ssh/config")+"\n  BatchMode yes\n  StrictHostKeyChecking yes\n", 0o644)
+	knownHosts := filepath.Join(b.root, "client", "exec_known_hosts")
+	writeFile(t, knownHosts, section("# ~/.ssh/known_hosts")+"\n", 0o644)
+	env := append(append([]string{}, b.clientEnv...), "NIX_SSHOPTS=-F "+sshCfg+" -o UserKnownHostsFile="+knownHosts)
+	if ping := run(t, env, nil, "sh", "-c", section("# Prove it works")); ping.code != 0 {
+		t.Errorf("client-config --mode exec --host-key: its last line fails: %s\n%s", ping, r.stdout)
 	}
 }

@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -104,66 +101,5 @@ func TestServeMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
-	}
-}
-
-// TestServeEmbeddedDefault runs `nixgate serve` as the README says, in a
-// directory without configuration: it refuses to start without a key and
-// says how to add one; with one, a real Nix client gets through.
-func TestServeEmbeddedDefault(t *testing.T) {
-	requireTools(t)
-	if _, err := os.Stat("/etc/nixgate/nixgate.toml"); err == nil {
-		t.Skip("/etc/nixgate/nixgate.toml exists, so nixgate serve would not use the embedded default")
-	}
-	dir, err := os.MkdirTemp("", "nixgate-default-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	port := freePort(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nixgateBin, "serve", "--listen", listen)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	keys := filepath.Join(dir, ".state/serve/authorized_keys")
-	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "no key may log in: add one line per client key to "+keys) {
-		t.Fatalf("nixgate serve without a key: %v\n%s", err, out)
-	}
-
-	k := newClientKey(t, dir, "me")
-	writeFile(t, keys, "role=\"build\" "+k.publicKey+" me@test\n", 0o644)
-	srv := exec.Command(nixgateBin, "serve", "--listen", listen)
-	srv.Dir = dir
-	stderrPath := filepath.Join(dir, "serve.stderr")
-	stderrFile, err := os.Create(stderrPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stderrFile.Close()
-	srv.Stderr = stderrFile
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { srv.Wait(); close(exited) }()
-	defer func() { srv.Process.Kill(); <-exited }()
-	waitPort(t, listen, exited)
-
-	client := filepath.Join(dir, "client")
-	writeFile(t, filepath.Join(client, "nix/nix.conf"), "store = local?root="+filepath.Join(dir, "client-store")+"\nsubstituters =\nexperimental-features = nix-command\n", 0o644)
-	env := []string{
-		"NIX_CONF_DIR=" + filepath.Join(client, "nix"),
-		fmt.Sprintf("NIX_SSHOPTS=-p %d -i %s -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=%s", port, k.path, filepath.Join(dir, ".state/serve/known_hosts")),
-		"XDG_CACHE_HOME=" + filepath.Join(client, "cache"),
-	}
-	r := run(t, env, nil, "nix", "store", "ping", "--store", "ssh://nobody@127.0.0.1")
-	if r.code != 0 {
-		t.Fatalf("nix store ping against the embedded default: %s\nserver: %s", r, readFile(t, stderrPath))
-	}
-	if stderr := readFile(t, stderrPath); !strings.Contains(stderr, "nixgate serve: ready on "+listen) {
-		t.Errorf("no connection hint on stderr: %s", stderr)
 	}
 }

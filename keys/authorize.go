@@ -158,11 +158,59 @@ func (g Grant) Conflict(keys []policy.Key) error {
 	return nil
 }
 
-// AddForcedCommand appends g's forced-command line to an OpenSSH
-// authorized_keys file unless the key is in it already.
-func AddForcedCommand(path string, g Grant, nixgate, config string) error {
+// Same returns the key of keys that g would add again: the same name and
+// public key. It returns nil when there is none.
+func (g Grant) Same(keys []policy.Key) *policy.Key {
 	fp := Fingerprint(g.Key.Key)
-	return EditFile(path, 0o600, func(lines []string) ([]string, error) {
+	for i, k := range keys {
+		if e, err := ParseLine(k.PublicKey); err == nil && k.Name == g.Name && Fingerprint(e.Key) == fp {
+			return &keys[i]
+		}
+	}
+	return nil
+}
+
+// ForcedCommandPresent reports whether the OpenSSH authorized_keys file
+// at path holds g's key already as a restricted forced `nixgate exec
+// --key NAME` for g's name, which AddForcedCommand keeps. Any other line
+// with g's key is an error; a missing file holds nothing.
+func ForcedCommandPresent(path string, g Grant) (bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("keys: %w", err)
+	}
+	fp := Fingerprint(g.Key.Key)
+	for i, l := range strings.Split(string(data), "\n") {
+		e, err := ParseLine(l)
+		if err != nil || Fingerprint(e.Key) != fp {
+			continue
+		}
+		if e.ForcesNixgate() && e.Restricted() && LineName(e) == g.Name {
+			return true, nil
+		}
+		return false, fmt.Errorf("keys: key %s is in %s already (line %d), but not as restricted nixgate exec --key %s: remove that line first (nixgate keys revoke --authorized-keys %s %s)", fp, path, i+1, g.Name, path, fp)
+	}
+	return false, nil
+}
+
+// AddForcedCommand appends g's forced-command line to an OpenSSH
+// authorized_keys file unless ForcedCommandPresent. A missing file is
+// created with mode 0644 (sshd reads it as the account, which must not
+// write it), and a missing directory with mode 0755, both owned by the
+// caller.
+func AddForcedCommand(path string, g Grant, nixgate, config string) error {
+	present, err := ForcedCommandPresent(path, g)
+	if err != nil || present {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	fp := Fingerprint(g.Key.Key)
+	return EditFile(path, 0o644, func(lines []string) ([]string, error) {
 		for i, l := range lines {
 			if e, err := ParseLine(l); err == nil && Fingerprint(e.Key) == fp {
 				return nil, fmt.Errorf("keys: key %s is in %s already (line %d)", fp, path, i+1)

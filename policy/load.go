@@ -57,6 +57,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, decodeError(name, err)
 	}
+	if err := checkNameCase(name, data); err != nil {
+		return nil, err
+	}
 	lines := indexLines(data)
 	v := validator{name: name, lines: lines}
 	cfg := v.config(&f)

@@ -98,6 +98,17 @@ func TestParseErrors(t *testing.T) {
 		{"relative bin dir", "user = \"b\"\n[nix]\nbin_dirs = [\"bin\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.bin_dirs[0]"},
 		{"reserved env", "user = \"b\"\n[nix]\nenv = { PATH = \"/x\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.PATH: PATH is set by nixgate"},
 		{"bad env name", "user = \"b\"\n[nix.env]\n\"A-B\" = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.A-B"},
+		// go-toml matches names whatever their case; nixgate does not.
+		{"name case top-level", "AuthoriZed_keYs = \"/etc/k\"\n" + base, "bad.toml:1: unknown setting \"AuthoriZed_keYs\": did you mean \"authorized_keys\"?"},
+		{"name case before keys", "User = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:1: unknown setting \"User\""},
+		{"name case table", "user = \"b\"\n[Nix]\nstore = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:2: unknown setting \"Nix\""},
+		{"name case in table", "user = \"b\"\n[nix]\nStore = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: unknown setting \"Store\""},
+		{"name case dotted", "user = \"b\"\nnix.Store = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:2: unknown setting \"Store\""},
+		{"name case in array table", "user = \"b\"\n[[keys]]\nName = \"k\"\nrole = \"build\"\n", "bad.toml:3: unknown setting \"Name\""},
+		{"name case array table", "user = \"b\"\n[[Keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:2: unknown setting \"Keys\""},
+		{"name case inline table", "user = \"b\"\nmetrics = { LISTEN = \"127.0.0.1:1\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:2: unknown setting \"LISTEN\""},
+		{"name case inline array", "user = \"b\"\nkeys = [{ name = \"k\", Role = \"build\" }]\n", "bad.toml:2: unknown setting \"Role\""},
+		{"name case limits", base + "[limits]\nMax_Auth_Tries = 3\n", "bad.toml:6: unknown setting \"Max_Auth_Tries\""},
 		{"empty allowed store", "user = \"b\"\n[nix]\nallowed_stores = [\"\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.allowed_stores[0]"},
 	}
 	for _, tt := range tests {

@@ -19,17 +19,6 @@ import (
 	"github.com/nixgate/nixgate/policy"
 )
 
-// The hidden subcommands nixgate re-executes itself as.
-const (
-	// HelperCommand runs inside the sandbox: it mounts, drops its
-	// capabilities, resolves the program and execs it.
-	HelperCommand = "sandbox-exec"
-	// NestCommand starts HelperCommand in a new user and mount namespace
-	// and waits for it; nix-user-chroot mode runs it inside the external
-	// sandbox, to make the home read-only there too.
-	NestCommand = "sandbox-nest"
-)
-
 // helperSpec is what the helper is told to do.
 type helperSpec struct {
 	storeDir string   // bind onto /nix in a new root; empty: no new root

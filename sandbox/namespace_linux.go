@@ -83,3 +83,10 @@ func readSysctl(name string) (string, bool) {
 	}
 	return strings.TrimSpace(string(data)), true
 }
+
+// growPipe asks for a large buffer for the pipe w writes to: a store copy
+// then flows in big chunks, with fewer wake-ups of nixgate and of Nix.
+// Best effort.
+func growPipe(w *os.File) {
+	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, stdinPipeSize)
+}

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // LookupAccount returns the account called name and, when credential is
@@ -104,9 +102,7 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 		if err != nil {
 			return nil, fmt.Errorf("sandbox: %w", err)
 		}
-		// A large pipe lets a store copy flow in big chunks, with fewer
-		// wake-ups of nixgate and of Nix. Best effort.
-		unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, stdinPipeSize)
+		growPipe(w)
 		cmd.Stdin, p.stdin, stdinRead = r, w, r
 	}
 	err := cmd.Start()

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nixgate/nixgate/check"
+	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 )
 
@@ -16,21 +17,39 @@ the files, binds the listen addresses. Each finding is ok, warn or fail,
 with the command that fixes it; the exit status is 1 when anything fails.
 Run it as root to check everything as the build user.
 
+Without --config it checks what nixgate serve would use: ` + defaultConfigPath + `,
+or the embedded default (as make run uses it, in this directory) when that
+does not exist; the first line says which.
+
 Examples:
+  nixgate check
   nixgate check --config /etc/nixgate/nixgate.toml
   nixgate check --config /etc/nixgate/nixgate.toml --mode exec --json`
 
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", "[--config FILE] [--mode serve|exec] [--json]", checkExample, stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`")
-	mode := fs.String("mode", "serve", "`serve` or exec: how nixgate runs here")
-	ak := fs.String("authorized-keys", "", "the build account's OpenSSH authorized_keys `file` (exec mode; default ~/.ssh/authorized_keys)")
+	fs := newFlagSet("check", "[--config FILE | --embedded] [--mode serve|exec] [--json]", checkExample, stdout, stderr)
+	config := fs.String("config", "", "the nixgate configuration `FILE` (default: what nixgate serve would use)")
+	embedded := fs.Bool("embedded", false, "check the embedded default configuration, as nixgate serve --embedded (make run) uses it")
+	mode := fs.String("mode", "serve", "how nixgate runs here: `MODE` serve or exec")
+	ak := fs.String("authorized-keys", "", "the build account's OpenSSH authorized_keys `FILE` (exec mode; default ~/.ssh/authorized_keys)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	onlySandbox := fs.Bool("only-sandbox", false, "")
+	onlySandbox := fs.Bool("only-sandbox", false, "only run the sandbox check (check runs itself again with it as the build user)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
-	cfg, err := loadConfig(*config)
+	if *mode != string(check.Serve) && *mode != string(check.Exec) {
+		fmt.Fprintf(stderr, "nixgate check: --mode %q: want serve or exec\n", *mode)
+		return exitUsage
+	}
+	if *embedded && *config != "" {
+		fmt.Fprintln(stderr, "nixgate check: give --config or --embedded, not both")
+		return exitUsage
+	}
+	load, source, err := serveConfigLoader(*config, *embedded, nil)
+	var cfg *policy.Config
+	if err == nil {
+		cfg, err = load()
+	}
 	if *onlySandbox {
 		// Internal: check re-runs itself as the build user for this.
 		if err == nil {
@@ -45,12 +64,21 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	what := source
+	switch {
+	case source == embeddedSource && *embedded:
+		what = "the embedded default (nixgate serve --embedded, make run)"
+	case source == embeddedSource:
+		what = "the embedded default (" + defaultConfigPath + " does not exist, so nixgate serve would use it)"
+	case *config == "":
+		what = source + " (what nixgate serve would use)"
+	}
 	var results []check.Result
 	if err != nil {
-		results = []check.Result{{Name: "config", Status: check.Fail, Message: strings.TrimPrefix(err.Error(), "policy: "), Fix: "edit " + *config}}
+		results = []check.Result{{Name: "config", Status: check.Fail, Message: what + ": " + strings.TrimPrefix(err.Error(), "policy: "), Fix: "edit " + source}}
 	} else {
-		results = append([]check.Result{{Name: "config", Status: check.OK, Message: fmt.Sprintf("%s is valid: user %s, %d key(s), sandbox %s", *config, cfg.User, len(cfg.Keys), cfg.Sandbox.Mode)}},
-			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak})...)
+		results = append([]check.Result{{Name: "config", Status: check.OK, Message: fmt.Sprintf("%s is valid: user %s, %d key(s), sandbox %s", what, cfg.User, len(cfg.Keys), cfg.Sandbox.Mode)}},
+			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak, GeneratesKey: source == embeddedSource})...)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

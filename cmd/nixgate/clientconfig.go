@@ -20,13 +20,26 @@ import (
 	"github.com/nixgate/nixgate/policy"
 )
 
-// hostKeys returns the host keys clients see: serve mode's own, or the
-// OpenSSH sshd's in exec mode.
-func hostKeys(cfg *policy.Config, mode string) ([]ssh.PublicKey, error) {
-	if mode == "exec" {
+// hostKeys returns the host keys clients see: those of the public key
+// file, when given; else serve mode's own, or the OpenSSH sshd's in exec
+// mode (/etc/ssh).
+func hostKeys(cfg *policy.Config, mode, file string) ([]ssh.PublicKey, error) {
+	switch {
+	case file != "":
+		return keys.PublicKeyFiles([]string{file})
+	case mode == "exec":
 		return keys.PublicKeyFiles(keys.OpenSSHHostKeys)
 	}
 	return keys.PublicHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
+}
+
+// checkMode refuses a --mode other than serve or exec.
+func checkMode(cmd, mode string, stderr io.Writer) bool {
+	if mode == "serve" || mode == "exec" {
+		return true
+	}
+	fmt.Fprintf(stderr, "nixgate %s: --mode %q: want serve or exec\n", cmd, mode)
+	return false
 }
 
 // servePort returns the port of serve mode's first listen address.
@@ -42,20 +55,24 @@ func servePort(cfg *policy.Config) int {
 }
 
 func keysHost(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keys host", "[--config FILE] [--mode serve|exec] [--host NAME] [--port N]", "Example:\n  nixgate keys host --config /etc/nixgate/nixgate.toml --host builder.example.org", stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`")
-	mode := fs.String("mode", "serve", "`serve` (nixgate's host keys) or exec (OpenSSH's)")
+	fs := newFlagSet("keys host", "[--config FILE] [--mode serve|exec] [--host NAME] [--port N] [--host-key FILE]", "Example:\n  nixgate keys host --config /etc/nixgate/nixgate.toml --host builder.example.org", stdout, stderr)
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
+	mode := fs.String("mode", "serve", "whose host keys to show: `MODE` serve (nixgate's) or exec (OpenSSH's)")
 	hostname, _ := os.Hostname()
-	host := fs.String("host", hostname, "the `name` clients use for the builder")
-	port := fs.Int("port", 0, "the `port` clients use (default: serve mode's listen port, 22 for exec)")
+	host := fs.String("host", hostname, "the `NAME` clients use for the builder")
+	port := fs.Int("port", 0, "the `PORT` clients use (default: serve mode's listen port, 22 for exec)")
+	hostKey := fs.String("host-key", "", "the host's public key `FILE` (default: serve mode's, or /etc/ssh/ssh_host_*_key.pub for exec)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
+	}
+	if !checkMode("keys host", *mode, stderr) {
+		return exitUsage
 	}
 	cfg, err := loadConfig(*config)
 	if err != nil {
 		return keysFail(stderr, "host", err)
 	}
-	ks, err := hostKeys(cfg, *mode)
+	ks, err := hostKeys(cfg, *mode, *hostKey)
 	if err != nil {
 		return keysFail(stderr, "host", err)
 	}
@@ -92,21 +109,25 @@ Example:
 
 func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("client-config", "--host NAME [options]", clientConfigExample, stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`")
-	mode := fs.String("mode", "serve", "`serve` or exec: whose host key clients see")
-	host := fs.String("host", "", "the `name` clients use for the builder (required)")
-	address := fs.String("address", "", "the `address` to connect to, when it differs from --host")
-	port := fs.Int("port", 0, "the SSH `port` (default: serve mode's listen port, 22 for exec)")
-	userName := fs.String("user", "", "the SSH `user` (default: the configuration's user)")
-	key := fs.String("key", "/root/.ssh/nixgate_ed25519", "the client's private key `path`, on the client")
-	systems := fs.String("systems", nixSystem(), "comma-separated `systems` the builder builds for")
-	maxJobs := fs.Int("max-jobs", runtime.NumCPU(), "how many `jobs` the builder takes at once")
-	speed := fs.Int("speed-factor", 1, "the builder's speed `factor` against others")
-	features := fs.String("features", "", "comma-separated supported `features` (kvm, big-parallel, …)")
-	mandatory := fs.String("mandatory-features", "", "comma-separated `features` a build must ask for to be sent here")
-	protocol := fs.String("protocol", "ssh", "`ssh` (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
+	mode := fs.String("mode", "serve", "whose host key clients see: `MODE` serve (nixgate's) or exec (OpenSSH's)")
+	host := fs.String("host", "", "the `NAME` clients use for the builder (required)")
+	address := fs.String("address", "", "the `ADDRESS` to connect to, when it differs from --host")
+	port := fs.Int("port", 0, "the SSH `PORT` (default: serve mode's listen port, 22 for exec)")
+	userName := fs.String("user", "", "the SSH `USER` (default: the configuration's user)")
+	key := fs.String("key", "/root/.ssh/nixgate_ed25519", "the client's private key `PATH`, on the client")
+	systems := fs.String("systems", nixSystem(), "comma-separated `SYSTEMS` the builder builds for")
+	maxJobs := fs.Int("max-jobs", runtime.NumCPU(), "how many `JOBS` the builder takes at once")
+	speed := fs.Int("speed-factor", 1, "the builder's speed `FACTOR` against others")
+	features := fs.String("features", "", "comma-separated supported `FEATURES` (kvm, big-parallel, …)")
+	mandatory := fs.String("mandatory-features", "", "comma-separated `FEATURES` a build must ask for to be sent here")
+	protocol := fs.String("protocol", "ssh", "the store `PROTOCOL`: ssh (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
+	hostKey := fs.String("host-key", "", "the host's public key `FILE` clients pin (default: serve mode's, or /etc/ssh/ssh_host_*_key.pub for exec)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
+	}
+	if !checkMode("client-config", *mode, stderr) {
+		return exitUsage
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "nixgate client-config: "+strings.TrimPrefix(strings.TrimPrefix(err.Error(), "keys: "), "policy: "))
@@ -123,7 +144,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	ks, err := hostKeys(cfg, *mode)
+	ks, err := hostKeys(cfg, *mode, *hostKey)
 	if err != nil {
 		return fail(err)
 	}
@@ -182,7 +203,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "#   echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf\n")
 		fmt.Fprintf(w, "# then run this again for the extra-trusted-public-keys line.\n\n")
 	}
-	fmt.Fprintf(w, "# Prove it works\nnix store ping --store %s://%s@%s\n", *protocol, u, *host)
+	fmt.Fprintf(w, "# Prove it works (the nix command is experimental: Nix 2.8 needs the flag)\nnix --extra-experimental-features nix-command store ping --store %s://%s@%s\n", *protocol, u, *host)
 	return exitOK
 }
 

@@ -21,8 +21,10 @@ const keysExample = `Manages the keys nixgate lets in.
   nixgate keys gen [-f FILE] [-C COMMENT]
       a passwordless ed25519 key pair for a Nix client (default ~/.ssh/nixgate_ed25519)
   nixgate keys authorize --config FILE --name NAME --role ROLE [--from CIDR,…] [--expires DATE] [--exec AUTHORIZED_KEYS] KEY.pub
-      add the key to the configuration's authorized_keys file; with --exec, also
-      write the forced-command line into the build account's OpenSSH authorized_keys
+      add the key to the configuration's authorized_keys file (ROLE: build,
+      substitute, or shell for the operator's login shell in serve mode); with
+      --exec, also write the forced-command line into the build account's
+      OpenSSH authorized_keys
   nixgate keys list --config FILE | --authorized-keys FILE
   nixgate keys revoke --config FILE | --authorized-keys FILE NAME|SHA256:…
   nixgate keys host --config FILE [--mode serve|exec] [--host NAME]
@@ -71,13 +73,13 @@ func keysFail(stderr io.Writer, sub string, err error) int {
 func keysGen(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys gen", "[-f FILE] [-C COMMENT]", "Example:\n  nixgate keys gen -f ~/.ssh/nixgate_ed25519", stdout, stderr)
 	home, _ := os.UserHomeDir()
-	file := fs.String("f", filepath.Join(home, ".ssh", "nixgate_ed25519"), "the private key `file`; the public key goes to FILE.pub")
+	file := fs.String("f", filepath.Join(home, ".ssh", "nixgate_ed25519"), "the private key `FILE`; the public key goes to FILE.pub")
 	host, _ := os.Hostname()
 	me := "nix"
 	if u, err := user.Current(); err == nil {
 		me = u.Username
 	}
-	comment := fs.String("C", me+"@"+host, "the key's `comment`")
+	comment := fs.String("C", me+"@"+host, "the key's `COMMENT`")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -96,12 +98,12 @@ type fileFlags struct {
 
 func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys authorize", "--config FILE --name NAME --role ROLE [options] KEY.pub (or - for stdin)", "Example:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub", stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `file`; the key goes into its authorized_keys file")
-	name := fs.String("name", "", "the key's `name` (required)")
-	role := fs.String("role", "", "`build` or substitute (required)")
-	from := fs.String("from", "", "comma-separated `networks` the key may connect from")
-	expires := fs.String("expires", "", "when the key stops working: an RFC 3339 `date` or date-time")
-	execFile := fs.String("exec", "", "also write the forced-command line for exec mode into this OpenSSH authorized_keys `file`")
+	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`; the key goes into its authorized_keys file")
+	name := fs.String("name", "", "the key's `NAME` (required)")
+	role := fs.String("role", "", "the key's `ROLE`: build, substitute or shell (required)")
+	from := fs.String("from", "", "comma-separated `NETWORKS` the key may connect from")
+	expires := fs.String("expires", "", "when the key stops working: an RFC 3339 `DATE` or date-time")
+	execFile := fs.String("exec", "", "also write the forced-command line for exec mode into this OpenSSH authorized_keys `FILE`")
 	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
 		return code
 	}
@@ -132,36 +134,60 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return keysFail(stderr, "authorize", err)
 	}
-	if cfg.AuthorizedKeys == "" {
-		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *config))
-	}
-	if err := g.Conflict(cfg.Keys); err != nil {
-		return keysFail(stderr, "authorize", err)
-	}
-	// Check the new key as the configuration would, before writing it.
-	probe := *cfg
-	probe.Keys = append([]policy.Key(nil), cfg.Keys...)
-	specs, err := keys.ParseFile("(new key)", []byte(g.KeysFileLine()))
-	if err == nil {
-		err = probe.AddKeys("(new key)", specs)
-	}
-	if err != nil {
-		return keysFail(stderr, "authorize", err)
-	}
-	if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
-		return keysFail(stderr, "authorize", err)
-	}
-	fmt.Fprintf(stdout, "authorized %s (%s, %s) in %s\n", g.Name, g.Role, keys.Fingerprint(entry.Key), cfg.AuthorizedKeys)
+	var self, abs string
 	if *execFile != "" {
-		self, err := os.Executable()
+		// Before writing anything: a retry after a half-done run succeeds,
+		// and a conflict leaves both files as they were.
+		if self, err = os.Executable(); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		abs, _ = filepath.Abs(*config)
+		if _, err := keys.ForcedCommandPresent(*execFile, g); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+	}
+	same := g.Same(cfg.Keys)
+	if same == nil && *execFile != "" {
+		// Exec mode: a [[keys]] entry may leave the key to OpenSSH.
+		for i, k := range cfg.Keys {
+			if k.Name == g.Name && k.PublicKey == "" {
+				same = &cfg.Keys[i]
+			}
+		}
+	}
+	switch {
+	case same != nil && same.Role != g.Role:
+		return keysFail(stderr, "authorize", fmt.Errorf("%s is authorized already with role %s (%s:%d): revoke it first to change its role", g.Name, same.Role, same.Source, same.Line))
+	case same != nil:
+		fmt.Fprintf(stdout, "%s (%s, %s) is authorized already in %s:%d\n", g.Name, g.Role, keys.Fingerprint(entry.Key), same.Source, same.Line)
+	case cfg.AuthorizedKeys == "" && *execFile != "":
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no [[keys]] entry named %s with this public key, and no authorized_keys file to add it to: add the entry (name = %q, role = %q, public_key = \"%s\"), or authorized_keys = \"/etc/nixgate/authorized_keys\"", *config, g.Name, g.Name, g.Role, strings.TrimSpace(string(data))))
+	case cfg.AuthorizedKeys == "":
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *config))
+	default:
+		if err := g.Conflict(cfg.Keys); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		// Check the new key as the configuration would, before writing it.
+		probe := *cfg
+		probe.Keys = append([]policy.Key(nil), cfg.Keys...)
+		specs, err := keys.ParseFile("(new key)", []byte(g.KeysFileLine()))
+		if err == nil {
+			err = probe.AddKeys("(new key)", specs)
+		}
 		if err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
-		abs, _ := filepath.Abs(*config)
+		if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		fmt.Fprintf(stdout, "authorized %s (%s, %s) in %s\n", g.Name, g.Role, keys.Fingerprint(entry.Key), cfg.AuthorizedKeys)
+	}
+	if *execFile != "" {
 		if err := keys.AddForcedCommand(*execFile, g, self, abs); err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
-		fmt.Fprintf(stdout, "forced command for %s written to %s\n", g.Name, *execFile)
+		fmt.Fprintf(stdout, "forced command for %s in %s\n", g.Name, *execFile)
 	}
 	return exitOK
 }
@@ -199,8 +225,8 @@ type keyRow struct {
 func keysList(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys list", "--config FILE | --authorized-keys FILE [--json]", "Examples:\n  nixgate keys list --config /etc/nixgate/nixgate.toml\n  nixgate keys list --authorized-keys ~nixremote/.ssh/authorized_keys", stdout, stderr)
 	var ff fileFlags
-	fs.StringVar(&ff.config, "config", "", "list the keys of this nixgate configuration `file`")
-	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "list the keys of this OpenSSH authorized_keys `file`")
+	fs.StringVar(&ff.config, "config", "", "list the keys of this nixgate configuration `FILE`")
+	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "list the keys of this OpenSSH authorized_keys `FILE`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
@@ -290,8 +316,8 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 func keysRevoke(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys revoke", "(--config FILE | --authorized-keys FILE) NAME|SHA256:…", "Examples:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n  nixgate keys revoke --authorized-keys ~nixremote/.ssh/authorized_keys SHA256:abc…", stdout, stderr)
 	var ff fileFlags
-	fs.StringVar(&ff.config, "config", "", "revoke from the authorized_keys file of this nixgate configuration `file`")
-	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "revoke from this OpenSSH authorized_keys `file`")
+	fs.StringVar(&ff.config, "config", "", "revoke from the authorized_keys file of this nixgate configuration `FILE`")
+	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "revoke from this OpenSSH authorized_keys `FILE`")
 	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
 		return code
 	}

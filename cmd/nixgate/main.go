@@ -82,8 +82,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "nixgate lets Nix clients use this machine as a remote builder and store over SSH, and nothing else.")
 	fmt.Fprintln(w, "\nUsage: nixgate COMMAND [options]\n\nCommands:")
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun nixgate COMMAND --help for a command's options and an example.")
 }

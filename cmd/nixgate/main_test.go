@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -67,5 +68,62 @@ func TestRemoteAddr(t *testing.T) {
 	}
 	if got := serverName("192.0.2.1 50000 2001:db8::2 22"); got != "[2001:db8::2]" {
 		t.Errorf("serverName = %q", got)
+	}
+}
+
+func TestFormatVersion(t *testing.T) {
+	vcs := []debug.BuildSetting{{Key: "vcs.revision", Value: "7d730ce9aa72e41d8f8e6d7bde713f1de650a736"}, {Key: "vcs.modified", Value: "true"}}
+	for _, tt := range []struct {
+		ldflags string
+		bi      debug.BuildInfo
+		want    string
+	}{
+		{"", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "devel"},
+		{"", debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: vcs}, "devel (revision 7d730ce9aa72, modified) go1.26.8"},
+		{"", debug.BuildInfo{Main: debug.Module{Version: "v0.4.1-0.20261126112038-7d730ce9aa72+dirty"}}, "v0.4.1-0.20261126112038-7d730ce9aa72+dirty"},
+		{"0.4.0", debug.BuildInfo{Main: debug.Module{Version: "v0.3.0"}, Settings: vcs[:1]}, "0.4.0 (revision 7d730ce9aa72)"},
+	} {
+		if got := formatVersion(tt.ldflags, &tt.bi); got != tt.want {
+			t.Errorf("formatVersion(%q, %+v) = %q; want %q", tt.ldflags, tt.bi, got, tt.want)
+		}
+	}
+}
+
+// TestUsageAligned is the regression test for the command list, where
+// client-config and user-chroot pushed their summaries out of line.
+func TestUsageAligned(t *testing.T) {
+	var out bytes.Buffer
+	usage(&out)
+	col := -1
+	for _, c := range commands {
+		for _, line := range strings.Split(out.String(), "\n") {
+			if strings.HasPrefix(line, "  "+c.name+" ") {
+				i := strings.Index(line, c.summary)
+				if col >= 0 && i != col {
+					t.Errorf("%q: summary at column %d, others at %d", line, i, col)
+				}
+				col = i
+			}
+		}
+	}
+}
+
+// TestFlagPlaceholders checks that no option's placeholder reads like a
+// default (-role build, -mode serve): each is a word in capitals.
+func TestFlagPlaceholders(t *testing.T) {
+	for _, args := range [][]string{{"serve"}, {"check"}, {"client-config"}, {"keys", "gen"}, {"keys", "authorize"}, {"keys", "list"}, {"keys", "revoke"}, {"keys", "host"}} {
+		var out, errb bytes.Buffer
+		run(append(args, "--help"), &out, &errb)
+		for _, line := range strings.Split(out.String(), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && strings.HasPrefix(f[0], "-") && strings.HasPrefix(line, "  -") && strings.ToUpper(f[1]) != f[1] {
+				t.Errorf("%s --help: placeholder %q in %q is not in capitals", strings.Join(args, " "), f[1], line)
+			}
+		}
+	}
+	var out bytes.Buffer
+	run([]string{"keys", "authorize", "--help"}, &out, &out)
+	if !strings.Contains(out.String(), "shell") {
+		t.Errorf("keys authorize --help does not list role shell:\n%s", out.String())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -36,15 +37,15 @@ const serveExample = `Runs nixgate as the builder's SSH server. Only the configu
 may log in, as the configured user, and only to run Nix's own commands.
 
 Without --config it reads ` + defaultConfigPath + `, and when that does
-not exist it starts on an embedded default for trying it out: 127.0.0.1:2222,
-everything under ./.state/serve, client keys from
-./.state/serve/authorized_keys, one line per key:
-
-  echo "role=\"build\" $(cat ~/.ssh/id_ed25519.pub)" >> .state/serve/authorized_keys
+not exist (or with --embedded) it starts on an embedded default for trying
+it out: 127.0.0.1:2222, everything under ./.state/serve, client keys from
+./.state/serve/authorized_keys, one line per key. With no key there yet, it
+generates a client key pair, ./.state/serve/client_ed25519, authorizes it
+(role build) and prints the Nix command that uses it.
 
 Examples:
-  nixgate serve
-  nixgate serve --listen 127.0.0.1:2200
+  nixgate serve --embedded                         # what make run runs
+  nixgate serve --embedded --listen 127.0.0.1:2200 # when 2222 is taken
   nixgate serve --config /etc/nixgate/nixgate.toml
 
 SIGHUP, or a change to the configuration or keys file, reloads them (a
@@ -53,10 +54,11 @@ accepting, lets running sessions finish for limits.drain_timeout, then
 ends them.`
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("serve", "[--config FILE]", serveExample, stdout, stderr)
-	configPath := fs.String("config", "", "the nixgate configuration `file` (default "+defaultConfigPath+", or the embedded default when that does not exist)")
+	fs := newFlagSet("serve", "[--config FILE | --embedded] [--listen HOST:PORT]…", serveExample, stdout, stderr)
+	configPath := fs.String("config", "", "the nixgate configuration `FILE` (default "+defaultConfigPath+", or the embedded default when that does not exist)")
+	embedded := fs.Bool("embedded", false, "use the embedded default configuration (state in ./.state/serve), even when "+defaultConfigPath+" exists")
 	var listen listFlag
-	fs.Var(&listen, "listen", "listen on `host:port` instead of the configuration's addresses (repeatable)")
+	fs.Var(&listen, "listen", "listen on `HOST:PORT` instead of the configuration's addresses (repeatable)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -64,7 +66,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nixgate serve: "+format+"\n", a...)
 		return exitRefused
 	}
-	load, source, err := serveConfigLoader(*configPath, listen)
+	if *embedded && *configPath != "" {
+		fmt.Fprintln(stderr, "nixgate serve: give --config or --embedded, not both")
+		return exitUsage
+	}
+	load, source, err := serveConfigLoader(*configPath, *embedded, listen)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -72,8 +78,26 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
+	identity := ""
+	if source == embeddedSource {
+		// Trying it out: a client key of its own when there is none. The
+		// state directory is open to all: as root, Nix runs as nobody in
+		// a store there.
+		if err := os.MkdirAll(cfg.Serve.StateDir, 0o755); err != nil {
+			return fail("%v", err)
+		}
+		if identity, err = embeddedClientKey(cfg, stderr); err != nil {
+			return fail("%v", err)
+		}
+		if cfg, err = load(); err != nil {
+			return fail("%v", err)
+		}
+	}
 	if !hasLoginKey(cfg) {
-		return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop (or a [[keys]] entry with public_key to %s)", orNone(cfg.AuthorizedKeys), source)
+		if source == embeddedSource {
+			return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys)
+		}
+		return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop, or a [[keys]] entry with public_key to %s", orNone(cfg.AuthorizedKeys), source)
 	}
 	log, closeLog, err := serveLog(cfg.Log.File, stderr)
 	if err != nil {
@@ -143,7 +167,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		go func() { errc <- srv.Serve(l) }()
 	}
 	writeKnownHosts(cfg, listeners, signers, log)
-	fmt.Fprintln(stderr, connectHint(cfg, listeners))
+	fmt.Fprintln(stderr, connectHint(cfg, listeners, identity))
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 
 	sigs := make(chan os.Signal, 4)
@@ -193,12 +217,16 @@ func watchFiles(files func() []string, interval time.Duration) <-chan struct{} {
 			if f == "" || !filepath.IsAbs(f) {
 				continue
 			}
-			var st syscall.Stat_t
-			if err := syscall.Stat(f, &st); err == nil {
-				m[f] = stamp{st.Size, time.Unix(st.Mtim.Unix()), st.Ino}
-			} else {
+			fi, err := os.Stat(f)
+			if err != nil {
 				m[f] = stamp{}
+				continue
 			}
+			st := stamp{size: fi.Size(), mtime: fi.ModTime()}
+			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+				st.ino = uint64(sys.Ino)
+			}
+			m[f] = st
 		}
 		return m
 	}
@@ -260,8 +288,8 @@ func monotonicUsec() int64 {
 
 // serveConfigLoader returns the function that (re)loads the configuration
 // and a name for it.
-func serveConfigLoader(path string, listen []string) (func() (*policy.Config, error), string, error) {
-	if path == "" {
+func serveConfigLoader(path string, embedded bool, listen []string) (func() (*policy.Config, error), string, error) {
+	if path == "" && !embedded {
 		if _, err := os.Stat(defaultConfigPath); err == nil {
 			path = defaultConfigPath
 		}
@@ -280,12 +308,60 @@ func serveConfigLoader(path string, listen []string) (func() (*policy.Config, er
 		return nil, "", err
 	}
 	return func() (*policy.Config, error) {
-		cfg, err := policy.Parse("(embedded default)", []byte(doc))
+		cfg, err := policy.Parse(embeddedSource, []byte(doc))
 		if err != nil {
 			return nil, err
 		}
 		return withListen(completeConfig(cfg))
-	}, "(embedded default)", nil
+	}, embeddedSource, nil
+}
+
+// embeddedSource names the embedded default configuration in messages.
+const embeddedSource = "(embedded default)"
+
+// embeddedClientKeyName is the file name, in the embedded default's
+// state_dir, of the client key pair serve generates when no key may log in.
+const embeddedClientKeyName = "client_ed25519"
+
+// embeddedClientKey returns the private key file of the client key the
+// embedded default uses. When no key may log in yet, it generates that key
+// pair into state_dir (or keeps the one there), authorizes it with role
+// build and says so on stderr. It returns "" when other keys were added
+// instead of it.
+func embeddedClientKey(cfg *policy.Config, stderr io.Writer) (string, error) {
+	priv := filepath.Join(cfg.Serve.StateDir, embeddedClientKeyName)
+	if hasLoginKey(cfg) {
+		if !fileExists(priv) {
+			return "", nil
+		}
+		return priv, nil
+	}
+	what := "generated"
+	var line string
+	if data, err := os.ReadFile(priv + ".pub"); err == nil && fileExists(priv) {
+		what, line = "kept", strings.TrimSpace(string(data))
+	} else {
+		pub, err := keys.Generate(priv, "nixgate-embedded-default")
+		if err != nil {
+			return "", err
+		}
+		line = keys.AuthorizedKey(pub) + " nixgate-embedded-default"
+	}
+	entry, err := keys.ParseGrantKey(line)
+	if err != nil {
+		return "", err
+	}
+	g := keys.Grant{Name: "local", Role: policy.RoleBuild, Key: entry}
+	if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(stderr, "nixgate serve: no key could log in, so this client key was %s and authorized (role build) in %s: %s\n", what, cfg.AuthorizedKeys, priv)
+	return priv, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 // listFlag is a repeatable string flag.
@@ -304,11 +380,18 @@ func embeddedDefault() (string, error) {
 		return "", err
 	}
 	state := filepath.Join(wd, ".state", "serve")
-	if err := os.MkdirAll(state, 0o755); err != nil {
-		return "", err
-	}
 	name := "nobody"
-	if os.Geteuid() != 0 {
+	if os.Geteuid() == 0 {
+		// Nix runs as nobody, in a store under state: nobody must get there.
+		for d := state; ; d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				return "", fmt.Errorf("the embedded default runs Nix as nobody when started by root, and nobody cannot enter %s: start it from a directory others may enter, or as an ordinary user (or chmod o+x %s)", d, d)
+			}
+			if d == "/" {
+				break
+			}
+		}
+	} else {
 		u, err := user.Current()
 		if err != nil {
 			return "", err
@@ -422,28 +505,28 @@ func serveListeners(cfg *policy.Config) ([]net.Listener, error) {
 	if len(out) > 0 {
 		return out, nil
 	}
-	for _, a := range cfg.Serve.Listen {
-		l, err := net.Listen("tcp", a)
-		if err != nil {
-			for _, o := range out {
-				o.Close()
-			}
-			return nil, fmt.Errorf("listen %s: %w (is another sshd or nixgate on it?)", a, err)
-		}
-		out = append(out, l)
+	out, err = gateway.Listen(cfg.Serve.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("%s (is another sshd or nixgate on it? nixgate serve --listen HOST:PORT listens elsewhere)", strings.TrimPrefix(err.Error(), "gateway: "))
 	}
 	return out, nil
 }
 
-// writeKnownHosts writes state_dir/known_hosts with the host keys for the
-// listening addresses, for clients to pin.
+// writeKnownHosts writes state_dir/known_hosts with the host keys under
+// every name a client on this host may use for the listening addresses,
+// for clients to pin.
 func writeKnownHosts(cfg *policy.Config, ls []net.Listener, signers []gossh.Signer, log *slog.Logger) {
-	var b strings.Builder
+	var names []string
 	for _, l := range ls {
-		host := knownHostsName(l.Addr())
-		for _, s := range signers {
-			fmt.Fprintf(&b, "%s %s\n", host, keys.AuthorizedKey(s.PublicKey()))
+		for _, n := range clientAddrs(l.Addr()) {
+			if n = knownHostsName(n); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
 		}
+	}
+	var b strings.Builder
+	for _, s := range signers {
+		fmt.Fprintf(&b, "%s %s\n", strings.Join(names, ","), keys.AuthorizedKey(s.PublicKey()))
 	}
 	p := filepath.Join(cfg.Serve.StateDir, "known_hosts")
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
@@ -451,10 +534,34 @@ func writeKnownHosts(cfg *policy.Config, ls []net.Listener, signers []gossh.Sign
 	}
 }
 
-func knownHostsName(a net.Addr) string {
+// clientAddrs returns the host:port addresses a client uses to reach a
+// listener on a: a itself, or for a wildcard (0.0.0.0, [::]) the loopback
+// addresses and this host's name, the first of them the one to try.
+func clientAddrs(a net.Addr) []string {
 	host, port, err := net.SplitHostPort(a.String())
 	if err != nil {
-		return a.String()
+		return []string{a.String()}
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsUnspecified() {
+		return []string{a.String()}
+	}
+	// A [::] listener may be dual-stack, so 127.0.0.1 reaches it too.
+	out := []string{net.JoinHostPort("127.0.0.1", port)}
+	if ip.To4() == nil {
+		out = append(out, net.JoinHostPort("::1", port))
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		out = append(out, net.JoinHostPort(h, port))
+	}
+	return out
+}
+
+// knownHostsName returns a host:port address as known_hosts names it.
+func knownHostsName(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
 	}
 	if port == "22" {
 		return host
@@ -462,16 +569,28 @@ func knownHostsName(a net.Addr) string {
 	return "[" + host + "]:" + port
 }
 
-// connectHint tells a person how to reach the server from Nix.
-func connectHint(cfg *policy.Config, ls []net.Listener) string {
-	host, port, _ := net.SplitHostPort(ls[0].Addr().String())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
+// connectHint tells a person how to reach the server from Nix: the first
+// address a client on this host can use, and the command to try. identity
+// is the client's private key file to name, or "".
+func connectHint(cfg *policy.Config, ls []net.Listener, identity string) string {
+	addr := clientAddrs(ls[0].Addr())[0]
+	host, port, _ := net.SplitHostPort(addr)
+	var on []string
+	for _, l := range ls {
+		on = append(on, l.Addr().String())
 	}
-	opts := "-o UserKnownHostsFile=" + filepath.Join(cfg.Serve.StateDir, "known_hosts")
+	where := addr
+	if len(on) > 1 || on[0] != addr {
+		where += " (listening on " + strings.Join(on, ", ") + ")"
+	}
+	var opts []string
 	if port != "22" {
-		opts = "-p " + port + " " + opts
+		opts = append(opts, "-p "+port)
 	}
+	if identity != "" {
+		opts = append(opts, "-i "+identity, "-o IdentitiesOnly=yes")
+	}
+	opts = append(opts, "-o UserKnownHostsFile="+filepath.Join(cfg.Serve.StateDir, "known_hosts"))
 	return fmt.Sprintf("nixgate serve: ready on %s; try:\n  NIX_SSHOPTS=%q nix --extra-experimental-features nix-command store ping --store ssh://%s@%s",
-		ls[0].Addr(), opts, cfg.User, host)
+		where, strings.Join(opts, " "), cfg.User, host)
 }

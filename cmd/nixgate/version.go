@@ -6,32 +6,57 @@ import (
 	"runtime/debug"
 )
 
-// version is set at build time with -ldflags "-X main.version=…"; empty
-// means the module version or VCS revision the binary was built from.
+// version is set for release builds with -ldflags "-X main.version=0.4.0"
+// (the Makefile sets it from git describe). Empty means the module version
+// of the build info, or "devel" for a build from a checkout.
 var version string
 
+// versionString is the version, with the VCS revision when the build info
+// has one (go build in a git clone; not in a git worktree, nor with
+// -buildvcs=false) and the Go version.
 func versionString() string {
-	if version != "" {
-		return version
-	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "unknown"
+		bi = &debug.BuildInfo{}
 	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 && (v == "" || v == "(devel)") {
-			v = "devel-" + s.Value[:12]
-		}
+	return formatVersion(version, bi)
+}
+
+func formatVersion(ldflags string, bi *debug.BuildInfo) string {
+	v := ldflags
+	if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
 	}
 	if v == "" {
-		v = "(devel)"
+		v = "devel"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += " (revision " + rev
+		if modified == "true" {
+			v += ", modified"
+		}
+		v += ")"
+	}
+	if bi.GoVersion != "" {
+		v += " " + bi.GoVersion
 	}
 	return v
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("version", "", "Example:\n  nixgate version", stdout, stderr)
+	fs := newFlagSet("version", "", "Prints the version: the release (set at build time), or the module\nversion and VCS revision the binary was built from.\n\nExample:\n  nixgate version", stdout, stderr)
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
