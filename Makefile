@@ -70,6 +70,7 @@ test: deps lint cross
 bench: deps
 	bench/exec-overhead.sh
 	bench/sandbox-modes.sh
+	bench/protocol-filter.sh
 	bench/run.sh
 
 clean:
