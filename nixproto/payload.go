@@ -69,6 +69,35 @@ func (f *frames) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// skip passes on n bytes inside the frames without reading them into a
+// buffer of its own.
+func (f *frames) skip(n uint64) error {
+	for n > 0 {
+		if f.left == 0 {
+			if f.ended {
+				return io.ErrUnexpectedEOF
+			}
+			size, err := f.r.passU64()
+			if err != nil {
+				return err
+			}
+			if size == 0 {
+				f.ended = true
+				return io.ErrUnexpectedEOF
+			}
+			f.left = size
+		}
+		k := min(n, f.left)
+		if err := f.r.copyN(k); err != nil {
+			return err
+		}
+		f.left -= k
+		f.n += k
+		n -= k
+	}
+	return nil
+}
+
 // drain passes on the rest of the frames, to the end marker.
 func (f *frames) drain(buf []byte) error {
 	if f.left > 0 {
@@ -157,6 +186,9 @@ func (s src) expect(tok string) error {
 
 // skip reads n bytes, which the source passes on.
 func (s src) skip(n uint64) error {
+	if fr, ok := s.r.(*frames); ok {
+		return fr.skip(n)
+	}
 	for n > 0 {
 		b := s.buf
 		if uint64(len(b)) > n {

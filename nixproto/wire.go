@@ -164,25 +164,26 @@ func (r *reader) skipU64s(n int) error {
 func padded(n uint64) uint64 { return (n + 7) &^ 7 }
 
 // copyN streams n payload bytes from the client to r.out without holding
-// them.
+// them, passing on what has arrived without waiting for more.
 func (r *reader) copyN(n uint64) error {
 	for n > 0 {
-		want := r.br.Size()
-		if uint64(want) > n {
-			want = int(n)
-		}
-		b, err := r.br.Peek(want)
-		if len(b) == 0 {
-			if err == nil {
-				err = io.ErrUnexpectedEOF
+		avail := r.br.Buffered()
+		if avail == 0 {
+			if _, err := r.br.Peek(1); err != nil {
+				return eof(err)
 			}
-			return eof(err)
+			avail = r.br.Buffered()
 		}
-		if _, werr := r.out.Write(b); werr != nil {
-			return werr
+		k := avail
+		if uint64(k) > n {
+			k = int(n)
 		}
-		r.br.Discard(len(b))
-		n -= uint64(len(b))
+		b, _ := r.br.Peek(k)
+		if _, err := r.out.Write(b); err != nil {
+			return err
+		}
+		r.br.Discard(k)
+		n -= uint64(k)
 	}
 	return nil
 }

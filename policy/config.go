@@ -120,6 +120,15 @@ type Key struct {
 	from []netip.Prefix
 }
 
+// ClientSettings returns the SetOptions overrides a client may send:
+// c.Nix.ClientSettings, or DefaultClientSettings when that is nil.
+func (c *Config) ClientSettings() []string {
+	if c == nil || c.Nix.ClientSettings == nil {
+		return DefaultClientSettings
+	}
+	return c.Nix.ClientSettings
+}
+
 // Key returns the key named name, or nil when there is none.
 func (c *Config) Key(name string) *Key {
 	if c == nil {

@@ -248,6 +248,9 @@ func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
 		}
 		k.Expires = t
 	}
+	if fk.FullTrust && fk.Role != RoleBuild {
+		v.fail(at+".full_trust", "is for build keys: a %s key's operations are always filtered", fk.Role)
+	}
 	if fk.MaxSessions < 0 {
 		v.fail(at+".max_sessions", "%d is negative (0 means no limit)", fk.MaxSessions)
 	}

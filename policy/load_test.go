@@ -3,6 +3,7 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad expires", base + "expires = \"next year\"\n", "bad.toml:5: keys[0].expires: \"next year\" is not an RFC 3339"},
 		{"expires wrong type", base + "expires = 5\n", "bad.toml:5: keys[0].expires: want an RFC 3339"},
 		{"negative max_sessions", base + "max_sessions = -1\n", "bad.toml:5: keys[0].max_sessions"},
+		{"full_trust on a substitute key", "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"substitute\"\nfull_trust = true\n", "bad.toml:5: keys[0].full_trust: is for build keys"},
+		{"bad client setting", "user = \"b\"\n[nix]\nclient_settings = [\"Post Build Hook\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[0]"},
 		{"relative bin dir", "user = \"b\"\n[nix]\nbin_dirs = [\"bin\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.bin_dirs[0]"},
 		{"reserved env", "user = \"b\"\n[nix]\nenv = { PATH = \"/x\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.PATH: PATH is set by nixgate"},
 		{"bad env name", "user = \"b\"\n[nix.env]\n\"A-B\" = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.A-B"},
@@ -204,5 +207,31 @@ func TestAddKeys(t *testing.T) {
 	}
 	if len(cfg.Keys) != 2 {
 		t.Errorf("a failed AddKeys changed the keys: %+v", cfg.Keys)
+	}
+}
+
+// TestClientSettings: left out, the default; written, exactly what is
+// written, an empty list passing none.
+func TestClientSettings(t *testing.T) {
+	keys := "[[keys]]\nname = \"k\"\nrole = \"build\"\n"
+	for _, tt := range []struct {
+		doc  string
+		want []string
+	}{
+		{"user = \"b\"\n" + keys, DefaultClientSettings},
+		{"user = \"b\"\n[nix]\nclient_settings = []\n" + keys, []string{}},
+		{"user = \"b\"\n[nix]\nclient_settings = [\"max-silent-time\"]\n" + keys, []string{"max-silent-time"}},
+	} {
+		cfg, err := Parse("c.toml", []byte(tt.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.ClientSettings(); !slices.Equal(got, tt.want) || got == nil {
+			t.Errorf("%q: ClientSettings() = %q; want %q", tt.doc, got, tt.want)
+		}
+		d := NewEngine(cfg).Decide(Request{Key: "k", Command: "nix-daemon --stdio"})
+		if !slices.Equal(d.Ops.ClientSettings, tt.want) {
+			t.Errorf("%q: the decision's op policy passes %q; want %q", tt.doc, d.Ops.ClientSettings, tt.want)
+		}
 	}
 }

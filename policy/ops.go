@@ -197,7 +197,7 @@ type OpPolicy struct {
 	Role Role
 	// FullTrust passes every operation nixgate can parse and every
 	// SetOptions override, as if nixgate were not there (the key's
-	// full_trust setting).
+	// full_trust setting). It applies to the build role only.
 	FullTrust bool
 	// ClientSettings are the SetOptions overrides that pass. Nil passes
 	// none.
@@ -215,12 +215,14 @@ func (p OpPolicy) Decide(r OpRequest) OpVerdict {
 	if !known {
 		return OpVerdict{Reason: fmt.Sprintf("%s refused: nixgate does not know this %s protocol operation", name, r.Protocol)}
 	}
-	if p.Key == "" || (p.Role != RoleBuild && p.Role != RoleSubstitute) {
+	if p.Key == "" {
+		return OpVerdict{Reason: fmt.Sprintf("no key: %s refused", name)}
+	}
+	if p.Role != RoleBuild && p.Role != RoleSubstitute {
 		return refuse("may not use the Nix protocols")
 	}
-	if p.FullTrust {
-		v := OpVerdict{Allow: true, Settings: r.Settings}
-		return v
+	if p.FullTrust && p.Role == RoleBuild {
+		return OpVerdict{Allow: true, Settings: slices.Clone(r.Settings)}
 	}
 	switch info.class {
 	case classAdmin:
