@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export NIXGATE_BENCH_REPORT=1
 [ -z "${LONG:-}" ] || export NIXGATE_BENCH_LONG=1
+. bench/baseline.sh
 go test ./e2e -count=1 -run '^$' -bench '^BenchmarkReport$' -benchtime 1x -timeout 60m
