@@ -47,6 +47,10 @@ func ParseCommand(cmd string) ([]string, error) {
 	}
 	st := file.Stmts[0]
 	switch {
+	case st.Semicolon.IsValid() && !st.Background && !st.Coprocess:
+		// "cmd;" is one statement to the parser, but a list to the
+		// README's rule: no ; at all.
+		return nil, errors.New("policy: command contains several commands (;, & or newline)")
 	case len(st.Comments) > 0:
 		return nil, errors.New("policy: command contains a comment")
 	case st.Negated, st.Background, st.Coprocess:

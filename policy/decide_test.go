@@ -187,3 +187,13 @@ func TestParseCommandConcurrent(t *testing.T) {
 		<-done
 	}
 }
+
+// TestParseCommandTrailingSemicolon: "nix-store --serve --write;" parsed
+// as one statement and was accepted, though ; is refused.
+func TestParseCommandTrailingSemicolon(t *testing.T) {
+	for _, cmd := range []string{"nix-store --serve --write;", "nix-store --serve --write ;", "nix-daemon --stdio;", "nix-store --serve --write; "} {
+		if argv, err := ParseCommand(cmd); err == nil || !strings.Contains(err.Error(), "several commands") {
+			t.Errorf("ParseCommand(%q) = %q, %v; want a refusal naming several commands", cmd, argv, err)
+		}
+	}
+}
