@@ -116,8 +116,24 @@ func (g Grant) KeysFileLine() string {
 // ForcedCommandLine returns the authorized_keys line that makes OpenSSH
 // run `nixgate exec` for g's key.
 func (g Grant) ForcedCommandLine(nixgate, config string) string {
-	cmd := fmt.Sprintf("%s exec --config %s --key %s", nixgate, config, g.Name)
-	return "restrict,command=" + strconv.Quote(cmd) + " " + g.publicKey()
+	cmd := fmt.Sprintf("%s exec --config %s --key %s", shellQuote(nixgate), shellQuote(config), shellQuote(g.Name))
+	return "restrict,command=" + quoteOption(cmd) + " " + g.publicKey()
+}
+
+// shellQuote returns w as one shell word: as it is when it holds only
+// characters no shell treats specially, else in single quotes.
+func shellQuote(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./@%+=:,-") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}
+
+// quoteOption writes v as OpenSSH reads an option value (see Option): in
+// double quotes, with " as \". v must not end in a backslash, which would
+// escape the closing quote; shellQuote's words never do.
+func quoteOption(v string) string {
+	return `"` + strings.ReplaceAll(v, `"`, `\"`) + `"`
 }
 
 // AddToKeysFile appends g to the keys file at path unless its name or key
@@ -251,45 +267,21 @@ func (e Entry) Restricted() bool {
 	return false
 }
 
-// ForcesNixgate reports whether e's command= option runs `nixgate exec`.
+// ForcesNixgate reports whether e's command= option runs exactly
+// nixgate exec --key NAME and nothing else (see ParseForcedExec).
 func (e Entry) ForcesNixgate() bool {
-	for _, o := range e.Options {
-		name, value, ok := strings.Cut(o, "=")
-		if ok && strings.EqualFold(name, "command") {
-			v, err := strconv.Unquote(value)
-			if err != nil {
-				v = value
-			}
-			f := strings.Fields(v)
-			return len(f) >= 2 && filepath.Base(f[0]) == "nixgate" && f[1] == "exec"
-		}
-	}
-	return false
+	_, err := e.ForcedExec()
+	return err == nil
 }
 
 // LineName returns the nixgate name of a key line: its name= option, the
 // --key of a forced `nixgate exec`, or else its comment.
 func LineName(e Entry) string {
-	for _, o := range e.Options {
-		name, value, ok := strings.Cut(o, "=")
-		if !ok {
-			continue
-		}
-		v, err := strconv.Unquote(value)
-		if err != nil {
-			continue
-		}
-		switch strings.ToLower(name) {
-		case "name":
-			return v
-		case "command":
-			f := strings.Fields(v)
-			for i := 0; i+1 < len(f); i++ {
-				if f[i] == "--key" {
-					return f[i+1]
-				}
-			}
-		}
+	if v, ok := e.Option("name"); ok {
+		return v
+	}
+	if f, err := e.ForcedExec(); err == nil {
+		return f.Key
 	}
 	return e.Comment
 }

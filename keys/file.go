@@ -19,7 +19,9 @@ import (
 //	name="ci",role="build",from="10.0.0.0/8",expiry-time="20270131",max-sessions="4" ssh-ed25519 AAAA… ci@example
 //
 // role is required. name defaults to the comment. from and expiry-time
-// mean what they mean to OpenSSH. restrict and the no-* options are
+// mean what they mean to OpenSSH. Values are read by OpenSSH's rules: in
+// double quotes, where only \" is an escape; an option given twice is an
+// error. restrict and the no-* options are
 // accepted (nixgate refuses all of that anyway); any other option, such as
 // command=, is an error rather than silently ignored.
 
@@ -67,16 +69,12 @@ func parseKeyLine(line string) (policy.KeySpec, error) {
 	spec := policy.KeySpec{Name: e.Comment}
 	// The public key without options, as a [[keys]] public_key.
 	spec.PublicKey = strings.TrimSpace(e.Key.Type() + " " + encodeKey(e) + " " + e.Comment)
-	for _, opt := range e.Options {
-		name, value, hasValue := strings.Cut(opt, "=")
-		name = strings.ToLower(name)
-		if hasValue {
-			v, err := strconv.Unquote(value)
-			if err != nil {
-				return policy.KeySpec{}, fmt.Errorf("option %s: value must be in double quotes", name)
-			}
-			value = v
-		}
+	opts, err := e.ParsedOptions()
+	if err != nil {
+		return policy.KeySpec{}, err
+	}
+	for _, o := range opts {
+		name, value, hasValue := o.Name, o.Value, o.HasValue
 		switch {
 		case name == "name" && hasValue:
 			spec.Name = value

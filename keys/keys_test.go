@@ -64,11 +64,32 @@ func TestCheckConfig(t *testing.T) {
 func FuzzParseLine(f *testing.F) {
 	f.Add(keyA)
 	f.Add(`restrict,command="nixgate exec --key ci" ` + keyB)
+	f.Add(`restrict,command="nixgate exec --key ci; exec /bin/sh" ` + keyB)
+	f.Add(`name="a\\"b",from="10.0.0.0/8\\x2c0.0.0.0/0" ` + keyA)
 	f.Add(`from="10.0.0.0/8,!10.1.0.0/16" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC`)
 	f.Fuzz(func(t *testing.T, line string) {
 		e, err := ParseLine(line)
 		if err == nil && e.Key == nil {
 			t.Fatalf("ParseLine(%q) returned no key and no error", line)
+		}
+		if err != nil {
+			return
+		}
+		for _, raw := range e.Options {
+			o, err := ParseOption(raw)
+			if err != nil || !o.HasValue || strings.HasSuffix(o.Value, `\`) {
+				continue
+			}
+			// What nixgate writes, OpenSSH's rules read back unchanged.
+			if back, err := ParseOption(o.Name + "=" + quoteOption(o.Value)); err != nil || back.Value != o.Value {
+				t.Fatalf("option %q: value %q written as %s reads back as %q, %v", raw, o.Value, quoteOption(o.Value), back.Value, err)
+			}
+		}
+		if f, err := e.ForcedExec(); err == nil {
+			argv, perr := policy.ParseCommand(mustOption(t, e, "command"))
+			if perr != nil || f.Key == "" || len(argv) > 6 || argv[1] != "exec" {
+				t.Fatalf("ForcedExec(%q) = %+v, but the command is %q, %v", line, f, argv, perr)
+			}
 		}
 	})
 }
@@ -93,4 +114,13 @@ func TestEntryOptions(t *testing.T) {
 			t.Errorf("%.60q: Restricted %v ForcesNixgate %v; want %v %v", tt.line, e.Restricted(), e.ForcesNixgate(), tt.restricted, tt.force)
 		}
 	}
+}
+
+func mustOption(t *testing.T, e Entry, name string) string {
+	t.Helper()
+	v, ok := e.Option(name)
+	if !ok {
+		t.Fatalf("%v: no option %s", e.Options, name)
+	}
+	return v
 }

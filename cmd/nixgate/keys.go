@@ -291,17 +291,14 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 				continue
 			}
 			r := keyRow{Name: keys.LineName(e), Fingerprint: keys.Fingerprint(e.Key), Source: fmt.Sprintf("%s:%d", ff.authorizedKeys, i+1), Role: "(see the nixgate configuration)"}
-			for _, o := range e.Options {
-				name, value, _ := strings.Cut(o, "=")
-				switch strings.ToLower(name) {
-				case "from":
-					r.From = strings.Split(strings.Trim(value, `"`), ",")
-				case "expiry-time":
-					r.Expires = strings.Trim(value, `"`)
-				}
+			if v, ok := e.Option("from"); ok {
+				r.From = strings.Split(v, ",")
 			}
-			if !e.ForcesNixgate() {
-				r.Role = "(not nixgate: no forced nixgate exec)"
+			if v, ok := e.Option("expiry-time"); ok {
+				r.Expires = v
+			}
+			if _, err := e.ForcedExec(); err != nil {
+				r.Role = "(not nixgate: " + strings.TrimPrefix(err.Error(), "keys: ") + ")"
 			}
 			restricted := e.Restricted()
 			r.Restricted = &restricted
