@@ -166,8 +166,8 @@ func (v *validator) config(f *fileConfig) *Config {
 		switch {
 		case !envNameRE.MatchString(name):
 			v.fail(path, "%q is not a valid variable name", name)
-		case reservedEnv[name]:
-			v.fail(path, "%s is set by nixgate itself (use nix.bin_dirs to change where Nix is found)", name)
+		case envRefusal(name) != "":
+			v.fail(path, "%s", envRefusal(name))
 		}
 	}
 	if _, set := v.lines["nix.client_settings"]; !set && cfg.Nix.ClientSettings == nil {

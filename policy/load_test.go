@@ -235,3 +235,48 @@ func TestClientSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestParseNixEnvRefused: [nix] env was not validated, so LD_PRELOAD or
+// NIX_REMOTE in it ran other code or moved Nix to another store in every
+// session.
+func TestParseNixEnvRefused(t *testing.T) {
+	keys := "[[keys]]\nname = \"k\"\nrole = \"build\"\n"
+	tests := []struct{ name, want string }{
+		{"LD_PRELOAD", "dynamic loader"},
+		{"LD_LIBRARY_PATH", "dynamic loader"},
+		{"LD_AUDIT", "dynamic loader"},
+		{"ld_preload", "dynamic loader"},
+		{"DYLD_INSERT_LIBRARIES", "dynamic loader"},
+		{"GCONV_PATH", "load code"},
+		{"BASH_ENV", "bash"},
+		{"NIX_REMOTE", "set nix.store instead"},
+		{"NIX_STORE_DIR", "nix.store"},
+		{"NIX_STATE_DIR", "nix.store"},
+		{"NIX_CONF_DIR", "put settings in NIX_CONFIG"},
+		{"NIX_USER_CONF_FILES", "put settings in NIX_CONFIG"},
+		{"NIX_BIN_DIR", "nix.bin_dirs"},
+		{"PATH", "set by nixgate"},
+		{"HOME", "set by nixgate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, doc := range []string{
+				"user = \"b\"\n[nix]\nenv = { " + tt.name + " = \"/x\" }\n" + keys,
+				"user = \"b\"\n[nix.env]\nA = \"1\"\n" + tt.name + " = \"/x\"\n" + keys,
+			} {
+				_, err := Parse("bad.toml", []byte(doc))
+				if err == nil || !strings.Contains(err.Error(), "nix.env."+tt.name+": ") || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("Parse(%q) = %v; want nix.env.%s refused with %q", doc, err, tt.name, tt.want)
+				}
+				if err != nil && !strings.HasPrefix(err.Error(), "policy: bad.toml:") {
+					t.Errorf("error %q does not name file:line", err)
+				}
+			}
+		})
+	}
+	// What the operator legitimately sets stays allowed.
+	doc := "user = \"b\"\n[nix.env]\nNIX_CONFIG = \"substituters =\"\nNIX_DAEMON_SOCKET_PATH = \"/run/nix/socket\"\nNIX_PATH = \"nixpkgs=/x\"\nTMPDIR = \"/var/tmp\"\nNIX_SSL_CERT_FILE = \"/etc/ssl/c.pem\"\n" + keys
+	if _, err := Parse("ok.toml", []byte(doc)); err != nil {
+		t.Errorf("Parse(allowed env) = %v", err)
+	}
+}
