@@ -57,6 +57,12 @@ type testServer struct {
 
 func newTestServer(t *testing.T, mode, extra string) *testServer {
 	t.Helper()
+	return newTestServerRole(t, mode, policy.RoleBuild, extra)
+}
+
+// newTestServerRole is newTestServer with a key of the given role.
+func newTestServerRole(t *testing.T, mode string, role policy.Role, extra string) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
 	os.MkdirAll(bin, 0o755)
@@ -73,10 +79,10 @@ bin_dirs = [%q]
 env = { FAKE_MODE = %q, FAKE_DIR = %q }
 [[keys]]
 name = "ci"
-role = "build"
+role = %q
 public_key = %q
 %s
-`, bin, mode, dir, keys.AuthorizedKey(client.PublicKey()), extra)
+`, bin, mode, dir, role, keys.AuthorizedKey(client.PublicKey()), extra)
 	cfg, err := policy.Parse("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,15 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	defer s.sessionEnded(c)
 
 	st := s.state.Load()
+	// The session counts against the key's max_sessions from here, Lix's
+	// start-up dialogue and the operator's shell included.
+	release, err := s.acquireKeySession(st.cfg.Key(name))
+	if err != nil {
+		s.metrics.session("refused")
+		refuse(sess, log, "refused: "+err.Error(), "decision", "deny")
+		return
+	}
+	defer release()
 	v := session.Decide(session.Request{
 		Engine:  st.engine,
 		Request: policy.Request{Key: name, Command: raw, Remote: c.remote},
@@ -57,11 +66,19 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		Stdin:   sess,
 		Stdout:  sess,
 		Login:   st.cfg.User + "@" + hostOf(ctx),
+		// Lix's command is decided by the configuration in force once
+		// it has arrived: a reload meanwhile may have revoked the key.
+		Live:       func() *policy.Engine { return s.state.Load().engine },
+		LixTimeout: st.cfg.Serve.Limits.LoginGraceTime,
 	})
 	log = log.With(v.LogAttrs()...)
+	cfg := v.Config
+	if cfg == nil {
+		cfg = st.cfg
+	}
 	switch v.Kind {
 	case session.Shell:
-		s.runShell(sess, log, st.cfg, v.Decision)
+		s.runShell(sess, log, cfg, v.Decision)
 		return
 	case session.RunNix:
 	default:
@@ -70,15 +87,8 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	d := v.Decision
-	release, err := s.acquireKeySession(st.cfg.Key(name))
-	if err != nil {
-		s.metrics.session("refused")
-		refuse(sess, log, "refused: "+err.Error(), "decision", "deny")
-		return
-	}
-	defer release()
 
-	cmd, err := sandbox.Prepare(st.cfg, d, s.account)
+	cmd, err := sandbox.Prepare(cfg, d, s.account)
 	if err != nil {
 		s.metrics.session("error")
 		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
@@ -57,7 +58,20 @@ type Request struct {
 	// the hint given to a person who logs in without a command. Empty
 	// means "builder".
 	Login string
+	// Live, when not nil, returns the engine in force now. The command
+	// Lix 2.93.0 sends on stdin is decided by it after the dialogue, so
+	// that a key revoked or changed meanwhile is refused or narrowed; a
+	// nil result refuses. Nil means Engine.
+	Live func() *policy.Engine
+	// LixTimeout bounds Lix's start-up dialogue. Zero means
+	// DefaultLixTimeout.
+	LixTimeout time.Duration
 }
+
+// DefaultLixTimeout is how long Lix's start-up dialogue may take when
+// Request.LixTimeout is zero: Lix answers at once, so this only bounds a
+// client that opens with "bash" and then holds the session.
+const DefaultLixTimeout = 30 * time.Second
 
 // Verdict is the outcome of Decide. The zero Verdict refuses without a
 // message.
@@ -71,22 +85,34 @@ type Verdict struct {
 	Message string
 	// LixCommand is the command Lix 2.93.0 sent on stdin, if it did.
 	LixCommand string
+	// Config is the configuration the verdict was decided against:
+	// Request.Engine's, or after Lix's dialogue that of Request.Live.
+	// Run the command by it. Nil when there was none.
+	Config *policy.Config
 }
 
-// Decide decides one session.
+// Decide decides one session. When the client opens Lix's start-up
+// dialogue and does not finish it within the time limit, Decide refuses
+// while a read of req.Stdin may still be pending: the caller ends the
+// session, which ends that read.
 func Decide(req Request) Verdict {
 	d := req.Engine.Decide(req.Request)
-	var v Verdict
+	v := Verdict{Config: req.Engine.Config()}
 	if d.LixBootstrap {
 		if req.Stdin == nil || req.Stdout == nil {
-			return Verdict{Decision: d, Message: "refused: Lix's start-up dialogue is not offered here"}
+			return Verdict{Decision: d, Config: v.Config, Message: "refused: Lix's start-up dialogue is not offered here"}
 		}
-		cmd, err := policy.ReadLixBootstrap(req.Stdin, req.Stdout)
+		cmd, err := readLixBootstrap(req)
 		if err != nil {
-			return Verdict{Decision: d, Message: "refused: " + strings.TrimPrefix(err.Error(), "policy: ")}
+			return Verdict{Decision: d, Config: v.Config, Message: "refused: " + strings.TrimPrefix(err.Error(), "policy: ")}
 		}
 		v.LixCommand = cmd
-		d = req.Engine.Decide(req.Request.AfterLixBootstrap(cmd))
+		engine := req.Engine
+		if req.Live != nil {
+			engine = req.Live()
+		}
+		v.Config = engine.Config()
+		d = engine.Decide(req.Request.AfterLixBootstrap(cmd))
 	}
 	v.Decision = d
 	switch {
@@ -106,6 +132,31 @@ func Decide(req Request) Verdict {
 		v.Kind = RunNix
 	}
 	return v
+}
+
+// readLixBootstrap plays Lix's dialogue within req.LixTimeout.
+func readLixBootstrap(req Request) (string, error) {
+	limit := req.LixTimeout
+	if limit <= 0 {
+		limit = DefaultLixTimeout
+	}
+	type result struct {
+		cmd string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		cmd, err := policy.ReadLixBootstrap(req.Stdin, req.Stdout)
+		done <- result{cmd, err}
+	}()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.cmd, r.err
+	case <-timer.C:
+		return "", fmt.Errorf("Lix start-up: no command within %s", limit)
+	}
 }
 
 // LogAttrs returns what the log records of the verdict.

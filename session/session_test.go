@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -358,5 +359,72 @@ func TestZeroVerdict(t *testing.T) {
 	}
 	if attrs := v.LogAttrs(); hasKey(attrs, "protocol") || hasKey(attrs, "full_trust") {
 		t.Errorf("Verdict{}.LogAttrs() = %v; want no protocol or full_trust", attrs)
+	}
+}
+
+// TestDecideLixRevokedDuringDialogue: the command Lix sends on stdin was
+// decided by the configuration captured before the dialogue, so a key
+// revoked meanwhile could still run nix-store --serve --write.
+func TestDecideLixRevokedDuringDialogue(t *testing.T) {
+	before := testEngine(t)
+	revoked, err := policy.Parse("revoked.toml", []byte("user = \"nixremote\"\n[[keys]]\nname = \"cache\"\nrole = \"substitute\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := policy.NewEngine(revoked)
+	var live *policy.Engine // swapped while the dialogue runs
+	stdinR, stdinW := io.Pipe()
+	stdoutR, stdoutW := io.Pipe()
+	done := make(chan Verdict, 1)
+	go func() {
+		done <- Decide(Request{
+			Engine:  before,
+			Request: policy.Request{Key: "ci", Command: "bash"},
+			Mode:    Exec,
+			Stdin:   stdinR,
+			Stdout:  stdoutW,
+			Live:    func() *policy.Engine { return live },
+		})
+	}()
+	io.WriteString(stdinW, "echo started\n")
+	line := make([]byte, len("started\n"))
+	if _, err := io.ReadFull(stdoutR, line); err != nil || string(line) != "started\n" {
+		t.Fatalf("dialogue: %q, %v", line, err)
+	}
+	live = after // the key is revoked (a reload) before Lix sends its command
+	io.WriteString(stdinW, "exec nix-store --serve --write\n")
+	v := <-done
+	if v.Kind != Refuse || !strings.Contains(v.Message, `key "ci" is not configured`) || v.Config != revoked {
+		t.Fatalf("Decide = %v %q (config %v); want refused by the live configuration", v.Kind, v.Message, v.Config)
+	}
+
+	// A nil live engine (say, the file no longer loads) refuses too.
+	v = Decide(Request{Engine: before, Request: policy.Request{Key: "ci", Command: "bash"}, Mode: Exec,
+		Stdin: strings.NewReader("echo started\nexec nix-store --serve --write\n"), Stdout: io.Discard,
+		Live: func() *policy.Engine { return nil }})
+	if v.Kind != Refuse {
+		t.Fatalf("Decide with a nil live engine = %v %q; want refused", v.Kind, v.Message)
+	}
+}
+
+// TestDecideLixDeadline: the dialogue had no deadline, so a client that
+// sent "bash" and nothing more held the session for ever.
+func TestDecideLixDeadline(t *testing.T) {
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close()
+	start := time.Now()
+	v := Decide(Request{
+		Engine:     testEngine(t),
+		Request:    policy.Request{Key: "ci", Command: "bash"},
+		Mode:       Exec,
+		Stdin:      stdinR,
+		Stdout:     io.Discard,
+		LixTimeout: 200 * time.Millisecond,
+	})
+	if v.Kind != Refuse || !strings.Contains(v.Message, "Lix start-up: no command within 200ms") {
+		t.Fatalf("Decide = %v %q; want refused for the deadline", v.Kind, v.Message)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Decide took %s", d)
 	}
 }

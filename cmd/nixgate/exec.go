@@ -30,6 +30,10 @@ the allowed Nix command. Put it in the build account's authorized_keys:
 Example (what sshd does for a client running nix store ping --store ssh://builder):
   SSH_ORIGINAL_COMMAND='nix-store --serve --write' nixgate exec --config /etc/nixgate/nixgate.toml --key ci`
 
+// execLixTimeout bounds Lix's start-up dialogue in exec mode, as
+// login_grace_time does in serve mode (30 seconds by default there too).
+const execLixTimeout = 30 * time.Second
+
 func runExec(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("exec", "--config FILE --key NAME", execExample, stdout, stderr)
 	configPath := fs.String("config", "/etc/nixgate/nixgate.toml", "the nixgate configuration `file`")
@@ -90,10 +94,27 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		Stdin:   os.Stdin,
 		Stdout:  os.Stdout,
 		Login:   cfg.User + "@" + serverName(getenv("SSH_CONNECTION")),
+		// Lix's command arrives later: decide it by the configuration
+		// as it is then, so that a key revoked meanwhile is refused.
+		Live: func() *policy.Engine {
+			live, err := loadConfig(configPath)
+			if err != nil {
+				log.Warn("configuration error after Lix's start-up", "reason", err.Error())
+				return nil
+			}
+			return policy.NewEngine(live)
+		},
+		LixTimeout: execLixTimeout,
 	})
 	log = log.With(v.LogAttrs()...)
 	if v.Kind != session.RunNix {
 		return refuse(stderr, log, v.Message, "decision", "deny")
+	}
+	if v.Config != nil {
+		cfg = v.Config
+	}
+	if cfg.User != account.Name {
+		return refuse(stderr, log, fmt.Sprintf("running as %q, but %s says user = %q", account.Name, configPath, cfg.User))
 	}
 	c, err := sandbox.Prepare(cfg, v.Decision, account)
 	if err != nil {
