@@ -93,8 +93,8 @@ func HelperMain(args []string, stderr io.Writer) int {
 			return fail(err)
 		}
 	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fail(fmt.Errorf("sandbox: dropping capabilities: %w", err))
+	if err := dropPrivileges(); err != nil {
+		return fail(err)
 	}
 	home := os.Getenv("HOME")
 	env := os.Environ()
@@ -124,6 +124,34 @@ func HelperMain(args []string, stderr io.Writer) int {
 	}
 	err = syscall.Exec(path, append([]string{path}, s.argv[1:]...), env)
 	return fail(fmt.Errorf("sandbox: exec %s: %w", path, err))
+}
+
+// dropPrivileges leaves the thread that will exec Nix no capability in
+// any set — bounding (which needs the CAP_SETPCAP kept ambient for this),
+// ambient, permitted, effective, inheritable — and sets no_new_privs, so
+// that nothing Nix or a build runs can gain privileges by execve. Nix's
+// own build sandbox still works: a new user namespace starts with a full
+// set of its own.
+func dropPrivileges() error {
+	for c := 0; c <= 63; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				break // past the kernel's last capability
+			}
+			return fmt.Errorf("sandbox: dropping capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("sandbox: dropping ambient capabilities: %w", err)
+	}
+	var none [2]unix.CapUserData
+	if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &none[0]); err != nil {
+		return fmt.Errorf("sandbox: dropping capabilities: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("sandbox: setting no_new_privs: %w", err)
+	}
+	return nil
 }
 
 func replaceEnv(env []string, key, value string) []string {

@@ -33,6 +33,10 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 		spec.binDirs = []string{}
 	}
 	switch cfg.Sandbox.Mode {
+	case policy.SandboxUserNS, policy.SandboxNixUserChroot:
+		env = withNixConfig(env, BuildSandboxSettings)
+	}
+	switch cfg.Sandbox.Mode {
 	case policy.SandboxUserNS:
 		spec.storeDir, spec.roHome = store, a.Home
 		return &Command{Path: self, Argv: append([]string{self, HelperCommand}, spec.args()...), Env: env, Namespace: true}, nil
