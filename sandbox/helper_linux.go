@@ -138,6 +138,12 @@ func dropPrivileges() error {
 			if errors.Is(err, unix.EINVAL) {
 				break // past the kernel's last capability
 			}
+			if errors.Is(err, unix.EPERM) {
+				// Not in a namespace of our own (proot): nothing to drop
+				// with, and no_new_privs below keeps execve from using
+				// the bounding set.
+				break
+			}
 			return fmt.Errorf("sandbox: dropping capability %d from the bounding set: %w", c, err)
 		}
 	}
