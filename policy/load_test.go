@@ -97,6 +97,8 @@ func TestParseErrors(t *testing.T) {
 		{"expires wrong type", base + "expires = 5\n", "bad.toml:5: keys[0].expires: want an RFC 3339"},
 		{"negative max_sessions", base + "max_sessions = -1\n", "bad.toml:5: keys[0].max_sessions"},
 		{"full_trust on a substitute key", "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"substitute\"\nfull_trust = true\n", "bad.toml:5: keys[0].full_trust: is for build keys"},
+		{"client setting that reaches root", "user = \"b\"\n[nix]\nclient_settings = [\"max-silent-time\", \"extra-post-build-hook\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[1]: \"extra-post-build-hook\" may never come from a client"},
+		{"client setting that turns the sandbox off", "user = \"b\"\n[nix]\nclient_settings = [\"sandbox\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[0]: \"sandbox\" may never come from a client: it turns the build sandbox off"},
 		{"bad client setting", "user = \"b\"\n[nix]\nclient_settings = [\"Post Build Hook\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[0]"},
 		{"relative bin dir", "user = \"b\"\n[nix]\nbin_dirs = [\"bin\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.bin_dirs[0]"},
 		{"reserved env", "user = \"b\"\n[nix]\nenv = { PATH = \"/x\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.PATH: PATH is set by nixgate"},
