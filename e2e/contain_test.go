@@ -137,8 +137,19 @@ func TestBuildContained(t *testing.T) {
 				if len(left) > 0 {
 					t.Errorf("processes the build started outlived it: %v", left)
 				}
+				// Had something of the account's planted a nix-store in its
+				// profile, later sessions would still not run it: bin_dirs
+				// inside the account's store are not trusted by default.
+				planted := filepath.Join(b.storeDir, "var", "nix", "profiles", "default", "bin", "nix-store")
+				ran := filepath.Join(b.root, "planted-ran-"+nonce)
+				writeFile(t, planted, "#!/bin/sh\ntouch "+ran+"\nexec /usr/bin/nix-store \"$@\"\n", 0o755)
+				b.account.chown(t, filepath.Join(b.storeDir, "var"))
+				os.Chmod(b.root, 0o777)
 				// And the builder still serves.
 				b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
+				if _, err := os.Lstat(ran); err == nil {
+					t.Errorf("a session ran the nix-store planted in the account's profile")
+				}
 			})
 		}
 	}

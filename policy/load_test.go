@@ -237,3 +237,27 @@ func TestClientSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestBinDirsInSandboxModes: in the sandbox modes the default bin_dirs
+// leave out what lies in the account's own store and profile; named
+// entries are the operator's choice and kept.
+func TestBinDirsInSandboxModes(t *testing.T) {
+	for _, mode := range []SandboxMode{SandboxUserNS, SandboxNixUserChroot, SandboxProot} {
+		cfg := &Config{Sandbox: SandboxConfig{Mode: mode}}
+		for _, d := range cfg.BinDirs() {
+			if strings.HasPrefix(d, "/nix/") || strings.HasPrefix(d, "~/.nix-profile") {
+				t.Errorf("%s: default bin_dirs keep %s, which the account can write", mode, d)
+			}
+		}
+		if !slices.Contains(cfg.BinDirs(), "/usr/bin") {
+			t.Errorf("%s: default bin_dirs %q lack /usr/bin", mode, cfg.BinDirs())
+		}
+		cfg.Nix.BinDirs = []string{"/nix/var/nix/profiles/default/bin"}
+		if got := cfg.BinDirs(); !slices.Equal(got, cfg.Nix.BinDirs) {
+			t.Errorf("%s: named bin_dirs %q became %q", mode, cfg.Nix.BinDirs, got)
+		}
+	}
+	if got := (&Config{}).BinDirs(); !slices.Equal(got, DefaultBinDirs) {
+		t.Errorf("direct mode: %q; want DefaultBinDirs", got)
+	}
+}
