@@ -76,20 +76,22 @@ func Check(cfg *policy.Config, a Account) error {
 	return nil
 }
 
-// checkBuildSandbox builds a derivation whose builder is nixgate's own
-// binary: a path outside the store, which only a build outside Nix's
-// sandbox could run. Inside it, the build must fail to execute it.
+// checkBuildSandbox builds a derivation whose builder is the nix-store
+// that nixgate runs: a path outside the store, which only a build
+// outside Nix's sandbox could run. Inside it, the build must fail to
+// execute it (outside, nix-store --version would run and fail to make
+// the output).
 func checkBuildSandbox(cfg *policy.Config, a Account) error {
-	self, err := os.Executable()
+	probe, _, err := Which(cfg, a, policy.NixStore)
 	if err != nil {
-		return fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+		return err
 	}
-	expr := fmt.Sprintf(`derivation { name = "nixgate-sandbox-probe"; system = builtins.currentSystem; builder = %q; args = [ "version" ]; }`, self)
+	expr := fmt.Sprintf(`derivation { name = "nixgate-sandbox-probe"; system = builtins.currentSystem; builder = %q; args = [ "--version" ]; }`, probe)
 	out, err := runChecked(cfg, a, "nix-build", "--no-out-link", "--expr", expr)
 	switch {
 	case err == nil:
-		return fmt.Errorf("sandbox: builds are not sandboxed in sandbox.mode %s: a probe build ran %s, which is outside the Nix store", cfg.Sandbox.Mode, self)
-	case strings.Contains(out, "executing '"+self+"'"):
+		return fmt.Errorf("sandbox: builds are not sandboxed in sandbox.mode %s: a probe build ran %s, which is outside the Nix store", cfg.Sandbox.Mode, probe)
+	case strings.Contains(out, "executing '"+probe+"'"):
 		return nil
 	}
 	return fmt.Errorf("sandbox: Nix's build sandbox does not work inside sandbox.mode %s, and builds would run unsandboxed as %s: %s", cfg.Sandbox.Mode, a.Name, lastLine(out))
