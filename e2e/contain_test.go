@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,6 +150,101 @@ func TestBuildContained(t *testing.T) {
 				b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
 				if _, err := os.Lstat(ran); err == nil {
 					t.Errorf("a session ran the nix-store planted in the account's profile")
+				}
+			})
+		}
+	}
+}
+
+// TestSandboxHidesFromNix puts a stand-in for nix-store, which reports
+// what it can reach, where nixgate's sandbox runs Nix (a bin_dirs entry
+// the operator named): it stands for Nix itself, or a build that got out
+// of Nix's build sandbox. In the userns and nix-user-chroot modes it must
+// see none of the account's secrets, nixgate's files, the host's /tmp or
+// processes, hold no capability, and leave nothing running.
+func TestSandboxHidesFromNix(t *testing.T) {
+	for _, transport := range []string{modeExec, modeServe} {
+		for _, sb := range []string{"userns", "nix-user-chroot"} {
+			t.Run(transport+"/"+sb, func(t *testing.T) {
+				b := newBuilderIn(t, transport, sb)
+				nonce := fmt.Sprint(time.Now().UnixNano())
+				secret := filepath.Join(b.account.home, "secret-"+nonce)
+				writeFile(t, secret, "the account's secret\n", 0o600)
+				b.account.chown(t, secret)
+				secrets := []string{secret, b.config}
+				if transport == modeServe {
+					secrets = append(secrets, filepath.Join(b.root, "serve-state", "ssh_host_ed25519_key"))
+				}
+				marker := filepath.Join(os.TempDir(), "nixgate-marker-"+nonce)
+				writeFile(t, marker, "", 0o644)
+				t.Cleanup(func() { os.Remove(marker) })
+				victim := exec.Command("setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--clear-groups", "sleep", "600")
+				victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+				if err := victim.Start(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
+				sleepSecs := fmt.Sprint(800000 + time.Now().UnixNano()%99999)
+
+				// The stand-in lives outside /tmp, which the sandbox
+				// replaces, in a directory the account cannot write.
+				bin, err := os.MkdirTemp("/var/tmp", "nixgate-standin-")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { os.RemoveAll(bin) })
+				os.Chmod(bin, 0o755)
+				writeFile(t, filepath.Join(bin, "nix-store"), fmt.Sprintf(`#!/bin/sh
+for f in %s; do if cat "$f" >/dev/null 2>&1; then echo "read:$f" >&2; fi; done
+[ -e %s ] && echo saw:host-tmp >&2
+kill -0 %d 2>/dev/null && echo signal:account-process >&2
+touch %s/written 2>/dev/null && echo wrote:outside-store >&2
+echo "processes:$(ls /proc | grep -c '^[0-9]')" >&2
+grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status | tr -d '\t' >&2
+setsid sleep %s </dev/null >/dev/null 2>&1 &
+echo probe-done >&2
+`, strings.Join(secrets, " "), marker, victim.Process.Pid, bin, sleepSecs), 0o755)
+				cfg := readFile(t, b.config)
+				writeFile(t, b.config, strings.Replace(cfg, "[nix]\n", fmt.Sprintf("[nix]\nbin_dirs = [%q]\n", bin), 1), 0o644)
+				if transport == modeServe {
+					waitLog(t, b, "reloaded", nil)
+				}
+				r := b.ssh(t, "build", "nix-store --serve --write", nil)
+				if !strings.Contains(r.stderr, "probe-done") || !strings.Contains(r.stderr, "NoNewPrivs:") || !strings.Contains(r.stderr, "processes:") {
+					t.Fatalf("the stand-in did not run, or did not report: %s", r)
+				}
+				t.Logf("the stand-in reported:\n%s", r.stderr)
+				for _, line := range strings.Split(r.stderr, "\n") {
+					key, value, _ := strings.Cut(strings.TrimSpace(line), ":")
+					switch key {
+					case "read", "saw", "signal", "wrote":
+						t.Errorf("reached from inside nixgate's sandbox: %s", line)
+					case "processes":
+						if n, _ := strconv.Atoi(value); n > 8 {
+							t.Errorf("%d processes visible inside the sandbox; want only the session's", n)
+						}
+					case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb":
+						if strings.Trim(value, "0") != "" {
+							t.Errorf("Nix would run with %s", line)
+						}
+					case "NoNewPrivs":
+						if value != "1" {
+							t.Errorf("Nix would run without no_new_privs: %s", line)
+						}
+					}
+				}
+				var left []int
+				for i := 0; i < 100; i++ {
+					if left = processesWith("sleep " + sleepSecs); len(left) == 0 {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				if len(left) > 0 {
+					t.Errorf("a process of the session outlived it: %v", left)
+				}
+				if err := victim.Process.Signal(syscall.Signal(0)); err != nil {
+					t.Errorf("the account's process outside the session is gone: %v", err)
 				}
 			})
 		}
