@@ -194,7 +194,15 @@ func checkSandbox(cfg *policy.Config, a *account) []Result {
 		if err := sandbox.Check(cfg, sandbox.Account{Name: a.name, Home: a.home}); err != nil {
 			return []Result{{"sandbox", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), ""}}
 		}
-		return []Result{{"sandbox", OK, fmt.Sprintf("sandbox.mode %s runs nix-store here", cfg.Sandbox.Mode), ""}}
+		which := ""
+		if path, dirs, err := sandbox.Which(cfg, sandbox.Account{Name: a.name, Home: a.home}, policy.NixStore); err == nil {
+			which = fmt.Sprintf(" (%s, the first of %s that holds it)", path, strings.Join(dirs, ":"))
+		}
+		msg := fmt.Sprintf("sandbox.mode %s runs nix-store here%s", cfg.Sandbox.Mode, which)
+		if cfg.Sandbox.Mode == policy.SandboxUserNS || cfg.Sandbox.Mode == policy.SandboxNixUserChroot {
+			msg += "; builds run in Nix's build sandbox inside it (probed)"
+		}
+		return []Result{{"sandbox", OK, msg, ""}}
 	}
 	// Run this check again as the build user.
 	self, err := os.Executable()

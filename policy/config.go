@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -143,12 +144,24 @@ func (c *Config) Key(name string) *Key {
 }
 
 // BinDirs returns the directories to search for Nix binaries:
-// c.Nix.BinDirs, or DefaultBinDirs when that is empty.
+// c.Nix.BinDirs, or when that is empty DefaultBinDirs — without, in the
+// sandbox modes, the entries inside the account's own store (/nix there)
+// and its profile (~/.nix-profile), which the account can write: the
+// operator trusts those only by naming them in nix.bin_dirs.
 func (c *Config) BinDirs() []string {
-	if c == nil || len(c.Nix.BinDirs) == 0 {
+	if c != nil && len(c.Nix.BinDirs) > 0 {
+		return c.Nix.BinDirs
+	}
+	if c == nil || c.Sandbox.Mode == "" || c.Sandbox.Mode == SandboxDirect {
 		return DefaultBinDirs
 	}
-	return c.Nix.BinDirs
+	var dirs []string
+	for _, d := range DefaultBinDirs {
+		if !strings.HasPrefix(d, "/nix/") && !strings.HasPrefix(d, "~/.nix-profile") {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
 }
 
 // Networks returns the parsed From networks. Nil means anywhere.

@@ -94,6 +94,36 @@ var (
 	userRE        = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}\$?$`)
 )
 
+// neverClientSettings are Nix settings that give whoever sets them the
+// builder (or its builds' sandbox), with the reason: client_settings may
+// not name them, with or without "extra-".
+var neverClientSettings = map[string]string{
+	"post-build-hook":          "the daemon runs it, as root in a multi-user install",
+	"pre-build-hook":           "the daemon runs it",
+	"diff-hook":                "the daemon runs it",
+	"run-diff-hook":            "it runs diff-hook",
+	"build-hook":               "the daemon runs it",
+	"build-users-group":        "an empty one makes a root daemon build as root",
+	"sandbox":                  "it turns the build sandbox off",
+	"sandbox-fallback":         "it lets builds run unsandboxed",
+	"sandbox-paths":            "it shows builds paths of the builder",
+	"allowed-impure-host-deps": "it shows builds paths of the builder",
+	"builders":                 "it sends builds, and their secrets, elsewhere",
+	"substituters":             "it makes the builder trust another cache",
+	"trusted-substituters":     "it makes the builder trust another cache",
+	"trusted-public-keys":      "it makes the builder trust other signatures",
+	"require-sigs":             "it makes the builder import unsigned paths",
+	"secret-key-files":         "it signs with the builder's keys",
+	"trusted-users":            "it is the daemon's own",
+	"allowed-users":            "it is the daemon's own",
+	"plugin-files":             "it loads code into the daemon",
+	"netrc-file":               "it reads the builder's credentials",
+	"ssl-cert-file":            "it changes whom the builder trusts",
+	"store":                    "it changes the store",
+	"system-features":          "it claims features the builder lacks",
+	"extra-platforms":          "it claims platforms the builder lacks",
+}
+
 // reservedEnv are variables nixgate sets itself; the configuration may not
 // replace them.
 var reservedEnv = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true}
@@ -177,8 +207,11 @@ func (v *validator) config(f *fileConfig) *Config {
 		cfg.Nix.ClientSettings = []string{}
 	}
 	for i, name := range cfg.Nix.ClientSettings {
+		at := fmt.Sprintf("nix.client_settings[%d]", i)
 		if !settingNameRE.MatchString(name) {
-			v.fail(fmt.Sprintf("nix.client_settings[%d]", i), "%q is not a Nix setting name", name)
+			v.fail(at, "%q is not a Nix setting name", name)
+		} else if why, ok := neverClientSettings[strings.TrimPrefix(name, "extra-")]; ok {
+			v.fail(at, "%q may never come from a client: %s (a key that needs it needs full_trust)", name, why)
 		}
 	}
 	if len(f.Keys) == 0 && f.AuthorizedKeys == "" {

@@ -97,6 +97,8 @@ func TestParseErrors(t *testing.T) {
 		{"expires wrong type", base + "expires = 5\n", "bad.toml:5: keys[0].expires: want an RFC 3339"},
 		{"negative max_sessions", base + "max_sessions = -1\n", "bad.toml:5: keys[0].max_sessions"},
 		{"full_trust on a substitute key", "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"substitute\"\nfull_trust = true\n", "bad.toml:5: keys[0].full_trust: is for build keys"},
+		{"client setting that reaches root", "user = \"b\"\n[nix]\nclient_settings = [\"max-silent-time\", \"extra-post-build-hook\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[1]: \"extra-post-build-hook\" may never come from a client"},
+		{"client setting that turns the sandbox off", "user = \"b\"\n[nix]\nclient_settings = [\"sandbox\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[0]: \"sandbox\" may never come from a client: it turns the build sandbox off"},
 		{"bad client setting", "user = \"b\"\n[nix]\nclient_settings = [\"Post Build Hook\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[0]"},
 		{"relative bin dir", "user = \"b\"\n[nix]\nbin_dirs = [\"bin\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.bin_dirs[0]"},
 		{"reserved env", "user = \"b\"\n[nix]\nenv = { PATH = \"/x\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.PATH: PATH is set by nixgate"},
@@ -278,5 +280,29 @@ func TestParseNixEnvRefused(t *testing.T) {
 	doc := "user = \"b\"\n[nix.env]\nNIX_CONFIG = \"substituters =\"\nNIX_DAEMON_SOCKET_PATH = \"/run/nix/socket\"\nNIX_PATH = \"nixpkgs=/x\"\nTMPDIR = \"/var/tmp\"\nNIX_SSL_CERT_FILE = \"/etc/ssl/c.pem\"\n" + keys
 	if _, err := Parse("ok.toml", []byte(doc)); err != nil {
 		t.Errorf("Parse(allowed env) = %v", err)
+	}
+}
+
+// TestBinDirsInSandboxModes: in the sandbox modes the default bin_dirs
+// leave out what lies in the account's own store and profile; named
+// entries are the operator's choice and kept.
+func TestBinDirsInSandboxModes(t *testing.T) {
+	for _, mode := range []SandboxMode{SandboxUserNS, SandboxNixUserChroot, SandboxProot} {
+		cfg := &Config{Sandbox: SandboxConfig{Mode: mode}}
+		for _, d := range cfg.BinDirs() {
+			if strings.HasPrefix(d, "/nix/") || strings.HasPrefix(d, "~/.nix-profile") {
+				t.Errorf("%s: default bin_dirs keep %s, which the account can write", mode, d)
+			}
+		}
+		if !slices.Contains(cfg.BinDirs(), "/usr/bin") {
+			t.Errorf("%s: default bin_dirs %q lack /usr/bin", mode, cfg.BinDirs())
+		}
+		cfg.Nix.BinDirs = []string{"/nix/var/nix/profiles/default/bin"}
+		if got := cfg.BinDirs(); !slices.Equal(got, cfg.Nix.BinDirs) {
+			t.Errorf("%s: named bin_dirs %q became %q", mode, cfg.Nix.BinDirs, got)
+		}
+	}
+	if got := (&Config{}).BinDirs(); !slices.Equal(got, DefaultBinDirs) {
+		t.Errorf("direct mode: %q; want DefaultBinDirs", got)
 	}
 }

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 
 	"github.com/nixgate/nixgate/policy"
@@ -36,9 +37,28 @@ func Prepare(cfg *policy.Config, d policy.Decision, a Account) (*Command, error)
 		if err != nil {
 			return nil, err
 		}
+		if LocalStore(d.Args) {
+			// Nix builds as the account here too: in its build sandbox.
+			env = withNixConfig(env, BuildSandboxSettings)
+		}
 		return &Command{Path: path, Argv: d.Argv(path), Env: env}, nil
 	}
 	return prepareSandbox(cfg, append([]string{string(d.Program)}, d.Args...), a, env)
+}
+
+// LocalStore reports whether args name a store that the Nix process
+// opens itself, and so builds in as the account: "local", "local?…" or a
+// path. A daemon store (or none named, which is Nix's default) builds in
+// the daemon, whose own settings decide; nixgate leaves those alone (an
+// empty build-users-group given to a root daemon would build as root).
+func LocalStore(args []string) bool {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--store" {
+			s := args[i+1]
+			return s == "local" || strings.HasPrefix(s, "local?") || strings.HasPrefix(s, "/")
+		}
+	}
+	return false
 }
 
 // Exec replaces the calling process with c. It returns only on failure;

@@ -61,15 +61,51 @@ func (c *Command) RunForeground() (int, error) {
 }
 
 // Check runs `nix-store --version` for account a the way cfg's sandbox
-// runs commands, and reports what stands in the way. serve mode calls it
-// at start-up.
+// runs commands, and reports what stands in the way; where builds run as
+// the account (the userns and nix-user-chroot modes) it also proves that
+// Nix's build sandbox works inside nixgate's (see BuildSandboxSettings).
+// serve mode calls it at start-up and refuses to start on an error.
 func Check(cfg *policy.Config, a Account) error {
-	d := policy.Decision{Allow: true, Program: policy.NixStore, Args: []string{"--version"}}
-	c, err := Prepare(cfg, d, a)
+	if out, err := runChecked(cfg, a, policy.NixStore, "--version"); err != nil {
+		return fmt.Errorf("sandbox: sandbox.mode %s cannot run nix-store: %s", cfg.Sandbox.Mode, strings.TrimPrefix(out, "nixgate: "))
+	}
+	switch cfg.Sandbox.Mode {
+	case policy.SandboxUserNS, policy.SandboxNixUserChroot:
+		return checkBuildSandbox(cfg, a)
+	}
+	return nil
+}
+
+// checkBuildSandbox builds a derivation whose builder is the nix-store
+// that nixgate runs: a path outside the store, which only a build
+// outside Nix's sandbox could run. Inside it, the build must fail to
+// execute it (outside, nix-store --version would run and fail to make
+// the output).
+func checkBuildSandbox(cfg *policy.Config, a Account) error {
+	probe, _, err := Which(cfg, a, policy.NixStore)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	expr := fmt.Sprintf(`derivation { name = "nixgate-sandbox-probe"; system = builtins.currentSystem; builder = %q; args = [ "--version" ]; }`, probe)
+	out, err := runChecked(cfg, a, "nix-build", "--no-out-link", "--expr", expr)
+	switch {
+	case err == nil:
+		return fmt.Errorf("sandbox: builds are not sandboxed in sandbox.mode %s: a probe build ran %s, which is outside the Nix store", cfg.Sandbox.Mode, probe)
+	case strings.Contains(out, "executing '"+probe+"'"):
+		return nil
+	}
+	return fmt.Errorf("sandbox: Nix's build sandbox does not work inside sandbox.mode %s, and builds would run unsandboxed as %s: %s", cfg.Sandbox.Mode, a.Name, lastLine(out))
+}
+
+// runChecked runs prog with args for a the way cfg's sandbox runs
+// commands, bounded in time, and returns its combined output.
+func runChecked(cfg *policy.Config, a Account, prog policy.Program, args ...string) (string, error) {
+	d := policy.Decision{Allow: true, Program: prog, Args: args}
+	c, err := Prepare(cfg, d, a)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.Path)
 	cmd.Args, cmd.Env = c.Argv, c.Env
@@ -79,11 +115,14 @@ func Check(cfg *policy.Config, a Account) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return c.startError(err)
+		return "", c.startError(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		return fmt.Errorf("sandbox: sandbox.mode %s cannot run nix-store: %s", cfg.Sandbox.Mode, strings.TrimPrefix(msg, "nixgate: "))
-	}
-	return nil
+	err = cmd.Wait()
+	return strings.TrimSpace(out.String()), err
+}
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -22,7 +23,9 @@ import (
 // helperSpec is what the helper is told to do.
 type helperSpec struct {
 	storeDir string   // bind onto /nix in a new root; empty: no new root
-	roHome   string   // remount read-only; empty: leave it
+	hideHome string   // replace with an empty read-only directory; empty: leave it
+	hide     []string // further files and directories to hide (state, config, keys)
+	isolate  bool     // private /tmp, /dev/shm and /run/user/UID; the rest read-only
 	chdir    string   // working directory; empty: the home, or /
 	binDirs  []string // where to resolve argv[0]; nil: PATH
 	argv     []string
@@ -33,8 +36,14 @@ func (s helperSpec) args() []string {
 	if s.storeDir != "" {
 		a = append(a, "--store-dir", s.storeDir)
 	}
-	if s.roHome != "" {
-		a = append(a, "--read-only-home", s.roHome)
+	if s.hideHome != "" {
+		a = append(a, "--hide-home", s.hideHome)
+	}
+	for _, p := range s.hide {
+		a = append(a, "--hide", p)
+	}
+	if s.isolate {
+		a = append(a, "--isolate")
 	}
 	if s.chdir != "" {
 		a = append(a, "--chdir", s.chdir)
@@ -54,15 +63,17 @@ func parseHelper(args []string) (helperSpec, error) {
 	fs := flag.NewFlagSet(HelperCommand, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var s helperSpec
-	var dirs listValue
+	var dirs, hide listValue
 	fs.StringVar(&s.storeDir, "store-dir", "", "")
-	fs.StringVar(&s.roHome, "read-only-home", "", "")
+	fs.StringVar(&s.hideHome, "hide-home", "", "")
+	fs.Var(&hide, "hide", "")
+	fs.BoolVar(&s.isolate, "isolate", false, "")
 	fs.StringVar(&s.chdir, "chdir", "", "")
 	fs.Var(&dirs, "bin-dir", "")
 	if err := fs.Parse(args); err != nil {
 		return s, fmt.Errorf("sandbox: helper: %w", err)
 	}
-	s.binDirs, s.argv = dirs, fs.Args()
+	s.binDirs, s.hide, s.argv = dirs, hide, fs.Args()
 	if len(s.argv) == 0 {
 		return s, errors.New("sandbox: helper: no command")
 	}
@@ -88,13 +99,11 @@ func HelperMain(args []string, stderr io.Writer) int {
 			return fail(err)
 		}
 	}
-	if s.roHome != "" {
-		if err := remountReadOnly(s.roHome); err != nil {
-			return fail(err)
-		}
+	if err := s.isolateFiles(); err != nil {
+		return fail(err)
 	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fail(fmt.Errorf("sandbox: dropping capabilities: %w", err))
+	if err := dropPrivileges(); err != nil {
+		return fail(err)
 	}
 	home := os.Getenv("HOME")
 	env := os.Environ()
@@ -122,8 +131,179 @@ func HelperMain(args []string, stderr io.Writer) int {
 	if dir == "" || os.Chdir(dir) != nil {
 		os.Chdir("/")
 	}
-	err = syscall.Exec(path, append([]string{path}, s.argv[1:]...), env)
+	argv := append([]string{path}, s.argv[1:]...)
+	if os.Getpid() == 1 {
+		// The first process of a PID namespace of its own: stay as its
+		// init, so that signals reach Nix and the namespace, with every
+		// process of the session, ends when Nix does.
+		code, err := runAsInit(path, argv, env)
+		if err != nil {
+			return fail(err)
+		}
+		return code
+	}
+	err = syscall.Exec(path, argv, env)
 	return fail(fmt.Errorf("sandbox: exec %s: %w", path, err))
+}
+
+// isolateFiles gives the session's PID namespace its /proc and hides
+// what Nix has no need to see. With isolate: the rest of the root read-only
+// (but for /nix, /dev, /proc and /sys), and private, empty /tmp,
+// /dev/shm and /run/user/UID. Then the hidden files and directories (an
+// empty file, an empty read-only directory), then the home.
+func (s helperSpec) isolateFiles() error {
+	if os.Getpid() == 1 {
+		// The session's own PID namespace needs its own /proc: process
+		// ids there are the namespace's (a nested namespace's uid_map
+		// is written through it), and the machine's processes are not
+		// to be seen.
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return &NamespaceError{Op: "mounting /proc for the session's PID namespace", Err: err}
+		}
+	}
+	if s.isolate {
+		entries, err := os.ReadDir("/")
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		for _, e := range entries {
+			switch e.Name() {
+			case "nix", "dev", "proc", "sys", "tmp":
+				continue
+			}
+			if e.Type()&os.ModeSymlink != 0 {
+				continue
+			}
+			if err := readOnlyTree("/" + e.Name()); err != nil {
+				return err
+			}
+		}
+		run := fmt.Sprintf("/run/user/%d", os.Getuid())
+		for _, d := range []string{"/tmp", "/dev/shm", run} {
+			if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+				continue
+			}
+			if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+				return &NamespaceError{Op: "a private " + d, Err: err}
+			}
+		}
+	}
+	for _, p := range s.hide {
+		if s.hideHome != "" && (p == s.hideHome || strings.HasPrefix(p, s.hideHome+"/")) {
+			continue // hidden with the home
+		}
+		if err := hidePath(p); err != nil {
+			return err
+		}
+	}
+	if s.hideHome != "" {
+		if err := hidePath(s.hideHome); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hidePath puts something empty and read-only over p: /dev/null over a
+// file, an empty tmpfs over a directory. A p that does not exist (in
+// this view) is already hidden.
+func hidePath(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil
+	}
+	if fi.IsDir() {
+		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0555,size=4k")
+	} else {
+		err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+	}
+	if err != nil {
+		return &NamespaceError{Op: "hiding " + p, Err: err}
+	}
+	return nil
+}
+
+// readOnlyTree makes the mount at dir and every mount below it
+// read-only (mount_setattr, Linux 5.12), or only dir where the kernel is
+// older.
+func readOnlyTree(dir string) error {
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	err := unix.MountSetattr(-1, dir, unix.AT_RECURSIVE, attr)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOSYS) {
+		return &NamespaceError{Op: "making " + dir + " read-only", Err: err}
+	}
+	return remountReadOnly(dir)
+}
+
+// runAsInit starts argv as the only child of the namespace's init (this
+// process), passes on SIGTERM, SIGINT and SIGHUP, reaps what the session
+// leaves behind, and returns Nix's exit status (128+n for a signal n).
+func runAsInit(path string, argv, env []string) (int, error) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}})
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: starting %s: %w", path, err)
+	}
+	go func() {
+		for s := range sigs {
+			syscall.Kill(pid, s.(syscall.Signal))
+		}
+	}()
+	for {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("sandbox: waiting for %s: %w", path, err)
+		}
+		if got != pid {
+			continue // an orphan of the session: reaped
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ws.ExitStatus(), nil
+	}
+}
+
+// dropPrivileges leaves the thread that will exec Nix no capability in
+// any set — bounding (which needs the CAP_SETPCAP kept ambient for this),
+// ambient, permitted, effective, inheritable — and sets no_new_privs, so
+// that nothing Nix or a build runs can gain privileges by execve. Nix's
+// own build sandbox still works: a new user namespace starts with a full
+// set of its own.
+func dropPrivileges() error {
+	for c := 0; c <= 63; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				break // past the kernel's last capability
+			}
+			if errors.Is(err, unix.EPERM) {
+				// Not in a namespace of our own (proot): nothing to drop
+				// with, and no_new_privs below keeps execve from using
+				// the bounding set.
+				break
+			}
+			return fmt.Errorf("sandbox: dropping capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("sandbox: dropping ambient capabilities: %w", err)
+	}
+	var none [2]unix.CapUserData
+	if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &none[0]); err != nil {
+		return fmt.Errorf("sandbox: dropping capabilities: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("sandbox: setting no_new_privs: %w", err)
+	}
+	return nil
 }
 
 func replaceEnv(env []string, key, value string) []string {

@@ -33,15 +33,19 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 		spec.binDirs = []string{}
 	}
 	switch cfg.Sandbox.Mode {
+	case policy.SandboxUserNS, policy.SandboxNixUserChroot:
+		env = withNixConfig(env, BuildSandboxSettings)
+	}
+	switch cfg.Sandbox.Mode {
 	case policy.SandboxUserNS:
-		spec.storeDir, spec.roHome = store, a.Home
+		spec.storeDir, spec.hideHome, spec.hide, spec.isolate = store, a.Home, secretPaths(cfg), true
 		return &Command{Path: self, Argv: append([]string{self, HelperCommand}, spec.args()...), Env: env, Namespace: true}, nil
 	case policy.SandboxNixUserChroot:
 		bin, err := lookBinary(cfg.Sandbox.NixUserChroot, "sandbox.nix_user_chroot", "nix-user-chroot (or nixgate itself, linked as nix-user-chroot)")
 		if err != nil {
 			return nil, err
 		}
-		spec.roHome = a.Home
+		spec.hideHome, spec.hide, spec.isolate = a.Home, secretPaths(cfg), true
 		return &Command{Path: bin, Argv: append([]string{bin, store, self, NestCommand}, spec.args()...), Env: env}, nil
 	case policy.SandboxProot:
 		bin, err := lookBinary(cfg.Sandbox.Proot, "sandbox.proot", "proot (apt-get install proot)")
@@ -60,6 +64,19 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 		return &Command{Path: bin, Argv: append(argv, spec.args()...), Env: env}, nil
 	}
 	return nil, fmt.Errorf("sandbox: unknown mode %q", cfg.Sandbox.Mode)
+}
+
+// secretPaths are the files of nixgate's that Nix has no need to see:
+// the configuration, the keys file, the host keys and serve's state
+// directory.
+func secretPaths(cfg *policy.Config) []string {
+	var out []string
+	for _, p := range append([]string{cfg.Source, cfg.AuthorizedKeys, cfg.Serve.StateDir}, cfg.Serve.HostKeys...) {
+		if filepath.IsAbs(p) {
+			out = append(out, filepath.Clean(p))
+		}
+	}
+	return out
 }
 
 // lookBinary finds an external sandbox program by path, in PATH, or in

@@ -12,12 +12,12 @@ import (
 )
 
 func TestHelperSpecRoundTrip(t *testing.T) {
-	in := helperSpec{storeDir: "/home/u/.nix", roHome: "/home/u", chdir: "/", binDirs: []string{"/usr/bin", "~/.nix-profile/bin"}, argv: []string{"nix-store", "--serve", "--", "--write"}}
+	in := helperSpec{storeDir: "/home/u/.nix", hideHome: "/home/u", hide: []string{"/etc/nixgate/nixgate.toml", "/var/lib/nixgate"}, isolate: true, chdir: "/", binDirs: []string{"/usr/bin", "~/.nix-profile/bin"}, argv: []string{"nix-store", "--serve", "--", "--write"}}
 	out, err := parseHelper(in.args())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.storeDir != in.storeDir || out.roHome != in.roHome || out.chdir != in.chdir || !slices.Equal(out.binDirs, in.binDirs) || !slices.Equal(out.argv, in.argv) {
+	if out.storeDir != in.storeDir || out.hideHome != in.hideHome || !slices.Equal(out.hide, in.hide) || out.isolate != in.isolate || out.chdir != in.chdir || !slices.Equal(out.binDirs, in.binDirs) || !slices.Equal(out.argv, in.argv) {
 		t.Errorf("parseHelper(args) = %+v; want %+v", out, in)
 	}
 	if _, err := parseHelper([]string{"--store-dir", "/x", "--"}); err == nil {
@@ -49,7 +49,7 @@ func TestPrepareSandboxModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := filepath.Join(home, ".nix")
-	if !c.Namespace || c.Path != self || !slices.Contains(c.Argv, "--store-dir") || !slices.Contains(c.Argv, store) || !slices.Contains(c.Argv, "--read-only-home") {
+	if !c.Namespace || c.Path != self || !slices.Contains(c.Argv, "--store-dir") || !slices.Contains(c.Argv, store) || !slices.Contains(c.Argv, "--hide-home") || !slices.Contains(c.Argv, "--isolate") {
 		t.Errorf("userns command = %+v", c)
 	}
 	if fi, err := os.Stat(store); err != nil || !fi.IsDir() {

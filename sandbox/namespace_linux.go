@@ -13,17 +13,17 @@ import (
 )
 
 // namespaceAttr returns the process attributes that start a child in a
-// new user and mount namespace, with the caller's uid and gid mapped 1:1
+// new user, mount, PID and IPC namespace, with the caller's uid and gid mapped 1:1
 // (Nix must not believe it is root) and CAP_SYS_ADMIN kept across execve
 // as an ambient capability, so that the helper can mount before it execs
-// Nix.
+// Nix, with CAP_SETPCAP, so that it can then empty its bounding set.
 func namespaceAttr() *syscall.SysProcAttr {
 	uid, gid := os.Getuid(), os.Getgid()
 	return &syscall.SysProcAttr{
-		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC,
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
-		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN},
+		AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP},
 	}
 }
 

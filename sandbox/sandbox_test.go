@@ -81,3 +81,21 @@ func TestPrepare(t *testing.T) {
 		t.Error("Prepare accepted a denying decision")
 	}
 }
+
+func TestLocalStore(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--serve", "--write", "--store", "local?root=/srv/s"}, true},
+		{[]string{"--stdio", "--store", "local"}, true},
+		{[]string{"--stdio", "--store", "/srv/s"}, true},
+		{[]string{"--stdio", "--store", "daemon"}, false},
+		{[]string{"--stdio", "--store", "unix:///run/nix.sock"}, false},
+		{[]string{"--serve", "--write"}, false},
+	} {
+		if got := LocalStore(tt.args); got != tt.want {
+			t.Errorf("LocalStore(%q) = %v; want %v", tt.args, got, tt.want)
+		}
+	}
+}

@@ -122,6 +122,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := checkSandbox(cfg, account, cred); err != nil {
 		return fail("%v", strings.TrimPrefix(err.Error(), "sandbox: "))
 	}
+	if path, dirs, err := sandbox.Which(cfg, account, policy.NixStore); err == nil {
+		log.Info("nix", "nix-store", path, "bin_dirs", dirs, "sandbox", cfg.Sandbox.Mode, "why", "the first of bin_dirs that holds it")
+	}
 	signers, generated, err := keys.LoadHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
 	if err != nil {
 		return fail("%v", err)
