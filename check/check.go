@@ -174,9 +174,12 @@ func Run(cfg *policy.Config, o Options) []Result {
 	rs = append(rs, checkSigning(cfg)...)
 	if cfg.Sandbox.Mode != policy.SandboxDirect {
 		rs = append(rs, checkSandbox(cfg, a)...)
+		rs = append(rs, checkProot(cfg)...)
 	}
+	rs = append(rs, checkFiles(cfg, a)...)
 	switch o.Mode {
 	case Exec:
+		rs = append(rs, checkExecLog(cfg, a)...)
 		rs = append(rs, checkHome(cfg, a)...)
 		rs = append(rs, checkShell(a)...)
 		rs = append(rs, checkLocked(a)...)

@@ -220,11 +220,36 @@ func checkSandbox(cfg *policy.Config, a *account) []Result {
 	return []Result{{"sandbox", OK, fmt.Sprintf("sandbox.mode %s runs nix-store as %s", cfg.Sandbox.Mode, a.name), ""}}
 }
 
+// checkProot says what proot mode means for build keys: refused without
+// the operator's acknowledgement, uncontained with it.
+func checkProot(cfg *policy.Config) []Result {
+	if cfg.Sandbox.Mode != policy.SandboxProot {
+		return nil
+	}
+	var build []string
+	for _, k := range cfg.Keys {
+		if k.Role == policy.RoleBuild {
+			build = append(build, k.Name)
+		}
+	}
+	if why := cfg.Sandbox.BuildKeysRefusal(); why != "" {
+		if len(build) == 0 {
+			return []Result{{"proot", OK, "sandbox.mode proot: no build keys (they would be refused: " + policy.ProotUncontained + "); substitute keys work", ""}}
+		}
+		return []Result{{"proot", Fail, fmt.Sprintf("%s (keys %s)", why, strings.Join(build, ", ")),
+			fmt.Sprintf("use sandbox.mode = \"userns\" or \"nix-user-chroot\", or set [sandbox] proot_build_keys = %q", policy.ProotBuildKeysAck)}}
+	}
+	return []Result{{"proot", Warn, fmt.Sprintf("sandbox.mode proot with proot_build_keys = %q: %s; build keys %s run builds that can reach all of it", policy.ProotBuildKeysAck, policy.ProotUncontained, strings.Join(build, ", ")),
+		"use sandbox.mode = \"userns\" or \"nix-user-chroot\" where user namespaces are allowed"}}
+}
+
 // checkHome checks that the build user cannot change its own access.
 func checkHome(cfg *policy.Config, a *account) []Result {
-	if cfg.Sandbox.Mode != policy.SandboxDirect {
+	if cfg.Sandbox.Mode != policy.SandboxDirect && cfg.Sandbox.Mode != policy.SandboxProot {
 		return []Result{{"home", OK, fmt.Sprintf("sandbox.mode %s keeps %s read-only for the Nix commands", cfg.Sandbox.Mode, a.home), ""}}
 	}
+	// proot's read-only home binds nothing a build that kills its tracer
+	// cannot undo: the home itself must be read-only, as in direct mode.
 	fix := "chmod -R a-w ~" + a.name
 	ssh := filepath.Join(a.home, ".ssh")
 	var rs []Result

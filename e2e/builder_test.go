@@ -220,6 +220,11 @@ listen = "127.0.0.1:%d"
 		// The store is the sandbox's /nix, the account's ~/.nix.
 		doc = strings.Replace(doc, fmt.Sprintf("store = %q\nallowed_stores = [%q]\n", b.store, b.allowedStore), "", 1)
 		doc += fmt.Sprintf("\n[sandbox]\nmode = %q\nnix_user_chroot = %q\n", b.sandbox, nixUserChroot)
+		if b.sandbox == "proot" {
+			// The tests run build keys under proot, which cannot contain
+			// them: the operator's acknowledgement.
+			doc += "proot_build_keys = \"same-uid-not-contained\"\n"
+		}
 		b.storeDir = filepath.Join(b.account.home, ".nix")
 	}
 	writeFile(t, b.config, doc, 0o644)
@@ -241,9 +246,20 @@ func (b *builder) writeHome(t testing.TB) {
 	}
 	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
 	writeFile(t, ak, strings.Join(lines, "\n")+"\n", 0o644)
+	if b.sandbox == "proot" {
+		// The store, ~/.nix, stays the account's to write.
+		if err := os.MkdirAll(filepath.Join(b.account.home, ".nix"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b.account.chown(t, b.account.home)
-	if b.sandbox == "" {
+	switch b.sandbox {
+	case "":
 		mustRun(t, nil, "chmod", "-R", "a-w", b.account.home)
+	case "proot":
+		// A build escapes proot (it runs as the account), so exec mode
+		// checks that the home is read-only in proot mode too.
+		mustRun(t, nil, "chmod", "a-w", b.account.home, filepath.Dir(ak), ak)
 	}
 }
 

@@ -135,6 +135,12 @@ func (e *Engine) Decide(req Request) Decision {
 		}
 		return d
 	}
+	if k.Role == RoleBuild {
+		if why := e.cfg.Sandbox.BuildKeysRefusal(); why != "" {
+			d.Reason = why
+			return d
+		}
+	}
 	if req.Command == LixBootstrapCommand && !req.inBootstrap {
 		d.LixBootstrap = true
 		d.Reason = "Lix 2.93.0 start-up: the command follows on stdin"

@@ -197,3 +197,39 @@ func TestParseCommandTrailingSemicolon(t *testing.T) {
 		}
 	}
 }
+
+// TestProotRefusesBuildKeys: proot cannot contain code of the account's
+// own uid (a build killed its tracer and wrote the keys file), so build
+// keys are refused in proot mode unless the operator acknowledges it.
+func TestProotRefusesBuildKeys(t *testing.T) {
+	base := "user = \"b\"\n[[keys]]\nname = \"ci\"\nrole = \"build\"\n[[keys]]\nname = \"cache\"\nrole = \"substitute\"\n[sandbox]\nmode = \"proot\"\n"
+	cfg, err := Parse("p.toml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(cfg)
+	for _, cmd := range []string{"nix-store --serve --write", "nix-daemon --stdio", "nix-store --serve", "bash"} {
+		d := e.Decide(Request{Key: "ci", Command: cmd})
+		if d.Allow || d.LixBootstrap || !strings.Contains(d.Reason, "build keys are refused in sandbox.mode proot") || !strings.Contains(d.Reason, `proot_build_keys = "same-uid-not-contained"`) || !strings.Contains(d.Reason, "uid") {
+			t.Errorf("proot, build key, %q: %+v; want refused with the reason", cmd, d)
+		}
+	}
+	if d := e.Decide(Request{Key: "cache", Command: "nix-store --serve --write"}); !d.Allow || slices.Contains(d.Args, "--write") {
+		t.Errorf("proot, substitute key: %+v; want read-only nix-store --serve", d)
+	}
+	acked, err := Parse("p.toml", []byte(base+"proot_build_keys = \"same-uid-not-contained\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := NewEngine(acked).Decide(Request{Key: "ci", Command: "nix-store --serve --write"}); !d.Allow {
+		t.Errorf("proot acknowledged, build key: %+v; want allowed", d)
+	}
+	if _, err := Parse("p.toml", []byte(base+"proot_build_keys = \"yes\"\n")); err == nil || !strings.Contains(err.Error(), "p.toml:10: sandbox.proot_build_keys: \"yes\"") {
+		t.Errorf("proot_build_keys = yes: %v; want refused at p.toml:10", err)
+	}
+	// Other modes are not concerned.
+	direct, _ := Parse("d.toml", []byte(strings.Replace(base, "proot", "userns", 1)))
+	if d := NewEngine(direct).Decide(Request{Key: "ci", Command: "nix-store --serve --write"}); !d.Allow {
+		t.Errorf("userns, build key: %+v; want allowed", d)
+	}
+}

@@ -1,5 +1,7 @@
 package policy
 
+import "fmt"
+
 // SandboxMode is how nixgate runs the Nix command. The zero SandboxMode
 // is SandboxDirect.
 type SandboxMode string
@@ -31,6 +33,28 @@ type SandboxConfig struct {
 	// Proot is the proot binary: a path, or a name looked up in PATH.
 	// Default: "proot".
 	Proot string `toml:"proot"`
+	// ProotBuildKeys, set to ProotBuildKeysAck, is the operator's
+	// acknowledgement that in proot mode a build runs as the account
+	// itself, uncontained, and lets build keys in. Empty (the default)
+	// refuses build-role keys in proot mode; substitute keys work either
+	// way. Unused in the other modes.
+	ProotBuildKeys string `toml:"proot_build_keys"`
+}
+
+// ProotBuildKeysAck is the one value of [sandbox] proot_build_keys: the
+// words say what the operator accepts.
+const ProotBuildKeysAck = "same-uid-not-contained"
+
+// ProotUncontained says why proot cannot contain a build: for messages.
+const ProotUncontained = "proot cannot contain code that runs as the build account's own uid: a build can kill its proot tracer and then reach everything the account owns (its keys file, host key, store and Nix)"
+
+// BuildKeysRefusal returns why build-role keys are refused under s, or ""
+// when they are not: in proot mode without the acknowledgement.
+func (s SandboxConfig) BuildKeysRefusal() string {
+	if s.Mode != SandboxProot || s.ProotBuildKeys == ProotBuildKeysAck {
+		return ""
+	}
+	return fmt.Sprintf("build keys are refused in sandbox.mode proot: %s; set [sandbox] proot_build_keys = %q to accept that", ProotUncontained, ProotBuildKeysAck)
 }
 
 func (v *validator) sandbox(s SandboxConfig) SandboxConfig {
@@ -52,6 +76,9 @@ func (v *validator) sandbox(s SandboxConfig) SandboxConfig {
 	}
 	if s.Proot == "" {
 		s.Proot = "proot"
+	}
+	if s.ProotBuildKeys != "" && s.ProotBuildKeys != ProotBuildKeysAck {
+		v.fail("sandbox.proot_build_keys", "%q: the one value is %q, which accepts that %s", s.ProotBuildKeys, ProotBuildKeysAck, ProotUncontained)
 	}
 	return s
 }

@@ -65,7 +65,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		defer closeLog()
 		return refuse(stderr, log, "configuration error, nothing was run: "+err.Error(), "mode", "exec", "key", keyName)
 	}
-	log, closeLog := openLog(cfg.Log.File)
+	log, closeLog := openExecLog(cfg.Log.File)
 	defer closeLog()
 	raw := getenv("SSH_ORIGINAL_COMMAND")
 	remote := remoteAddr(getenv("SSH_CONNECTION"))
@@ -79,9 +79,10 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		return refuse(stderr, log, fmt.Sprintf("running as %q, but %s says user = %q", u.Username, configPath, cfg.User))
 	}
 	account := sandbox.Account{Name: u.Username, Home: u.HomeDir}
-	// The sandbox modes make the home read-only themselves; run directly,
-	// the account must not be able to write it.
-	if cfg.Sandbox.Mode == policy.SandboxDirect {
+	// userns and nix-user-chroot make the home read-only themselves. Run
+	// directly, or under proot (which a build can escape: it runs as the
+	// account), the account must not be able to write it.
+	if cfg.Sandbox.Mode == policy.SandboxDirect || cfg.Sandbox.Mode == policy.SandboxProot {
 		if err := sandbox.CheckReadOnlyHome(account.Name, account.Home); err != nil {
 			return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "sandbox: "))
 		}

@@ -165,6 +165,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	errc := make(chan error, len(listeners))
 	warnFullTrust(cfg, log, stderr)
+	warnProot(cfg, log, stderr)
 	for _, l := range listeners {
 		log.Info("listening", "addr", l.Addr().String(), "user", cfg.User, "config", source)
 		go func() { errc <- srv.Serve(l) }()
@@ -266,6 +267,29 @@ func reload(srv *gateway.Server, load func() (*policy.Config, error), log *slog.
 	}
 	log.Info("reloaded", "keys", len(cfg.Keys))
 	warnFullTrust(cfg, log, stderr)
+	warnProot(cfg, log, stderr)
+}
+
+// warnProot says, at start-up and on every reload, that proot mode
+// cannot contain a build, and what becomes of the build keys: refused,
+// or let in by the operator's acknowledgement.
+func warnProot(cfg *policy.Config, log *slog.Logger, stderr io.Writer) {
+	if cfg.Sandbox.Mode != policy.SandboxProot {
+		return
+	}
+	var build []string
+	for _, k := range cfg.Keys {
+		if k.Role == policy.RoleBuild {
+			build = append(build, k.Name)
+		}
+	}
+	if why := cfg.Sandbox.BuildKeysRefusal(); why != "" {
+		fmt.Fprintf(stderr, "nixgate serve: %s (build keys refused: %s)\n", why, strings.Join(build, ", "))
+		log.Warn("proot: build keys refused", "reason", why, "keys", build)
+		return
+	}
+	fmt.Fprintf(stderr, "nixgate serve: %s; proot_build_keys = %q lets build keys in anyway: %s\n", policy.ProotUncontained, policy.ProotBuildKeysAck, strings.Join(build, ", "))
+	log.Warn("proot: build keys not contained", "reason", policy.ProotUncontained, "keys", build, "proot_build_keys", policy.ProotBuildKeysAck)
 }
 
 // warnFullTrust says, at start-up and on every reload, which keys pass

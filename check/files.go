@@ -1,0 +1,81 @@
+package check
+
+import (
+	"fmt"
+	"path/filepath"
+	"syscall"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// canChange returns the path through which a can change p: p itself
+// when a may write it or owns it (and so may chmod it), or a directory
+// above it in which a may replace the entry on the way (writable, and
+// not sticky or the entry a's own). It returns "" when there is none.
+func (a *account) canChange(p string) string {
+	p = filepath.Clean(p)
+	if ok, err := a.access(p, 2); err == nil && ok {
+		return p
+	}
+	for cur := p; ; {
+		var st syscall.Stat_t
+		if syscall.Stat(cur, &st) == nil && int(st.Uid) == a.uid {
+			return cur
+		}
+		dir := filepath.Dir(cur)
+		if dir == cur {
+			return ""
+		}
+		var dst syscall.Stat_t
+		if ok, err := a.access(dir, 3); err == nil && ok && syscall.Stat(dir, &dst) == nil {
+			if dst.Mode&syscall.S_ISVTX == 0 || int(st.Uid) == a.uid {
+				return dir
+			}
+		}
+		cur = dir
+	}
+}
+
+// checkFiles reports nixgate's configuration and keys file when the
+// build account can change them: a build running as the account could
+// give its key another role, add keys, or turn the filtering off. In
+// direct and proot mode nothing hides them from a build; userns and
+// nix-user-chroot hide them from Nix and its builds, but not from the
+// account's other processes.
+func checkFiles(cfg *policy.Config, a *account) []Result {
+	status := Fail
+	if cfg.Sandbox.Mode == policy.SandboxUserNS || cfg.Sandbox.Mode == policy.SandboxNixUserChroot {
+		status = Warn
+	}
+	var rs []Result
+	for _, f := range []struct{ what, path string }{{"configuration", cfg.Source}, {"keys file", cfg.AuthorizedKeys}} {
+		if f.path == "" || !filepath.IsAbs(f.path) {
+			continue
+		}
+		via := a.canChange(f.path)
+		if via == "" {
+			rs = append(rs, Result{"files", OK, fmt.Sprintf("the %s %s cannot be changed by %s", f.what, f.path, a.name), ""})
+			continue
+		}
+		msg := fmt.Sprintf("the %s %s can be changed by %s", f.what, f.path, a.name)
+		if via != f.path {
+			msg += " through " + via
+		}
+		msg += ", so a build running as " + a.name + " could rewrite the keys and their roles"
+		rs = append(rs, Result{"files", status, msg, fmt.Sprintf("chown root: %s && chmod go-w %s", via, via)})
+	}
+	return rs
+}
+
+// checkExecLog reports an exec-mode [log] file: nixgate exec runs as the
+// build account, so it can only write a file the account can write, in
+// which a build can forge or erase audit records.
+func checkExecLog(cfg *policy.Config, a *account) []Result {
+	if cfg.Log.File == "" {
+		return []Result{{"log", OK, "nixgate exec logs to the system log (the journal), which " + a.name + " cannot rewrite", ""}}
+	}
+	if a.canChange(cfg.Log.File) != "" {
+		return []Result{{"log", Warn, fmt.Sprintf("[log] file %s can be changed by %s, so a build can forge or erase the audit records in it (nixgate exec sends each record to the system log as well)", cfg.Log.File, a.name), "remove [log] file: nixgate exec then logs to the system log only"}}
+	}
+	return []Result{{"log", Warn, fmt.Sprintf("[log] file %s cannot be written by %s, as whom nixgate exec runs: its records go to the system log instead", cfg.Log.File, a.name), "remove [log] file"}}
+}

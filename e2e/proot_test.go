@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestProotBuildKeysNeedAcknowledgement: proot cannot contain code of the
+// account's own uid (a build killed its tracer and wrote the keys file),
+// so without [sandbox] proot_build_keys a build key is refused in proot
+// mode, in one line that says why, while substitute keys keep working;
+// serve says so at start-up (here: on reload) and check fails.
+func TestProotBuildKeysNeedAcknowledgement(t *testing.T) {
+	for _, transport := range []string{modeExec, modeServe} {
+		t.Run(transport, func(t *testing.T) {
+			b := newBuilderIn(t, transport, "proot")
+			acked := readFile(t, b.config)
+			writeFile(t, b.config, strings.Replace(acked, "proot_build_keys = \"same-uid-not-contained\"\n", "", 1), 0o644)
+			if transport == modeServe {
+				b.signalServe(t, syscall.SIGHUP)
+				waitLog(t, b, "proot: build keys refused", nil)
+				if s := readFile(t, b.serveLog); !strings.Contains(s, "build keys are refused in sandbox.mode proot") {
+					t.Errorf("serve said nothing about proot on its stderr:\n%s", s)
+				}
+			}
+			r := b.ssh(t, "build", "nix-store --serve --write", nil)
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if r.code == 0 || r.stdout != "" || len(lines) != 1 || !strings.Contains(r.stderr, "nixgate: refused: build keys are refused in sandbox.mode proot: proot cannot contain code that runs as the build account's own uid") || !strings.Contains(r.stderr, `proot_build_keys = "same-uid-not-contained"`) {
+				t.Fatalf("build key under proot without the acknowledgement: %s", r)
+			}
+			b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
+
+			rs, code := runCheck(t, "--config", b.config, "--mode", transport)
+			finding(t, rs, "proot", "fail", "build keys are refused in sandbox.mode proot", "proot_build_keys")
+			if code != 1 {
+				t.Errorf("check exit %d; want 1", code)
+			}
+			writeFile(t, b.config, acked, 0o644)
+			rs, _ = runCheck(t, "--config", b.config, "--mode", transport)
+			finding(t, rs, "proot", "warn", "proot cannot contain code", "userns")
+		})
+	}
+}
+
+// TestExecProotChecksReadOnlyHome: exec mode skipped its read-only-home
+// check in every sandbox mode, so under proot (which a build escapes) a
+// build could write ~/.ssh/authorized_keys.
+func TestExecProotChecksReadOnlyHome(t *testing.T) {
+	b := newBuilderIn(t, modeExec, "proot")
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+	mustRun(t, nil, "chmod", "u+w", b.account.home)
+	defer mustRun(t, nil, "chmod", "a-w", b.account.home)
+	r := b.ssh(t, "build", "nix-store --serve --write", nil)
+	if r.code == 0 || !strings.Contains(r.stderr, "nixgate: refused: "+b.account.home+" is writable by "+b.account.name) {
+		t.Fatalf("exec under proot with a writable home: %s", r)
+	}
+}
