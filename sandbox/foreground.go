@@ -120,6 +120,7 @@ func runChecked(cfg *policy.Config, a Account, prog policy.Program, args ...stri
 	if err != nil {
 		return "", &startFailure{err}
 	}
+	defer c.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.Path)
