@@ -175,6 +175,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 	if cfg.Sandbox.Mode != policy.SandboxDirect {
 		rs = append(rs, checkSandbox(cfg, a)...)
 	}
+	rs = append(rs, checkReach(cfg)...)
 	switch o.Mode {
 	case Exec:
 		rs = append(rs, checkHome(cfg, a)...)
