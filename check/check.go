@@ -177,6 +177,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 		rs = append(rs, checkProot(cfg)...)
 	}
 	rs = append(rs, checkFiles(cfg, a)...)
+	rs = append(rs, checkReach(cfg)...)
 	switch o.Mode {
 	case Exec:
 		rs = append(rs, checkExecLog(cfg, a)...)

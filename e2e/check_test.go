@@ -167,6 +167,7 @@ func TestCheckSandboxMode(t *testing.T) {
 	rs, code := runCheck(t, "--config", b.config, "--mode", "serve")
 	noFailures(t, rs, code)
 	finding(t, rs, "sandbox", "ok", "sandbox.mode userns runs nix-store as "+b.account.name, "")
+	finding(t, rs, "builds", "ok", "in Nix's build sandbox (sandbox = true, no fallback), nested in sandbox.mode userns", "")
 }
 
 // TestCheckWhatServeUses covers check's own command line and the

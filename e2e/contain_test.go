@@ -67,14 +67,20 @@ func processesWith(s string) []int {
 }
 
 // TestBuildContained runs the attacks of issue 10 as a remote build with
-// a build key on a builder without root, in the sandbox modes that build
-// as the account, through both transports: nothing gets through, and the
-// builder keeps serving.
+// a build key wherever Nix builds as the account — a builder without root
+// in the userns and nix-user-chroot modes, and direct mode with a store
+// of the account's own (local?root=) — through both transports: nothing
+// gets through, and the builder keeps serving.
 func TestBuildContained(t *testing.T) {
 	for _, transport := range []string{modeExec, modeServe} {
-		for _, sb := range []string{"userns", "nix-user-chroot"} {
+		for _, sb := range []string{"direct", "userns", "nix-user-chroot"} {
 			t.Run(transport+"/"+sb, func(t *testing.T) {
-				b := newBuilderIn(t, transport, sb)
+				var b *builder
+				if sb == "direct" {
+					b = newBuilder(t, transport)
+				} else {
+					b = newBuilderIn(t, transport, sb)
+				}
 				nonce := fmt.Sprint(time.Now().UnixNano())
 
 				// A secret of the account's in its home, nixgate's host
@@ -137,6 +143,12 @@ func TestBuildContained(t *testing.T) {
 				}
 				if len(left) > 0 {
 					t.Errorf("processes the build started outlived it: %v", left)
+				}
+				if sb == "direct" {
+					// Direct mode runs the machine's Nix; bin_dirs are the
+					// operator's (see the sandbox modes below).
+					b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
+					return
 				}
 				// Had something of the account's planted a nix-store in its
 				// profile, later sessions would still not run it: bin_dirs

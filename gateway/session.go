@@ -103,6 +103,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 // back: status 1 when the filter ended the session with a refusal. A nil
 // filter (the operator's shell) connects cmd to the session directly.
 func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command, filter *nixproto.Filter) {
+	defer cmd.Done()
 	start := time.Now()
 	stdio := sandbox.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()}
 	if filter != nil {

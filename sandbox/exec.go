@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 
@@ -20,6 +21,22 @@ type Command struct {
 	// Namespace is set when Path must start in a new user and mount
 	// namespace (userns mode): it cannot replace the calling process.
 	Namespace bool
+
+	// scratch are directories made for this command alone, removed by
+	// Done.
+	scratch []string
+}
+
+// Done removes what Prepare made for this command alone (proot's empty
+// home); call it when the command has ended. A nil Command does nothing.
+func (c *Command) Done() {
+	if c == nil {
+		return
+	}
+	for _, d := range c.scratch {
+		os.Chmod(d, 0o755)
+		os.RemoveAll(d)
+	}
 }
 
 // Prepare builds the command that runs d's program for account a in

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -67,6 +68,10 @@ func (c *Command) RunForeground() (int, error) {
 // serve mode calls it at start-up and refuses to start on an error.
 func Check(cfg *policy.Config, a Account) error {
 	if out, err := runChecked(cfg, a, policy.NixStore, "--version"); err != nil {
+		var notStarted *startFailure
+		if errors.As(err, &notStarted) {
+			return notStarted.err
+		}
 		return fmt.Errorf("sandbox: sandbox.mode %s cannot run nix-store: %s", cfg.Sandbox.Mode, strings.TrimPrefix(out, "nixgate: "))
 	}
 	switch cfg.Sandbox.Mode {
@@ -88,6 +93,10 @@ func checkBuildSandbox(cfg *policy.Config, a Account) error {
 	}
 	expr := fmt.Sprintf(`derivation { name = "nixgate-sandbox-probe"; system = builtins.currentSystem; builder = %q; args = [ "--version" ]; }`, probe)
 	out, err := runChecked(cfg, a, "nix-build", "--no-out-link", "--expr", expr)
+	var notStarted *startFailure
+	if errors.As(err, &notStarted) {
+		return notStarted.err
+	}
 	switch {
 	case err == nil:
 		return fmt.Errorf("sandbox: builds are not sandboxed in sandbox.mode %s: a probe build ran %s, which is outside the Nix store", cfg.Sandbox.Mode, probe)
@@ -97,14 +106,21 @@ func checkBuildSandbox(cfg *policy.Config, a Account) error {
 	return fmt.Errorf("sandbox: Nix's build sandbox does not work inside sandbox.mode %s, and builds would run unsandboxed as %s: %s", cfg.Sandbox.Mode, a.Name, lastLine(out))
 }
 
+// startFailure is runChecked's error when the command did not start.
+type startFailure struct{ err error }
+
+func (e *startFailure) Error() string { return e.err.Error() }
+
 // runChecked runs prog with args for a the way cfg's sandbox runs
-// commands, bounded in time, and returns its combined output.
+// commands, bounded in time, and returns its combined output; a
+// *startFailure when it could not be started.
 func runChecked(cfg *policy.Config, a Account, prog policy.Program, args ...string) (string, error) {
 	d := policy.Decision{Allow: true, Program: prog, Args: args}
 	c, err := Prepare(cfg, d, a)
 	if err != nil {
-		return "", err
+		return "", &startFailure{err}
 	}
+	defer c.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.Path)
@@ -115,7 +131,7 @@ func runChecked(cfg *policy.Config, a Account, prog policy.Program, args ...stri
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return "", c.startError(err)
+		return "", &startFailure{c.startError(err)}
 	}
 	err = cmd.Wait()
 	return strings.TrimSpace(out.String()), err

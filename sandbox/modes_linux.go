@@ -59,6 +59,8 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 				return nil, err
 			}
 			argv = append(argv, "-b", empty+":"+a.Home)
+			argv = append(argv, self, HelperCommand)
+			return &Command{Path: bin, Argv: append(argv, spec.args()...), Env: env, scratch: []string{empty}}, nil
 		}
 		argv = append(argv, self, HelperCommand)
 		return &Command{Path: bin, Argv: append(argv, spec.args()...), Env: env}, nil
@@ -97,24 +99,19 @@ func lookBinary(name, setting, what string) (string, error) {
 	return filepath.Abs(p)
 }
 
-// emptyDir returns an empty directory that its owner cannot write, made
-// once per user; proot shows it in place of the home directory.
+// emptyDir returns a new empty directory that its owner cannot write,
+// for one session; proot shows it in place of the home directory. A
+// build can write into it (same uid), so no session shares it, and
+// Command.Done removes it.
 func emptyDir() (string, error) {
-	p := filepath.Join(os.TempDir(), fmt.Sprintf("nixgate-empty-%d", os.Getuid()))
-	if err := os.Mkdir(p, 0o555); err != nil && !errors.Is(err, os.ErrExist) {
+	p, err := os.MkdirTemp("", "nixgate-empty-")
+	if err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Lstat(p, &st); err != nil {
+	if err := os.Chmod(p, 0o555); err != nil {
+		os.Remove(p)
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
-	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR || int(st.Uid) != os.Getuid() {
-		return "", fmt.Errorf("sandbox: %s is not a directory of this user's", p)
-	}
-	if entries, err := os.ReadDir(p); err != nil || len(entries) > 0 {
-		return "", fmt.Errorf("sandbox: %s is not empty", p)
-	}
-	os.Chmod(p, 0o555)
 	return p, nil
 }
 

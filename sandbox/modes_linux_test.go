@@ -63,6 +63,23 @@ func TestPrepareSandboxModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each session its own empty home (a build can write into it), gone
+	// when the session is.
+	c2, err := Prepare(testConfig(t, "[sandbox]\nmode = \"proot\"\nproot = \""+filepath.Join(bin, "proot")+"\"\n"), d, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, empty2 := strings.TrimSuffix(c.Argv[4], ":"+home), strings.TrimSuffix(c2.Argv[4], ":"+home)
+	if empty == empty2 {
+		t.Errorf("two proot sessions share the empty home %s", empty)
+	}
+	os.Chmod(empty2, 0o755)
+	os.WriteFile(filepath.Join(empty2, "left-by-a-build"), nil, 0o644)
+	c2.Done()
+	if _, err := os.Stat(empty2); err == nil {
+		t.Errorf("Done left %s behind", empty2)
+	}
+	defer c.Done()
 	if c.Namespace || c.Path != filepath.Join(bin, "proot") || c.Argv[1] != "-b" || c.Argv[2] != store+":/nix" || c.Argv[3] != "-b" || !strings.HasSuffix(c.Argv[4], ":"+home) {
 		t.Errorf("proot command = %q", c.Argv)
 	}
@@ -120,7 +137,9 @@ func TestEmptyDir(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o555 {
 		t.Fatalf("emptyDir = %s, %v, %v", p, fi, err)
 	}
-	if q, err := emptyDir(); err != nil || q != p {
-		t.Errorf("second emptyDir = %s, %v", q, err)
+	// Regression: a build (same uid) that left a file in a shared empty
+	// home made every later session fail; each session has its own.
+	if q, err := emptyDir(); err != nil || q == p {
+		t.Errorf("second emptyDir = %s, %v; want a directory of its own", q, err)
 	}
 }

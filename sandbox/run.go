@@ -52,7 +52,8 @@ func LookupAccount(name string, credential bool) (Account, *syscall.Credential, 
 // IO is where a started command reads and writes. Nil readers and
 // writers mean /dev/null. A Stdin that is an *os.File (the read end of a
 // pipe) is the process's stdin itself, and Start closes the caller's
-// copy.
+// copy; a Stderr that is an *os.File is the process's stderr itself, and
+// its bytes are not counted.
 type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -90,7 +91,11 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 	if stdio.Stdout != nil {
 		cmd.Stdout = countingWriter{stdio.Stdout, &p.out}
 	}
-	if stdio.Stderr != nil {
+	if f, ok := stdio.Stderr.(*os.File); ok {
+		// The caller's own stderr (exec mode): given as it is, with no
+		// pipe and copy between, and so not counted.
+		cmd.Stderr = f
+	} else if stdio.Stderr != nil {
 		cmd.Stderr = countingWriter{stdio.Stderr, &p.err}
 	}
 	var stdinRead *os.File

@@ -133,6 +133,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 // what the session moved, and returns the exit status: Nix's, 128+n for a
 // signal n, 1 when the filter refused.
 func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr io.Writer, log *slog.Logger) int {
+	defer c.Done()
 	start := time.Now()
 	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
 		dir = "/"
