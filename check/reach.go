@@ -25,7 +25,7 @@ func checkReach(cfg *policy.Config) []Result {
 	case policy.SandboxUserNS, policy.SandboxNixUserChroot:
 		return []Result{{"builds", OK, fmt.Sprintf("builds run as %s in Nix's build sandbox (sandbox = true, no fallback), nested in sandbox.mode %s: they see their inputs, /build, /dev, /etc, /proc and /tmp; Nix itself sees no home, no nixgate file, a private /tmp, only the session's processes, and holds no capability", cfg.User, cfg.Sandbox.Mode), ""}}
 	case policy.SandboxProot:
-		return []Result{{"builds", Warn, fmt.Sprintf("sandbox.mode proot cannot contain a build: it runs as %s, can kill its tracer, and then reaches everything %s owns (the keys file included)", cfg.User, cfg.User), `give build keys to a builder with user namespaces (sandbox.mode = "userns"), or keep only substitute keys here`}}
+		return []Result{{"builds", Warn, fmt.Sprintf("sandbox.mode proot cannot contain a build: it runs as %s, can kill its tracer, and then reaches everything %s owns (the keys file included)", cfg.User, cfg.User), `give build keys to a builder with user namespaces (sandbox.mode = "userns"), or keep only substitute keys here (build keys work in proot only with [sandbox] proot_build_keys = "same-uid-not-contained")`}}
 	}
 	args := []string{}
 	if cfg.Nix.Store != "" {
