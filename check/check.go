@@ -157,6 +157,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 	var rs []Result
 	add := func(r Result) { rs = append(rs, r) }
 	rs = append(rs, checkKeys(cfg, o)...)
+	rs = append(rs, checkDrain(cfg)...)
 	a, err := lookupAccount(cfg.User)
 	var unknown user.UnknownUserError
 	if errors.As(err, &unknown) {

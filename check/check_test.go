@@ -3,7 +3,11 @@ package check
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/policy"
 )
 
 func TestAccessFromModeBits(t *testing.T) {
@@ -46,5 +50,20 @@ func TestFailed(t *testing.T) {
 	}
 	if !Failed([]Result{{Status: OK}, {Status: Fail}}) {
 		t.Error("a failure was not counted")
+	}
+}
+
+func TestCheckDrain(t *testing.T) {
+	cfg := &policy.Config{}
+	cfg.Serve.StateDir = t.TempDir()
+	if rs := checkDrain(cfg); len(rs) != 0 {
+		t.Errorf("checkDrain(not draining) = %+v; want nothing", rs)
+	}
+	if err := admission.SetDrain(cfg.Serve.StateDir, "disk swap"); err != nil {
+		t.Fatal(err)
+	}
+	rs := checkDrain(cfg)
+	if len(rs) != 1 || rs[0].Status != Warn || rs[0].Fix != "nixgate drain --off" || !strings.Contains(rs[0].Message, `"nixgate: builder draining: disk swap"`) {
+		t.Errorf("checkDrain(draining) = %+v; want one warning with the fix nixgate drain --off", rs)
 	}
 }

@@ -17,6 +17,7 @@ type Metrics struct {
 	runningG    prometheus.Gauge
 	bytesC      *prometheus.CounterVec
 	ops         *prometheus.CounterVec
+	drainingG   prometheus.Gauge
 }
 
 // NewMetrics returns Metrics in a registry of their own, with the Go
@@ -42,8 +43,11 @@ func NewMetrics() *Metrics {
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixgate_ops_total", Help: "Nix protocol operations, by key, operation and decision (allow or deny).",
 		}, []string{"key", "op", "decision"}),
+		drainingG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixgate_draining", Help: "1 while the builder is draining (nixgate drain): new sessions are refused.",
+		}),
 	}
-	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops,
+	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -91,5 +95,15 @@ func (m *Metrics) op(key, op string, allowed bool) {
 			decision = "allow"
 		}
 		m.ops.WithLabelValues(key, op, decision).Inc()
+	}
+}
+
+func (m *Metrics) draining(on bool) {
+	if m != nil {
+		v := 0.0
+		if on {
+			v = 1
+		}
+		m.drainingG.Set(v)
 	}
 }

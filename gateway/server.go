@@ -54,6 +54,7 @@ type Server struct {
 	metrics *Metrics
 
 	state atomic.Pointer[state] // the configuration in force
+	drain atomic.Int32          // the drain state last seen: drainUnknown, 0 or 1
 
 	ssh     *gliderssh.Server
 	limiter *sourceLimiter
@@ -128,6 +129,8 @@ func New(o Options) (*Server, error) {
 		s.grace = 5 * time.Second
 	}
 	s.state.Store(st)
+	s.drain.Store(drainUnknown)
+	s.CheckDrain()
 	s.limiter = newSourceLimiter()
 	s.ssh = &gliderssh.Server{
 		Version:                  "nixgate",
@@ -177,6 +180,7 @@ func (s *Server) Reload(cfg *policy.Config) error {
 		s.log.Warn("no key may log in any more", "config", cfg.Source)
 	}
 	s.state.Store(st)
+	s.CheckDrain()
 	return nil
 }
 

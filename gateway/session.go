@@ -70,6 +70,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		// it has arrived: a reload meanwhile may have revoked the key.
 		Live:       func() *policy.Engine { return s.state.Load().engine },
 		LixTimeout: st.cfg.Serve.Limits.LoginGraceTime,
+		Draining:   s.draining,
 	})
 	log = log.With(v.LogAttrs()...)
 	cfg := v.Config

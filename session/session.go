@@ -66,6 +66,13 @@ type Request struct {
 	// LixTimeout bounds Lix's start-up dialogue. Zero means
 	// DefaultLixTimeout.
 	LixTimeout time.Duration
+	// Draining, when not nil, reports whether the builder is draining,
+	// and the line to refuse with (without the "nixgate: " prefix). A
+	// session that would run Nix, or start Lix's dialogue, is then
+	// refused before anything runs, so that Nix tries another builder;
+	// the operator's shell still gets in. It is called once per session,
+	// only for a key and command policy allows. Nil means never draining.
+	Draining func() (bool, string)
 }
 
 // DefaultLixTimeout is how long Lix's start-up dialogue may take when
@@ -89,6 +96,9 @@ type Verdict struct {
 	// Request.Engine's, or after Lix's dialogue that of Request.Live.
 	// Run the command by it. Nil when there was none.
 	Config *policy.Config
+	// Draining is set when the session was refused because the builder
+	// is draining (Request.Draining).
+	Draining bool
 }
 
 // Decide decides one session. When the client opens Lix's start-up
@@ -98,6 +108,11 @@ type Verdict struct {
 func Decide(req Request) Verdict {
 	d := req.Engine.Decide(req.Request)
 	v := Verdict{Config: req.Engine.Config()}
+	if (d.LixBootstrap || d.Allow && !d.Shell) && req.Draining != nil {
+		if on, msg := req.Draining(); on {
+			return Verdict{Decision: d, Config: v.Config, Message: msg, Draining: true}
+		}
+	}
 	if d.LixBootstrap {
 		if req.Stdin == nil || req.Stdout == nil {
 			return Verdict{Decision: d, Config: v.Config, Message: "refused: Lix's start-up dialogue is not offered here"}
@@ -162,6 +177,9 @@ func readLixBootstrap(req Request) (string, error) {
 // LogAttrs returns what the log records of the verdict.
 func (v Verdict) LogAttrs() []any {
 	attrs := []any{"role", v.Decision.Role}
+	if v.Draining {
+		attrs = append(attrs, "draining", true)
+	}
 	if v.LixCommand != "" {
 		attrs = append(attrs, "lix_command", v.LixCommand)
 	}

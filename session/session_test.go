@@ -428,3 +428,49 @@ func TestDecideLixDeadline(t *testing.T) {
 		t.Errorf("Decide took %s", d)
 	}
 }
+
+// TestDecideDraining checks that a draining builder refuses every session
+// that would run Nix, or start Lix's dialogue, with the drain's line, and
+// lets the operator's shell in; and that denials keep their own reason.
+func TestDecideDraining(t *testing.T) {
+	e := testEngine(t)
+	for _, draining := range []bool{false, true} {
+		calls := 0
+		drain := func() (bool, string) { calls++; return draining, "builder draining: kernel update" }
+		tests := []struct {
+			key, command string
+			mode         Mode
+			kind         Kind   // when draining
+			message      string // when draining
+		}{
+			{"ci", "nix-store --serve --write", Serve, Refuse, "builder draining: kernel update"},
+			{"ci", "nix-daemon --stdio", Exec, Refuse, "builder draining: kernel update"},
+			{"cache", "nix-store --serve --write", Exec, Refuse, "builder draining: kernel update"},
+			{"ci", "bash", Serve, Refuse, "builder draining: kernel update"},
+			{"ops", "", Serve, Shell, ""},
+			{"ci", "rm -rf /", Serve, Refuse, "refused: "},
+			{"nobody", "nix-daemon --stdio", Serve, Refuse, "refused: "},
+		}
+		for _, tt := range tests {
+			v := Decide(Request{Engine: e, Request: policy.Request{Key: tt.key, Command: tt.command}, Mode: tt.mode, Draining: drain})
+			kind, message := tt.kind, tt.message
+			if !draining && tt.kind == Refuse && strings.HasPrefix(tt.message, "builder draining") {
+				kind, message = RunNix, ""
+				if tt.command == "bash" {
+					// Lix's dialogue without stdin is refused for that.
+					kind, message = Refuse, "Lix"
+				}
+			}
+			if v.Kind != kind || !strings.Contains(v.Message, message) || v.Draining != (draining && strings.HasPrefix(message, "builder draining")) {
+				t.Errorf("draining=%v Decide(%s, %q) = kind %v, %q, draining %v; want kind %v, %q", draining, tt.key, tt.command, v.Kind, v.Message, v.Draining, kind, message)
+			}
+		}
+		if calls != 4 {
+			t.Errorf("draining=%v: Draining called %d times; want 4 (only for sessions that would run Nix)", draining, calls)
+		}
+	}
+	// Nil Draining never drains.
+	if v := Decide(Request{Engine: e, Request: policy.Request{Key: "ci", Command: "nix-daemon --stdio"}, Mode: Serve}); v.Kind != RunNix {
+		t.Errorf("Decide without Draining = %+v; want RunNix", v)
+	}
+}

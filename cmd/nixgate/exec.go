@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -106,6 +107,14 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 			return policy.NewEngine(live)
 		},
 		LixTimeout: execLixTimeout,
+		// nixgate drain's file in state_dir, the same as serve mode's.
+		Draining: func() (bool, string) {
+			d, err := admission.ReadDrain(cfg.Serve.StateDir)
+			if err != nil {
+				log.Error("the drain state cannot be read, so the session is refused", "file", admission.DrainPath(cfg.Serve.StateDir), "error", err.Error())
+			}
+			return d.On, d.Message()
+		},
 	})
 	log = log.With(v.LogAttrs()...)
 	if v.Kind != session.RunNix {

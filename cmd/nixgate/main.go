@@ -28,6 +28,7 @@ var commands = []command{
 	{"keys", "generate, authorize, list and revoke keys; show the host key", runKeys},
 	{"client-config", "print what a Nix client needs to use this builder", runClientConfig},
 	{"check", "find what is wrong with this builder, and how to fix it", runCheck},
+	{"drain", "take this builder out of rotation, or put it back (--off)", runDrain},
 	{"user-chroot", "run a command with DIR as /nix, like nix-user-chroot", runUserChroot},
 	{"version", "print the version", runVersion},
 }

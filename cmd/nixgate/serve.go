@@ -25,6 +25,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
+	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
@@ -150,6 +151,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	running.Store(srv)
+	// The drain file (nixgate drain): sessions read it themselves; this
+	// only logs a change, and shows it in the metrics, when it happens.
+	drainChanged := watchFiles(func() []string {
+		p, _ := filepath.Abs(admission.DrainPath(srv.Config().Serve.StateDir))
+		return []string{p}
+	}, 2*time.Second)
 	listeners, err := serveListeners(cfg)
 	if err != nil {
 		return fail("%v", err)
@@ -182,6 +189,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		case <-changed:
 			log.Info("configuration or keys file changed")
 			reload(srv, load, log, stderr)
+		case <-drainChanged:
+			srv.CheckDrain()
 		case err := <-errc:
 			if errors.Is(err, gateway.ErrServerClosed) {
 				return exitOK
