@@ -67,3 +67,25 @@ func TestCheckDrain(t *testing.T) {
 		t.Errorf("checkDrain(draining) = %+v; want one warning with the fix nixgate drain --off", rs)
 	}
 }
+
+func TestCheckDrainReadable(t *testing.T) {
+	cfg := &policy.Config{}
+	cfg.Serve.StateDir = filepath.Join(t.TempDir(), "state")
+	a := &account{name: "nixremote", uid: 4242, gid: 4242}
+	if rs := checkDrainReadable(cfg, a); len(rs) != 0 {
+		t.Errorf("no state_dir: %+v; want nothing", rs)
+	}
+	os.Mkdir(cfg.Serve.StateDir, 0o700)
+	if rs := checkDrainReadable(cfg, a); len(rs) != 1 || rs[0].Status != Fail {
+		t.Errorf("state_dir 0700 of another account: %+v; want a failure", rs)
+	}
+	os.Chmod(cfg.Serve.StateDir, 0o755)
+	admission.SetDrain(cfg.Serve.StateDir, "")
+	if rs := checkDrainReadable(cfg, a); len(rs) != 0 {
+		t.Errorf("readable drain file: %+v; want nothing", rs)
+	}
+	os.Chmod(admission.DrainPath(cfg.Serve.StateDir), 0o600)
+	if rs := checkDrainReadable(cfg, a); len(rs) != 1 || rs[0].Fix != "chmod 644 "+admission.DrainPath(cfg.Serve.StateDir) {
+		t.Errorf("drain file 0600: %+v; want a failure with chmod 644", rs)
+	}
+}
