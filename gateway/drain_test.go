@@ -1,15 +1,19 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/nixproto"
 )
 
 // TestDrain checks that a draining builder refuses a new session with one
@@ -68,7 +72,7 @@ func TestDrainMetric(t *testing.T) {
 	m := NewMetrics()
 	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
 	host, _ := gossh.NewSignerFromKey(hostPriv)
-	srv, err := New(Options{Config: &cfg, HostSigners: []gossh.Signer{host}, Metrics: m})
+	srv, err := New(Options{Config: &cfg, HostSigners: []gossh.Signer{host}, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,4 +106,50 @@ func drainingValue(t *testing.T, m *Metrics) float64 {
 	}
 	t.Fatal("no nixgate_draining metric")
 	return 0
+}
+
+// TestDrainLetsRunningSessionsFinish checks that a drain refuses only new
+// sessions: one already running goes on and ends as it would have.
+func TestDrainLetsRunningSessionsFinish(t *testing.T) {
+	ts := newTestServer(t, "cat", "")
+	cfg := *ts.srv.Config()
+	cfg.Serve.StateDir = t.TempDir()
+	if err := ts.srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.dial(t)
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stdin, _ := s.StdinPipe()
+	var out bytes.Buffer
+	s.Stdout = &out
+	if err := s.Start("nix-store --serve --write"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the command to start", func() bool { return ts.srv.Running() == 1 })
+	if err := admission.SetDrain(cfg.Serve.StateDir, "now"); err != nil {
+		t.Fatal(err)
+	}
+	// A new session is refused...
+	if _, errOut, _ := runCmd(t, c, "nix-store --serve --write"); errOut != "nixgate: builder draining: now\n" {
+		t.Errorf("new session while draining: stderr %q", errOut)
+	}
+	// ...the running one still works and ends as it would have: the fake
+	// nix-store echoes the hello and a QueryPathInfos.
+	request := binary.LittleEndian.AppendUint64(nil, nixproto.ServeMagicClient)
+	request = binary.LittleEndian.AppendUint64(request, nixproto.ServeMaxVersion)
+	request = binary.LittleEndian.AppendUint64(request, 2) // QueryPathInfos
+	request = binary.LittleEndian.AppendUint64(request, 1)
+	request = binary.LittleEndian.AppendUint64(request, 16)
+	request = append(request, "/nix/store/still"...)
+	stdin.Write(request)
+	stdin.Close()
+	hello := binary.LittleEndian.AppendUint64(nil, nixproto.ServeMagicServer)
+	hello = binary.LittleEndian.AppendUint64(hello, nixproto.ServeMaxVersion)
+	if err := s.Wait(); err != nil || !bytes.Equal(out.Bytes(), append(hello, request...)) {
+		t.Errorf("running session after the drain: %v %q; want exit 0 and the echo", err, out.String())
+	}
 }
