@@ -58,7 +58,7 @@ func ReadDrain(stateDir string) (Drain, error) {
 		return Drain{}, nil
 	}
 	if err != nil {
-		return Drain{On: true, Reason: "cannot read the drain state"}, fmt.Errorf("admission: %w", err)
+		return Drain{On: true, Reason: "cannot read the drain state in " + stateDir + " (run nixgate check)"}, fmt.Errorf("admission: %w", err)
 	}
 	defer f.Close()
 	d := Drain{On: true}
