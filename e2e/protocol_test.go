@@ -299,3 +299,24 @@ func TestRefusedOps(t *testing.T) {
 		}
 	})
 }
+
+// TestBuildTimeoutCap: a key's build_timeout holds whatever the client
+// asks: a build that sleeps past it fails with Nix's own timeout error,
+// though the client asked for an hour.
+func TestBuildTimeoutCap(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		cfg := readFile(t, b.config)
+		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
+		if b.mode == modeServe {
+			waitLog(t, b, "reloaded", nil)
+		}
+		drv := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 60)
+		start := time.Now()
+		r := b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--option", "build-timeout", "3600",
+			"--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1")
+		if r.code == 0 || !strings.Contains(r.stderr, "timed out after 3 seconds") {
+			t.Fatalf("a build past the key's build_timeout: %s", r)
+		}
+		t.Logf("failed as it should after %v", time.Since(start).Round(time.Second))
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -19,6 +20,9 @@ type op struct {
 	substituteAt int
 	// settingsAt is the offset of SetOptions' override count, or -1.
 	settingsAt int
+	// optionsAt is the offset of a serve build's options (max silent
+	// time, build timeout, max log size, …), or -1.
+	optionsAt int
 	// payload, when set, streams what follows the arguments (to Nix, or
 	// nowhere for a refused op).
 	payload func() error
@@ -51,7 +55,7 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 			return err
 		}
 		if !policy.KnownOp(f.opt.Protocol, code) {
-			o := &op{req: policy.OpRequest{Protocol: f.opt.Protocol, Code: code}}
+			o := &op{req: policy.OpRequest{Protocol: f.opt.Protocol, Code: code}, substituteAt: -1, settingsAt: -1, optionsAt: -1}
 			v := f.decide(o)
 			reason := v.Reason + "; the session ends"
 			if refuse == nil {
@@ -100,17 +104,69 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 	}
 }
 
-// rewrite returns the bytes of an allowed op as Nix must see them.
+// rewrite returns the bytes of an allowed op as Nix must see them: the
+// substitute flag cleared, SetOptions' overrides filtered, and the key's
+// build limits put on the build options it sends.
 func (f *Filter) rewrite(o *op, v policy.OpVerdict) []byte {
 	b := f.req.raw
 	if v.NoSubstitute && o.substituteAt >= 0 {
 		binary.LittleEndian.PutUint64(b[o.substituteAt:], 0)
 	}
-	if o.settingsAt >= 0 && !slices.Equal(v.Settings, o.req.Settings) {
-		b = appendU64(b[:o.settingsAt:o.settingsAt], uint64(len(v.Settings)))
-		for _, s := range v.Settings {
+	lim := f.opt.Policy.Limits
+	if o.optionsAt >= 0 && !lim.IsZero() {
+		at := o.optionsAt
+		get := func(i int) uint64 { return binary.LittleEndian.Uint64(b[at+8*i:]) }
+		put := func(i int, v uint64) { binary.LittleEndian.PutUint64(b[at+8*i:], v) }
+		put(0, lim.CapMaxSilentTime(get(0)))
+		put(1, lim.CapBuildTimeout(get(1)))
+		if minor(f.version) >= 2 {
+			put(2, lim.CapMaxLogSize(get(2)))
+		}
+	}
+	settings := v.Settings
+	if o.settingsAt >= 0 && !lim.IsZero() {
+		// SetOptions' fixed max silent time, then the overrides.
+		const maxSilentField = 8 + 5*8
+		binary.LittleEndian.PutUint64(b[maxSilentField:], lim.CapMaxSilentTime(binary.LittleEndian.Uint64(b[maxSilentField:])))
+		settings = capSettings(settings, lim)
+	}
+	if o.settingsAt >= 0 && !slices.Equal(settings, o.req.Settings) {
+		b = appendU64(b[:o.settingsAt:o.settingsAt], uint64(len(settings)))
+		for _, s := range settings {
 			b = appendString(appendString(b, s.Name), s.Value)
 		}
 	}
 	return b
+}
+
+// capSettings puts lim on the overrides that carry a build limit, adding
+// the ones the client left out.
+func capSettings(in []policy.Setting, lim policy.BuildLimits) []policy.Setting {
+	caps := []struct {
+		name string
+		cap  func(uint64) uint64
+		set  bool
+	}{
+		{"build-timeout", lim.CapBuildTimeout, lim.BuildTimeout > 0},
+		{"max-silent-time", lim.CapMaxSilentTime, lim.MaxSilentTime > 0},
+		{"max-log-size", lim.CapMaxLogSize, lim.MaxLogSize > 0},
+	}
+	out := slices.Clone(in)
+	for _, c := range caps {
+		if !c.set {
+			continue
+		}
+		found := false
+		for i, s := range out {
+			if s.Name == c.name {
+				n, _ := strconv.ParseUint(s.Value, 10, 64)
+				out[i].Value = strconv.FormatUint(c.cap(n), 10)
+				found = true
+			}
+		}
+		if !found {
+			out = append(out, policy.Setting{Name: c.name, Value: strconv.FormatUint(c.cap(0), 10)})
+		}
+	}
+	return out
 }

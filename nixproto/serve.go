@@ -63,7 +63,7 @@ func (f *Filter) runServe() error {
 // follows them.
 func (f *Filter) serveOp(code uint64) (*op, error) {
 	r := f.req
-	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolServe, Code: code}, substituteAt: -1, settingsAt: -1}
+	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolServe, Code: code}, substituteAt: -1, settingsAt: -1, optionsAt: -1}
 	var err error
 	str := func(list *[]string) {
 		if err != nil {
@@ -105,6 +105,7 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 	case 6: // BuildPaths: paths, build options
 		strs(&o.built)
 		if err == nil {
+			o.optionsAt = len(r.raw)
 			err = f.serveBuildOptions()
 		}
 	case 7: // QueryClosure: include outputs, paths
@@ -119,6 +120,7 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 			o.built = append(o.built, outs...)
 		}
 		if err == nil {
+			o.optionsAt = len(r.raw)
 			err = f.serveBuildOptions()
 		}
 	case 9: // AddToStoreNar: path info, then a NAR of the size given

@@ -169,7 +169,7 @@ func understood(feats []string) []string {
 // follows them.
 func (f *Filter) workerOp(code uint64) (*op, error) {
 	r := f.req
-	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolWorker, Code: code}, substituteAt: -1, settingsAt: -1}
+	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolWorker, Code: code}, substituteAt: -1, settingsAt: -1, optionsAt: -1}
 	var err error
 	path := func(list *[]string) {
 		if err != nil {

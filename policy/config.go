@@ -111,6 +111,9 @@ type Key struct {
 	// account in trusted-users, a key with FullTrust is root on the
 	// builder.
 	FullTrust bool `toml:"full_trust"`
+	// Limits cap the key's builds (build_timeout, max_silent_time,
+	// max_log_size). The zero BuildLimits caps nothing.
+	Limits BuildLimits `toml:"-"`
 
 	// Source and Line say where the key is written, for messages: the
 	// configuration file and its [[keys]] header, or an authorized_keys

@@ -214,7 +214,7 @@ func (e *Engine) narrow(d Decision, k *Key, inv Invocation) Decision {
 	if inv.Program == NixDaemon {
 		d.Protocol = ProtocolWorker
 	}
-	d.Ops = OpPolicy{Key: k.Name, Role: k.Role, FullTrust: k.FullTrust, ClientSettings: e.cfg.ClientSettings()}
+	d.Ops = OpPolicy{Key: k.Name, Role: k.Role, FullTrust: k.FullTrust, ClientSettings: e.cfg.ClientSettings(), Limits: k.Limits}
 	d.Reason = fmt.Sprintf("allowed: %s %s for role %s", d.Program, strings.Join(d.Args, " "), k.Role)
 	return d
 }

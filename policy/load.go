@@ -35,6 +35,10 @@ type KeySpec struct {
 	Expires     any      `toml:"expires"`
 	MaxSessions int      `toml:"max_sessions"`
 	FullTrust   bool     `toml:"full_trust"`
+	// Build limits, for build keys: durations ("2h") and bytes.
+	BuildTimeout  string `toml:"build_timeout"`
+	MaxSilentTime string `toml:"max_silent_time"`
+	MaxLogSize    int64  `toml:"max_log_size"`
 
 	// Line is where the key is written, for messages.
 	Line int `toml:"-"`
@@ -284,6 +288,7 @@ func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
 	if fk.FullTrust && fk.Role != RoleBuild {
 		v.fail(at+".full_trust", "is for build keys: a %s key's operations are always filtered", fk.Role)
 	}
+	k.Limits = v.limits(at, fk)
 	if fk.MaxSessions < 0 {
 		v.fail(at+".max_sessions", "%d is negative (0 means no limit)", fk.MaxSessions)
 	}

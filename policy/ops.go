@@ -202,6 +202,9 @@ type OpPolicy struct {
 	// ClientSettings are the SetOptions overrides that pass. Nil passes
 	// none.
 	ClientSettings []string
+	// Limits cap the key's builds; the stream filter rewrites the build
+	// options the client sends. The zero BuildLimits caps nothing.
+	Limits BuildLimits
 }
 
 // Decide decides one operation.
