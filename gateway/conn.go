@@ -24,15 +24,14 @@ type connState struct {
 	conn   net.Conn
 	log    *slog.Logger
 
-	authed     bool
-	role       policy.Role // of the verified key
-	started    time.Time   // when the connection was admitted
-	unauthed   bool        // still counted as unauthenticated
-	sessions   int
-	idle       *time.Timer
-	requests   int // global requests in the current minute
-	reqWindow  time.Time
-	authFailed string // why the last public key was refused
+	authed    bool
+	role      policy.Role // of the verified key
+	started   time.Time   // when the connection was admitted
+	unauthed  bool        // still counted as unauthenticated
+	sessions  int
+	idle      *time.Timer
+	requests  int // global requests in the current minute
+	reqWindow time.Time
 }
 
 // trackedConn calls done once, when closed.

@@ -2,10 +2,11 @@
 // github.com/gliderlabs/ssh and golang.org/x/crypto/ssh that accepts only
 // the configured client keys, takes the client's identity from the key
 // that completed authentication, decides every exec request through
-// package policy, runs what is allowed through package sandbox, and
-// refuses everything else SSH offers (shells, terminals, subsystems,
-// agent and X11 forwarding, port and socket forwarding) with one clear
-// line and a log record.
+// package session (policy's decision, and the Nix protocol filter of
+// package nixproto), runs what is allowed through package sandbox, and
+// refuses everything else SSH offers (subsystems, agent and X11
+// forwarding, port and socket forwarding; shells and terminals but for a
+// shell-role key) with one clear line and a log record.
 //
 // Its zero value is not usable; New returns a Server that fails closed.
 package gateway

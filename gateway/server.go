@@ -260,13 +260,6 @@ func (s *Server) killAll() {
 	}
 }
 
-// isClosing reports whether Shutdown or Close was called.
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
 // Running returns the number of running sessions.
 func (s *Server) Running() int {
 	s.mu.Lock()
