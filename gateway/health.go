@@ -1,0 +1,40 @@
+package gateway
+
+import (
+	"github.com/nixgate/nixgate/admission"
+)
+
+// healthy reports the health verdict last found by CheckHealth, and
+// why not: the session's path reads it and checks nothing itself.
+func (s *Server) healthy() (bool, string) {
+	h := s.health.Load()
+	if h == nil {
+		return false, "not checked yet"
+	}
+	return h.OK, h.Reason
+}
+
+// CheckHealth checks now whether Nix on the builder works (the store
+// writable by the build account, its free space above [admission]
+// min_free, the daemon answering where the store is the daemon's) and
+// keeps the verdict for the sessions that follow; a change is logged and
+// shown in the nixgate_healthy metric. New checks once; the caller (nixgate
+// serve) calls it every few seconds, outside any session. It may take up
+// to two seconds when the daemon does not answer.
+func (s *Server) CheckHealth() admission.Health {
+	t, ok := admission.TargetFor(s.state.Load().cfg, s.account.Home, s.cred)
+	h := admission.Health{OK: true}
+	if ok {
+		h = admission.Check(t)
+	}
+	old := s.health.Swap(&h)
+	s.metrics.healthy(h.OK)
+	switch {
+	case old != nil && old.OK == h.OK && old.Reason == h.Reason:
+	case !h.OK:
+		s.log.Error("unhealthy: new Nix sessions are refused, so that Nix builds elsewhere", "reason", h.Reason, "store", t.Dir, "socket", t.Socket, "free", h.Free, "min_free", t.MinFree)
+	case old != nil:
+		s.log.Info("healthy again: new Nix sessions are taken", "store", t.Dir, "socket", t.Socket, "free", h.Free)
+	}
+	return h
+}
