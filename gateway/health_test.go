@@ -4,8 +4,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -102,4 +107,68 @@ func gaugeValue(t *testing.T, m *Metrics, name string) float64 {
 	}
 	t.Fatalf("no %s metric", name)
 	return 0
+}
+
+// TestHealthGreetsDaemonSparingly checks that CheckHealth greets the Nix
+// daemon (a line in the daemon's log each time) only every
+// greetInterval while it answers, and at every call while the builder
+// is unhealthy.
+func TestHealthGreetsDaemonSparingly(t *testing.T) {
+	if _, err := os.Stat("/nix/store"); err != nil {
+		t.Skip("no /nix/store, the daemon store's directory")
+	}
+	sock := filepath.Join(t.TempDir(), "socket")
+	var greetings atomic.Int32
+	listen := func() net.Listener {
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				greetings.Add(1)
+				// Nix's daemon greeting: magic, version; then after the
+				// client's 24 bytes, STDERR_LAST.
+				var b [32]byte
+				io.ReadFull(c, b[:8])
+				c.Write([]byte{0x6f, 0x69, 0x78, 0x64, 0, 0, 0, 0, 34, 1, 0, 0, 0, 0, 0, 0})
+				io.ReadFull(c, b[:24])
+				c.Write([]byte{0x73, 0x74, 0x6c, 0x61, 0, 0, 0, 0})
+				c.Close()
+			}
+		}()
+		return l
+	}
+	l := listen()
+	ts := newTestServer(t, "exit3", "")
+	cfg := *ts.srv.Config()
+	cfg.Nix.Store = "unix://" + sock
+	cfg.Admission.MinFree = 0
+	if err := ts.srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if h := ts.srv.CheckHealth(); !h.OK {
+			t.Fatalf("CheckHealth = %+v; want healthy", h)
+		}
+	}
+	if n := greetings.Load(); n != 1 {
+		t.Errorf("%d greetings in three checks; want 1 (a new socket, then every %s)", n, greetInterval)
+	}
+	l.Close() // removes the socket
+	if h := ts.srv.CheckHealth(); h.OK || !strings.Contains(h.Reason, "no Nix daemon socket") {
+		t.Fatalf("CheckHealth without the daemon = %+v; want unhealthy", h)
+	}
+	l = listen()
+	defer l.Close()
+	if h := ts.srv.CheckHealth(); !h.OK {
+		t.Fatalf("CheckHealth with the daemon back = %+v; want healthy", h)
+	}
+	if n := greetings.Load(); n != 2 {
+		t.Errorf("%d greetings; want 2 (greeted again once unhealthy)", n)
+	}
 }

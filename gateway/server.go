@@ -60,6 +60,10 @@ type Server struct {
 	// first, which refuses.
 	health atomic.Pointer[admission.Health]
 
+	healthMu      sync.Mutex // serializes CheckHealth
+	greeted       time.Time  // when CheckHealth last greeted the daemon
+	greetedSocket string     // the daemon socket it greeted
+
 	ssh     *gliderssh.Server
 	limiter *sourceLimiter
 	nextID  atomic.Uint64
