@@ -114,3 +114,28 @@ func TestHealthFailover(t *testing.T) {
 	b.drain(t, "--reason", "maintenance")
 	build("A healthy again, B draining", a, b)
 }
+
+// TestHealthExec has exec mode check the store on each session: with the
+// store not writable by the build account, nix store ping is refused
+// with the line; once writable again, it works.
+func TestHealthExec(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	ping := []string{"nix", "store", "ping", "--store", "ssh://" + b.Host("build")}
+	top := b.storeTop()
+	if err := os.Chmod(top, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(top, 0o755) })
+	reason := "builder unhealthy: store " + filepath.Join(b.storeDir, "nix", "store") + " is not writable"
+	r := b.nix(t, ping...)
+	if r.code == 0 || strings.Count(r.stderr, "nixgate: "+reason) != 1 {
+		t.Errorf("nix store ping on an exec builder with an unwritable store: %s; want a failure with the line once", r)
+	}
+	if findRecord(t, b, func(r map[string]any) bool {
+		return r["msg"] == "refused" && r["decision"] == "deny" && r["unhealthy"] == true && strings.HasPrefix(fmt.Sprint(r["reason"]), reason)
+	}) == nil {
+		t.Errorf("no log record of the refusal:\n%s", readFile(t, b.log))
+	}
+	os.Chmod(top, 0o755)
+	b.mustNix(t, ping...)
+}
