@@ -1,6 +1,8 @@
 // Package admission decides whether this builder takes new sessions at
 // all, before any key or command is looked at: an operator's drain, kept
 // as a file in serve's state_dir so that serve and exec mode, reloads and
-// restarts all see the same state. Refusing at connect is what lets Nix
-// move to the next builder instead of failing the build.
+// restarts all see the same state; and the builder's health, whether Nix
+// there can work (its store writable, free space above min_free, the
+// daemon answering). Refusing at connect is what lets Nix move to the
+// next builder instead of failing the build.
 package admission

@@ -89,3 +89,27 @@ func TestCheckDrainReadable(t *testing.T) {
 		t.Errorf("drain file 0600: %+v; want a failure with chmod 644", rs)
 	}
 }
+
+func TestCheckHealth(t *testing.T) {
+	root := t.TempDir()
+	store := filepath.Join(root, "nix", "store")
+	os.MkdirAll(store, 0o755)
+	cfg := &policy.Config{Nix: policy.NixConfig{Store: "local?root=" + root}}
+	owner := &account{name: "me", uid: os.Getuid(), gid: os.Getgid()}
+	if rs := checkHealth(cfg, owner); len(rs) != 1 || rs[0].Status != OK || !strings.Contains(rs[0].Message, "writable by me") {
+		t.Errorf("checkHealth(writable) = %+v; want ok", rs)
+	}
+	other := &account{name: "other", uid: 4242, gid: 4242}
+	rs := checkHealth(cfg, other)
+	if len(rs) != 1 || rs[0].Status != Fail || !strings.Contains(rs[0].Message, `"nixgate: builder unhealthy: store `+store+` is not writable`) || rs[0].Fix != "chown other "+store {
+		t.Errorf("checkHealth(not writable by the account) = %+v; want a failure with the line and chown", rs)
+	}
+	cfg.Admission.MinFree = 1 << 62
+	if rs := checkHealth(cfg, owner); len(rs) != 1 || rs[0].Status != Fail || !strings.Contains(rs[0].Fix, "min_free") {
+		t.Errorf("checkHealth(below min_free) = %+v; want a failure", rs)
+	}
+	cfg.Nix.Store = "ssh://elsewhere"
+	if rs := checkHealth(cfg, owner); len(rs) != 0 {
+		t.Errorf("checkHealth(a store it cannot check) = %+v; want nothing", rs)
+	}
+}

@@ -123,6 +123,11 @@ func TestSetOptionsCannotReachRoot(t *testing.T) {
 			socket := daemonSocketFor(t)
 			b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
 			d := startNixDaemon(t, socket, b.account.name)
+			if mode == modeServe {
+				// serve found no daemon at start: it takes sessions once
+				// its next health check sees the daemon answer.
+				b.waitHealthy(t, 1)
+			}
 			dir := filepath.Dir(socket)
 			marker := filepath.Join(dir, "hook-ran")
 			hook := filepath.Join(dir, "hook.sh")

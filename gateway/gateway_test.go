@@ -76,13 +76,14 @@ func newTestServerRole(t *testing.T, mode string, role policy.Role, extra string
 	doc := fmt.Sprintf(`user = "builder"
 [nix]
 bin_dirs = [%q]
+store = "local?root=%s/store"
 env = { FAKE_MODE = %q, FAKE_DIR = %q }
 [[keys]]
 name = "ci"
 role = %q
 public_key = %q
 %s
-`, bin, mode, dir, role, keys.AuthorizedKey(client.PublicKey()), extra)
+`, bin, dir, mode, dir, role, keys.AuthorizedKey(client.PublicKey()), extra)
 	cfg, err := policy.Parse("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ type Metrics struct {
 	bytesC      *prometheus.CounterVec
 	ops         *prometheus.CounterVec
 	drainingG   prometheus.Gauge
+	healthyG    prometheus.Gauge
 }
 
 // NewMetrics returns Metrics in a registry of their own, with the Go
@@ -46,8 +47,11 @@ func NewMetrics() *Metrics {
 		drainingG: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nixgate_draining", Help: "1 while the builder is draining (nixgate drain): new sessions are refused.",
 		}),
+		healthyG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixgate_healthy", Help: "1 while Nix on the builder works (store writable, free space above min_free, daemon answering); 0 while new Nix sessions are refused for it.",
+		}),
 	}
-	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG,
+	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG, m.healthyG,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -105,5 +109,15 @@ func (m *Metrics) draining(on bool) {
 			v = 1
 		}
 		m.drainingG.Set(v)
+	}
+}
+
+func (m *Metrics) healthy(ok bool) {
+	if m != nil {
+		v := 0.0
+		if ok {
+			v = 1
+		}
+		m.healthyG.Set(v)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -55,6 +56,13 @@ type Server struct {
 
 	state atomic.Pointer[state] // the configuration in force
 	drain atomic.Int32          // the drain state last seen: drainUnknown, 0 or 1
+	// health is the verdict of the last CheckHealth; nil before the
+	// first, which refuses.
+	health atomic.Pointer[admission.Health]
+
+	healthMu      sync.Mutex // serializes CheckHealth
+	greeted       time.Time  // when CheckHealth last greeted the daemon
+	greetedSocket string     // the daemon socket it greeted
 
 	ssh     *gliderssh.Server
 	limiter *sourceLimiter
@@ -131,6 +139,7 @@ func New(o Options) (*Server, error) {
 	s.state.Store(st)
 	s.drain.Store(drainUnknown)
 	s.CheckDrain()
+	s.CheckHealth()
 	s.limiter = newSourceLimiter()
 	s.ssh = &gliderssh.Server{
 		Version:                  "nixgate",

@@ -71,6 +71,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		Live:       func() *policy.Engine { return s.state.Load().engine },
 		LixTimeout: st.cfg.Serve.Limits.LoginGraceTime,
 		Draining:   s.draining,
+		Health:     s.healthy,
 	})
 	log = log.With(v.LogAttrs()...)
 	cfg := v.Config

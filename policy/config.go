@@ -55,6 +55,8 @@ type Config struct {
 	Sandbox SandboxConfig `toml:"sandbox"`
 	// Serve holds the settings of serve mode.
 	Serve ServeConfig `toml:"-"`
+	// Admission says when the builder takes new sessions.
+	Admission AdmissionConfig `toml:"-"`
 
 	// Source is the file the configuration was read from, for messages.
 	Source string `toml:"-"`

@@ -22,6 +22,7 @@ type fileConfig struct {
 	Keys           []KeySpec     `toml:"keys"`
 	AuthorizedKeys string        `toml:"authorized_keys"`
 	Sandbox        SandboxConfig `toml:"sandbox"`
+	Admission      fileAdmission `toml:"admission"`
 	fileServe
 }
 
@@ -171,6 +172,7 @@ func (v *validator) config(f *fileConfig) *Config {
 	cfg := &Config{User: f.User, Nix: f.Nix, Log: f.Log, AuthorizedKeys: f.AuthorizedKeys}
 	cfg.Serve = v.serve(&f.fileServe)
 	cfg.Sandbox = v.sandbox(f.Sandbox)
+	cfg.Admission = v.admission(f.Admission)
 	if f.AuthorizedKeys != "" && !strings.HasPrefix(f.AuthorizedKeys, "/") {
 		v.fail("authorized_keys", "%q must be an absolute path", f.AuthorizedKeys)
 	}

@@ -76,6 +76,29 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+func TestParseMinFree(t *testing.T) {
+	for in, want := range map[string]uint64{
+		"":                     DefaultMinFree,
+		"min_free = 0":         0,
+		"min_free = 1000":      1000,
+		"min_free = \"512M\"":  512 << 20,
+		"min_free = \"10GiB\"": 10 << 30,
+		"min_free = \"2 g\"":   2 << 30,
+		"min_free = \"1T\"":    1 << 40,
+		"min_free = \"4096\"":  4096,
+		"min_free = \"64KB\"":  64 << 10,
+	} {
+		cfg, err := Parse("t.toml", []byte("user = \"b\"\n[admission]\n"+in+"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+		if err != nil {
+			t.Errorf("Parse(%q): %v", in, err)
+			continue
+		}
+		if cfg.Admission.MinFree != want {
+			t.Errorf("Parse(%q).Admission.MinFree = %d; want %d", in, cfg.Admission.MinFree, want)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	base := "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"
 	tests := []struct {
@@ -102,6 +125,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad client setting", "user = \"b\"\n[nix]\nclient_settings = [\"Post Build Hook\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.client_settings[0]"},
 		{"relative bin dir", "user = \"b\"\n[nix]\nbin_dirs = [\"bin\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.bin_dirs[0]"},
 		{"reserved env", "user = \"b\"\n[nix]\nenv = { PATH = \"/x\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.PATH: PATH is set by nixgate"},
+		{"bad min_free", "user = \"b\"\n[admission]\nmin_free = \"lots\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.min_free: \"lots\": want bytes"},
+		{"negative min_free", "user = \"b\"\n[admission]\nmin_free = -1\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.min_free: -1 is negative"},
+		{"min_free wrong type", "user = \"b\"\n[admission]\nmin_free = 1.5\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.min_free: want bytes"},
 		{"bad env name", "user = \"b\"\n[nix.env]\n\"A-B\" = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.A-B"},
 		// go-toml matches names whatever their case; nixgate does not.
 		{"name case top-level", "AuthoriZed_keYs = \"/etc/k\"\n" + base, "bad.toml:1: unknown setting \"AuthoriZed_keYs\": did you mean \"authorized_keys\"?"},

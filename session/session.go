@@ -73,6 +73,15 @@ type Request struct {
 	// the operator's shell still gets in. It is called once per session,
 	// only for a key and command policy allows. Nil means never draining.
 	Draining func() (bool, string)
+	// Health, when not nil, reports whether Nix on the builder works (its
+	// store writable, free space above min_free, the daemon answering),
+	// and why not: a session that would run Nix, or start Lix's
+	// dialogue, is then refused with "builder unhealthy: REASON" before
+	// anything runs, so that Nix tries another builder; the operator's
+	// shell still gets in. It is called once per session, after
+	// Draining, and must be cheap: serve mode reads a verdict kept up to
+	// date in the background. Nil means always healthy.
+	Health func() (ok bool, reason string)
 }
 
 // DefaultLixTimeout is how long Lix's start-up dialogue may take when
@@ -99,6 +108,9 @@ type Verdict struct {
 	// Draining is set when the session was refused because the builder
 	// is draining (Request.Draining).
 	Draining bool
+	// Unhealthy is set when the session was refused because Nix on the
+	// builder does not work (Request.Health).
+	Unhealthy bool
 }
 
 // Decide decides one session. When the client opens Lix's start-up
@@ -111,6 +123,15 @@ func Decide(req Request) Verdict {
 	if (d.LixBootstrap || d.Allow && !d.Shell) && req.Draining != nil {
 		if on, msg := req.Draining(); on {
 			return Verdict{Decision: d, Config: v.Config, Message: msg, Draining: true}
+		}
+	}
+	if (d.LixBootstrap || d.Allow && !d.Shell) && req.Health != nil {
+		if ok, reason := req.Health(); !ok {
+			msg := "builder unhealthy"
+			if reason != "" {
+				msg += ": " + reason
+			}
+			return Verdict{Decision: d, Config: v.Config, Message: msg, Unhealthy: true}
 		}
 	}
 	if d.LixBootstrap {
@@ -179,6 +200,9 @@ func (v Verdict) LogAttrs() []any {
 	attrs := []any{"role", v.Decision.Role}
 	if v.Draining {
 		attrs = append(attrs, "draining", true)
+	}
+	if v.Unhealthy {
+		attrs = append(attrs, "unhealthy", true)
 	}
 	if v.LixCommand != "" {
 		attrs = append(attrs, "lix_command", v.LixCommand)

@@ -474,3 +474,47 @@ func TestDecideDraining(t *testing.T) {
 		t.Errorf("Decide without Draining = %+v; want RunNix", v)
 	}
 }
+
+// TestDecideUnhealthy checks that an unhealthy builder refuses every
+// session that would run Nix, or start Lix's dialogue, with
+// "builder unhealthy: REASON", lets the operator's shell in, keeps the
+// reasons of denials, and that a drain is said before ill health.
+func TestDecideUnhealthy(t *testing.T) {
+	e := testEngine(t)
+	calls := 0
+	health := func() (bool, string) { calls++; return false, "store /nix/store is not writable" }
+	const want = "builder unhealthy: store /nix/store is not writable"
+	for _, tt := range []struct {
+		key, command string
+		mode         Mode
+		kind         Kind
+		message      string
+	}{
+		{"ci", "nix-store --serve --write", Serve, Refuse, want},
+		{"ci", "nix-daemon --stdio", Exec, Refuse, want},
+		{"cache", "nix-store --serve --write", Exec, Refuse, want},
+		{"ci", "bash", Serve, Refuse, want},
+		{"ops", "", Serve, Shell, ""},
+		{"ci", "rm -rf /", Serve, Refuse, "refused: "},
+		{"nobody", "nix-daemon --stdio", Serve, Refuse, "refused: "},
+	} {
+		v := Decide(Request{Engine: e, Request: policy.Request{Key: tt.key, Command: tt.command}, Mode: tt.mode, Health: health})
+		if v.Kind != tt.kind || !strings.Contains(v.Message, tt.message) || v.Unhealthy != (tt.message == want) {
+			t.Errorf("Decide(%s, %q) = kind %v, %q, unhealthy %v; want kind %v, %q", tt.key, tt.command, v.Kind, v.Message, v.Unhealthy, tt.kind, tt.message)
+		}
+		if v.Unhealthy && !slices.Contains(v.LogAttrs(), any("unhealthy")) {
+			t.Errorf("LogAttrs() = %v; want unhealthy", v.LogAttrs())
+		}
+	}
+	if calls != 4 {
+		t.Errorf("Health called %d times; want 4 (only for sessions that would run Nix)", calls)
+	}
+	drain := func() (bool, string) { return true, "builder draining" }
+	if v := Decide(Request{Engine: e, Request: policy.Request{Key: "ci", Command: "nix-daemon --stdio"}, Mode: Serve, Draining: drain, Health: health}); !v.Draining || v.Unhealthy {
+		t.Errorf("Decide(draining and unhealthy) = %+v; want the drain", v)
+	}
+	healthy := func() (bool, string) { return true, "" }
+	if v := Decide(Request{Engine: e, Request: policy.Request{Key: "ci", Command: "nix-daemon --stdio"}, Mode: Serve, Health: healthy}); v.Kind != RunNix {
+		t.Errorf("Decide(healthy) = %+v; want RunNix", v)
+	}
+}

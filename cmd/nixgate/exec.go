@@ -115,6 +115,8 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 			}
 			return d.On, d.Message()
 		},
+		// The store writable, min_free: stat and statfs, a few µs.
+		Health: func() (bool, string) { return admission.Healthy(cfg, account.Home) },
 	})
 	log = log.With(v.LogAttrs()...)
 	if v.Kind != session.RunNix {

@@ -34,6 +34,12 @@ import (
 
 const defaultConfigPath = "/etc/nixgate/nixgate.toml"
 
+// healthInterval is how often serve checks whether Nix on the builder
+// works: often enough that a full disk or a stopped daemon sends builds
+// elsewhere within seconds, rarely enough to cost nothing (a statfs, a
+// stat, and for the daemon's store one short connection).
+const healthInterval = 2 * time.Second
+
 const serveExample = `Runs nixgate as the builder's SSH server. Only the configured client keys
 may log in, as the configured user, and only to run Nix's own commands.
 
@@ -157,6 +163,23 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		p, _ := filepath.Abs(admission.DrainPath(srv.Config().Serve.StateDir))
 		return []string{p}
 	}, 2*time.Second)
+	// Health (the store writable, free space above min_free, the daemon
+	// answering) is checked here, off the sessions' path: they read the
+	// last verdict.
+	stopHealth := make(chan struct{})
+	defer close(stopHealth)
+	go func() {
+		tick := time.NewTicker(healthInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				srv.CheckHealth()
+			case <-stopHealth:
+				return
+			}
+		}
+	}()
 	listeners, err := serveListeners(cfg)
 	if err != nil {
 		return fail("%v", err)
