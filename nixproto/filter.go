@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -83,6 +84,9 @@ type Filter struct {
 	mu    sync.Mutex
 	audit Audit
 	err   error
+	// building is when the build op still awaiting the client's next op
+	// reached Nix; zero when none is.
+	building time.Time
 }
 
 // New returns a Filter for one session.
@@ -163,6 +167,9 @@ func (f *Filter) Result() (Audit, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	a := f.audit.clone()
+	if !f.building.IsZero() {
+		a.BuildTime += time.Since(f.building)
+	}
 	a.Version = versionString(f.opt.Protocol, f.version)
 	a.Features = f.features
 	return a, f.err
@@ -277,6 +284,11 @@ func (f *Filter) record(o *op) {
 	f.audit.Imported.add(o.imported, o.importedBytes)
 	f.audit.Built.add(o.built, 0)
 	f.audit.Read.add(o.read, 0)
+	if len(o.built) > 0 {
+		f.audit.Builds++
+		o.buildStart = time.Now()
+		f.building = o.buildStart
+	}
 }
 
 // attributeReplies counts the bytes Nix sent since the last call as read
@@ -286,6 +298,12 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 	if prev != nil && prev.readsContents {
 		f.mu.Lock()
 		f.audit.Read.Bytes += now - *mark
+		f.mu.Unlock()
+	}
+	if prev != nil && !prev.buildStart.IsZero() {
+		f.mu.Lock()
+		f.audit.BuildTime += time.Since(prev.buildStart)
+		f.building = time.Time{}
 		f.mu.Unlock()
 	}
 	*mark = now

@@ -169,6 +169,10 @@ func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 	checkPaths(t, "imported", r.audit.Imported.Paths, vec.Imported)
 	checkPaths(t, "built", r.audit.Built.Paths, vec.Built)
 	checkPaths(t, "read", r.audit.Read.Paths, vec.Read)
+	// An op that builds something is one build, timed until the next op.
+	if wantBuilds := min(len(vec.Built), 1); r.audit.Builds != wantBuilds || (r.audit.BuildTime > 0) != (wantBuilds > 0) {
+		t.Errorf("full trust: builds %d in %v; want %d (timed when > 0)", r.audit.Builds, r.audit.BuildTime, wantBuilds)
+	}
 
 	for _, role := range []struct {
 		pol  policy.OpPolicy
