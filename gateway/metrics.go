@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nixgate/nixgate/usage"
 )
 
 // Metrics are the gateway's Prometheus metrics. A nil *Metrics records
@@ -18,6 +20,13 @@ type Metrics struct {
 	bytesC      *prometheus.CounterVec
 	ops         *prometheus.CounterVec
 	drainingG   prometheus.Gauge
+
+	usageSessions *prometheus.CounterVec
+	usageBuilds   *prometheus.CounterVec
+	usageBuildSec *prometheus.CounterVec
+	usageBytes    *prometheus.CounterVec
+	usageImported *prometheus.CounterVec
+	usageRefusals *prometheus.CounterVec
 }
 
 // NewMetrics returns Metrics in a registry of their own, with the Go
@@ -46,8 +55,27 @@ func NewMetrics() *Metrics {
 		drainingG: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nixgate_draining", Help: "1 while the builder is draining (nixgate drain): new sessions are refused.",
 		}),
+		usageSessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_sessions_total", Help: "Nix sessions run, by key.",
+		}, []string{"key"}),
+		usageBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_builds_total", Help: "Build operations that asked for something to be built, by key.",
+		}, []string{"key"}),
+		usageBuildSec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_build_seconds_total", Help: "Seconds spent in build operations (each until the client's next operation), by key.",
+		}, []string{"key"}),
+		usageBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_bytes_total", Help: "Bytes to (in) and from (out, stderr included) Nix, by key.",
+		}, []string{"key", "direction"}),
+		usageImported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_paths_imported_total", Help: "Store paths added to the store, by key.",
+		}, []string{"key"}),
+		usageRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_refusals_total", Help: "Sessions and protocol operations refused, by key.",
+		}, []string{"key"}),
 	}
 	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG,
+		m.usageSessions, m.usageBuilds, m.usageBuildSec, m.usageBytes, m.usageImported, m.usageRefusals,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -106,4 +134,18 @@ func (m *Metrics) draining(on bool) {
 		}
 		m.drainingG.Set(v)
 	}
+}
+
+// usage adds one session's (or refusal's) counters to key's.
+func (m *Metrics) usage(key string, c usage.Counters) {
+	if m == nil {
+		return
+	}
+	m.usageSessions.WithLabelValues(key).Add(float64(c.Sessions))
+	m.usageBuilds.WithLabelValues(key).Add(float64(c.Builds))
+	m.usageBuildSec.WithLabelValues(key).Add(c.BuildSeconds)
+	m.usageBytes.WithLabelValues(key, "in").Add(float64(c.BytesIn))
+	m.usageBytes.WithLabelValues(key, "out").Add(float64(c.BytesOut))
+	m.usageImported.WithLabelValues(key).Add(float64(c.PathsImported))
+	m.usageRefusals.WithLabelValues(key).Add(float64(c.Refusals))
 }
