@@ -153,6 +153,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 		status = 1
 	}
 	in, out, errOut := p.Bytes()
+	in = max(in, int64(audit.BytesToNix)) // Nix's stdin is the filter's pipe
 	s.metrics.bytes(in, out+errOut)
 	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
 	if filter != nil {

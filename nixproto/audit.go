@@ -43,6 +43,9 @@ type Audit struct {
 	// (Nix answers a build when it is done, and clients wait for the
 	// answer). Zero when nothing was built.
 	BuildTime time.Duration
+	// BytesToNix are the bytes of the client's stream passed on to Nix
+	// (refused operations are not).
+	BytesToNix uint64
 	// Read are the paths whose contents were sent to the client; Bytes
 	// are what Nix sent in answer.
 	Read PathSet

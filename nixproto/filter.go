@@ -77,6 +77,7 @@ type Filter struct {
 	features         []string
 
 	replyBytes atomic.Uint64
+	nixBytes   atomic.Uint64 // written to Nix's stdin
 	done       chan struct{}
 	stopOnce   sync.Once
 	stop       chan struct{}
@@ -119,12 +120,24 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	}
 	growPipe(w)
 	f.nixPipe = w
-	f.nix = bufio.NewWriterSize(w, 256<<10)
+	f.nix = bufio.NewWriterSize(countingWriter{w, &f.nixBytes}, 256<<10)
 	f.req = newReader(flushingReader{client, f})
 	f.req.out = io.Discard
 	f.reply = &replyWriter{f: f, w: clientOut}
 	go f.run()
 	return r, f.reply, nil
+}
+
+// countingWriter adds what it writes to n.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Uint64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(uint64(n))
+	return n, err
 }
 
 // flushingReader is the client's stream, read only when the filter has
@@ -170,6 +183,7 @@ func (f *Filter) Result() (Audit, error) {
 	if !f.building.IsZero() {
 		a.BuildTime += time.Since(f.building)
 	}
+	a.BytesToNix = f.nixBytes.Load()
 	a.Version = versionString(f.opt.Protocol, f.version)
 	a.Features = f.features
 	return a, f.err

@@ -160,6 +160,9 @@ func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 	if !bytes.Equal(r.toNix, client) {
 		t.Fatalf("full trust: Nix got %d bytes, want the client's %d unchanged", len(r.toNix), len(client))
 	}
+	if r.audit.BytesToNix != uint64(len(client)) {
+		t.Errorf("full trust: audit counts %d bytes to Nix; want %d", r.audit.BytesToNix, len(client))
+	}
 	sentinelName := policy.OpName(proto, sentinelCode(proto))
 	want := map[string]int{name: 1}
 	want[sentinelName]++

@@ -181,6 +181,7 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	filter.Close()
 	audit, ferr := filter.Result()
 	in, out, errOut := p.Bytes()
+	in = max(in, int64(audit.BytesToNix)) // Nix's stdin is the filter's pipe
 	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
 	attrs = append(attrs, audit.LogAttrs()...)
 	if werr != nil {
