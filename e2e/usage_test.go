@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,4 +131,23 @@ func TestUsage(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUsageExecUnwritable checks that exec mode, whose build account
+// cannot write state_dir (owned by root here), still serves Nix: the
+// session goes uncounted, with one warning in the log.
+func TestUsageExecUnwritable(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	state := filepath.Join(b.root, "serve-state")
+	if err := os.Chown(state, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+	rec := findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "usage not recorded" })
+	if rec == nil || rec["key"] != "build" {
+		t.Errorf("no warning that usage was not recorded:\n%s", readFile(t, b.log))
+	}
+	if _, err := os.Stat(filepath.Join(state, "usage.db")); err == nil {
+		t.Error("usage.db written by the build account in a state_dir owned by root")
+	}
 }

@@ -243,5 +243,5 @@ func (r *Recorder) Record(key string, c Counters) {
 	if !r.warned.Swap(true) {
 		level = slog.LevelWarn
 	}
-	log.Log(context.Background(), level, "usage not recorded", "key", key, "error", err.Error())
+	log.Log(context.Background(), level, "usage not recorded", "file", Path(r.StateDir), "error", err.Error())
 }

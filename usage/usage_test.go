@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -182,5 +183,41 @@ func TestFromSession(t *testing.T) {
 	want := Counters{Sessions: 1, Builds: 2, BuildSeconds: 1.5, BytesIn: 100, BytesOut: 200, PathsImported: 4, Refusals: 1}
 	if got != want {
 		t.Errorf("FromSession = %+v; want %+v", got, want)
+	}
+}
+
+// TestConcurrentProcesses has several processes (this test binary again,
+// as exec-mode sessions are) add to one store at once: bbolt's file lock
+// makes them take turns, and every session is counted.
+func TestConcurrentProcesses(t *testing.T) {
+	if dir := os.Getenv("NIXGATE_USAGE_WRITER_DIR"); dir != "" {
+		for range 10 {
+			if err := Add(dir, "ci", time.Now(), Counters{Sessions: 1}, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	dir := t.TempDir()
+	var cmds []*exec.Cmd
+	for range 8 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestConcurrentProcesses$")
+		cmd.Env = append(os.Environ(), "NIXGATE_USAGE_WRITER_DIR="+dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("writer process: %v", err)
+		}
+	}
+	got, err := Sums(dir, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["ci"].Sessions != 80 {
+		t.Errorf("sessions %d; want 80", got["ci"].Sessions)
 	}
 }
