@@ -109,6 +109,7 @@ func TestUsage(t *testing.T) {
 
 		// The table shows the same keys.
 		table := mustRun(t, nil, nixgateBin, "usage", "--config", b.config).stdout
+		t.Logf("nixgate usage:\n%s%s", table, r.stdout)
 		for _, key := range []string{"build", "trusted", "substitute"} {
 			if !strings.Contains(table, "\n"+key+" ") && !strings.Contains(table, " "+key+" ") {
 				t.Errorf("table lacks key %s:\n%s", key, table)

@@ -93,7 +93,12 @@ func runUsage(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(tw, "KEY\tSESSIONS\tBUILDS\tBUILD TIME\tBYTES IN\tBYTES OUT\tIMPORTED\tREFUSALS\t")
 	for _, k := range slices.Sorted(maps.Keys(sums)) {
 		c := sums[k]
-		bt := (time.Duration(c.BuildSeconds * float64(time.Second))).Round(time.Second)
+		bt := time.Duration(c.BuildSeconds * float64(time.Second))
+		if bt < time.Minute {
+			bt = bt.Round(time.Millisecond)
+		} else {
+			bt = bt.Round(time.Second)
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%d\t\n", k, c.Sessions, c.Builds, bt, humanBytes(c.BytesIn), humanBytes(c.BytesOut), c.PathsImported, c.Refusals)
 	}
 	tw.Flush()
