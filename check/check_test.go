@@ -113,3 +113,22 @@ func TestCheckHealth(t *testing.T) {
 		t.Errorf("checkHealth(a store it cannot check) = %+v; want nothing", rs)
 	}
 }
+
+func TestCheckUsageWritable(t *testing.T) {
+	cfg := &policy.Config{}
+	cfg.Serve.StateDir = filepath.Join(t.TempDir(), "state")
+	a := &account{name: "nixremote", uid: 4242, gid: 4242}
+	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn {
+		t.Errorf("no state_dir: %+v; want a warning", rs)
+	}
+	os.Mkdir(cfg.Serve.StateDir, 0o755)
+	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Fix != "chown nixremote "+cfg.Serve.StateDir {
+		t.Errorf("state_dir of another account: %+v; want a warning with chown", rs)
+	}
+	os.Chown(cfg.Serve.StateDir, a.uid, a.gid)
+	if os.Getuid() == 0 {
+		if rs := checkUsageWritable(cfg, a); len(rs) != 0 {
+			t.Errorf("state_dir of the account: %+v; want nothing", rs)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nixgate/nixgate/usage"
 )
 
 // Metrics are the gateway's Prometheus metrics. A nil *Metrics records
@@ -19,6 +21,13 @@ type Metrics struct {
 	ops         *prometheus.CounterVec
 	drainingG   prometheus.Gauge
 	healthyG    prometheus.Gauge
+
+	usageSessions *prometheus.CounterVec
+	usageBuilds   *prometheus.CounterVec
+	usageBuildSec *prometheus.CounterVec
+	usageBytes    *prometheus.CounterVec
+	usageImported *prometheus.CounterVec
+	usageRefusals *prometheus.CounterVec
 }
 
 // NewMetrics returns Metrics in a registry of their own, with the Go
@@ -50,8 +59,27 @@ func NewMetrics() *Metrics {
 		healthyG: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nixgate_healthy", Help: "1 while Nix on the builder works (store writable, free space above min_free, daemon answering); 0 while new Nix sessions are refused for it.",
 		}),
+		usageSessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_sessions_total", Help: "Nix sessions run, by key.",
+		}, []string{"key"}),
+		usageBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_builds_total", Help: "Build operations that asked for something to be built, by key.",
+		}, []string{"key"}),
+		usageBuildSec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_build_seconds_total", Help: "Seconds spent in build operations (each until the client's next operation), by key.",
+		}, []string{"key"}),
+		usageBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_bytes_total", Help: "Bytes to (in) and from (out, stderr included) Nix, by key.",
+		}, []string{"key", "direction"}),
+		usageImported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_paths_imported_total", Help: "Store paths added to the store, by key.",
+		}, []string{"key"}),
+		usageRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixgate_usage_refusals_total", Help: "Sessions and protocol operations refused, by key.",
+		}, []string{"key"}),
 	}
 	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG, m.healthyG,
+		m.usageSessions, m.usageBuilds, m.usageBuildSec, m.usageBytes, m.usageImported, m.usageRefusals,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -120,4 +148,18 @@ func (m *Metrics) healthy(ok bool) {
 		}
 		m.healthyG.Set(v)
 	}
+}
+
+// usage adds one session's (or refusal's) counters to key's.
+func (m *Metrics) usage(key string, c usage.Counters) {
+	if m == nil {
+		return
+	}
+	m.usageSessions.WithLabelValues(key).Add(float64(c.Sessions))
+	m.usageBuilds.WithLabelValues(key).Add(float64(c.Builds))
+	m.usageBuildSec.WithLabelValues(key).Add(c.BuildSeconds)
+	m.usageBytes.WithLabelValues(key, "in").Add(float64(c.BytesIn))
+	m.usageBytes.WithLabelValues(key, "out").Add(float64(c.BytesOut))
+	m.usageImported.WithLabelValues(key).Add(float64(c.PathsImported))
+	m.usageRefusals.WithLabelValues(key).Add(float64(c.Refusals))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
+	"github.com/nixgate/nixgate/usage"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -41,6 +42,9 @@ type Options struct {
 	// Metrics, when not nil, is updated as connections and sessions come
 	// and go.
 	Metrics *Metrics
+	// Usage, when not nil, gets each key's sessions and refusals (the
+	// usage store in state_dir). Nil records none.
+	Usage *usage.Recorder
 	// KillGrace is how long a command has after SIGTERM before SIGKILL,
 	// when its client goes away or the drain ends. Zero means 5 seconds.
 	KillGrace time.Duration
@@ -53,6 +57,7 @@ type Server struct {
 	account sandbox.Account
 	cred    *syscall.Credential
 	metrics *Metrics
+	usage   *usage.Recorder
 
 	state atomic.Pointer[state] // the configuration in force
 	drain atomic.Int32          // the drain state last seen: drainUnknown, 0 or 1
@@ -125,6 +130,7 @@ func New(o Options) (*Server, error) {
 		account:  o.Account,
 		cred:     o.Credential,
 		metrics:  o.Metrics,
+		usage:    o.Usage,
 		conns:    map[*connState]struct{}{},
 		sessions: map[string]int{},
 		procs:    map[*sandbox.Process]struct{}{},

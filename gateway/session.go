@@ -17,6 +17,7 @@ import (
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 	"github.com/nixgate/nixgate/session"
+	"github.com/nixgate/nixgate/usage"
 )
 
 // refuse ends a session with one line on the client's stderr, a log
@@ -55,6 +56,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	release, err := s.acquireKeySession(st.cfg.Key(name))
 	if err != nil {
 		s.metrics.session("refused")
+		s.recordUsage(ctx, usage.Refusal)
 		refuse(sess, log, "refused: "+err.Error(), "decision", "deny")
 		return
 	}
@@ -85,6 +87,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	case session.RunNix:
 	default:
 		s.metrics.session("refused")
+		s.recordUsage(ctx, usage.Refusal)
 		refuse(sess, log, v.Message, "decision", "deny")
 		return
 	}
@@ -151,10 +154,12 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 		status = 1
 	}
 	in, out, errOut := p.Bytes()
+	in = max(in, int64(audit.BytesToNix)) // Nix's stdin is the filter's pipe
 	s.metrics.bytes(in, out+errOut)
 	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
 	if filter != nil {
 		attrs = append(attrs, audit.LogAttrs()...)
+		s.recordUsage(sess.Context(), usage.FromSession(audit, in, out+errOut))
 	}
 	if sig != 0 {
 		attrs = append(attrs, "signal", unix.SignalName(sig))

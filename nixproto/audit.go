@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -34,6 +35,17 @@ type Audit struct {
 	Imported PathSet
 	// Built are the derivations and outputs asked to be built.
 	Built PathSet
+	// Builds counts the build operations that asked for something to be
+	// built (BuildPaths of paths that are all valid already do not).
+	Builds int
+	// BuildTime is the time those operations took: each from reaching
+	// Nix until the client's next operation, or the end of the session
+	// (Nix answers a build when it is done, and clients wait for the
+	// answer). Zero when nothing was built.
+	BuildTime time.Duration
+	// BytesToNix are the bytes of the client's stream passed on to Nix
+	// (refused operations are not).
+	BytesToNix uint64
 	// Read are the paths whose contents were sent to the client; Bytes
 	// are what Nix sent in answer.
 	Read PathSet
@@ -72,6 +84,9 @@ func (a Audit) LogAttrs() []any {
 	attrs := []any{"protocol_version", a.Version, "ops", a.Ops, "imported", a.Imported, "built", a.Built, "read", a.Read}
 	if len(a.Features) > 0 {
 		attrs = append(attrs, "features", a.Features)
+	}
+	if a.Builds > 0 {
+		attrs = append(attrs, "builds", a.Builds, "build_time", a.BuildTime.String())
 	}
 	if a.RefusedCount > 0 {
 		attrs = append(attrs, "refused_ops", a.Refused, "refused_count", a.RefusedCount)

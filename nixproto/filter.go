@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -76,6 +77,7 @@ type Filter struct {
 	features         []string
 
 	replyBytes atomic.Uint64
+	nixBytes   atomic.Uint64 // written to Nix's stdin
 	done       chan struct{}
 	stopOnce   sync.Once
 	stop       chan struct{}
@@ -83,6 +85,9 @@ type Filter struct {
 	mu    sync.Mutex
 	audit Audit
 	err   error
+	// building is when the build op still awaiting the client's next op
+	// reached Nix; zero when none is.
+	building time.Time
 }
 
 // New returns a Filter for one session.
@@ -115,12 +120,24 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	}
 	growPipe(w)
 	f.nixPipe = w
-	f.nix = bufio.NewWriterSize(w, 256<<10)
+	f.nix = bufio.NewWriterSize(countingWriter{w, &f.nixBytes}, 256<<10)
 	f.req = newReader(flushingReader{client, f})
 	f.req.out = io.Discard
 	f.reply = &replyWriter{f: f, w: clientOut}
 	go f.run()
 	return r, f.reply, nil
+}
+
+// countingWriter adds what it writes to n.
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Uint64
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(uint64(n))
+	return n, err
 }
 
 // flushingReader is the client's stream, read only when the filter has
@@ -163,6 +180,10 @@ func (f *Filter) Result() (Audit, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	a := f.audit.clone()
+	if !f.building.IsZero() {
+		a.BuildTime += time.Since(f.building)
+	}
+	a.BytesToNix = f.nixBytes.Load()
 	a.Version = versionString(f.opt.Protocol, f.version)
 	a.Features = f.features
 	return a, f.err
@@ -277,6 +298,11 @@ func (f *Filter) record(o *op) {
 	f.audit.Imported.add(o.imported, o.importedBytes)
 	f.audit.Built.add(o.built, 0)
 	f.audit.Read.add(o.read, 0)
+	if len(o.built) > 0 {
+		f.audit.Builds++
+		o.buildStart = time.Now()
+		f.building = o.buildStart
+	}
 }
 
 // attributeReplies counts the bytes Nix sent since the last call as read
@@ -286,6 +312,12 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 	if prev != nil && prev.readsContents {
 		f.mu.Lock()
 		f.audit.Read.Bytes += now - *mark
+		f.mu.Unlock()
+	}
+	if prev != nil && !prev.buildStart.IsZero() {
+		f.mu.Lock()
+		f.audit.BuildTime += time.Since(prev.buildStart)
+		f.building = time.Time{}
 		f.mu.Unlock()
 	}
 	*mark = now

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -31,6 +32,8 @@ type op struct {
 	importedBytes         uint64
 	// readsContents is set for ops whose answer is store contents.
 	readsContents bool
+	// buildStart is when a build op reached Nix; zero for other ops.
+	buildStart time.Time
 }
 
 // ops filters operations until the client's stream ends: parse reads one

@@ -160,6 +160,9 @@ func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 	if !bytes.Equal(r.toNix, client) {
 		t.Fatalf("full trust: Nix got %d bytes, want the client's %d unchanged", len(r.toNix), len(client))
 	}
+	if r.audit.BytesToNix != uint64(len(client)) {
+		t.Errorf("full trust: audit counts %d bytes to Nix; want %d", r.audit.BytesToNix, len(client))
+	}
 	sentinelName := policy.OpName(proto, sentinelCode(proto))
 	want := map[string]int{name: 1}
 	want[sentinelName]++
@@ -169,6 +172,10 @@ func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 	checkPaths(t, "imported", r.audit.Imported.Paths, vec.Imported)
 	checkPaths(t, "built", r.audit.Built.Paths, vec.Built)
 	checkPaths(t, "read", r.audit.Read.Paths, vec.Read)
+	// An op that builds something is one build, timed until the next op.
+	if wantBuilds := min(len(vec.Built), 1); r.audit.Builds != wantBuilds || (r.audit.BuildTime > 0) != (wantBuilds > 0) {
+		t.Errorf("full trust: builds %d in %v; want %d (timed when > 0)", r.audit.Builds, r.audit.BuildTime, wantBuilds)
+	}
 
 	for _, role := range []struct {
 		pol  policy.OpPolicy

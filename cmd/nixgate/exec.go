@@ -20,6 +20,7 @@ import (
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 	"github.com/nixgate/nixgate/session"
+	keyusage "github.com/nixgate/nixgate/usage"
 )
 
 const execExample = `Runs as an OpenSSH forced command: decides the command the client sent
@@ -119,7 +120,11 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		Health: func() (bool, string) { return admission.Healthy(cfg, account.Home) },
 	})
 	log = log.With(v.LogAttrs()...)
+	// Usage goes to state_dir's store when the build account may write
+	// it; otherwise one warning, and the session goes on uncounted.
+	rec := &keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}
 	if v.Kind != session.RunNix {
+		rec.Record(keyName, keyusage.Refusal)
 		return refuse(stderr, log, v.Message, "decision", "deny")
 	}
 	if v.Config != nil {
@@ -136,14 +141,15 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	log.Info("allowed", "decision", "allow", "reason", v.Decision.Reason)
 	// nixgate stays between sshd and Nix: the filter passes on only the
 	// operations the key's role may send.
-	return runFiltered(c, account.Home, v.Filter(stderr, log, nil), stderr, log)
+	return runFiltered(c, account.Home, v.Filter(stderr, log, nil), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) })
 }
 
 // runFiltered runs c with the session's stdin and stdout going through
 // filter, passes on SIGTERM, SIGINT and SIGHUP to its process group, logs
 // what the session moved, and returns the exit status: Nix's, 128+n for a
-// signal n, 1 when the filter refused.
-func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr io.Writer, log *slog.Logger) int {
+// signal n, 1 when the filter refused. record, when not nil, gets the
+// session's usage.
+func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr io.Writer, log *slog.Logger, record func(keyusage.Counters)) int {
 	defer c.Done()
 	start := time.Now()
 	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
@@ -177,6 +183,7 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	filter.Close()
 	audit, ferr := filter.Result()
 	in, out, errOut := p.Bytes()
+	in = max(in, int64(audit.BytesToNix)) // Nix's stdin is the filter's pipe
 	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
 	attrs = append(attrs, audit.LogAttrs()...)
 	if werr != nil {
@@ -193,6 +200,9 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 		status = exitRefused
 	}
 	log.Info("session ended", attrs...)
+	if record != nil {
+		record(keyusage.FromSession(audit, in, out+errOut))
+	}
 	return status
 }
 

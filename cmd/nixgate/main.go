@@ -29,6 +29,7 @@ var commands = []command{
 	{"client-config", "print what a Nix client needs to use this builder", runClientConfig},
 	{"check", "find what is wrong with this builder, and how to fix it", runCheck},
 	{"drain", "take this builder out of rotation, or put it back (--off)", runDrain},
+	{"usage", "show what each key used: sessions, builds, bytes, refusals", runUsage},
 	{"user-chroot", "run a command with DIR as /nix, like nix-user-chroot", runUserChroot},
 	{"version", "print the version", runVersion},
 }

@@ -111,7 +111,7 @@ func TestUsageAligned(t *testing.T) {
 // TestFlagPlaceholders checks that no option's placeholder reads like a
 // default (-role build, -mode serve): each is a word in capitals.
 func TestFlagPlaceholders(t *testing.T) {
-	for _, args := range [][]string{{"serve"}, {"check"}, {"client-config"}, {"keys", "gen"}, {"keys", "authorize"}, {"keys", "list"}, {"keys", "revoke"}, {"keys", "host"}, {"drain"}} {
+	for _, args := range [][]string{{"serve"}, {"check"}, {"client-config"}, {"keys", "gen"}, {"keys", "authorize"}, {"keys", "list"}, {"keys", "revoke"}, {"keys", "host"}, {"drain"}, {"usage"}} {
 		var out, errb bytes.Buffer
 		run(append(args, "--help"), &out, &errb)
 		for _, line := range strings.Split(out.String(), "\n") {

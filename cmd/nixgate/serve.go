@@ -30,6 +30,7 @@ import (
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
+	keyusage "github.com/nixgate/nixgate/usage"
 )
 
 const defaultConfigPath = "/etc/nixgate/nixgate.toml"
@@ -152,7 +153,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if cfg.Serve.MetricsListen != "" {
 		metrics = gateway.NewMetrics()
 	}
-	srv, err := gateway.New(gateway.Options{Config: cfg, HostSigners: signers, Account: account, Credential: cred, Logger: log, Metrics: metrics})
+	srv, err := gateway.New(gateway.Options{Config: cfg, HostSigners: signers, Account: account, Credential: cred, Logger: log, Metrics: metrics,
+		Usage: &keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}})
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// usageReport is nixgate usage --json.
+type usageReport struct {
+	Since *time.Time `json:"since"`
+	Keys  map[string]struct {
+		Sessions      int64   `json:"sessions"`
+		Builds        int64   `json:"builds"`
+		BuildSeconds  float64 `json:"build_seconds"`
+		BytesIn       int64   `json:"bytes_in"`
+		BytesOut      int64   `json:"bytes_out"`
+		PathsImported int64   `json:"paths_imported"`
+		Refusals      int64   `json:"refusals"`
+	} `json:"keys"`
+}
+
+// TestUsage has real Nix 2.8 copy a path to the builder (key build),
+// build remotely (key trusted), send a refused command (key build) and a
+// refused operation (key substitute, nix copy --to on a read-only key);
+// nixgate usage then reports exactly that, and agrees with the audit log
+// session by session. In serve mode the report is read while serve runs,
+// and the metrics say the same.
+func TestUsage(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		p := b.addPath(t, "usage", "counted\n")
+		b.mustNix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p)
+		nonce := fmt.Sprint(time.Now().UnixNano())
+		b.mustNix(t, "nix-build", writeDerivation(t, b.root, nonce), "--no-out-link", "-j0",
+			"--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 1")
+		if r := b.ssh(t, "build", "nix-store --gc", nil); r.code == 0 {
+			t.Fatalf("nix-store --gc allowed: %s", r)
+		}
+		q := b.addPath(t, "usage-refused", "not counted\n")
+		if r := b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("substitute"), q); r.code == 0 {
+			t.Fatalf("nix copy --to with a substitute key succeeded: %s", r)
+		}
+		// The last session's record is written as it ends.
+		if findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "session ended" && r["key"] == "substitute" }) == nil {
+			t.Fatal("no session record for key substitute")
+		}
+
+		r := mustRun(t, nil, nixgateBin, "usage", "--json", "--since", "1h", "--config", b.config)
+		var rep usageReport
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("nixgate usage --json: %v\n%s", err, r.stdout)
+		}
+
+		// What the audit log says happened, key by key.
+		type sums struct{ sessions, builds, imported, refusals, in int64 }
+		logged := map[string]*sums{}
+		for _, rec := range logRecords(t, b.log) {
+			key, _ := rec["key"].(string)
+			if key == "" {
+				continue
+			}
+			s := logged[key]
+			if s == nil {
+				s = &sums{}
+				logged[key] = s
+			}
+			switch {
+			case rec["msg"] == "session ended":
+				s.sessions++
+				if n, ok := rec["builds"].(float64); ok {
+					s.builds += int64(n)
+				}
+				if imp, ok := rec["imported"].(map[string]any); ok {
+					s.imported += int64(imp["count"].(float64))
+				}
+				if n, ok := rec["refused_count"].(float64); ok {
+					s.refusals += int64(n)
+				}
+				s.in += int64(rec["bytes_in"].(float64))
+			case rec["msg"] == "refused" && rec["decision"] == "deny":
+				s.refusals++
+			}
+		}
+		if len(rep.Keys) != len(logged) {
+			t.Errorf("usage has keys %v; the log %v", rep.Keys, logged)
+		}
+		for key, s := range logged {
+			u := rep.Keys[key]
+			if u.Sessions != s.sessions || u.Builds != s.builds || u.PathsImported != s.imported || u.Refusals != s.refusals || u.BytesIn != s.in {
+				t.Errorf("usage of %s = %+v; the log says %+v", key, u, *s)
+			}
+		}
+
+		// What the test did.
+		build, trusted, sub := rep.Keys["build"], rep.Keys["trusted"], rep.Keys["substitute"]
+		if build.Sessions != 1 || build.PathsImported != 1 || build.Builds != 0 || build.Refusals != 1 || build.BytesIn == 0 || build.BytesOut == 0 {
+			t.Errorf("key build (one copy --to of one path, one refused command): %+v", build)
+		}
+		if trusted.Builds != 1 || trusted.BuildSeconds <= 0 || trusted.Sessions < 1 || trusted.Refusals != 0 {
+			t.Errorf("key trusted (one remote build): %+v", trusted)
+		}
+		if sub.Refusals != 1 || sub.PathsImported != 0 || sub.Builds != 0 {
+			t.Errorf("key substitute (one refused copy --to): %+v", sub)
+		}
+
+		// The table shows the same keys.
+		table := mustRun(t, nil, nixgateBin, "usage", "--config", b.config).stdout
+		t.Logf("nixgate usage:\n%s%s", table, r.stdout)
+		for _, key := range []string{"build", "trusted", "substitute"} {
+			if !strings.Contains(table, "\n"+key+" ") && !strings.Contains(table, " "+key+" ") {
+				t.Errorf("table lacks key %s:\n%s", key, table)
+			}
+		}
+
+		if b.mode == modeServe {
+			for name, want := range map[string]float64{
+				`nixgate_usage_builds_total{key="trusted"}`:             1,
+				`nixgate_usage_paths_imported_total{key="build"}`:       1,
+				`nixgate_usage_refusals_total{key="build"}`:             1,
+				`nixgate_usage_refusals_total{key="substitute"}`:        1,
+				`nixgate_usage_sessions_total{key="build"}`:             1,
+				`nixgate_usage_sessions_total{key="trusted"}`:           float64(trusted.Sessions),
+				`nixgate_usage_bytes_total{direction="in",key="build"}`: float64(build.BytesIn),
+			} {
+				if got := b.metric(t, name); got != want {
+					t.Errorf("%s = %v; want %v", name, got, want)
+				}
+			}
+		}
+	})
+}
+
+// TestUsageExecUnwritable checks that exec mode, whose build account
+// cannot write state_dir (owned by root here), still serves Nix: the
+// session goes uncounted, with one warning in the log.
+func TestUsageExecUnwritable(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	state := filepath.Join(b.root, "serve-state")
+	if err := os.Chown(state, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+	rec := findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "usage not recorded" })
+	if rec == nil || rec["key"] != "build" {
+		t.Errorf("no warning that usage was not recorded:\n%s", readFile(t, b.log))
+	}
+	if _, err := os.Stat(filepath.Join(state, "usage.db")); err == nil {
+		t.Error("usage.db written by the build account in a state_dir owned by root")
+	}
+}

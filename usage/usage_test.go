@@ -1,0 +1,223 @@
+package usage
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/nixgate/nixgate/nixproto"
+)
+
+func TestAddAndSums(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 26, 12, 30, 0, 0, time.UTC)
+	adds := []struct {
+		key string
+		at  time.Time
+		c   Counters
+	}{
+		{"ci", now.Add(-3 * time.Hour), Counters{Sessions: 1, Builds: 2, BuildSeconds: 1.5, BytesIn: 10, BytesOut: 20, PathsImported: 3}},
+		{"ci", now, Counters{Sessions: 1, BytesIn: 1, BytesOut: 2}},
+		{"ci", now.Add(time.Minute), Refusal},
+		{"dev", now.Add(-time.Minute), Counters{Sessions: 1, Refusals: 2}},
+	}
+	for _, a := range adds {
+		if err := Add(dir, a.key, a.at, a.c, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fi, err := os.Stat(Path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("store mode %v; want 0600", fi.Mode().Perm())
+	}
+	for _, tt := range []struct {
+		name  string
+		since time.Time
+		want  map[string]Counters
+	}{
+		{"all", time.Time{}, map[string]Counters{
+			"ci":  {Sessions: 2, Builds: 2, BuildSeconds: 1.5, BytesIn: 11, BytesOut: 22, PathsImported: 3, Refusals: 1},
+			"dev": {Sessions: 1, Refusals: 2},
+		}},
+		// Since is rounded down to its hour: 12:59 includes 12:30.
+		{"this hour", now.Add(29 * time.Minute), map[string]Counters{
+			"ci":  {Sessions: 1, BytesIn: 1, BytesOut: 2, Refusals: 1},
+			"dev": {Sessions: 1, Refusals: 2},
+		}},
+		{"future", now.Add(2 * time.Hour), map[string]Counters{}},
+	} {
+		got, err := Sums(dir, tt.since, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(tt.want) {
+			t.Errorf("%s: Sums = %v; want %v", tt.name, got, tt.want)
+		}
+		for k, w := range tt.want {
+			if got[k] != w {
+				t.Errorf("%s: Sums[%q] = %+v; want %+v", tt.name, k, got[k], w)
+			}
+		}
+	}
+}
+
+// The store is a file: what was added is there after a restart.
+func TestReopenKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	for range 3 {
+		if err := Add(dir, "ci", time.Now(), Counters{Sessions: 1, BytesIn: 5}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Sums(dir, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Counters{Sessions: 3, BytesIn: 15}); got["ci"] != want {
+		t.Errorf("after three sessions: %+v; want %+v", got["ci"], want)
+	}
+}
+
+func TestSumsMissingStore(t *testing.T) {
+	got, err := Sums(t.TempDir(), time.Time{}, 0)
+	if err != nil || len(got) != 0 {
+		t.Errorf("Sums of an empty state_dir = %v, %v; want no usage and no error", got, err)
+	}
+}
+
+// Many writers at once (goroutines here; exec-mode processes on a
+// builder) all get their turn.
+func TestConcurrentWriters(t *testing.T) {
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() { errs <- Add(dir, "ci", time.Now(), Counters{Sessions: 1}, 5*time.Second) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	got, err := Sums(dir, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["ci"].Sessions != 20 {
+		t.Errorf("sessions %d; want 20", got["ci"].Sessions)
+	}
+}
+
+// A store another process holds is waited for, within the timeout, and
+// then given up on: the session is not counted, and not held up either.
+func TestHeldStoreIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	if err := Add(dir, "ci", time.Now(), Counters{Sessions: 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Another process's writer: bbolt's exclusive flock on its own
+	// open file description, which conflicts within a process too.
+	db, err := bolt.Open(Path(dir), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := time.Now()
+	err = Add(dir, "ci", time.Now(), Counters{Sessions: 1}, 200*time.Millisecond)
+	if err == nil || !strings.HasPrefix(err.Error(), "usage: ") {
+		t.Errorf("Add on a held store: %v; want a usage: timeout error", err)
+	}
+	if _, err := Sums(dir, time.Time{}, 200*time.Millisecond); err == nil {
+		t.Error("Sums on a store held for writing: no error; want a timeout")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("gave up after %v; want about 400ms", d)
+	}
+
+	var logBuf bytes.Buffer
+	r := &Recorder{StateDir: dir, Timeout: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logBuf, nil))}
+	r.Record("ci", Refusal)
+	r.Record("ci", Refusal)
+	if n := strings.Count(logBuf.String(), "usage not recorded"); n != 1 {
+		t.Errorf("logged %d warnings; want one:\n%s", n, logBuf.String())
+	}
+	db.Close()
+	r.Record("ci", Refusal)
+	got, err := Sums(dir, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Counters{Sessions: 1, Refusals: 1}); got["ci"] != want {
+		t.Errorf("%+v; want %+v", got["ci"], want)
+	}
+}
+
+// A state directory the account cannot write (exec mode, state_dir owned
+// by root): the session is not counted, and Record does not fail.
+func TestRecorderUnwritableDir(t *testing.T) {
+	var logBuf bytes.Buffer
+	r := &Recorder{StateDir: "/nonexistent/nixgate-state", Log: slog.New(slog.NewTextHandler(&logBuf, nil))}
+	r.Record("ci", Counters{Sessions: 1})
+	if !strings.Contains(logBuf.String(), "usage not recorded") {
+		t.Errorf("log %q; want a warning", logBuf.String())
+	}
+	var nilRec *Recorder
+	nilRec.Record("ci", Refusal)
+}
+
+func TestFromSession(t *testing.T) {
+	a := nixproto.Audit{Builds: 2, BuildTime: 1500 * time.Millisecond, RefusedCount: 1, Imported: nixproto.PathSet{Count: 4}}
+	got := FromSession(a, 100, 200)
+	want := Counters{Sessions: 1, Builds: 2, BuildSeconds: 1.5, BytesIn: 100, BytesOut: 200, PathsImported: 4, Refusals: 1}
+	if got != want {
+		t.Errorf("FromSession = %+v; want %+v", got, want)
+	}
+}
+
+// TestConcurrentProcesses has several processes (this test binary again,
+// as exec-mode sessions are) add to one store at once: bbolt's file lock
+// makes them take turns, and every session is counted.
+func TestConcurrentProcesses(t *testing.T) {
+	if dir := os.Getenv("NIXGATE_USAGE_WRITER_DIR"); dir != "" {
+		for range 10 {
+			if err := Add(dir, "ci", time.Now(), Counters{Sessions: 1}, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	dir := t.TempDir()
+	var cmds []*exec.Cmd
+	for range 8 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestConcurrentProcesses$")
+		cmd.Env = append(os.Environ(), "NIXGATE_USAGE_WRITER_DIR="+dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("writer process: %v", err)
+		}
+	}
+	got, err := Sums(dir, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["ci"].Sessions != 80 {
+		t.Errorf("sessions %d; want 80", got["ci"].Sessions)
+	}
+}
