@@ -181,8 +181,29 @@ func TestFaultDiskFull(t *testing.T) {
 	writeFile(t, b.config, strings.Replace(cfg, fmt.Sprintf("store = %q", b.store), fmt.Sprintf("store = %q", "local?root="+small), 1), 0o644)
 	waitLog(t, b, "reloaded", nil)
 
+	// With the default min_free (64 MiB) the builder says at connect that
+	// it is short of space, so Nix can go elsewhere.
 	p := b.addBigPath(t, "too-big", 64<<20)
-	r := b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p)
+	var r result
+	for i := 0; i < 20; i++ {
+		if r = b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p); strings.Contains(r.stderr, "builder unhealthy") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if r.code == 0 || !strings.Contains(r.stderr, "nixgate: builder unhealthy: store") || !strings.Contains(r.stderr, "below min_free") {
+		t.Fatalf("copy into a store below min_free: %s", r)
+	}
+	// Without min_free the copy runs and the disk fills: Nix's own error,
+	// nothing left running, and the builder carries on.
+	writeFile(t, b.config, readFile(t, b.config)+"\n[admission]\nmin_free = 0\n", 0o644)
+	waitLog(t, b, "reloaded", nil)
+	for i := 0; i < 20; i++ {
+		if r = b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p); !strings.Contains(r.stderr, "builder unhealthy") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	if r.code == 0 || !strings.Contains(r.stderr, "No space left on device") {
 		t.Fatalf("copy into a full store: %s", r)
 	}
