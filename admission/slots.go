@@ -17,6 +17,12 @@ const DefaultBuildQueueTimeout = 10 * time.Minute
 // least recently goes first). The zero Slots is ready to use and has no
 // waiters; a Slots must not be copied after first use.
 type Slots struct {
+	// OnChange, when set, is called with the builds running and waiting
+	// whenever either changes, with the Slots locked: it must be quick
+	// and must not call the Slots. Set it before first use; nil means
+	// none.
+	OnChange func(running, waiting int)
+
 	mu sync.Mutex
 	// max is the builder-wide limit of the latest request; 0 means none.
 	max     int
@@ -72,6 +78,7 @@ func (s *Slots) Acquire(stop <-chan struct{}, r SlotRequest) (release func(), wa
 	k.queue = append(k.queue, w)
 	s.waiting++
 	s.dispatch()
+	s.changed()
 	s.mu.Unlock()
 
 	timeout := r.Timeout
@@ -160,6 +167,7 @@ func (s *Slots) release(key string) {
 	k.running--
 	s.dispatch()
 	s.prune(key)
+	s.changed()
 }
 
 // remove takes w out of k's queue; s.mu held.
@@ -175,6 +183,13 @@ func (s *Slots) remove(k *keySlots, w *waiter) {
 	// of the same key: nothing changes for other keys, but see anyway.
 	s.dispatch()
 	s.prune(w.key)
+	s.changed()
+}
+
+func (s *Slots) changed() {
+	if s.OnChange != nil {
+		s.OnChange(s.running, s.waiting)
+	}
 }
 
 // prune forgets a key with nothing running or waiting; s.mu held.
