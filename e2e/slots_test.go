@@ -83,7 +83,7 @@ func TestBuildSlots(t *testing.T) {
 		if !inStore(b.storeDir, out) {
 			t.Errorf("%s is not in the builder's store: not built remotely", out)
 		}
-		s, e := interval(t, filepath.Join(b.storeDir, filepath.Base(out)))
+		s, e := interval(t, filepath.Join(b.storeDir, out))
 		spans = append(spans, span{s, e})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
