@@ -49,7 +49,9 @@ func interval(t testing.TB, out string) (start, end float64) {
 // every build succeeds, and no two build at the same time (the intervals
 // the builds record do not overlap). The waits show in the session
 // records and the metrics. Then, with build_queue_timeout = "1s", a build
-// that cannot get the slot in time fails with the reason in one line.
+// that cannot get the slot in time fails with the reason in one line,
+// and with refuse_when_busy a new build session is refused at connect
+// while the slot is taken.
 func TestBuildSlots(t *testing.T) {
 	b := newBuilder(t, modeServe)
 	good := readFile(t, b.config)
@@ -132,6 +134,20 @@ func TestBuildSlots(t *testing.T) {
 		return r["msg"] == "operation refused" && r["key"] == "trusted" && strings.HasPrefix(fmt.Sprint(r["reason"]), "no build slot within 1s")
 	}) == nil {
 		t.Errorf("no log record of the refusal:\n%s", readFile(t, b.log))
+	}
+
+	// refuse_when_busy: while the slot is taken, a new build session is
+	// refused at connect, with the line once.
+	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nrefuse_when_busy = true\n", 0o644)
+	b.signalServe(t, syscall.SIGHUP)
+	waitLog(t, b, "reloaded", nil)
+	r = b.nix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
+	const busy = "nixgate: builder busy: all 1 build slots are taken (max_builds)"
+	if r.code == 0 || strings.Count(r.stderr, busy) != 1 || !strings.Contains(r.stderr, "cannot build on") {
+		t.Errorf("a build while the slot is taken, refuse_when_busy: %s; want Nix unable to build there, with %q once", r, busy)
+	}
+	if findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "refused" && r["busy"] == true && r["key"] == "trusted" }) == nil {
+		t.Errorf("no log record of the busy refusal:\n%s", readFile(t, b.log))
 	}
 	syscall.Kill(-slow.Process.Pid, syscall.SIGKILL)
 	waitCmd(t, slow, 30*time.Second)
