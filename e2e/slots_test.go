@@ -146,7 +146,9 @@ func TestBuildSlots(t *testing.T) {
 	if r.code == 0 || strings.Count(r.stderr, busy) != 1 || !strings.Contains(r.stderr, "cannot build on") {
 		t.Errorf("a build while the slot is taken, refuse_when_busy: %s; want Nix unable to build there, with %q once", r, busy)
 	}
-	if findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "refused" && r["busy"] == true && r["key"] == "trusted" }) == nil {
+	if findRecord(t, b, func(r map[string]any) bool {
+		return r["msg"] == "refused" && r["busy"] == true && r["key"] == "trusted"
+	}) == nil {
 		t.Errorf("no log record of the busy refusal:\n%s", readFile(t, b.log))
 	}
 	syscall.Kill(-slow.Process.Pid, syscall.SIGKILL)
