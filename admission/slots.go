@@ -121,6 +121,17 @@ func (s *Slots) Acquire(stop <-chan struct{}, r SlotRequest) (release func(), wa
 	return nil, time.Since(start), fmt.Errorf("admission: no build slot within %s (%s, %d waiting)", timeout, limits, waiting)
 }
 
+// SetMax sets the builder-wide limit (zero means none), as each
+// SlotRequest.Max does, and hands out the slots a higher limit frees for
+// the builds waiting.
+func (s *Slots) SetMax(max int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.max = max
+	s.dispatch()
+	s.changed()
+}
+
 // Busy reports whether every builder-wide slot is taken: max builds are
 // running (max from the configuration in force; zero means no limit, and
 // then Busy is false).

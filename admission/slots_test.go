@@ -196,3 +196,32 @@ func TestSlotsBusy(t *testing.T) {
 	}
 	release()
 }
+
+func TestSlotsSetMax(t *testing.T) {
+	var s Slots
+	release, _, _ := s.Acquire(nil, SlotRequest{Key: "a", Max: 1})
+	defer release()
+	got := make(chan error, 1)
+	go func() {
+		r, _, err := s.Acquire(nil, SlotRequest{Key: "b", Max: 1, Timeout: 5 * time.Second})
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	for {
+		if _, w := s.Stats(); w == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s.SetMax(2) // a reload raising max_builds lets the waiting build in
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiting build did not get the slot SetMax(2) added")
+	}
+}

@@ -200,6 +200,7 @@ func (s *Server) Reload(cfg *policy.Config) error {
 	}
 	s.state.Store(st)
 	s.CheckDrain()
+	s.slots.SetMax(cfg.Admission.MaxBuilds)
 	return nil
 }
 
