@@ -4,5 +4,7 @@
 // restarts all see the same state; and the builder's health, whether Nix
 // there can work (its store writable, free space above min_free, the
 // daemon answering). Refusing at connect is what lets Nix move to the
-// next builder instead of failing the build.
+// next builder instead of failing the build. It also keeps the build
+// slots of serve mode (Slots): how many builds run at once, builder-wide
+// and per key, with a fair queue for the builds beyond.
 package admission

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,6 +22,9 @@ type Metrics struct {
 	ops         *prometheus.CounterVec
 	drainingG   prometheus.Gauge
 	healthyG    prometheus.Gauge
+	buildsG     prometheus.Gauge
+	queueG      prometheus.Gauge
+	slotWait    prometheus.Histogram
 
 	usageSessions *prometheus.CounterVec
 	usageBuilds   *prometheus.CounterVec
@@ -59,6 +63,16 @@ func NewMetrics() *Metrics {
 		healthyG: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nixgate_healthy", Help: "1 while Nix on the builder works (store writable, free space above min_free, daemon answering); 0 while new Nix sessions are refused for it.",
 		}),
+		buildsG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixgate_builds_running", Help: "Build operations holding a build slot now ([admission] max_builds).",
+		}),
+		queueG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixgate_build_queue_depth", Help: "Build operations waiting for a build slot now.",
+		}),
+		slotWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "nixgate_build_slot_wait_seconds", Help: "How long build operations waited for a build slot, refused ones included.",
+			Buckets: []float64{0.001, 0.01, 0.1, 1, 5, 15, 60, 300, 900, 3600},
+		}),
 		usageSessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixgate_usage_sessions_total", Help: "Nix sessions run, by key.",
 		}, []string{"key"}),
@@ -78,7 +92,7 @@ func NewMetrics() *Metrics {
 			Name: "nixgate_usage_refusals_total", Help: "Sessions and protocol operations refused, by key.",
 		}, []string{"key"}),
 	}
-	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG, m.healthyG,
+	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG, m.healthyG, m.buildsG, m.queueG, m.slotWait,
 		m.usageSessions, m.usageBuilds, m.usageBuildSec, m.usageBytes, m.usageImported, m.usageRefusals,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -147,6 +161,19 @@ func (m *Metrics) healthy(ok bool) {
 			v = 1
 		}
 		m.healthyG.Set(v)
+	}
+}
+
+func (m *Metrics) buildSlots(running, waiting int) {
+	if m != nil {
+		m.buildsG.Set(float64(running))
+		m.queueG.Set(float64(waiting))
+	}
+}
+
+func (m *Metrics) slotWaited(d time.Duration) {
+	if m != nil {
+		m.slotWait.Observe(d.Seconds())
 	}
 }
 

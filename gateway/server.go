@@ -64,6 +64,9 @@ type Server struct {
 	// health is the verdict of the last CheckHealth; nil before the
 	// first, which refuses.
 	health atomic.Pointer[admission.Health]
+	// slots are the builder's build slots, shared by all sessions and
+	// kept across reloads.
+	slots admission.Slots
 
 	healthMu      sync.Mutex // serializes CheckHealth
 	greeted       time.Time  // when CheckHealth last greeted the daemon
@@ -142,6 +145,7 @@ func New(o Options) (*Server, error) {
 	if s.grace <= 0 {
 		s.grace = 5 * time.Second
 	}
+	s.slots.OnChange = s.metrics.buildSlots
 	s.state.Store(st)
 	s.drain.Store(drainUnknown)
 	s.CheckDrain()
@@ -196,6 +200,7 @@ func (s *Server) Reload(cfg *policy.Config) error {
 	}
 	s.state.Store(st)
 	s.CheckDrain()
+	s.slots.SetMax(cfg.Admission.MaxBuilds)
 	return nil
 }
 

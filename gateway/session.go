@@ -74,6 +74,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		LixTimeout: st.cfg.Serve.Limits.LoginGraceTime,
 		Draining:   s.draining,
 		Health:     s.healthy,
+		Busy:       s.buildsBusy,
 	})
 	log = log.With(v.LogAttrs()...)
 	cfg := v.Config
@@ -100,7 +101,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	observe := func(op string, allowed bool) { s.metrics.op(name, op, allowed) }
-	s.run(sess, log.With("argv", cmd.Argv), cmd, v.Filter(sess.Stderr(), log, observe))
+	s.run(sess, log.With("argv", cmd.Argv), cmd, v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name)))
 }
 
 // run starts cmd wired to the session through filter, kills its process

@@ -43,6 +43,10 @@ type Audit struct {
 	// (Nix answers a build when it is done, and clients wait for the
 	// answer). Zero when nothing was built.
 	BuildTime time.Duration
+	// SlotWait is the time those operations waited for a build slot
+	// (Options.AcquireBuild) before reaching Nix, refused ones included.
+	// Zero when none waited.
+	SlotWait time.Duration
 	// BytesToNix are the bytes of the client's stream passed on to Nix
 	// (refused operations are not).
 	BytesToNix uint64
@@ -87,6 +91,9 @@ func (a Audit) LogAttrs() []any {
 	}
 	if a.Builds > 0 {
 		attrs = append(attrs, "builds", a.Builds, "build_time", a.BuildTime.String())
+	}
+	if a.SlotWait > 0 {
+		attrs = append(attrs, "slot_wait", a.SlotWait.String())
 	}
 	if a.RefusedCount > 0 {
 		attrs = append(attrs, "refused_ops", a.Refused, "refused_count", a.RefusedCount)

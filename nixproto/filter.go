@@ -37,6 +37,15 @@ type Options struct {
 	// Observe, when set, is called once per operation with its name and
 	// whether it passed; it must not block.
 	Observe func(op string, allowed bool)
+	// AcquireBuild, when set, is called before an operation that builds
+	// something is passed to Nix, and may wait for a build slot; it
+	// fails when none came in time (or stop closed, when the session
+	// is ending), and the error's text, after "nixgate: ", is what the
+	// client sees: the worker protocol answers the operation with it,
+	// the serve protocol ends the session. The filter calls release once,
+	// when the build ends: at the client's next operation, or the end of
+	// the session. Nil means builds never wait.
+	AcquireBuild func(stop <-chan struct{}) (release func(), err error)
 }
 
 // Filter carries one session of a Nix protocol between a client and
@@ -88,6 +97,9 @@ type Filter struct {
 	// building is when the build op still awaiting the client's next op
 	// reached Nix; zero when none is.
 	building time.Time
+	// slot gives back the build slot of the build op still awaiting the
+	// client's next op; nil when none is held.
+	slot func()
 }
 
 // New returns a Filter for one session.
@@ -161,6 +173,7 @@ func (f *Filter) Close() {
 		close(f.stop)
 		f.reply.flush()
 	})
+	f.releaseSlot()
 	f.nixPipe.Close()
 }
 
@@ -212,6 +225,7 @@ func (f *Filter) run() {
 	f.mu.Lock()
 	f.err = err
 	f.mu.Unlock()
+	f.releaseSlot()
 	f.closeHello()
 	f.nix.Flush()
 	f.nixPipe.Close()
@@ -321,6 +335,42 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 		f.mu.Unlock()
 	}
 	*mark = now
+	f.releaseSlot()
+}
+
+// acquireSlot waits for a build slot for o, when o builds and
+// Options.AcquireBuild is set, and holds it until the next op; the
+// error is the reason to refuse o with.
+func (f *Filter) acquireSlot(o *op) error {
+	if len(o.built) == 0 || f.opt.AcquireBuild == nil {
+		return nil
+	}
+	start := time.Now()
+	release, err := f.opt.AcquireBuild(f.stop)
+	wait := time.Since(start)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.audit.SlotWait += wait
+	if err != nil {
+		name := policy.OpName(f.opt.Protocol, o.req.Code)
+		f.audit.Refused = appendCapped(f.audit.Refused, name)
+		f.audit.RefusedCount++
+		f.log.Warn("operation refused", "op", name, "reason", err.Error(), "slot_wait", wait.String())
+		return err
+	}
+	f.slot = release
+	return nil
+}
+
+// releaseSlot gives back the build slot held, if any.
+func (f *Filter) releaseSlot() {
+	f.mu.Lock()
+	release := f.slot
+	f.slot = nil
+	f.mu.Unlock()
+	if release != nil {
+		release()
+	}
 }
 
 // replyWriter is Nix's stdout: it reads Nix's hello, lowering its

@@ -91,6 +91,15 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 			}
 			continue
 		}
+		if err := f.acquireSlot(o); err != nil {
+			if f.opt.Protocol == policy.ProtocolServe {
+				return f.refuseSession(err.Error())
+			}
+			if err := refuse(o, err.Error()); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.toNix(f.rewrite(o, v)); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // AdmissionConfig is the [admission] table: whether this builder takes
@@ -14,7 +15,25 @@ type AdmissionConfig struct {
 	// refused at connect, so that Nix builds elsewhere. Zero means no
 	// check. Load fills in DefaultMinFree when the setting is left out.
 	MinFree uint64
+	// MaxBuilds is how many builds run at once on this builder, shared
+	// by all keys; a build beyond it waits for a slot in a fair queue
+	// (first in, first out per key, round-robin across keys). Zero means
+	// no limit.
+	MaxBuilds int
+	// BuildQueueTimeout is how long a build waits for a slot before it is
+	// refused. Load fills in DefaultBuildQueueTimeout when the setting is
+	// left out; it is never zero after Load.
+	BuildQueueTimeout time.Duration
+	// RefuseWhenBusy refuses new sessions of build keys at connect while
+	// all MaxBuilds slots are taken, so that Nix tries another builder
+	// instead of waiting here. False (the default) lets them in to wait.
+	// It has no effect without MaxBuilds.
+	RefuseWhenBusy bool
 }
+
+// DefaultBuildQueueTimeout is [admission] build_queue_timeout when the
+// setting is left out.
+const DefaultBuildQueueTimeout = 10 * time.Minute
 
 // DefaultMinFree is [admission] min_free when the setting is left out:
 // 64 MiB. A store with less than that cannot unpack even a small closure,
@@ -26,11 +45,25 @@ const DefaultMinFree = 64 << 20
 // fileAdmission is the shape of the [admission] table in the file.
 type fileAdmission struct {
 	// MinFree is bytes (an integer) or a size such as "1G".
-	MinFree any `toml:"min_free"`
+	MinFree           any    `toml:"min_free"`
+	MaxBuilds         int    `toml:"max_builds"`
+	BuildQueueTimeout string `toml:"build_queue_timeout"`
+	RefuseWhenBusy    bool   `toml:"refuse_when_busy"`
 }
 
 func (v *validator) admission(f fileAdmission) AdmissionConfig {
-	a := AdmissionConfig{MinFree: DefaultMinFree}
+	a := AdmissionConfig{MinFree: DefaultMinFree, MaxBuilds: f.MaxBuilds, BuildQueueTimeout: DefaultBuildQueueTimeout, RefuseWhenBusy: f.RefuseWhenBusy}
+	if f.MaxBuilds < 0 {
+		v.fail("admission.max_builds", "%d is negative (0 means no limit)", f.MaxBuilds)
+	}
+	if f.BuildQueueTimeout != "" {
+		d, err := time.ParseDuration(f.BuildQueueTimeout)
+		if err != nil || d <= 0 {
+			v.fail("admission.build_queue_timeout", "%q is not a positive duration (\"10m\", \"90s\")", f.BuildQueueTimeout)
+		} else {
+			a.BuildQueueTimeout = d
+		}
+	}
 	if f.MinFree == nil {
 		return a
 	}

@@ -107,6 +107,10 @@ type Key struct {
 	Expires time.Time `toml:"-"`
 	// MaxSessions limits the key's concurrent sessions. Zero means no limit.
 	MaxSessions int `toml:"max_sessions"`
+	// MaxBuilds limits how many of the key's builds run at once; more
+	// wait for a slot, as for [admission] max_builds. Zero means no
+	// limit of the key's own.
+	MaxBuilds int `toml:"max_builds"`
 	// FullTrust lets every Nix operation and SetOptions override nixgate
 	// can parse through for this key, as if nixgate did not filter the
 	// protocols. False (the default) filters them by role. With the build

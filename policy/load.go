@@ -35,6 +35,7 @@ type KeySpec struct {
 	From        []string `toml:"from"`
 	Expires     any      `toml:"expires"`
 	MaxSessions int      `toml:"max_sessions"`
+	MaxBuilds   int      `toml:"max_builds"`
 	FullTrust   bool     `toml:"full_trust"`
 	// Build limits, for build keys: durations ("2h") and bytes.
 	BuildTimeout  string `toml:"build_timeout"`
@@ -255,7 +256,7 @@ func (c *Config) AddKeys(source string, specs []KeySpec) error {
 }
 
 func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
-	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, FullTrust: fk.FullTrust, Source: v.name, Line: fk.Line}
+	k := Key{Name: fk.Name, Role: fk.Role, PublicKey: strings.TrimSpace(fk.PublicKey), From: fk.From, MaxSessions: fk.MaxSessions, MaxBuilds: fk.MaxBuilds, FullTrust: fk.FullTrust, Source: v.name, Line: fk.Line}
 	switch {
 	case fk.Name == "":
 		v.fail(at+".name", "missing")
@@ -293,6 +294,12 @@ func (v *validator) key(at string, fk KeySpec, seen map[string]bool) Key {
 	k.Limits = v.limits(at, fk)
 	if fk.MaxSessions < 0 {
 		v.fail(at+".max_sessions", "%d is negative (0 means no limit)", fk.MaxSessions)
+	}
+	if fk.MaxBuilds < 0 {
+		v.fail(at+".max_builds", "%d is negative (0 means no limit)", fk.MaxBuilds)
+	}
+	if fk.MaxBuilds > 0 && fk.Role != RoleBuild {
+		v.fail(at+".max_builds", "is for build keys")
 	}
 	return k
 }

@@ -99,6 +99,26 @@ func TestParseMinFree(t *testing.T) {
 	}
 }
 
+func TestParseBuildSlots(t *testing.T) {
+	cfg, err := Parse("t.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Admission; a.MaxBuilds != 0 || a.BuildQueueTimeout != DefaultBuildQueueTimeout || a.RefuseWhenBusy {
+		t.Errorf("defaults: %+v; want max_builds 0, build_queue_timeout %v, refuse_when_busy false", a, DefaultBuildQueueTimeout)
+	}
+	cfg, err = Parse("t.toml", []byte("user = \"b\"\n[admission]\nmax_builds = 2\nbuild_queue_timeout = \"90s\"\nrefuse_when_busy = true\n[[keys]]\nname = \"k\"\nrole = \"build\"\nmax_builds = 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Admission; a.MaxBuilds != 2 || a.BuildQueueTimeout != 90*time.Second || !a.RefuseWhenBusy {
+		t.Errorf("Admission = %+v; want max_builds 2, build_queue_timeout 1m30s, refuse_when_busy", a)
+	}
+	if n := cfg.Key("k").MaxBuilds; n != 1 {
+		t.Errorf("key k MaxBuilds = %d; want 1", n)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	base := "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"
 	tests := []struct {
@@ -127,6 +147,9 @@ func TestParseErrors(t *testing.T) {
 		{"reserved env", "user = \"b\"\n[nix]\nenv = { PATH = \"/x\" }\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.PATH: PATH is set by nixgate"},
 		{"bad min_free", "user = \"b\"\n[admission]\nmin_free = \"lots\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.min_free: \"lots\": want bytes"},
 		{"negative min_free", "user = \"b\"\n[admission]\nmin_free = -1\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.min_free: -1 is negative"},
+		{"negative max_builds", "user = \"b\"\n[admission]\nmax_builds = -1\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.max_builds: -1 is negative"},
+		{"bad build_queue_timeout", "user = \"b\"\n[admission]\nbuild_queue_timeout = \"soon\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.build_queue_timeout: \"soon\" is not a positive duration"},
+		{"max_builds on a substitute key", "user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"substitute\"\nmax_builds = 1\n", "bad.toml:5: keys[0].max_builds: is for build keys"},
 		{"min_free wrong type", "user = \"b\"\n[admission]\nmin_free = 1.5\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: admission.min_free: want bytes"},
 		{"bad env name", "user = \"b\"\n[nix.env]\n\"A-B\" = \"x\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "bad.toml:3: nix.env.A-B"},
 		// go-toml matches names whatever their case; nixgate does not.

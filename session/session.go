@@ -82,6 +82,14 @@ type Request struct {
 	// Draining, and must be cheap: serve mode reads a verdict kept up to
 	// date in the background. Nil means always healthy.
 	Health func() (ok bool, reason string)
+	// Busy, when not nil, reports whether every build slot of the
+	// builder is taken and new build sessions are to be refused for it
+	// ([admission] refuse_when_busy), and the line to refuse with
+	// (without the "nixgate: " prefix). A build key's session that would
+	// run Nix, or start Lix's dialogue, is then refused before anything
+	// runs, so that Nix tries another builder. It is called once per
+	// session, after Health. Nil means never busy.
+	Busy func() (bool, string)
 }
 
 // DefaultLixTimeout is how long Lix's start-up dialogue may take when
@@ -111,6 +119,9 @@ type Verdict struct {
 	// Unhealthy is set when the session was refused because Nix on the
 	// builder does not work (Request.Health).
 	Unhealthy bool
+	// Busy is set when the session was refused because every build slot
+	// was taken (Request.Busy).
+	Busy bool
 }
 
 // Decide decides one session. When the client opens Lix's start-up
@@ -132,6 +143,11 @@ func Decide(req Request) Verdict {
 				msg += ": " + reason
 			}
 			return Verdict{Decision: d, Config: v.Config, Message: msg, Unhealthy: true}
+		}
+	}
+	if (d.LixBootstrap || d.Allow && !d.Shell) && d.Role == policy.RoleBuild && req.Busy != nil {
+		if busy, msg := req.Busy(); busy {
+			return Verdict{Decision: d, Config: v.Config, Message: msg, Busy: true}
 		}
 	}
 	if d.LixBootstrap {
@@ -204,6 +220,9 @@ func (v Verdict) LogAttrs() []any {
 	if v.Unhealthy {
 		attrs = append(attrs, "unhealthy", true)
 	}
+	if v.Busy {
+		attrs = append(attrs, "busy", true)
+	}
 	if v.LixCommand != "" {
 		attrs = append(attrs, "lix_command", v.LixCommand)
 	}
@@ -218,13 +237,15 @@ func (v Verdict) LogAttrs() []any {
 
 // Filter returns the stream filter for a RunNix verdict: stderr is the
 // client's, log gets a record per refused operation, observe (may be nil)
-// counts operations.
-func (v Verdict) Filter(stderr io.Writer, log *slog.Logger, observe func(op string, allowed bool)) *nixproto.Filter {
+// counts operations, acquireBuild (may be nil) hands out build slots
+// (nixproto.Options.AcquireBuild).
+func (v Verdict) Filter(stderr io.Writer, log *slog.Logger, observe func(op string, allowed bool), acquireBuild func(stop <-chan struct{}) (func(), error)) *nixproto.Filter {
 	return nixproto.New(nixproto.Options{
-		Protocol: v.Decision.Protocol,
-		Policy:   v.Decision.Ops,
-		Stderr:   stderr,
-		Log:      log,
-		Observe:  observe,
+		Protocol:     v.Decision.Protocol,
+		Policy:       v.Decision.Ops,
+		Stderr:       stderr,
+		Log:          log,
+		Observe:      observe,
+		AcquireBuild: acquireBuild,
 	})
 }

@@ -346,7 +346,7 @@ func TestVerdictFilter(t *testing.T) {
 		if v.Kind != RunNix {
 			t.Fatalf("Decide(ci, %q).Kind = %v (%q); want RunNix", cmd, v.Kind, v.Message)
 		}
-		if f := v.Filter(io.Discard, nil, nil); f == nil {
+		if f := v.Filter(io.Discard, nil, nil, nil); f == nil {
 			t.Errorf("Decide(ci, %q).Filter(io.Discard, nil, nil) = nil; want a filter", cmd)
 		}
 	}
@@ -516,5 +516,29 @@ func TestDecideUnhealthy(t *testing.T) {
 	healthy := func() (bool, string) { return true, "" }
 	if v := Decide(Request{Engine: e, Request: policy.Request{Key: "ci", Command: "nix-daemon --stdio"}, Mode: Serve, Health: healthy}); v.Kind != RunNix {
 		t.Errorf("Decide(healthy) = %+v; want RunNix", v)
+	}
+}
+
+// TestDecideBusy checks that while every build slot is taken (and
+// refuse_when_busy is set) a build key's Nix session is refused with the
+// line, while a substitute key and the operator's shell still get in.
+func TestDecideBusy(t *testing.T) {
+	e := testEngine(t)
+	const want = "builder busy: all 1 build slots are taken (max_builds)"
+	busy := func() (bool, string) { return true, want }
+	for _, tt := range []struct {
+		key, command string
+		kind         Kind
+		busy         bool
+	}{
+		{"ci", "nix-store --serve --write", Refuse, true},
+		{"ci", "nix-daemon --stdio", Refuse, true},
+		{"cache", "nix-store --serve", RunNix, false},
+		{"ops", "", Shell, false},
+	} {
+		v := Decide(Request{Engine: e, Request: policy.Request{Key: tt.key, Command: tt.command}, Mode: Serve, Busy: busy})
+		if v.Kind != tt.kind || v.Busy != tt.busy || tt.busy && v.Message != want {
+			t.Errorf("Decide(%s, %q) = kind %v, busy %v, %q; want kind %v, busy %v", tt.key, tt.command, v.Kind, v.Busy, v.Message, tt.kind, tt.busy)
+		}
 	}
 }

@@ -141,7 +141,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	log.Info("allowed", "decision", "allow", "reason", v.Decision.Reason)
 	// nixgate stays between sshd and Nix: the filter passes on only the
 	// operations the key's role may send.
-	return runFiltered(c, account.Home, v.Filter(stderr, log, nil), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) })
+	return runFiltered(c, account.Home, v.Filter(stderr, log, nil, nil), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) })
 }
 
 // runFiltered runs c with the session's stdin and stdout going through

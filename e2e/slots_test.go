@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// writeTimedDerivation writes a derivation that records in $out when it
+// started and ended building, as seconds of /proc/uptime (busybox's date
+// has no sub-second format), and sleeps secs seconds in between.
+func writeTimedDerivation(t testing.TB, root, nonce string, secs int) string {
+	t.Helper()
+	file := writeDerivation(t, root, nonce)
+	expr := readFile(t, file)
+	old := fmt.Sprintf(`"echo built remotely %s > $out"`, nonce)
+	if !strings.Contains(expr, old) {
+		t.Fatalf("unexpected derivation:\n%s", expr)
+	}
+	expr = strings.Replace(expr, old, fmt.Sprintf(`"${bb}/bin/busybox cut -d' ' -f1 /proc/uptime > $out; ${bb}/bin/busybox sleep %d; ${bb}/bin/busybox cut -d' ' -f1 /proc/uptime >> $out; echo built remotely %s >> $out"`, secs, nonce), 1)
+	writeFile(t, file, expr, 0o644)
+	return file
+}
+
+// interval reads the start and end a timed derivation recorded.
+func interval(t testing.TB, out string) (start, end float64) {
+	t.Helper()
+	f := strings.Fields(readFile(t, out))
+	if len(f) < 2 {
+		t.Fatalf("%s: %q; want a start and an end", out, f)
+	}
+	var err1, err2 error
+	start, err1 = strconv.ParseFloat(f[0], 64)
+	end, err2 = strconv.ParseFloat(f[1], 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("%s: %q; want two times", out, f)
+	}
+	return start, end
+}
+
+// TestBuildSlots has real Nix 2.8 run three remote builds at once, from
+// two keys, on one nixgate serve builder with [admission] max_builds = 1:
+// every build succeeds, and no two build at the same time (the intervals
+// the builds record do not overlap). The waits show in the session
+// records and the metrics. Then, with build_queue_timeout = "1s", a build
+// that cannot get the slot in time fails with the reason in one line,
+// and with refuse_when_busy a new build session is refused at connect
+// while the slot is taken.
+func TestBuildSlots(t *testing.T) {
+	b := newBuilder(t, modeServe)
+	good := readFile(t, b.config)
+	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\n", 0o644)
+	b.signalServe(t, syscall.SIGHUP)
+	waitLog(t, b, "reloaded", nil)
+
+	type build struct {
+		key, drv string
+		cmd      *exec.Cmd
+		out      *strings.Builder
+	}
+	var builds []*build
+	for i, key := range []string{"build", "trusted", "build"} {
+		nonce := fmt.Sprintf("%d-slot%d", time.Now().UnixNano(), i)
+		bl := &build{key: key, drv: writeTimedDerivation(t, b.root, nonce, 2)}
+		// Three jobs on the machine line: the client does not queue them
+		// itself, nixgate does.
+		cmd, out := b.startNix(t, "nix-build", bl.drv, "--no-out-link", "-j0", "--builders", "ssh://"+b.Host(key)+" x86_64-linux - 3")
+		bl.cmd, bl.out = cmd, out
+		builds = append(builds, bl)
+	}
+	type span struct{ start, end float64 }
+	var spans []span
+	for _, bl := range builds {
+		err := waitCmd(t, bl.cmd, 2*time.Minute)
+		out := strings.TrimSpace(lastLine(bl.out.String()))
+		if err != nil || !strings.HasPrefix(out, "/nix/store/") {
+			t.Fatalf("nix-build with key %s failed: %v\n%s", bl.key, err, bl.out)
+		}
+		if !inStore(b.storeDir, out) {
+			t.Errorf("%s is not in the builder's store: not built remotely", out)
+		}
+		s, e := interval(t, filepath.Join(b.storeDir, out))
+		spans = append(spans, span{s, e})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].start < spans[i-1].end {
+			t.Errorf("two builds at once with max_builds = 1: %v", spans)
+		}
+	}
+	waited := 0
+	for _, r := range logRecords(t, b.log) {
+		if r["msg"] == "session ended" && r["slot_wait"] != nil {
+			waited++
+		}
+	}
+	if waited < 2 {
+		t.Errorf("%d session records with slot_wait; want at least 2 of the 3 builds to have waited", waited)
+	}
+	if got := b.metric(t, "nixgate_build_queue_depth"); got != 0 {
+		t.Errorf("nixgate_build_queue_depth = %v after the builds; want 0", got)
+	}
+	if got := b.metric(t, "nixgate_builds_running"); got != 0 {
+		t.Errorf("nixgate_builds_running = %v after the builds; want 0", got)
+	}
+	if got := b.metric(t, "nixgate_build_slot_wait_seconds_count"); got < 3 {
+		t.Errorf("nixgate_build_slot_wait_seconds_count = %v; want 3 or more", got)
+	}
+	if got := b.metric(t, "nixgate_build_slot_wait_seconds_sum"); got < 2 {
+		t.Errorf("nixgate_build_slot_wait_seconds_sum = %v; want 2 s or more (the second build waits for the first, the third for both)", got)
+	}
+
+	// A build that cannot get the slot within build_queue_timeout.
+	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nbuild_queue_timeout = \"1s\"\n", 0o644)
+	b.signalServe(t, syscall.SIGHUP)
+	waitLog(t, b, "reloaded", nil)
+	slow, _ := b.startNix(t, "nix-build", writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 30), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("build")+" x86_64-linux - 3")
+	waitBuilding(t, b)
+	r := b.nix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
+	if r.code == 0 {
+		t.Fatalf("a build got a slot held by another with max_builds = 1: %s", r)
+	}
+	const want = "nixgate: no build slot within 1s (max_builds 1, 1 waiting)"
+	if n := strings.Count(r.stderr, want); n != 1 {
+		t.Errorf("the client shows %q %d times; want once:\n%s", want, n, r.stderr)
+	}
+	if findRecord(t, b, func(r map[string]any) bool {
+		return r["msg"] == "operation refused" && r["key"] == "trusted" && strings.HasPrefix(fmt.Sprint(r["reason"]), "no build slot within 1s")
+	}) == nil {
+		t.Errorf("no log record of the refusal:\n%s", readFile(t, b.log))
+	}
+
+	// refuse_when_busy: while the slot is taken, a new build session is
+	// refused at connect, with the line once.
+	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nrefuse_when_busy = true\n", 0o644)
+	b.signalServe(t, syscall.SIGHUP)
+	waitLog(t, b, "reloaded", nil)
+	r = b.nix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
+	const busy = "nixgate: builder busy: all 1 build slots are taken (max_builds)"
+	if r.code == 0 || strings.Count(r.stderr, busy) != 1 || !strings.Contains(r.stderr, "cannot build on") {
+		t.Errorf("a build while the slot is taken, refuse_when_busy: %s; want Nix unable to build there, with %q once", r, busy)
+	}
+	if findRecord(t, b, func(r map[string]any) bool {
+		return r["msg"] == "refused" && r["busy"] == true && r["key"] == "trusted"
+	}) == nil {
+		t.Errorf("no log record of the busy refusal:\n%s", readFile(t, b.log))
+	}
+	syscall.Kill(-slow.Process.Pid, syscall.SIGKILL)
+	waitCmd(t, slow, 30*time.Second)
+}

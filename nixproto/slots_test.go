@@ -1,0 +1,92 @@
+package nixproto
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// slotHook counts AcquireBuild's calls and releases; it refuses when err
+// is set.
+type slotHook struct {
+	acquired, released atomic.Int32
+	err                error
+}
+
+func (h *slotHook) acquire(stop <-chan struct{}) (func(), error) {
+	h.acquired.Add(1)
+	if h.err != nil {
+		return nil, h.err
+	}
+	return func() { h.released.Add(1) }, nil
+}
+
+// TestServeBuildSlot: a serve BuildDerivation asks for a build slot
+// before it reaches Nix and gives it back when the session ends; a
+// build refused a slot ends the session with the reason, and Nix never
+// sees the build.
+func TestServeBuildSlot(t *testing.T) {
+	v := uint64(2<<8 | 5)
+	drv := (&enc{}).u64(8).str("/nix/store/00000000000000000000000000000000-x.drv").
+		u64(1).str("out", "/nix/store/11111111111111111111111111111111-x", "", "").strs().str("x86_64-linux", "/bin/sh").strs().u64(0).
+		u64(0, 7200, 0, 0, 0).b
+	client := slices.Concat(serveHello(v), drv)
+	h := &slotHook{}
+	r := filterSession(t, Options{Protocol: policy.ProtocolServe, Policy: buildKey, AcquireBuild: h.acquire}, client, serveServerHello(v))
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if a, rel := h.acquired.Load(), h.released.Load(); a != 1 || rel != 1 {
+		t.Errorf("acquired %d, released %d; want 1, 1", a, rel)
+	}
+
+	h = &slotHook{err: errors.New("no build slot within 10m0s (max_builds 1, 3 waiting)")}
+	r = filterSession(t, Options{Protocol: policy.ProtocolServe, Policy: buildKey, AcquireBuild: h.acquire}, client, serveServerHello(v))
+	if !errors.Is(r.err, ErrRefused) {
+		t.Errorf("err = %v; want ErrRefused", r.err)
+	}
+	if want := "nixgate: no build slot within 10m0s (max_builds 1, 3 waiting)\n"; string(r.stderr) != want {
+		t.Errorf("stderr = %q; want %q", r.stderr, want)
+	}
+	if len(r.toNix) > len(serveHello(v)) {
+		t.Errorf("Nix got %d bytes past the hello of a build refused a slot", len(r.toNix)-len(serveHello(v)))
+	}
+	if r.audit.RefusedCount != 1 {
+		t.Errorf("audit RefusedCount = %d; want 1", r.audit.RefusedCount)
+	}
+}
+
+// TestWorkerBuildSlot: a worker build holds its slot until the client's
+// next operation; one refused a slot is answered with the reason and the
+// session goes on; an opaque BuildPaths (nothing to build) asks for none.
+func TestWorkerBuildSlot(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
+	valid := (&enc{}).u64(9).strs("/nix/store/11111111111111111111111111111111-x").u64(0).b
+	isValid := (&enc{}).u64(1).str("/nix/store/11111111111111111111111111111111-x").b
+	h := &slotHook{}
+	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build, valid, isValid), workerServerHello(v))
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if a, rel := h.acquired.Load(), h.released.Load(); a != 1 || rel != 1 {
+		t.Errorf("acquired %d, released %d; want 1, 1", a, rel)
+	}
+
+	h = &slotHook{err: errors.New("no build slot within 1s (max_builds 1, 1 waiting)")}
+	r = filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build, isValid), workerServerHello(v))
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	msgs := workerErrorMessages(r.toClient, v)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "nixgate: no build slot within 1s") {
+		t.Errorf("client got errors %q; want the slot refusal", msgs)
+	}
+	if !slices.Equal(r.toNix, slices.Concat(workerHello(v), isValid)) {
+		t.Errorf("Nix got the refused build, or not the op after it")
+	}
+}
