@@ -131,23 +131,13 @@ type Verdict struct {
 func Decide(req Request) Verdict {
 	d := req.Engine.Decide(req.Request)
 	v := Verdict{Config: req.Engine.Config()}
-	if (d.LixBootstrap || d.Allow && !d.Shell) && req.Draining != nil {
-		if on, msg := req.Draining(); on {
-			return Verdict{Decision: d, Config: v.Config, Message: msg, Draining: true}
-		}
-	}
-	if (d.LixBootstrap || d.Allow && !d.Shell) && req.Health != nil {
-		if ok, reason := req.Health(); !ok {
-			msg := "builder unhealthy"
-			if reason != "" {
-				msg += ": " + reason
-			}
-			return Verdict{Decision: d, Config: v.Config, Message: msg, Unhealthy: true}
-		}
-	}
-	if (d.LixBootstrap || d.Allow && !d.Shell) && d.Role == policy.RoleBuild && req.Busy != nil {
-		if busy, msg := req.Busy(); busy {
-			return Verdict{Decision: d, Config: v.Config, Message: msg, Busy: true}
+	if d.LixBootstrap || d.Allow && !d.Shell {
+		// Admission: a session that would run Nix is refused at connect
+		// while the builder is draining, unhealthy, or (for build keys)
+		// out of build slots, so that Nix tries another builder.
+		if refused, ok := admit(req, d); !ok {
+			refused.Decision, refused.Config = d, v.Config
+			return refused
 		}
 	}
 	if d.LixBootstrap {
@@ -184,6 +174,31 @@ func Decide(req Request) Verdict {
 		v.Kind = RunNix
 	}
 	return v
+}
+
+// admit asks req's admission hooks, in order, about a session that would
+// run Nix for decision d; ok is false with the refusing verdict.
+func admit(req Request, d policy.Decision) (Verdict, bool) {
+	if req.Draining != nil {
+		if on, msg := req.Draining(); on {
+			return Verdict{Message: msg, Draining: true}, false
+		}
+	}
+	if req.Health != nil {
+		if ok, reason := req.Health(); !ok {
+			msg := "builder unhealthy"
+			if reason != "" {
+				msg += ": " + reason
+			}
+			return Verdict{Message: msg, Unhealthy: true}, false
+		}
+	}
+	if d.Role == policy.RoleBuild && req.Busy != nil {
+		if busy, msg := req.Busy(); busy {
+			return Verdict{Message: msg, Busy: true}, false
+		}
+	}
+	return Verdict{}, true
 }
 
 // readLixBootstrap plays Lix's dialogue within req.LixTimeout.
