@@ -111,7 +111,7 @@ func New(opt Options) *Filter {
 	f := &Filter{
 		opt:            opt,
 		log:            log,
-		buf:            make([]byte, 256<<10),
+		buf:            make([]byte, bufSize),
 		serverHello:    make(chan struct{}),
 		clientHello:    make(chan struct{}),
 		serverFeatures: make(chan struct{}),
@@ -132,7 +132,7 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	}
 	growPipe(w)
 	f.nixPipe = w
-	f.nix = bufio.NewWriterSize(countingWriter{w, &f.nixBytes}, 256<<10)
+	f.nix = bufio.NewWriterSize(countingWriter{w, &f.nixBytes}, bufSize)
 	f.req = newReader(flushingReader{client, f})
 	f.req.out = io.Discard
 	f.reply = &replyWriter{f: f, w: clientOut}
@@ -411,7 +411,7 @@ func (rw *replyWriter) Write(p []byte) (int, error) {
 // ReadFrom copies Nix's stdout in large pieces (exec.Cmd's copy uses
 // it), so that a NAR flows with few system calls.
 func (rw *replyWriter) ReadFrom(src io.Reader) (int64, error) {
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, bufSize)
 	var total int64
 	for {
 		n, err := src.Read(buf)

@@ -23,6 +23,12 @@ const (
 	maxNARDepth = 256
 )
 
+// bufSize is the size of each of a session's buffers (the client's
+// stream, the stream to Nix, Nix's replies, payloads): large enough that
+// a NAR flows in few system calls, small enough that hundreds of
+// sessions at once stay cheap.
+const bufSize = 64 << 10
+
 // ErrProtocol is wrapped by the errors of a client stream nixgate cannot
 // parse.
 var ErrProtocol = errors.New("nixproto: protocol error")
@@ -44,7 +50,7 @@ type reader struct {
 }
 
 func newReader(r io.Reader) *reader {
-	return &reader{br: bufio.NewReaderSize(r, 256<<10), out: io.Discard}
+	return &reader{br: bufio.NewReaderSize(r, bufSize), out: io.Discard}
 }
 
 // startOp forgets the previous operation's bytes.

@@ -184,7 +184,7 @@ func (c countingWriter) ReadFrom(src io.Reader) (int64, error) {
 		c.n.Add(n)
 		return n, err
 	}
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, 64<<10)
 	var total int64
 	for {
 		n, err := src.Read(buf)
