@@ -65,8 +65,11 @@ type Filter struct {
 	// to wait for the client or for Nix, and at the end.
 	nix     *bufio.Writer
 	nixPipe *os.File
-	reply   *replyWriter
-	buf     []byte
+	// bulk, while a payload copy runs (withBulk), is the large buffer in
+	// front of nix; nil otherwise.
+	bulk  *bufio.Writer
+	reply *replyWriter
+	buf   []byte
 
 	// serverHello is closed when the reply side has read Nix's hello
 	// (serverVersion is then set), or gave up waiting for it.
@@ -160,6 +163,11 @@ type flushingReader struct {
 }
 
 func (fr flushingReader) Read(p []byte) (int, error) {
+	if fr.f.bulk != nil {
+		if err := fr.f.bulk.Flush(); err != nil {
+			return 0, err
+		}
+	}
 	if err := fr.f.nix.Flush(); err != nil {
 		return 0, err
 	}
@@ -411,23 +419,7 @@ func (rw *replyWriter) Write(p []byte) (int, error) {
 // ReadFrom copies Nix's stdout in large pieces (exec.Cmd's copy uses
 // it), so that a NAR flows with few system calls.
 func (rw *replyWriter) ReadFrom(src io.Reader) (int64, error) {
-	buf := make([]byte, bufSize)
-	var total int64
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := rw.Write(buf[:n]); werr != nil {
-				return total, werr
-			}
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
+	return readFromAdaptive(rw, src)
 }
 
 // flush passes on what Nix wrote that was held as the start of a hello

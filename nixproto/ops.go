@@ -104,10 +104,7 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 			return err
 		}
 		if o.payload != nil {
-			r.out = f.nix
-			err := o.payload()
-			r.out = io.Discard
-			if err != nil {
+			if err := f.withBulk(o.payload); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,93 @@
+package nixproto
+
+import (
+	"bufio"
+	"io"
+	"sync"
+)
+
+// bulkSize is the size of the buffers a store copy gets while its NAR
+// flows: large, for few system calls per byte, and taken from a pool
+// only for the length of the copy, so that hundreds of idle sessions stay
+// small (bufSize each).
+const bulkSize = 256 << 10
+
+type bulkBufs struct {
+	r   *bufio.Reader
+	w   *bufio.Writer
+	buf []byte
+}
+
+var bulkPool = sync.Pool{New: func() any { return new(bulkBufs) }}
+
+// withBulk runs a payload copy with large buffers on both sides: a big
+// reader over the client's stream and a big writer over the stream to
+// Nix. Afterwards the big writer is flushed; the big reader is given back
+// only when it holds nothing read ahead (else it stays the session's
+// reader: those bytes come first).
+func (f *Filter) withBulk(run func() error) error {
+	b := bulkPool.Get().(*bulkBufs)
+	small := f.req.br
+	if b.r == nil {
+		b.r = bufio.NewReaderSize(small, bulkSize)
+		b.w = bufio.NewWriterSize(f.nix, bulkSize)
+	} else {
+		b.r.Reset(small)
+		b.w.Reset(f.nix)
+	}
+	f.req.br, f.req.out, f.bulk = b.r, b.w, b.w
+	err := run()
+	if ferr := b.w.Flush(); err == nil {
+		err = ferr
+	}
+	f.req.out, f.bulk = io.Discard, nil
+	b.w.Reset(nil)
+	if b.r.Buffered() == 0 {
+		f.req.br = small
+		b.r.Reset(nil)
+		bulkPool.Put(b)
+	}
+	return err
+}
+
+// readFromAdaptive copies src to w: in bufSize pieces while Nix says
+// little, in bulkSize pieces from the pool while reads come back half
+// full or more (a NAR on its way to the client), back to small when they
+// shrink to a few KiB.
+func readFromAdaptive(w io.Writer, src io.Reader) (int64, error) {
+	small := make([]byte, bufSize)
+	buf := small
+	var big *bulkBufs
+	defer func() {
+		if big != nil {
+			bulkPool.Put(big)
+		}
+	}()
+	var total int64
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		switch {
+		case n >= len(small)/2 && big == nil:
+			big = bulkPool.Get().(*bulkBufs)
+			if big.buf == nil {
+				big.buf = make([]byte, bulkSize)
+			}
+			buf = big.buf
+		case n < 4<<10 && big != nil:
+			bulkPool.Put(big)
+			big, buf = nil, small
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
