@@ -51,6 +51,40 @@ derivation {
 	return file
 }
 
+// targets are what the containment tests try to reach from a build or
+// from Nix: a secret of the account's in its home, nixgate's
+// configuration and (serve) host key, a file in the host's /tmp, a
+// process of the account outside the session (a tmux server, say), and
+// a duration for the sleep a build leaves behind, to find it by.
+type targets struct {
+	nonce, marker, sleepSecs string
+	secrets                  []string
+	victim                   *exec.Cmd
+}
+
+func newTargets(t *testing.T, b *builder) targets {
+	t.Helper()
+	tg := targets{nonce: fmt.Sprint(time.Now().UnixNano())}
+	secret := filepath.Join(b.account.home, "secret-"+tg.nonce)
+	writeFile(t, secret, "the account's secret\n", 0o600)
+	b.account.chown(t, secret)
+	tg.secrets = []string{secret, b.config}
+	if b.mode == modeServe {
+		tg.secrets = append(tg.secrets, filepath.Join(b.root, "serve-state", "ssh_host_ed25519_key"))
+	}
+	tg.marker = filepath.Join(os.TempDir(), "nixgate-marker-"+tg.nonce)
+	writeFile(t, tg.marker, "", 0o644)
+	t.Cleanup(func() { os.Remove(tg.marker) })
+	tg.victim = exec.Command("setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--clear-groups", "sleep", "600")
+	tg.victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := tg.victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.victim.Process.Kill(); tg.victim.Wait() })
+	tg.sleepSecs = fmt.Sprint(800000 + time.Now().UnixNano()%199999)
+	return tg
+}
+
 // processesWith returns the pids whose command line holds s.
 func processesWith(s string) []int {
 	var pids []int
@@ -81,29 +115,8 @@ func TestBuildContained(t *testing.T) {
 				} else {
 					b = newBuilderIn(t, transport, sb)
 				}
-				nonce := fmt.Sprint(time.Now().UnixNano())
-
-				// A secret of the account's in its home, nixgate's host
-				// key (serve) and its configuration.
-				secret := filepath.Join(b.account.home, "secret-"+nonce)
-				writeFile(t, secret, "the account's secret\n", 0o600)
-				b.account.chown(t, secret)
-				secrets := []string{secret, b.config}
-				if transport == modeServe {
-					secrets = append(secrets, filepath.Join(b.root, "serve-state", "ssh_host_ed25519_key"))
-				}
-				// A file in the host's /tmp, and a process of the account
-				// (a tmux server, say) outside the session.
-				marker := filepath.Join(os.TempDir(), "nixgate-marker-"+nonce)
-				writeFile(t, marker, "", 0o644)
-				t.Cleanup(func() { os.Remove(marker) })
-				victim := exec.Command("setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--clear-groups", "sleep", "600")
-				victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-				if err := victim.Start(); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
-				sleepSecs := fmt.Sprint(900000 + time.Now().UnixNano()%99999)
+				tg := newTargets(t, b)
+				nonce, secrets, marker, victim, sleepSecs := tg.nonce, tg.secrets, tg.marker, tg.victim, tg.sleepSecs
 
 				drv := writeAttackDerivation(t, b.root, nonce, secrets, marker, victim.Process.Pid, sleepSecs)
 				r := b.mustNix(t, "nix-build", drv, "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1")
@@ -179,24 +192,8 @@ func TestSandboxHidesFromNix(t *testing.T) {
 		for _, sb := range []string{"userns", "nix-user-chroot"} {
 			t.Run(transport+"/"+sb, func(t *testing.T) {
 				b := newBuilderIn(t, transport, sb)
-				nonce := fmt.Sprint(time.Now().UnixNano())
-				secret := filepath.Join(b.account.home, "secret-"+nonce)
-				writeFile(t, secret, "the account's secret\n", 0o600)
-				b.account.chown(t, secret)
-				secrets := []string{secret, b.config}
-				if transport == modeServe {
-					secrets = append(secrets, filepath.Join(b.root, "serve-state", "ssh_host_ed25519_key"))
-				}
-				marker := filepath.Join(os.TempDir(), "nixgate-marker-"+nonce)
-				writeFile(t, marker, "", 0o644)
-				t.Cleanup(func() { os.Remove(marker) })
-				victim := exec.Command("setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--clear-groups", "sleep", "600")
-				victim.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-				if err := victim.Start(); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
-				sleepSecs := fmt.Sprint(800000 + time.Now().UnixNano()%99999)
+				tg := newTargets(t, b)
+				secrets, marker, victim, sleepSecs := tg.secrets, tg.marker, tg.victim, tg.sleepSecs
 
 				// The stand-in lives outside /tmp, which the sandbox
 				// replaces, in a directory the account cannot write.

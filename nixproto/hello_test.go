@@ -59,8 +59,8 @@ func TestHelloTooOld(t *testing.T) {
 		client, server []byte
 		want           string
 	}{
-		{policy.ProtocolWorker, (&enc{}).u64(WorkerMagicClient, 1<<8|21, 0, 0).b, workerServerHello(1<<8 | 34), "speaks protocol 1.21; nixgate needs 1.23 or later"},
-		{policy.ProtocolWorker, (&enc{}).u64(WorkerMagicClient, 1<<8|34, 0, 0).b, workerServerHello(1<<8 | 21), "builder's Nix speaks protocol 1.21"},
+		{policy.ProtocolWorker, (&enc{}).u64(WorkerMagicClient, 1<<8|21, 0, 0).b, workerServerHello(1<<8 | 34), "speaks worker protocol 1.21; nixgate needs 1.23 or later"},
+		{policy.ProtocolWorker, (&enc{}).u64(WorkerMagicClient, 1<<8|34, 0, 0).b, workerServerHello(1<<8 | 21), "builder's Nix speaks worker protocol 1.21"},
 		{policy.ProtocolServe, serveHello(2<<8 | 4), serveServerHello(2<<8 | 7), "serve protocol 2.4; nixgate needs 2.5 or later"},
 		{policy.ProtocolWorker, (&enc{}).u64(ServeMagicClient, 2<<8|7).b, workerServerHello(1<<8 | 34), "did not open the worker protocol"},
 	} {

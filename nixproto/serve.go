@@ -22,31 +22,9 @@ const (
 )
 
 func (f *Filter) runServe() error {
-	r := f.req
-	r.startOp()
-	magic, err := r.u64()
-	if err != nil {
-		return handshakeEOF(err)
-	}
-	if magic != ServeMagicClient {
-		return f.refuseSession("the client did not open the serve protocol (nix-store --serve)")
-	}
-	if err := f.toNix(r.raw); err != nil {
+	cv, err := f.readClientHello(serveHelloSpec)
+	if err != nil || cv == 0 {
 		return err
-	}
-	r.startOp()
-	cv, err := r.u64()
-	if err != nil {
-		return handshakeEOF(err)
-	}
-	if !f.waitServerHello() {
-		return f.refuseSession("nix-store --serve did not answer the hello")
-	}
-	if cv>>8 != 2 || cv < ServeMinVersion {
-		return f.refuseSession("the client speaks serve protocol " + versionString(0, cv) + "; nixgate needs " + versionString(0, ServeMinVersion) + " or later (Nix 2.3 or later)")
-	}
-	if f.serverVersion < ServeMinVersion {
-		return f.refuseSession("the builder's nix-store speaks serve protocol " + versionString(0, f.serverVersion) + "; nixgate needs " + versionString(0, ServeMinVersion) + " or later")
 	}
 	cv = min(cv, ServeMaxVersion)
 	f.mu.Lock()

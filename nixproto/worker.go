@@ -3,6 +3,7 @@ package nixproto
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -61,32 +62,9 @@ func (f *Filter) hasFeature(name string) bool { return slices.Contains(f.feature
 
 func (f *Filter) runWorker() error {
 	r := f.req
-	r.startOp()
-	magic, err := r.u64()
-	if err != nil {
-		return handshakeEOF(err)
-	}
-	if magic != WorkerMagicClient {
-		return f.refuseSession("the client did not open the worker protocol (nix-daemon --stdio)")
-	}
-	// Lix waits for Nix's hello before it sends its version: pass the
-	// magic on at once.
-	if err := f.toNix(r.raw); err != nil {
+	cv, err := f.readClientHello(workerHelloSpec)
+	if err != nil || cv == 0 {
 		return err
-	}
-	r.startOp()
-	cv, err := r.u64()
-	if err != nil {
-		return handshakeEOF(err)
-	}
-	if !f.waitServerHello() {
-		return f.refuseSession("Nix did not answer the worker protocol hello")
-	}
-	if cv>>8 != 1 || cv < WorkerMinVersion {
-		return f.refuseSession(versionRefusal("client", cv, "Nix 2.4"))
-	}
-	if f.serverVersion < WorkerMinVersion {
-		return f.refuseSession(versionRefusal("builder's Nix", f.serverVersion, "Nix 2.4"))
 	}
 	cv = min(cv, WorkerMaxVersion)
 	f.mu.Lock()
@@ -149,8 +127,54 @@ func handshakeEOF(err error) error {
 	return err
 }
 
-func versionRefusal(who string, v uint64, oldest string) string {
-	return "the " + who + " speaks protocol " + versionString(0, v) + "; nixgate needs " + versionString(0, WorkerMinVersion) + " or later (" + oldest + " or later)"
+// helloSpec is what readClientHello needs of a protocol.
+type helloSpec struct {
+	magic         uint64 // the client's
+	major         uint64
+	min           uint64 // the oldest version nixgate filters
+	name, program string // "worker", "nix-daemon --stdio"
+	oldest        string // the oldest Nix that speaks min
+	nix           string // what answers: "Nix", "nix-store --serve"
+}
+
+var (
+	workerHelloSpec = helloSpec{magic: WorkerMagicClient, major: 1, min: WorkerMinVersion, name: "worker", program: "nix-daemon --stdio", oldest: "Nix 2.4", nix: "Nix"}
+	serveHelloSpec  = helloSpec{magic: ServeMagicClient, major: 2, min: ServeMinVersion, name: "serve", program: "nix-store --serve", oldest: "Nix 2.3", nix: "nix-store --serve"}
+)
+
+// readClientHello reads the client's magic, which it passes on at once
+// (Lix sends its version only after it has read Nix's hello), and its
+// version; waits for Nix's hello; and checks both versions against h. It
+// returns the client's version, or 0 when the session ends (with the
+// error that says why, nil for a client that left).
+func (f *Filter) readClientHello(h helloSpec) (uint64, error) {
+	r := f.req
+	r.startOp()
+	magic, err := r.u64()
+	if err != nil {
+		return 0, handshakeEOF(err)
+	}
+	if magic != h.magic {
+		return 0, f.refuseSession("the client did not open the " + h.name + " protocol (" + h.program + ")")
+	}
+	if err := f.toNix(r.raw); err != nil {
+		return 0, err
+	}
+	r.startOp()
+	cv, err := r.u64()
+	if err != nil {
+		return 0, handshakeEOF(err)
+	}
+	if !f.waitServerHello() {
+		return 0, f.refuseSession(h.nix + " did not answer the " + h.name + " protocol hello")
+	}
+	if cv>>8 != h.major || cv < h.min {
+		return 0, f.refuseSession(fmt.Sprintf("the client speaks %s protocol %s; nixgate needs %s or later (%s or later)", h.name, versionString(0, cv), versionString(0, h.min), h.oldest))
+	}
+	if f.serverVersion < h.min {
+		return 0, f.refuseSession(fmt.Sprintf("the builder's %s speaks %s protocol %s; nixgate needs %s or later", h.nix, h.name, versionString(0, f.serverVersion), versionString(0, h.min)))
+	}
+	return cv, nil
 }
 
 // understood keeps the features nixgate understands.
