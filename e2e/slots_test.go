@@ -58,6 +58,10 @@ func TestBuildSlots(t *testing.T) {
 	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\n", 0o644)
 	b.signalServe(t, syscall.SIGHUP)
 	waitLog(t, b, "reloaded", nil)
+	// Open the builder's store once first: three nix-store processes
+	// creating a new store's database at the same moment can find it
+	// busy (Nix's own race, nothing of nixgate's).
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
 
 	type build struct {
 		key, drv string
