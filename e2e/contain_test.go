@@ -85,6 +85,19 @@ func newTargets(t *testing.T, b *builder) targets {
 	return tg
 }
 
+// outlived waits, up to 5 s, for the processes whose command line holds
+// s to end, and returns those still running.
+func outlived(s string) []int {
+	var left []int
+	for i := 0; i < 100; i++ {
+		if left = processesWith(s); len(left) == 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return left
+}
+
 // processesWith returns the pids whose command line holds s.
 func processesWith(s string) []int {
 	var pids []int
@@ -147,14 +160,7 @@ func TestBuildContained(t *testing.T) {
 					t.Errorf("the account's process outside the session is gone: %v", err)
 				}
 				// What the build left running ends with it.
-				var left []int
-				for i := 0; i < 100; i++ {
-					if left = processesWith("sleep " + sleepSecs); len(left) == 0 {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
-				if len(left) > 0 {
+				if left := outlived("sleep " + sleepSecs); len(left) > 0 {
 					t.Errorf("processes the build started outlived it: %v", left)
 				}
 				if sb == "direct" {
@@ -242,14 +248,7 @@ echo probe-done >&2
 						}
 					}
 				}
-				var left []int
-				for i := 0; i < 100; i++ {
-					if left = processesWith("sleep " + sleepSecs); len(left) == 0 {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
-				}
-				if len(left) > 0 {
+				if left := outlived("sleep " + sleepSecs); len(left) > 0 {
 					t.Errorf("a process of the session outlived it: %v", left)
 				}
 				if err := victim.Process.Signal(syscall.Signal(0)); err != nil {
