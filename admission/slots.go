@@ -111,14 +111,7 @@ func (s *Slots) Acquire(stop <-chan struct{}, r SlotRequest) (release func(), wa
 	if why != nil {
 		return nil, time.Since(start), why
 	}
-	limits := fmt.Sprintf("max_builds %d", r.Max)
-	switch {
-	case r.KeyMax > 0 && r.Max > 0:
-		limits += fmt.Sprintf(", key %s max_builds %d", r.Key, r.KeyMax)
-	case r.KeyMax > 0:
-		limits = fmt.Sprintf("key %s max_builds %d", r.Key, r.KeyMax)
-	}
-	return nil, time.Since(start), fmt.Errorf("admission: no build slot within %s (%s, %d waiting)", timeout, limits, waiting)
+	return nil, time.Since(start), noSlotError(timeout, r.Key, r.Max, r.KeyMax, waiting)
 }
 
 // SetMax sets the builder-wide limit (zero means none), as each
@@ -210,23 +203,27 @@ func (s *Slots) prune(key string) {
 	}
 }
 
-// dispatch grants free slots: to the head waiter of the key served least
-// recently among those under their own limit, ties going to the waiter
-// that came first; s.mu held.
+// dispatch grants free slots, in the order nextKey gives: to the head
+// waiter of the key served least recently among those under their own
+// limit, ties going to the waiter that came first; s.mu held.
 func (s *Slots) dispatch() {
+	names := make([]string, 0, len(s.perKey))
+	qs := make([]keyQueue, 0, len(s.perKey))
 	for s.max <= 0 || s.running < s.max {
-		var best *keySlots
-		for _, k := range s.perKey {
-			if len(k.queue) == 0 || (k.max > 0 && k.running >= k.max) {
-				continue
+		names, qs = names[:0], qs[:0]
+		for name, k := range s.perKey {
+			q := keyQueue{running: k.running, max: k.max, served: k.served}
+			if len(k.queue) > 0 {
+				q.waiters = []uint64{k.queue[0].seq}
 			}
-			if best == nil || k.served < best.served || k.served == best.served && k.queue[0].seq < best.queue[0].seq {
-				best = k
-			}
+			names = append(names, name)
+			qs = append(qs, q)
 		}
-		if best == nil {
+		i := nextKey(qs)
+		if i < 0 {
 			return
 		}
+		best := s.perKey[names[i]]
 		w := best.queue[0]
 		best.queue = best.queue[1:]
 		s.waiting--
