@@ -80,5 +80,13 @@ func noSlotError(timeout time.Duration, key string, max, keyMax, waiting int) er
 	case keyMax > 0:
 		limits = fmt.Sprintf("key %s max_builds %d", key, keyMax)
 	}
-	return fmt.Errorf("admission: no build slot within %s (%s, %d waiting)", timeout, limits, waiting)
+	return &LimitError{fmt.Sprintf("admission: no build slot within %s (%s, %d waiting)", timeout, limits, waiting)}
 }
+
+// A LimitError refuses a request by a limit: a key's max_sessions, no
+// build slot within the queue timeout, or the session ending while it
+// waited. Its text, after "admission: ", is for the client. Any other
+// error of a LockDir is about the directory itself.
+type LimitError struct{ msg string }
+
+func (e *LimitError) Error() string { return e.msg }

@@ -153,7 +153,7 @@ func (d *LockDir) AcquireSession(key string, max int) (release func(), err error
 			return err
 		}
 		if len(live) >= max {
-			return fmt.Errorf("admission: key %q already has %d sessions running (max_sessions)", key, max)
+			return &LimitError{fmt.Sprintf("admission: key %q already has %d sessions running (max_sessions)", key, max)}
 		}
 		h, err = d.hold(kindSession + "." + keyName(key) + "." + uniqueID())
 		return err
@@ -250,7 +250,7 @@ func (d *LockDir) AcquireBuild(stop <-chan struct{}, r SlotRequest) (release fun
 		select {
 		case <-timer.C:
 		case <-stop:
-			why = errors.New("admission: the session ended while waiting for a build slot")
+			why = &LimitError{"admission: the session ended while waiting for a build slot"}
 		}
 		if why != nil {
 			break

@@ -1,7 +1,6 @@
 package admission
 
 import (
-	"fmt"
 	"sync"
 	"time"
 )
@@ -94,7 +93,7 @@ func (s *Slots) Acquire(stop <-chan struct{}, r SlotRequest) (release func(), wa
 	case <-timer.C:
 		why = nil
 	case <-stop:
-		why = fmt.Errorf("admission: the session ended while waiting for a build slot")
+		why = &LimitError{"admission: the session ended while waiting for a build slot"}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -90,6 +90,21 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		}
 	}
 
+	// A key's max_sessions, and the build slots, are kept in a lock
+	// directory that the sessions' processes share: the session counts
+	// from here, Lix's start-up dialogue included, as in serve mode.
+	limits := &execLimits{log: log}
+	if k := cfg.Key(keyName); needsLockDir(cfg, k) {
+		err := limits.open(cfg.Serve.StateDir)
+		if err == nil {
+			err = limits.session(k)
+		}
+		if err != nil {
+			(&keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}).Record(keyName, keyusage.Refusal)
+			return refuse(stderr, log, "refused: "+err.Error(), "decision", "deny")
+		}
+	}
+
 	v := session.Decide(session.Request{
 		Engine:  policy.NewEngine(cfg),
 		Request: policy.Request{Key: keyName, Command: raw, Remote: remote},
@@ -118,6 +133,8 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		},
 		// The store writable, min_free: stat and statfs, a few µs.
 		Health: func() (bool, string) { return admission.Healthy(cfg, account.Home) },
+		// refuse_when_busy: the slots held by every session's process.
+		Busy: limits.busy(cfg, cfg.Key(keyName)),
 	})
 	log = log.With(v.LogAttrs()...)
 	// Usage goes to state_dir's store when the build account may write
@@ -133,6 +150,14 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	if cfg.User != account.Name {
 		return refuse(stderr, log, fmt.Sprintf("running as %q, but %s says user = %q", account.Name, configPath, cfg.User))
 	}
+	// Builds wait for a slot among all the sessions' processes (by the
+	// configuration after Lix's dialogue, when there was one).
+	acquire := limits.acquireBuild(cfg, cfg.Key(keyName))
+	if acquire != nil {
+		if err := limits.open(cfg.Serve.StateDir); err != nil {
+			return refuse(stderr, log, "refused: "+err.Error(), "decision", "deny")
+		}
+	}
 	c, err := sandbox.Prepare(cfg, v.Decision, account)
 	if err != nil {
 		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
@@ -141,15 +166,15 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	log.Info("allowed", "decision", "allow", "reason", v.Decision.Reason)
 	// nixgate stays between sshd and Nix: the filter passes on only the
 	// operations the key's role may send.
-	return runFiltered(c, account.Home, v.Filter(stderr, log, nil, nil), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) })
+	return runFiltered(c, account.Home, v.Filter(stderr, log, nil, acquire), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) }, limits.logAttrs)
 }
 
 // runFiltered runs c with the session's stdin and stdout going through
 // filter, passes on SIGTERM, SIGINT and SIGHUP to its process group, logs
 // what the session moved, and returns the exit status: Nix's, 128+n for a
 // signal n, 1 when the filter refused. record, when not nil, gets the
-// session's usage.
-func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr io.Writer, log *slog.Logger, record func(keyusage.Counters)) int {
+// session's usage; more, when not nil, adds to the session's record.
+func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr io.Writer, log *slog.Logger, record func(keyusage.Counters), more func() []any) int {
 	defer c.Done()
 	start := time.Now()
 	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() {
@@ -186,6 +211,9 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	in = max(in, int64(audit.BytesToNix)) // Nix's stdin is the filter's pipe
 	attrs := []any{"decision", "allow", "exit_status", status, "duration", time.Since(start).String(), "bytes_in", in, "bytes_out", out, "bytes_stderr", errOut}
 	attrs = append(attrs, audit.LogAttrs()...)
+	if more != nil {
+		attrs = append(attrs, more()...)
+	}
 	if werr != nil {
 		attrs = append(attrs, "error", werr.Error())
 	}
