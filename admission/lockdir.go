@@ -66,8 +66,14 @@ const (
 // while it has it blocks the others at most this long.
 const lockWait = 10 * time.Second
 
-// pollInterval is how often a waiting build looks for a free slot.
-const pollInterval = 50 * time.Millisecond
+// pollEvery is how often a waiting build looks for a free slot while
+// waiting builds wait: every 50 ms, 10 ms later for each waiting build,
+// at most every second. Each look reads every holder's file, so a long
+// queue looks less often; the order does not depend on it, only how
+// soon a freed slot is taken.
+func pollEvery(waiting int) time.Duration {
+	return min(50*time.Millisecond+time.Duration(waiting)*10*time.Millisecond, time.Second)
+}
 
 // OpenRuntimeDir opens the directory exec mode keeps its lock files in,
 // making it when it is missing: RuntimeDirName ("run") in stateDir when
@@ -213,6 +219,7 @@ func (d *LockDir) AcquireBuild(stop <-chan struct{}, r SlotRequest) (release fun
 	var w *holder
 	var seq uint64
 	var slot *holder
+	var poll time.Duration
 	err = d.locked(func() error {
 		st, err := d.state()
 		if err != nil {
@@ -226,6 +233,7 @@ func (d *LockDir) AcquireBuild(stop <-chan struct{}, r SlotRequest) (release fun
 		}
 		st.waiters = append(st.waiters, waiterEntry{key: key, seq: seq, keyMax: r.KeyMax})
 		depth = len(st.waiters)
+		poll = pollEvery(depth)
 		slot, err = d.take(st, r.Max, w, seq, key)
 		if err == nil && slot == nil {
 			err = st.save(d) // the sequence number given out
@@ -238,7 +246,7 @@ func (d *LockDir) AcquireBuild(stop <-chan struct{}, r SlotRequest) (release fun
 		}
 		return nil, time.Since(start), depth, err
 	}
-	timer := time.NewTimer(pollInterval)
+	timer := time.NewTimer(poll)
 	defer timer.Stop()
 	var why error
 	for slot == nil {
@@ -246,7 +254,7 @@ func (d *LockDir) AcquireBuild(stop <-chan struct{}, r SlotRequest) (release fun
 		if left <= 0 {
 			break
 		}
-		timer.Reset(min(pollInterval, left))
+		timer.Reset(min(poll, left))
 		select {
 		case <-timer.C:
 		case <-stop:
@@ -260,6 +268,7 @@ func (d *LockDir) AcquireBuild(stop <-chan struct{}, r SlotRequest) (release fun
 			if err != nil {
 				return err
 			}
+			poll = pollEvery(len(st.waiters))
 			slot, err = d.take(st, r.Max, w, seq, key)
 			return err
 		})
