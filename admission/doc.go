@@ -6,5 +6,8 @@
 // daemon answering). Refusing at connect is what lets Nix move to the
 // next builder instead of failing the build. It also keeps the build
 // slots of serve mode (Slots): how many builds run at once, builder-wide
-// and per key, with a fair queue for the builds beyond.
+// and per key, with a fair queue for the builds beyond; and, for exec
+// mode, where each session is a process, the same slots and a key's
+// max_sessions across processes (LockDir), in a directory of files
+// locked with flock(2) that the kernel releases when a process ends.
 package admission
