@@ -36,7 +36,8 @@ func (m tmux) waitFor(want string) string {
 
 // TestServeOperatorShell reaches the builder's login shell with a shell
 // key through real ssh -tt on a real terminal (tmux): it runs a command,
-// follows a window resize, and exits with a status.
+// follows a window resize, and exits with a status; its end is logged,
+// and a client that goes away takes it down, as with a Nix command.
 func TestServeOperatorShell(t *testing.T) {
 	b := newBuilder(t, modeServe)
 	if _, err := execLookPath("tmux"); err != nil {
@@ -59,6 +60,21 @@ func TestServeOperatorShell(t *testing.T) {
 	m.run("send-keys", "-t", "t", "exit 7", "Enter")
 	m.waitFor("SSH-EXIT=7")
 	findLogWith(t, b, "allowed", map[string]string{"key": "op", "pty": "true"})
+	// Its end is logged as a Nix command's is.
+	findLogWith(t, b, "session ended", map[string]string{"key": "op", "pty": "true", "exit_status": "7", "duration": "s"})
+
+	// A client that goes away takes the shell with it, as it takes Nix:
+	// SIGTERM (which an interactive shell ignores), then SIGKILL, and
+	// the signal is logged.
+	if r := m.run("respawn-pane", "-k", "-t", "t", fmt.Sprintf("ssh -F %s -tt %s", b.sshConfig, b.Host("op"))); r.code != 0 {
+		t.Fatalf("tmux: %s", r)
+	}
+	m.run("send-keys", "-t", "t", "echo again-$((6*7))", "Enter")
+	m.waitFor("again-42")
+	if r := m.run("respawn-pane", "-k", "-t", "t", "sleep 600"); r.code != 0 {
+		t.Fatalf("tmux: %s", r)
+	}
+	waitLog(t, b, "session ended", map[string]string{"key": "op", "pty": "true", "signal": "SIGKILL"})
 
 	// Without a terminal, the shell key runs a command through the shell.
 	r := b.sshWith(t, "op", nil, "echo $((2+3)); exit 3", nil)

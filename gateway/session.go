@@ -101,17 +101,22 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	observe := func(op string, allowed bool) { s.metrics.op(name, op, allowed) }
-	s.run(sess, log.With("argv", cmd.Argv), cmd, v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name)))
+	s.run(sess, log.With("argv", cmd.Argv), cmd, v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name)), nil)
 }
 
 // run starts cmd wired to the session through filter, kills its process
 // group when the client goes away, and sends its exit status or signal
 // back: status 1 when the filter ended the session with a refusal. A nil
-// filter (the operator's shell) connects cmd to the session directly.
-func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command, filter *nixproto.Filter) {
+// filter (the operator's shell) connects cmd to the session directly; a
+// non-nil tty runs it on a terminal of that size, which follows the
+// client's window changes.
+func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command, filter *nixproto.Filter, tty *terminal) {
 	defer cmd.Done()
 	start := time.Now()
 	stdio := sandbox.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()}
+	if tty != nil {
+		stdio.Terminal = &tty.size
+	}
 	if filter != nil {
 		nixIn, nixOut, err := filter.Attach(sess, sess)
 		if err != nil {
@@ -133,6 +138,14 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 	defer s.sessionDone()
 	s.metrics.session("allowed")
 	log.Info("allowed", "decision", "allow", "pid", p.Pid())
+	if tty != nil {
+		go func() {
+			// Until the session's requests end.
+			for w := range tty.resize {
+				p.Resize(uint16(w.Height), uint16(w.Width))
+			}
+		}()
+	}
 	done := make(chan struct{})
 	go func() {
 		select {

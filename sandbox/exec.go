@@ -14,7 +14,8 @@ import (
 type Command struct {
 	// Path is the program to start.
 	Path string
-	// Argv is the full argv, Argv[0] == Path.
+	// Argv is the full argv. Argv[0] is Path, or a login shell's name
+	// ("-sh", see Shell).
 	Argv []string
 	// Env is the complete environment.
 	Env []string

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -57,13 +58,25 @@ func LookupAccount(name string, credential bool) (Account, *syscall.Credential, 
 type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Terminal, when not nil, runs the command on a new pseudo-terminal
+	// of that size instead: Stdin is typed on it, Stdout gets all it
+	// shows, and Stderr is not used. Nil means pipes.
+	Terminal *Terminal
 }
 
-// Process is a started command in a process group of its own.
+// Process is a started command in a process group of its own (on a
+// terminal: in a session of its own, which is also its process group).
 type Process struct {
 	cmd          *exec.Cmd
 	stdin        io.WriteCloser
 	in, out, err atomic.Int64
+
+	// On a terminal: the terminal's controlling side, closed by Wait,
+	// and output, closed when all it showed has been copied.
+	tty       *os.File
+	ttyMu     sync.Mutex // Resize and Wait's close take turns
+	ttyClosed bool
+	output    chan struct{}
 }
 
 // stdinPipeSize is the pipe buffer asked for a command's stdin.
@@ -74,8 +87,9 @@ const stdinPipeSize = 1 << 20
 const outputGrace = 2 * time.Second
 
 // Start starts c in a new process group, as cred when it is not nil, in
-// directory dir, wired to stdio. Copying stdin never delays Wait: it stops
-// when the process has exited.
+// directory dir, wired to stdio (on a terminal when stdio.Terminal is
+// set). Copying stdin never delays Wait: it stops when the process has
+// exited.
 func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Process, error) {
 	cmd := &exec.Cmd{Path: c.Path, Args: c.Argv, Env: c.Env, Dir: dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
@@ -88,6 +102,9 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 	}
 	cmd.WaitDelay = outputGrace
 	p := &Process{cmd: cmd}
+	if stdio.Terminal != nil {
+		return c.startOnTerminal(cmd, p, stdio.Terminal, stdio)
+	}
 	if stdio.Stdout != nil {
 		cmd.Stdout = countingWriter{stdio.Stdout, &p.out}
 	}
@@ -139,6 +156,9 @@ func (p *Process) Wait() (status int, signal syscall.Signal, err error) {
 	err = p.cmd.Wait()
 	if p.stdin != nil {
 		p.stdin.Close()
+	}
+	if p.tty != nil {
+		p.waitTerminal()
 	}
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok {

@@ -3,7 +3,10 @@ package sandbox
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"strings"
+
+	"github.com/nixgate/nixgate/policy"
 )
 
 // LoginShell returns the login shell of the account called name from
@@ -22,4 +25,28 @@ func LoginShell(name string) string {
 		}
 	}
 	return "/bin/sh"
+}
+
+// Shell builds the command that gives account a its login shell (the
+// operator's shell, role shell), with cfg's clean environment (see Env)
+// and SHELL. It runs command with -c when command is not empty. On the
+// terminal tty (nil: through pipes) TERM is set too, and without a
+// command the shell starts as a login shell ("-sh"); start it with
+// IO.Terminal set to tty.
+func Shell(cfg *policy.Config, a Account, command string, tty *Terminal) *Command {
+	shell := LoginShell(a.Name)
+	env := append(Env(cfg.BinDirs(), a, cfg.Nix.Env), "SHELL="+shell)
+	argv0 := shell
+	if tty != nil {
+		env = append(env, "TERM="+tty.Term)
+		argv0 = filepath.Base(shell)
+		if command == "" {
+			argv0 = "-" + argv0 // a login shell
+		}
+	}
+	argv := []string{argv0}
+	if command != "" {
+		argv = append(argv, "-c", command)
+	}
+	return &Command{Path: shell, Argv: argv, Env: env}
 }
