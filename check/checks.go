@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -385,11 +384,12 @@ func checkListen(cfg *policy.Config) []Result {
 		}
 	}()
 	for _, addr := range cfg.Serve.Listen {
-		l, err := gateway.ListenAddr(addr, cfg.Serve.Listen)
+		network := policy.ListenNetwork(addr, cfg.Serve.Listen)
+		l, err := net.Listen(network, addr) // as gateway.Listen binds it
 		if err == nil {
 			open, held = append(open, l), append(held, addr)
 			msg := addr + " is free"
-			if gateway.Network(addr, cfg.Serve.Listen) == "tcp6" {
+			if network == "tcp6" {
 				msg += " (IPv6 only: IPv4 is listed too)"
 			}
 			rs = append(rs, Result{"listen", OK, msg, ""})
