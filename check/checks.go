@@ -156,34 +156,11 @@ func checkSigning(cfg *policy.Config) []Result {
 	if !sub {
 		return nil
 	}
-	if len(SecretKeyFiles(cfg)) > 0 {
+	if len(sandbox.SecretKeyFiles(cfg)) > 0 {
 		return []Result{{"signing", OK, "the builder signs its paths (secret-key-files)", ""}}
 	}
 	return []Result{{"signing", Warn, "substitute keys exist but the builder does not sign its paths, so clients must set require-sigs = false to use it",
 		"nix-store --generate-binary-cache-key $(hostname)-1 /etc/nix/cache-priv-key.pem /etc/nix/cache-pub-key.pem && echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf"}}
-}
-
-// SecretKeyFiles lists the secret-key-files Nix on the builder signs
-// with: the last setting in $NIX_CONF_DIR/nix.conf (default /etc/nix),
-// then in NIX_CONFIG of [nix] env.
-func SecretKeyFiles(cfg *policy.Config) []string {
-	dir := os.Getenv("NIX_CONF_DIR")
-	if dir == "" {
-		dir = "/etc/nix"
-	}
-	var text string
-	if data, err := os.ReadFile(filepath.Join(dir, "nix.conf")); err == nil {
-		text = string(data)
-	}
-	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
-	var files []string
-	for _, line := range strings.Split(text, "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.TrimSpace(k) == "secret-key-files" {
-			files = strings.Fields(v)
-		}
-	}
-	return files
 }
 
 // checkSandbox runs nix-store --version in the configured sandbox, as

@@ -1,6 +1,12 @@
 package sandbox
 
-import "strings"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nixgate/nixgate/policy"
+)
 
 // BuildSandboxSettings are the Nix settings nixgate gives a Nix that
 // builds as the account itself (the userns and nix-user-chroot modes):
@@ -35,4 +41,28 @@ func withNixConfig(env []string, lines []string) []string {
 		out = append(out, "NIX_CONFIG="+add)
 	}
 	return out
+}
+
+// SecretKeyFiles lists the secret-key-files Nix on the builder signs
+// with: the last setting in $NIX_CONF_DIR/nix.conf (default /etc/nix),
+// then in NIX_CONFIG of [nix] env, which the commands nixgate runs get.
+// None (nil) means the builder does not sign what it builds.
+func SecretKeyFiles(cfg *policy.Config) []string {
+	dir := os.Getenv("NIX_CONF_DIR")
+	if dir == "" {
+		dir = "/etc/nix"
+	}
+	var text string
+	if data, err := os.ReadFile(filepath.Join(dir, "nix.conf")); err == nil {
+		text = string(data)
+	}
+	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
+	var files []string
+	for _, line := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == "secret-key-files" {
+			files = strings.Fields(v)
+		}
+	}
+	return files
 }

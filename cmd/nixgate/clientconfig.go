@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/nixgate/nixgate/check"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
+	"github.com/nixgate/nixgate/sandbox"
 )
 
 // hostKeys returns the host keys clients see: those of the public key
@@ -228,7 +228,7 @@ func nixSystem() string {
 // from the secret-key-files of its Nix configuration (/etc/nix/nix.conf,
 // and NIX_CONFIG in [nix] env).
 func builderCachePublicKey(cfg *policy.Config) (string, error) {
-	files := check.SecretKeyFiles(cfg)
+	files := sandbox.SecretKeyFiles(cfg)
 	if len(files) == 0 {
 		return "", errors.New("no secret-key-files in its Nix configuration")
 	}
