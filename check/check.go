@@ -1,7 +1,9 @@
 // Package check finds what is wrong with a nixgate builder: it runs the
 // real checks — runs the binaries as the build user, stats the files,
 // binds the ports — for every setup mistake that can be detected, and
-// says for each the command that fixes it.
+// says for each the command that fixes it. Where nixgate itself checks
+// something (the account, the home, the host keys, the sandbox), check
+// calls that code in packages sandbox and keys, never a copy of it.
 package check
 
 import (
@@ -12,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -69,25 +70,46 @@ type account struct {
 	shell    string
 }
 
+// lookupAccount looks the build user up the way nixgate serve does
+// (sandbox.LookupAccount): its uid, primary gid and groups are the
+// credential its commands run with, and uid 0 is refused.
 func lookupAccount(name string) (*account, error) {
-	u, err := user.Lookup(name)
+	sa, cred, err := sandbox.LookupAccount(name, true)
 	if err != nil {
 		return nil, err
 	}
-	a := &account{name: u.Username, home: u.HomeDir, shell: sandbox.LoginShell(name)}
-	if a.uid, err = strconv.Atoi(u.Uid); err != nil {
-		return nil, fmt.Errorf("check: user %s: uid %q is not a number", name, u.Uid)
-	}
-	if a.gid, err = strconv.Atoi(u.Gid); err != nil {
-		return nil, fmt.Errorf("check: user %s: gid %q is not a number", name, u.Gid)
-	}
-	ids, _ := u.GroupIds()
-	for _, id := range ids {
-		if g, err := strconv.Atoi(id); err == nil {
-			a.groups = append(a.groups, g)
-		}
+	a := &account{name: sa.Name, home: sa.Home, uid: int(cred.Uid), gid: int(cred.Gid), shell: sandbox.LoginShell(sa.Name)}
+	for _, g := range cred.Groups {
+		a.groups = append(a.groups, int(g))
 	}
 	return a, nil
+}
+
+// sandboxAccount returns a as package sandbox knows it.
+func (a *account) sandboxAccount() sandbox.Account {
+	return sandbox.Account{Name: a.name, Home: a.home}
+}
+
+// credential returns the credential a's commands run with.
+func (a *account) credential() *syscall.Credential {
+	cred := &syscall.Credential{Uid: uint32(a.uid), Gid: uint32(a.gid)}
+	for _, g := range a.groups {
+		cred.Groups = append(cred.Groups, uint32(g))
+	}
+	return cred
+}
+
+// runAs returns the credential to run something as a with: nil when this
+// process is a, a's credential when it is root. Otherwise it cannot, and
+// says so.
+func (a *account) runAs() (*syscall.Credential, error) {
+	switch os.Geteuid() {
+	case a.uid:
+		return nil, nil
+	case 0:
+		return a.credential(), nil
+	}
+	return nil, fmt.Errorf("run nixgate check as root or as %s to run this as %s", a.name, a.name)
 }
 
 func (a *account) inGroup(gid int) bool {
@@ -137,18 +159,14 @@ func asAccount(a *account, env []string, argv ...string) (string, string, error)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = "/"
-	if os.Geteuid() == 0 && a.uid != 0 {
-		groups := make([]uint32, len(a.groups))
-		for i, g := range a.groups {
-			groups[i] = uint32(g)
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(a.uid), Gid: uint32(a.gid), Groups: groups}}
-	} else if os.Geteuid() != a.uid {
-		return "", "", fmt.Errorf("run nixgate check as root or as %s to run this as %s", a.name, a.name)
+	cred, err := a.runAs()
+	if err != nil {
+		return "", "", err
 	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err = cmd.Run()
 	return out.String(), errb.String(), err
 }
 
@@ -165,7 +183,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 		return rs
 	}
 	if err != nil {
-		add(Result{"account", Fail, strings.TrimPrefix(err.Error(), "check: "), ""})
+		add(Result{"account", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), ""})
 		return rs
 	}
 	add(Result{"account", OK, fmt.Sprintf("build user %s (uid %d), home %s, shell %s", a.name, a.uid, a.home, a.shell), ""})

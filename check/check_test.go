@@ -7,34 +7,40 @@ import (
 	"testing"
 
 	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 )
 
 func TestAccessFromModeBits(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
-	os.WriteFile(p, nil, 0o640)
-	uid, gid := os.Getuid(), os.Getgid()
+	if err := os.WriteFile(p, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	owner, group := os.Getuid(), os.Getgid()
+	if owner == 0 {
+		// root may write anything: give the file to an ordinary owner
+		// and group, so that the owner's bits are the ones tested.
+		owner, group = 4242, 4343
+		if err := os.Chown(p, owner, group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := owner + 1000
 	tests := []struct {
 		name string
 		a    account
 		want uint32
 		ok   bool
 	}{
-		{"owner may write", account{uid: uid + 1000, gid: 1}, 2, false},
-		{"group may read", account{uid: 4242, gid: gid}, 4, true},
-		{"group may not write", account{uid: 4242, gid: gid}, 2, false},
-		{"supplementary group may read", account{uid: 4242, gid: 1, groups: []int{gid}}, 4, true},
-		{"others may not read", account{uid: 4242, gid: 4242}, 4, false},
-	}
-	if uid == 0 {
-		// As root the file is root's: the owner case is root's own.
-		tests = append(tests, struct {
-			name string
-			a    account
-			want uint32
-			ok   bool
-		}{"root may write anything", account{uid: 0}, 2, true})
+		{"owner may write", account{uid: owner, gid: group + 1}, 2, true},
+		{"owner may not execute", account{uid: owner, gid: group + 1}, 1, false},
+		{"others may not write", account{uid: other, gid: group + 1}, 2, false},
+		{"group may read", account{uid: other, gid: group}, 4, true},
+		{"group may not write", account{uid: other, gid: group}, 2, false},
+		{"supplementary group may read", account{uid: other, gid: group + 1, groups: []int{group}}, 4, true},
+		{"others may not read", account{uid: other, gid: group + 1}, 4, false},
+		{"root may write anything", account{uid: 0}, 2, true},
 	}
 	for _, tt := range tests {
 		got, err := tt.a.access(p, tt.want)
@@ -130,5 +136,63 @@ func TestCheckUsageWritable(t *testing.T) {
 		if rs := checkUsageWritable(cfg, a); len(rs) != 0 {
 			t.Errorf("state_dir of the account: %+v; want nothing", rs)
 		}
+	}
+}
+
+// TestCheckHome: the home is checked in every sandbox mode, with exec
+// mode's own check; a problem fails where exec mode refuses sessions for
+// it, and is a warning where the sandbox mounts the home read-only (it
+// is never reported OK unchecked).
+func TestCheckHome(t *testing.T) {
+	home := t.TempDir() // writable by this process, as root or not
+	a := &account{name: "me", home: home, uid: os.Geteuid(), gid: os.Getegid()}
+	cfg := &policy.Config{}
+	for mode, want := range map[policy.SandboxMode]Status{policy.SandboxDirect: Fail, policy.SandboxProot: Fail, policy.SandboxUserNS: Warn, policy.SandboxNixUserChroot: Warn} {
+		cfg.Sandbox.Mode = mode
+		rs := checkHome(cfg, a)
+		if len(rs) == 0 || rs[0].Status != want || !strings.HasPrefix(rs[0].Message, home+" is writable by me") || rs[0].Fix != "chmod -R a-w ~me" {
+			t.Errorf("%s: checkHome(writable home) = %+v; want %s for %s", mode, rs, want, home)
+		}
+	}
+	if os.Geteuid() != 0 {
+		other := &account{name: "other", home: home, uid: os.Geteuid() + 1, gid: os.Getegid()}
+		if rs := checkHome(cfg, other); len(rs) != 1 || rs[0].Status != Warn || !strings.Contains(rs[0].Message, "not checked: run nixgate check as root or as other") {
+			t.Errorf("checkHome(another account, not as root) = %+v; want a warning that it is not checked", rs)
+		}
+	}
+}
+
+// TestLookupAccount: the build user is looked up as serve looks it up,
+// which refuses root.
+func TestLookupAccount(t *testing.T) {
+	if _, err := lookupAccount("root"); err == nil || !strings.Contains(err.Error(), "uid 0") {
+		t.Errorf("lookupAccount(root) = %v; want the refusal of uid 0", err)
+	}
+	if _, err := lookupAccount("no-such-user-nixgate"); err == nil {
+		t.Error("lookupAccount(an unknown user) succeeded")
+	}
+}
+
+func TestCheckHostKeys(t *testing.T) {
+	cfg := &policy.Config{}
+	cfg.Serve.StateDir = t.TempDir()
+	if rs := checkHostKeys(cfg); len(rs) != 1 || rs[0].Status != OK || !strings.Contains(rs[0].Message, "generates one") {
+		t.Errorf("checkHostKeys(none yet) = %+v; want ok", rs)
+	}
+	if _, _, err := keys.LoadHostKeys(nil, cfg.Serve.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(cfg.Serve.StateDir, keys.GeneratedHostKeyName)
+	if rs := checkHostKeys(cfg); len(rs) != 1 || rs[0].Status != OK || rs[0].Message != p+" is private (0600)" {
+		t.Errorf("checkHostKeys(0600) = %+v; want ok", rs)
+	}
+	os.Chmod(p, 0o644)
+	if rs := checkHostKeys(cfg); len(rs) != 1 || rs[0].Status != Fail || rs[0].Fix != "chmod 600 "+p {
+		t.Errorf("checkHostKeys(0644) = %+v; want a failure fixed with chmod 600", rs)
+	}
+	os.Chmod(p, 0o600)
+	os.WriteFile(p, []byte("not a key"), 0o600)
+	if rs := checkHostKeys(cfg); len(rs) != 1 || rs[0].Status != Fail {
+		t.Errorf("checkHostKeys(not a key) = %+v; want a failure, as serve refuses it", rs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/user"
@@ -19,7 +20,7 @@ import (
 )
 
 func env(cfg *policy.Config, a *account) []string {
-	return sandbox.Env(cfg.BinDirs(), sandbox.Account{Name: a.name, Home: a.home}, cfg.Nix.Env)
+	return sandbox.Env(cfg.BinDirs(), a.sandboxAccount(), cfg.Nix.Env)
 }
 
 // checkNix runs nix-store --version as the build user, as nixgate would.
@@ -167,11 +168,11 @@ func checkSigning(cfg *policy.Config) []Result {
 // the build user.
 func checkSandbox(cfg *policy.Config, a *account) []Result {
 	if os.Geteuid() == a.uid {
-		if err := sandbox.Check(cfg, sandbox.Account{Name: a.name, Home: a.home}); err != nil {
+		if err := sandbox.Check(cfg, a.sandboxAccount()); err != nil {
 			return []Result{{"sandbox", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), ""}}
 		}
 		which := ""
-		if path, dirs, err := sandbox.Which(cfg, sandbox.Account{Name: a.name, Home: a.home}, policy.NixStore); err == nil {
+		if path, dirs, err := sandbox.Which(cfg, a.sandboxAccount(), policy.NixStore); err == nil {
 			which = fmt.Sprintf(" (%s, the first of %s that holds it)", path, strings.Join(dirs, ":"))
 		}
 		msg := fmt.Sprintf("sandbox.mode %s runs nix-store here%s", cfg.Sandbox.Mode, which)
@@ -219,30 +220,38 @@ func checkProot(cfg *policy.Config) []Result {
 		"use sandbox.mode = \"userns\" or \"nix-user-chroot\" where user namespaces are allowed"}}
 }
 
-// checkHome checks that the build user cannot change its own access.
+// checkHome runs exec mode's own home check (sandbox.HomeProblems) as
+// the build user: whether it can change its own access. A problem fails
+// where exec mode refuses every session for it (direct and proot mode,
+// see sandbox.HomeMustBeReadOnly); in userns and nix-user-chroot mode,
+// which mount the home read-only for Nix and its builds, it is a warning.
 func checkHome(cfg *policy.Config, a *account) []Result {
-	if cfg.Sandbox.Mode != policy.SandboxDirect && cfg.Sandbox.Mode != policy.SandboxProot {
-		return []Result{{"home", OK, fmt.Sprintf("sandbox.mode %s keeps %s read-only for the Nix commands", cfg.Sandbox.Mode, a.home), ""}}
+	status, refused := Warn, ""
+	if sandbox.HomeMustBeReadOnly(cfg.Sandbox.Mode) {
+		status, refused = Fail, ": nixgate exec refuses every session until then"
 	}
-	// proot's read-only home binds nothing a build that kills its tracer
-	// cannot undo: the home itself must be read-only, as in direct mode.
-	fix := "chmod -R a-w ~" + a.name
-	ssh := filepath.Join(a.home, ".ssh")
+	cred, err := a.runAs()
+	if err != nil {
+		return []Result{{"home", Warn, fmt.Sprintf("%s is not checked: %v", a.home, err), ""}}
+	}
+	problems, err := sandbox.HomeProblemsAs(a.sandboxAccount(), cred)
+	if err != nil {
+		return []Result{{"home", status, strings.TrimPrefix(err.Error(), "sandbox: ") + refused, ""}}
+	}
 	var rs []Result
-	for _, p := range []string{a.home, ssh, filepath.Join(ssh, "authorized_keys")} {
-		if _, err := os.Stat(p); err != nil {
-			continue
+	for _, p := range problems {
+		msg := fmt.Sprintf("%s %s%s", p.Path, p.Problem, refused)
+		if !sandbox.HomeMustBeReadOnly(cfg.Sandbox.Mode) {
+			msg += fmt.Sprintf(" (sandbox.mode %s keeps the home read-only for Nix and its builds only)", cfg.Sandbox.Mode)
 		}
-		if w, _ := a.access(p, 2); w {
-			rs = append(rs, Result{"home", Fail, fmt.Sprintf("%s is writable by %s, who could change their own access (drop restrict and command=)", p, a.name), fix})
-		}
-	}
-	rc := filepath.Join(ssh, "rc")
-	if _, err := os.Lstat(rc); err == nil {
-		rs = append(rs, Result{"home", Fail, fmt.Sprintf("%s exists: sshd runs it before every command", rc), "rm " + rc})
+		rs = append(rs, Result{"home", status, msg, p.Fix})
 	}
 	if len(rs) == 0 {
-		rs = append(rs, Result{"home", OK, fmt.Sprintf("%s, ~/.ssh and authorized_keys are read-only for %s; no ~/.ssh/rc", a.home, a.name), ""})
+		msg := fmt.Sprintf("%s, ~/.ssh and the authorized_keys files are read-only for %s; no ~/.ssh/rc", a.home, a.name)
+		if !sandbox.HomeMustBeReadOnly(cfg.Sandbox.Mode) {
+			msg += fmt.Sprintf("; sandbox.mode %s also mounts the home read-only for Nix and its builds", cfg.Sandbox.Mode)
+		}
+		rs = append(rs, Result{"home", OK, msg, ""})
 	}
 	return rs
 }
@@ -285,11 +294,25 @@ func checkLocked(a *account) []Result {
 	return nil
 }
 
-// checkAuthorizedKeys checks the OpenSSH authorized_keys lines.
+// checkAuthorizedKeys checks the OpenSSH authorized_keys lines: of path,
+// or, when it is empty, of the files sshd reads by default
+// (sandbox.AuthorizedKeysFiles; the second only when it exists).
 func checkAuthorizedKeys(cfg *policy.Config, a *account, path string) []Result {
-	if path == "" {
-		path = filepath.Join(a.home, ".ssh", "authorized_keys")
+	if path != "" {
+		return checkAuthorizedKeysFile(cfg, path)
 	}
+	var rs []Result
+	for i, p := range sandbox.AuthorizedKeysFiles(a.home) {
+		if _, err := os.Stat(p); i > 0 && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		rs = append(rs, checkAuthorizedKeysFile(cfg, p)...)
+	}
+	return rs
+}
+
+// checkAuthorizedKeysFile checks the lines of one authorized_keys file.
+func checkAuthorizedKeysFile(cfg *policy.Config, path string) []Result {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return []Result{{"authorized_keys", Warn, fmt.Sprintf("cannot read %s: %v", path, err), "nixgate keys authorize --exec " + path + " …"}}
@@ -323,7 +346,8 @@ func checkAuthorizedKeys(cfg *policy.Config, a *account, path string) []Result {
 	return rs
 }
 
-// checkHostKeys checks the modes of serve mode's host keys.
+// checkHostKeys loads serve mode's host keys the way serve does
+// (keys.LoadHostKey), which refuses a key that others can read.
 func checkHostKeys(cfg *policy.Config) []Result {
 	paths := cfg.Serve.HostKeys
 	if len(paths) == 0 {
@@ -335,14 +359,21 @@ func checkHostKeys(cfg *policy.Config) []Result {
 	}
 	var rs []Result
 	for _, p := range paths {
-		fi, err := os.Stat(p)
+		_, err := keys.LoadHostKey(p)
+		var mode *keys.HostKeyModeError
 		switch {
+		case errors.As(err, &mode):
+			rs = append(rs, Result{"host key", Fail, fmt.Sprintf("%s has mode %04o: others can read the private host key, and nixgate serve refuses it", p, mode.Mode), "chmod 600 " + p})
+		case errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0:
+			rs = append(rs, Result{"host key", Warn, fmt.Sprintf("%s is not checked: run nixgate check as root, or as the user nixgate serve runs as", p), ""})
 		case err != nil:
-			rs = append(rs, Result{"host key", Fail, err.Error(), ""})
-		case fi.Mode().Perm()&0o077 != 0:
-			rs = append(rs, Result{"host key", Fail, fmt.Sprintf("%s has mode %04o: others can read the private host key", p, fi.Mode().Perm()), "chmod 600 " + p})
+			rs = append(rs, Result{"host key", Fail, strings.TrimPrefix(err.Error(), "keys: "), ""})
 		default:
-			rs = append(rs, Result{"host key", OK, fmt.Sprintf("%s is private (%04o)", p, fi.Mode().Perm()), ""})
+			msg := p + " is private"
+			if fi, err := os.Stat(p); err == nil {
+				msg += fmt.Sprintf(" (%04o)", fi.Mode().Perm())
+			}
+			rs = append(rs, Result{"host key", OK, msg, ""})
 		}
 	}
 	return rs

@@ -3,7 +3,6 @@ package check
 import (
 	"fmt"
 	"strings"
-	"syscall"
 
 	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/policy"
@@ -14,11 +13,7 @@ import (
 // free space above [admission] min_free, the daemon answering), as serve
 // runs it every few seconds. A store it cannot check says nothing.
 func checkHealth(cfg *policy.Config, a *account) []Result {
-	cred := &syscall.Credential{Uid: uint32(a.uid), Gid: uint32(a.gid)}
-	for _, g := range a.groups {
-		cred.Groups = append(cred.Groups, uint32(g))
-	}
-	t, ok := admission.TargetFor(cfg, a.home, cred)
+	t, ok := admission.TargetFor(cfg, a.home, a.credential())
 	if !ok {
 		return nil
 	}

@@ -86,6 +86,26 @@ func TestCheckExecMode(t *testing.T) {
 		rs, _ := runCheck(t, args...)
 		finding(t, rs, "home", "fail", "rc exists", "rm "+filepath.Join(dir, "rc"))
 	})
+	t.Run("writable authorized_keys2", func(t *testing.T) {
+		// sshd reads it too: exec mode refuses every session for it, and
+		// check, which runs exec mode's own check as the account, says so.
+		dir := filepath.Join(b.account.home, ".ssh")
+		ak2 := filepath.Join(dir, "authorized_keys2")
+		mustRun(t, nil, "chmod", "u+w", dir)
+		writeFile(t, ak2, "", 0o644)
+		mustRun(t, nil, "chown", b.account.name, ak2)
+		mustRun(t, nil, "chmod", "a-w", dir)
+		defer func() { mustRun(t, nil, "chmod", "u+w", dir); os.Remove(ak2); mustRun(t, nil, "chmod", "a-w", dir) }()
+		rs, code := runCheck(t, args...)
+		finding(t, rs, "home", "fail", ak2+" is writable by "+b.account.name, "chmod -R a-w ~"+b.account.name)
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+		r := b.ssh(t, "build", "nix-store --serve --write", nil)
+		if r.code == 0 || !strings.Contains(r.stderr, "nixgate: refused: "+ak2+" is writable by "+b.account.name) {
+			t.Errorf("exec with a writable authorized_keys2: %s", r)
+		}
+	})
 	t.Run("nologin shell", func(t *testing.T) {
 		mustRun(t, nil, "usermod", "-s", "/usr/sbin/nologin", b.account.name)
 		defer mustRun(t, nil, "usermod", "-s", "/bin/sh", b.account.name)

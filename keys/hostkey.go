@@ -32,7 +32,7 @@ func LoadHostKeys(paths []string, stateDir string) (signers []ssh.Signer, genera
 		paths = []string{p}
 	}
 	for _, p := range paths {
-		s, err := loadHostKey(p)
+		s, err := LoadHostKey(p)
 		if err != nil {
 			return nil, false, err
 		}
@@ -41,13 +41,29 @@ func LoadHostKeys(paths []string, stateDir string) (signers []ssh.Signer, genera
 	return signers, generated, nil
 }
 
-func loadHostKey(path string) (ssh.Signer, error) {
+// HostKeyModeError reports a private host key that group or others may
+// read, which LoadHostKey refuses, as OpenSSH does.
+type HostKeyModeError struct {
+	// Path is the key file.
+	Path string
+	// Mode is its permission bits.
+	Mode os.FileMode
+}
+
+func (e *HostKeyModeError) Error() string {
+	return fmt.Sprintf("keys: host key %s has mode %04o, readable by others; fix: chmod 600 %s", e.Path, e.Mode, e.Path)
+}
+
+// LoadHostKey loads the private host key at path, refusing a file that
+// group or others may read (a *HostKeyModeError). An RSA key signs only
+// with SHA-2.
+func LoadHostKey(path string) (ssh.Signer, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys: host key: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("keys: host key %s has mode %04o, readable by others; fix: chmod 600 %s", path, fi.Mode().Perm(), path)
+		return nil, &HostKeyModeError{Path: path, Mode: fi.Mode().Perm()}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

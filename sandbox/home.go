@@ -1,13 +1,23 @@
 package sandbox
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nixgate/nixgate/policy"
 )
 
 // HomeError reports that the build account could change its own access.
@@ -24,35 +34,68 @@ func (e *HomeError) Error() string {
 	return fmt.Sprintf("sandbox: %s %s; fix: %s", e.Path, e.Problem, e.Fix)
 }
 
+// HomeMustBeReadOnly reports whether, in sandbox mode, the account's home
+// must itself be read-only for the account (see CheckReadOnlyHome): in
+// direct mode (or none named) and in proot mode, where a build can kill
+// its tracer, Nix and its builds run as the account with the home as it
+// is. userns and nix-user-chroot mount it read-only for them.
+func HomeMustBeReadOnly(mode policy.SandboxMode) bool {
+	return mode == policy.SandboxDirect || mode == policy.SandboxProot || mode == ""
+}
+
+// AuthorizedKeysFiles are the files in home that OpenSSH's sshd reads
+// an account's keys from by default.
+func AuthorizedKeysFiles(home string) []string {
+	ssh := filepath.Join(home, ".ssh")
+	return []string{filepath.Join(ssh, "authorized_keys"), filepath.Join(ssh, "authorized_keys2")}
+}
+
 // CheckReadOnlyHome checks, as the calling process, that the account with
-// home directory home cannot change how it is let in: home, ~/.ssh and
-// ~/.ssh/authorized_keys (and authorized_keys2) are not writable, and
-// there is no ~/.ssh/rc for sshd to run. It must run as the account
-// itself, as exec mode does: writability is checked with access(2) for
-// the real user. A missing ~/.ssh or authorized_keys is fine as long as
-// the directory above it is not writable.
+// home directory home cannot change how it is let in; it returns the
+// first problem HomeProblems finds, as a *HomeError. It must run as the
+// account itself, as exec mode does.
 func CheckReadOnlyHome(name, home string) error {
-	if home == "" || home == "/" {
-		return nil
+	problems, err := HomeProblems(name, home)
+	if err != nil {
+		return err
 	}
+	if len(problems) > 0 {
+		return problems[0]
+	}
+	return nil
+}
+
+// HomeProblems returns every way the account called name, with home
+// directory home, could change how it is let in: home, ~/.ssh and the
+// AuthorizedKeysFiles writable, or a ~/.ssh/rc for sshd to run. It checks
+// as the calling process, which must be the account: writability is
+// checked with access(2) for the real user. A missing ~/.ssh or
+// authorized_keys is fine as long as the directory above it is not
+// writable. None (nil) means the home is safe; a home of "" or "/" is
+// not checked.
+func HomeProblems(name, home string) ([]*HomeError, error) {
+	if home == "" || home == "/" {
+		return nil, nil
+	}
+	var problems []*HomeError
 	fix := "chmod -R a-w ~" + name
 	ssh := filepath.Join(home, ".ssh")
-	for _, p := range []string{home, ssh, filepath.Join(ssh, "authorized_keys"), filepath.Join(ssh, "authorized_keys2")} {
+	for _, p := range append([]string{home, ssh}, AuthorizedKeysFiles(home)...) {
 		writable, err := isWritable(p)
 		if err != nil {
-			return fmt.Errorf("sandbox: checking %s: %w", p, err)
+			return nil, fmt.Errorf("sandbox: checking %s: %w", p, err)
 		}
 		if writable {
-			return &HomeError{Path: p, Problem: "is writable by " + name + ", who could then change their own access", Fix: fix}
+			problems = append(problems, &HomeError{Path: p, Problem: "is writable by " + name + ", who could then change their own access", Fix: fix})
 		}
 	}
 	rc := filepath.Join(ssh, "rc")
 	if _, err := os.Lstat(rc); err == nil {
-		return &HomeError{Path: rc, Problem: "exists, and sshd would run it before every command", Fix: "rm " + rc}
+		problems = append(problems, &HomeError{Path: rc, Problem: "exists, and sshd would run it before every command", Fix: "rm " + rc})
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("sandbox: checking %s: %w", rc, err)
+		return nil, fmt.Errorf("sandbox: checking %s: %w", rc, err)
 	}
-	return nil
+	return problems, nil
 }
 
 // isWritable reports whether the real user may write p. A missing p is
@@ -66,4 +109,65 @@ func isWritable(p string) (bool, error) {
 		return false, nil
 	}
 	return false, err
+}
+
+// HomeCheckCommand is the hidden subcommand HomeProblemsAs runs nixgate
+// as, as the account: access(2) answers only for the calling process's
+// own user.
+const HomeCheckCommand = "sandbox-check-home"
+
+// homeCheckTimeout bounds HomeProblemsAs's child.
+const homeCheckTimeout = 30 * time.Second
+
+// HomeProblemsAs runs HomeProblems for account a as a: in this process
+// when cred is nil (it is the account), otherwise in nixgate itself run
+// as cred (HomeCheckCommand), which a must be able to execute. nixgate
+// check uses it, so that it finds exactly what exec mode refuses.
+func HomeProblemsAs(a Account, cred *syscall.Credential) ([]*HomeError, error) {
+	if cred == nil {
+		return HomeProblems(a.Name, a.Home)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), homeCheckTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, HomeCheckCommand, a.Name, a.Home)
+	cmd.Env, cmd.Dir = []string{}, "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		if msg := strings.TrimSpace(errOut.String()); msg != "" {
+			return nil, fmt.Errorf("sandbox: checking %s as %s: %s", a.Home, a.Name, strings.TrimPrefix(msg, "sandbox: "))
+		}
+		return nil, fmt.Errorf("sandbox: checking %s as %s: %w", a.Home, a.Name, err)
+	}
+	var problems []*HomeError
+	if err := json.Unmarshal(out.Bytes(), &problems); err != nil {
+		return nil, fmt.Errorf("sandbox: checking %s as %s: %w", a.Home, a.Name, err)
+	}
+	return problems, nil
+}
+
+// HomeCheckMain is HomeCheckCommand: it runs HomeProblems for the
+// account NAME with home HOME (its two arguments) and prints what it
+// found as JSON; exit status 1 and the error on stderr when it could
+// not check.
+func HomeCheckMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprintln(stderr, "sandbox: usage: "+HomeCheckCommand+" NAME HOME")
+		return 2
+	}
+	problems, err := HomeProblems(args[0], args[1])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if problems == nil {
+		problems = []*HomeError{}
+	}
+	json.NewEncoder(stdout).Encode(problems)
+	return 0
 }

@@ -84,7 +84,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	// userns and nix-user-chroot make the home read-only themselves. Run
 	// directly, or under proot (which a build can escape: it runs as the
 	// account), the account must not be able to write it.
-	if cfg.Sandbox.Mode == policy.SandboxDirect || cfg.Sandbox.Mode == policy.SandboxProot {
+	if sandbox.HomeMustBeReadOnly(cfg.Sandbox.Mode) {
 		if err := sandbox.CheckReadOnlyHome(account.Name, account.Home); err != nil {
 			return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "sandbox: "))
 		}

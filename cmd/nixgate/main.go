@@ -69,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case sandbox.HelperCommand:
 		return sandbox.HelperMain(args[1:], stderr)
+	case sandbox.HomeCheckCommand:
+		return sandbox.HomeCheckMain(args[1:], stdout, stderr)
 	case sandbox.NestCommand:
 		code, err := sandbox.NestMain(args[1:])
 		if err != nil {
