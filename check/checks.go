@@ -30,21 +30,23 @@ func checkNix(cfg *policy.Config, a *account) []Result {
 	}
 	var rs []Result
 	for _, prog := range []policy.Program{policy.NixStore, policy.NixDaemon} {
-		path, err := sandbox.Resolve(prog, cfg.BinDirs(), a.home)
+		args := []string{"--version"}
+		if cfg.Nix.Store != "" {
+			args = append(args, "--store", cfg.Nix.Store)
+		}
+		// The program, argv and environment nixgate would run.
+		c, err := sandbox.Prepare(cfg, policy.Decision{Allow: true, Program: prog, Args: args}, a.sandboxAccount())
 		if err != nil {
 			rs = append(rs, Result{"nix", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), "install Nix for the machine (apt-get install nix-bin, or the multi-user installer), or set nix.bin_dirs"})
 			continue
 		}
-		argv := []string{path, "--version"}
-		if cfg.Nix.Store != "" {
-			argv = append(argv, "--store", cfg.Nix.Store) // as nixgate runs it
-		}
-		out, errOut, err := asAccount(a, env(cfg, a), argv...)
+		out, errOut, err := asAccount(a, c.Env, c.Argv...)
+		c.Done()
 		if err != nil {
-			rs = append(rs, Result{"nix", Fail, fmt.Sprintf("%s --version as %s: %v %s", path, a.name, err, strings.TrimSpace(errOut)), ""})
+			rs = append(rs, Result{"nix", Fail, fmt.Sprintf("%s --version as %s: %v %s", c.Path, a.name, err, strings.TrimSpace(errOut)), ""})
 			continue
 		}
-		rs = append(rs, Result{"nix", OK, fmt.Sprintf("%s as %s: %s", path, a.name, strings.TrimSpace(out)), ""})
+		rs = append(rs, Result{"nix", OK, fmt.Sprintf("%s as %s: %s", c.Path, a.name, strings.TrimSpace(out)), ""})
 	}
 	return rs
 }
