@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nixgate/nixgate/policy"
+	"golang.org/x/crypto/ssh"
 )
 
 // A keys file is an OpenSSH authorized_keys file whose options carry
@@ -24,10 +24,37 @@ import (
 // error. restrict and the no-* options are
 // accepted (nixgate refuses all of that anyway); any other option, such as
 // command=, is an error rather than silently ignored.
+//
+// This package reads the file's syntax; whether a name, role or network
+// is valid is policy's to say (package config hands it the FileKeys).
+
+// FileKey is one key of a keys file, as written.
+type FileKey struct {
+	// Name is the name= option, or else the key's comment.
+	Name string
+	// Role is the role= option, as written.
+	Role string
+	// From are the from= option's comma-separated values, as written;
+	// nil means anywhere.
+	From []string
+	// Expires is the expiry-time option; zero means never.
+	Expires time.Time
+	// MaxSessions is the max-sessions option; zero means no limit.
+	MaxSessions int
+	// Key is the public key, and Comment the text after it.
+	Key     ssh.PublicKey
+	Comment string
+	// Line is the key's line in the file, from 1.
+	Line int
+}
+
+// PublicKey returns the key without its options, as a [[keys]]
+// public_key: type, base64 and comment.
+func (k FileKey) PublicKey() string { return Entry{Key: k.Key, Comment: k.Comment}.String() }
 
 // LoadFile reads the keys file at path and returns its keys. A missing
 // file has no keys. Errors name the file and line.
-func LoadFile(path string) ([]policy.KeySpec, error) {
+func LoadFile(path string) ([]FileKey, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -39,8 +66,8 @@ func LoadFile(path string) ([]policy.KeySpec, error) {
 }
 
 // ParseFile parses the keys file in data; name is used in messages.
-func ParseFile(name string, data []byte) ([]policy.KeySpec, error) {
-	var specs []policy.KeySpec
+func ParseFile(name string, data []byte) ([]FileKey, error) {
+	var out []FileKey
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 64*1024)
 	for n := 1; sc.Scan(); n++ {
@@ -48,64 +75,62 @@ func ParseFile(name string, data []byte) ([]policy.KeySpec, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		spec, err := parseKeyLine(line)
+		k, err := parseFileLine(line)
 		if err != nil {
 			return nil, fmt.Errorf("keys: %s:%d: %s", name, n, strings.TrimPrefix(err.Error(), "keys: "))
 		}
-		spec.Line = n
-		specs = append(specs, spec)
+		k.Line = n
+		out = append(out, k)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("keys: %s: %w", name, err)
 	}
-	return specs, nil
+	return out, nil
 }
 
-func parseKeyLine(line string) (policy.KeySpec, error) {
+func parseFileLine(line string) (FileKey, error) {
 	e, err := ParseLine(line)
 	if err != nil {
-		return policy.KeySpec{}, err
+		return FileKey{}, err
 	}
-	spec := policy.KeySpec{Name: e.Comment}
-	// The public key without options, as a [[keys]] public_key.
-	spec.PublicKey = strings.TrimSpace(e.Key.Type() + " " + encodeKey(e) + " " + e.Comment)
+	k := FileKey{Name: e.Comment, Key: e.Key, Comment: e.Comment}
 	opts, err := e.ParsedOptions()
 	if err != nil {
-		return policy.KeySpec{}, err
+		return FileKey{}, err
 	}
 	for _, o := range opts {
 		name, value, hasValue := o.Name, o.Value, o.HasValue
 		switch {
 		case name == "name" && hasValue:
-			spec.Name = value
+			k.Name = value
 		case name == "role" && hasValue:
-			spec.Role = policy.Role(value)
+			k.Role = value
 		case name == "from" && hasValue:
-			spec.From = strings.Split(value, ",")
+			k.From = strings.Split(value, ",")
 		case name == "expiry-time" && hasValue:
 			t, err := parseExpiryTime(value)
 			if err != nil {
-				return policy.KeySpec{}, err
+				return FileKey{}, err
 			}
-			spec.Expires = t
+			k.Expires = t
 		case name == "max-sessions" && hasValue:
 			n, err := strconv.Atoi(value)
 			if err != nil {
-				return policy.KeySpec{}, fmt.Errorf("option max-sessions: %q is not a number", value)
+				return FileKey{}, fmt.Errorf("option max-sessions: %q is not a number", value)
 			}
-			spec.MaxSessions = n
+			k.MaxSessions = n
 		case !hasValue && (name == "restrict" || strings.HasPrefix(name, "no-")):
 		default:
-			return policy.KeySpec{}, fmt.Errorf("option %q is not supported here (nixgate's options: name, role, from, expiry-time, max-sessions, restrict)", name)
+			return FileKey{}, fmt.Errorf("option %q is not supported here (nixgate's options: name, role, from, expiry-time, max-sessions, restrict)", name)
 		}
 	}
-	if spec.Role == "" {
-		return policy.KeySpec{}, fmt.Errorf("no role: start the line with role=\"build\" or role=\"substitute\"")
+	if k.Role == "" {
+		return FileKey{}, fmt.Errorf("no role: start the line with role=\"build\" or role=\"substitute\"")
 	}
-	if spec.Name == "" {
-		return policy.KeySpec{}, fmt.Errorf("no name: add name=\"…\" or a comment after the key")
+	if k.Name == "" {
+		return FileKey{}, fmt.Errorf("no name: add name=\"…\" or a comment after the key")
 	}
-	return spec, nil
+	return k, nil
 }
 
 // parseExpiryTime reads OpenSSH's expiry-time (YYYYMMDD[HHMM[SS]], local

@@ -1,9 +1,6 @@
 package keys
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -82,56 +79,4 @@ func LoadHostKey(path string) (ssh.Signer, error) {
 		return ssh.NewSignerWithAlgorithms(as, []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256})
 	}
 	return s, nil
-}
-
-// generateHostKey writes a new ed25519 host key to path, atomically: the
-// key appears whole or not at all.
-func generateHostKey(path string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("keys: host key: %w", err)
-	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return fmt.Errorf("keys: host key: %w", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "nixgate host key")
-	if err != nil {
-		return fmt.Errorf("keys: host key: %w", err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return fmt.Errorf("keys: host key: %w", err)
-	}
-	if err := writeAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return err
-	}
-	return writeAtomic(path+".pub", []byte(AuthorizedKey(sp)+" nixgate host key\n"), 0o644)
-}
-
-// writeAtomic writes data to a temporary file beside path and renames it
-// into place, so that path holds the whole data or is left as it was.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("keys: writing %s: %w", path, err)
-	}
-	return nil
 }

@@ -1,5 +1,9 @@
-// Package keys reads SSH public keys in OpenSSH's one-line form, keeping
-// their options, and checks the keys of a nixgate configuration.
+// Package keys reads and writes SSH keys in OpenSSH's forms: one-line
+// public keys with their options kept (authorized_keys lines, nixgate's
+// keys file), the forced `nixgate exec` command of exec mode, host keys,
+// and the known_hosts and machines-file lines clients pin them with. It
+// imports nothing of nixgate's: what a key may do is policy's, and
+// package config turns what keys reads into policy's types.
 package keys
 
 import (
@@ -8,14 +12,12 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/nixgate/nixgate/policy"
 )
 
 // Entry is one authorized_keys line.
 type Entry struct {
 	// Options are the line's options (restrict, command="…", from="…"),
-	// as written; nil when there are none.
+	// as written; nil when there are none. Read them with ParsedOptions.
 	Options []string
 	// Key is the public key.
 	Key ssh.PublicKey
@@ -43,28 +45,3 @@ func ParseLine(line string) (Entry, error) {
 
 // Fingerprint returns the key's SHA256 fingerprint as OpenSSH prints it.
 func Fingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
-
-// CheckConfig checks that every public_key in cfg is one valid OpenSSH
-// public key without options, and that no key is listed twice. Errors
-// name the file and the line of the key's [[keys]] entry.
-func CheckConfig(cfg *policy.Config) error {
-	seen := map[string]string{}
-	for _, k := range cfg.Keys {
-		if k.PublicKey == "" {
-			continue
-		}
-		e, err := ParseLine(k.PublicKey)
-		if err == nil && len(e.Options) > 0 {
-			err = errors.New("keys: options belong in the [[keys]] entry (from, expires), not in public_key")
-		}
-		if err != nil {
-			return fmt.Errorf("keys: %s:%d: key %q: public_key: %s", k.Source, k.Line, k.Name, strings.TrimPrefix(err.Error(), "keys: "))
-		}
-		fp := Fingerprint(e.Key)
-		if other, dup := seen[fp]; dup {
-			return fmt.Errorf("keys: %s:%d: key %q: public_key %s is also the key of %q", k.Source, k.Line, k.Name, fp, other)
-		}
-		seen[fp] = k.Name
-	}
-	return nil
-}

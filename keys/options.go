@@ -3,11 +3,13 @@ package keys
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
-
-	"github.com/nixgate/nixgate/policy"
 )
+
+// The one place options are read: ParseOption reads one by OpenSSH's
+// rules, ParsedOptions all of a line's, and everything else (Option,
+// Restricted, LineName, ForcedExec, the keys file) reads them through
+// these two.
 
 // Option is one option of an authorized_keys line, read by OpenSSH's
 // rules (auth-options.c): the name is matched without regard to case, and
@@ -100,83 +102,25 @@ func (e Entry) Option(name string) (value string, ok bool) {
 	return "", false
 }
 
-// ForcedExec is the command= of an authorized_keys line that runs
-// nixgate exec.
-type ForcedExec struct {
-	// Program is argv[0]: "nixgate" or an absolute path ending in
-	// /nixgate.
-	Program string
-	// Config is the --config value; empty when the line gives none.
-	Config string
-	// Key is the --key value.
-	Key string
+// Restricted reports whether e has the restrict option (given once or
+// more: OpenSSH restricts the key either way).
+func (e Entry) Restricted() bool {
+	for _, raw := range e.Options {
+		if o, err := ParseOption(raw); err == nil && o.Name == "restrict" && !o.HasValue {
+			return true
+		}
+	}
+	return false
 }
 
-// ParseForcedExec reads command, the value of a command= option, by the
-// same shell-word rules as a client's command (policy.ParseCommand), and
-// accepts exactly
-//
-//	[PATH/]nixgate exec [--config FILE] --key NAME
-//
-// with the two flags in either order and in any of the spellings Go's
-// flag package takes (-key NAME, --key=NAME, …). Anything more, such as
-// "; exec /bin/sh" after it, is an error: the line does not merely run
-// nixgate.
-func ParseForcedExec(command string) (ForcedExec, error) {
-	argv, err := policy.ParseCommand(command)
-	if err != nil {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q: %s", command, strings.TrimPrefix(err.Error(), "policy: "))
+// LineName returns the nixgate name of a key line: its name= option, the
+// --key of a forced `nixgate exec`, or else its comment.
+func LineName(e Entry) string {
+	if v, ok := e.Option("name"); ok {
+		return v
 	}
-	var f ForcedExec
-	prog := argv[0]
-	if filepath.Base(prog) != "nixgate" || (prog != "nixgate" && !filepath.IsAbs(prog)) {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q does not run nixgate (by name or absolute path)", command)
+	if f, err := e.ForcedExec(); err == nil {
+		return f.Key
 	}
-	f.Program = prog
-	if len(argv) < 2 || argv[1] != "exec" {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q does not run nixgate exec", command)
-	}
-	seen := map[string]bool{}
-	for rest := argv[2:]; len(rest) > 0; {
-		flag := rest[0]
-		name, value, inline := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(flag, "-"), "-"), "=")
-		if !strings.HasPrefix(flag, "-") || (name != "config" && name != "key") || seen[name] {
-			return ForcedExec{}, fmt.Errorf("keys: command=%q: %q is not one of nixgate exec's --config FILE and --key NAME", command, flag)
-		}
-		seen[name] = true
-		rest = rest[1:]
-		if !inline {
-			if len(rest) == 0 {
-				return ForcedExec{}, fmt.Errorf("keys: command=%q: %s needs a value", command, flag)
-			}
-			value, rest = rest[0], rest[1:]
-		}
-		if name == "config" {
-			f.Config = value
-		} else {
-			f.Key = value
-		}
-	}
-	if f.Key == "" {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q has no --key NAME", command)
-	}
-	return f, nil
-}
-
-// ForcedExec returns the nixgate exec that e's command= option runs. It
-// fails when e has no command=, when its options are malformed or
-// repeated (OpenSSH then refuses the key, or may read it otherwise), or
-// when the command is anything but exactly nixgate exec (see
-// ParseForcedExec).
-func (e Entry) ForcedExec() (ForcedExec, error) {
-	opts, err := e.ParsedOptions()
-	if err != nil {
-		return ForcedExec{}, err
-	}
-	for _, o := range opts {
-		if o.Name == "command" && o.HasValue {
-			return ParseForcedExec(o.Value)
-		}
-	}
-	return ForcedExec{}, errors.New("keys: no command= option")
+	return e.Comment
 }

@@ -49,7 +49,7 @@ type Config struct {
 	Keys []Key `toml:"keys"`
 	// AuthorizedKeys is a file of further keys in OpenSSH authorized_keys
 	// form (see package keys); empty means none. Its keys are added to
-	// Keys by keys.Load.
+	// Keys by config.Load.
 	AuthorizedKeys string `toml:"authorized_keys"`
 	// Sandbox says how the Nix command runs.
 	Sandbox SandboxConfig `toml:"sandbox"`

@@ -130,7 +130,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "nixgate client-config: "+strings.TrimPrefix(strings.TrimPrefix(err.Error(), "keys: "), "policy: "))
+		fmt.Fprintln(stderr, "nixgate client-config: "+trimPrefixes(err.Error(), "keys: ", "policy: ", "config: "))
 		return exitRefused
 	}
 	if *host == "" {

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 )
@@ -66,7 +67,7 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 
 // keysFail prints one line and returns the refusal status.
 func keysFail(stderr io.Writer, sub string, err error) int {
-	fmt.Fprintf(stderr, "nixgate keys %s: %s\n", sub, strings.TrimPrefix(strings.TrimPrefix(err.Error(), "keys: "), "policy: "))
+	fmt.Fprintf(stderr, "nixgate keys %s: %s\n", sub, trimPrefixes(err.Error(), "keys: ", "policy: ", "config: "))
 	return exitRefused
 }
 
@@ -98,7 +99,7 @@ type fileFlags struct {
 
 func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys authorize", "--config FILE --name NAME --role ROLE [options] KEY.pub (or - for stdin)", "Example:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub", stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`; the key goes into its authorized_keys file")
+	configFile := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`; the key goes into its authorized_keys file")
 	name := fs.String("name", "", "the key's `NAME` (required)")
 	role := fs.String("role", "", "the key's `ROLE`: build, substitute or shell (required)")
 	from := fs.String("from", "", "comma-separated `NETWORKS` the key may connect from")
@@ -119,7 +120,7 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return keysFail(stderr, "authorize", err)
 	}
-	g := keys.Grant{Name: *name, Role: policy.Role(*role), Key: entry}
+	g := keys.Grant{Name: *name, Role: *role, Key: entry}
 	if *from != "" {
 		g.From = strings.Split(*from, ",")
 	}
@@ -130,7 +131,7 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 		}
 		g.Expires = t
 	}
-	cfg, err := loadConfig(*config)
+	cfg, err := loadConfig(*configFile)
 	if err != nil {
 		return keysFail(stderr, "authorize", err)
 	}
@@ -141,12 +142,12 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 		if self, err = os.Executable(); err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
-		abs, _ = filepath.Abs(*config)
+		abs, _ = filepath.Abs(*configFile)
 		if _, err := keys.ForcedCommandPresent(*execFile, g); err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
 	}
-	same := g.Same(cfg.Keys)
+	same := config.Granted(cfg, g)
 	if same == nil && *execFile != "" {
 		// Exec mode: a [[keys]] entry may leave the key to OpenSSH.
 		for i, k := range cfg.Keys {
@@ -156,29 +157,19 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	switch {
-	case same != nil && same.Role != g.Role:
+	case same != nil && string(same.Role) != g.Role:
 		return keysFail(stderr, "authorize", fmt.Errorf("%s is authorized already with role %s (%s:%d): revoke it first to change its role", g.Name, same.Role, same.Source, same.Line))
 	case same != nil:
 		fmt.Fprintf(stdout, "%s (%s, %s) is authorized already in %s:%d\n", g.Name, g.Role, keys.Fingerprint(entry.Key), same.Source, same.Line)
 	case cfg.AuthorizedKeys == "" && *execFile != "":
-		return keysFail(stderr, "authorize", fmt.Errorf("%s has no [[keys]] entry named %s with this public key, and no authorized_keys file to add it to: add the entry (name = %q, role = %q, public_key = \"%s\"), or authorized_keys = \"/etc/nixgate/authorized_keys\"", *config, g.Name, g.Name, g.Role, strings.TrimSpace(string(data))))
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no [[keys]] entry named %s with this public key, and no authorized_keys file to add it to: add the entry (name = %q, role = %q, public_key = \"%s\"), or authorized_keys = \"/etc/nixgate/authorized_keys\"", *configFile, g.Name, g.Name, g.Role, strings.TrimSpace(string(data))))
 	case cfg.AuthorizedKeys == "":
-		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *config))
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no authorized_keys file: add authorized_keys = \"/etc/nixgate/authorized_keys\" to it", *configFile))
 	default:
-		if err := g.Conflict(cfg.Keys); err != nil {
+		if err := config.CheckGrant(cfg, g); err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
-		// Check the new key as the configuration would, before writing it.
-		probe := *cfg
-		probe.Keys = append([]policy.Key(nil), cfg.Keys...)
-		specs, err := keys.ParseFile("(new key)", []byte(g.KeysFileLine()))
-		if err == nil {
-			err = probe.AddKeys("(new key)", specs)
-		}
-		if err != nil {
-			return keysFail(stderr, "authorize", err)
-		}
-		if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
+		if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g); err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
 		fmt.Fprintf(stdout, "authorized %s (%s, %s) in %s\n", g.Name, g.Role, keys.Fingerprint(entry.Key), cfg.AuthorizedKeys)

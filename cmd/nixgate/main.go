@@ -138,3 +138,14 @@ func parseFlagsAndArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (bool,
 	}
 	return true, exitOK
 }
+
+// trimPrefixes returns msg without the first of prefixes it starts with
+// (a package's "keys: "), for a line a person reads.
+func trimPrefixes(msg string, prefixes ...string) string {
+	for _, p := range prefixes {
+		if m, ok := strings.CutPrefix(msg, p); ok {
+			return m
+		}
+	}
+	return msg
+}

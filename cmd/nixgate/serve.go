@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
@@ -369,11 +370,7 @@ func serveConfigLoader(path string, embedded bool, listen []string) (func() (*po
 		return nil, "", err
 	}
 	return func() (*policy.Config, error) {
-		cfg, err := policy.Parse(embeddedSource, []byte(doc))
-		if err != nil {
-			return nil, err
-		}
-		return withListen(completeConfig(cfg))
+		return withListen(config.Parse(embeddedSource, []byte(doc)))
 	}, embeddedSource, nil
 }
 
@@ -412,8 +409,11 @@ func embeddedClientKey(cfg *policy.Config, stderr io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	g := keys.Grant{Name: "local", Role: policy.RoleBuild, Key: entry}
-	if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g, cfg.Keys); err != nil {
+	g := keys.Grant{Name: "local", Role: string(policy.RoleBuild), Key: entry}
+	if err := config.CheckGrant(cfg, g); err != nil {
+		return "", err
+	}
+	if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g); err != nil {
 		return "", err
 	}
 	fmt.Fprintf(stderr, "nixgate serve: no key could log in, so this client key was %s and authorized (role build) in %s: %s\n", what, cfg.AuthorizedKeys, priv)
