@@ -53,7 +53,7 @@ func complete(cfg *policy.Config) (*policy.Config, error) {
 			return nil, err
 		}
 	}
-	if err := checkPublicKeys(cfg); err != nil {
+	if err := parsePublicKeys(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -72,12 +72,14 @@ func keySpecs(fks []keys.FileKey) []policy.KeySpec {
 	return specs
 }
 
-// checkPublicKeys checks that every public_key in cfg is one valid
-// OpenSSH public key without options, and that no key is listed twice.
-// Errors name the file and the line of the key's entry.
-func checkPublicKeys(cfg *policy.Config) error {
+// parsePublicKeys parses every public_key in cfg, which must be one
+// valid OpenSSH public key without options, and sets the key's
+// Fingerprint; no key may be listed twice. Errors name the file and the
+// line of the key's entry.
+func parsePublicKeys(cfg *policy.Config) error {
 	seen := map[string]string{}
-	for _, k := range cfg.Keys {
+	for i := range cfg.Keys {
+		k := &cfg.Keys[i]
 		if k.PublicKey == "" {
 			continue
 		}
@@ -93,18 +95,9 @@ func checkPublicKeys(cfg *policy.Config) error {
 			return fmt.Errorf("config: %s:%d: key %q: public_key %s is also the key of %q", k.Source, k.Line, k.Name, fp, other)
 		}
 		seen[fp] = k.Name
+		k.Fingerprint = fp
 	}
 	return nil
-}
-
-// fingerprint returns the fingerprint of k's public key; "" when it has
-// none.
-func fingerprint(k *policy.Key) string {
-	e, err := keys.ParseLine(k.PublicKey)
-	if err != nil {
-		return ""
-	}
-	return keys.Fingerprint(e.Key)
 }
 
 // CheckGrant checks g before it is written to cfg's keys file: neither
@@ -117,7 +110,7 @@ func CheckGrant(cfg *policy.Config, g keys.Grant) error {
 		if k.Name == g.Name {
 			return fmt.Errorf("config: a key named %q exists already (%s:%d)", g.Name, k.Source, k.Line)
 		}
-		if fingerprint(k) == fp {
+		if k.Fingerprint == fp {
 			return fmt.Errorf("config: key %s is authorized already as %q (%s:%d)", fp, k.Name, k.Source, k.Line)
 		}
 	}
@@ -135,7 +128,7 @@ func CheckGrant(cfg *policy.Config, g keys.Grant) error {
 func Granted(cfg *policy.Config, g keys.Grant) *policy.Key {
 	fp := keys.Fingerprint(g.Key.Key)
 	for i := range cfg.Keys {
-		if k := &cfg.Keys[i]; k.Name == g.Name && fingerprint(k) == fp {
+		if k := &cfg.Keys[i]; k.Name == g.Name && k.Fingerprint == fp {
 			return k
 		}
 	}

@@ -61,6 +61,18 @@ func TestLoad(t *testing.T) {
 	if !ci.Expires.Equal(time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)) || !ci.Expired(time.Date(2027, 1, 31, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("ci.Expires = %v", ci.Expires)
 	}
+	// Every public key parsed once, here: its fingerprint is the key's
+	// identity at login.
+	for name, pub := range map[string]string{"a": keyA, "ci": keyB, "c": ""} {
+		want := ""
+		if pub != "" {
+			e, _ := keys.ParseLine(pub)
+			want = keys.Fingerprint(e.Key)
+		}
+		if got := cfg.Key(name).Fingerprint; got != want {
+			t.Errorf("key %s: Fingerprint = %q; want %q", name, got, want)
+		}
+	}
 }
 
 func TestLoadErrors(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
@@ -84,7 +86,7 @@ role = %q
 public_key = %q
 %s
 `, bin, dir, mode, dir, role, keys.AuthorizedKey(client.PublicKey()), extra)
-	cfg, err := policy.Parse("test.toml", []byte(doc))
+	cfg, err := config.Parse("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,16 +379,22 @@ func TestShutdownDrains(t *testing.T) {
 }
 
 func TestNewFailsClosed(t *testing.T) {
-	cfg, err := policy.Parse("t.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	cfg, err := config.Parse("t.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
 	host, _ := gossh.NewSignerFromKey(hostPriv)
+	// policy.Parse alone does not parse the public keys.
+	unparsed, err := policy.Parse("t.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\npublic_key = \""+keys.AuthorizedKey(host.PublicKey())+"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, o := range map[string]Options{
-		"nil config":   {HostSigners: []gossh.Signer{host}},
-		"no host key":  {Config: cfg},
-		"no login key": {Config: cfg, HostSigners: []gossh.Signer{host}},
+		"nil config":          {HostSigners: []gossh.Signer{host}},
+		"no host key":         {Config: cfg},
+		"no login key":        {Config: cfg, HostSigners: []gossh.Signer{host}},
+		"public key unparsed": {Config: unparsed, HostSigners: []gossh.Signer{host}},
 	} {
 		if _, err := New(o); err == nil || !strings.HasPrefix(err.Error(), "gateway: ") {
 			t.Errorf("New(%s) = %v; want a gateway: error", name, err)
@@ -432,15 +440,35 @@ func TestPickCiphers(t *testing.T) {
 // configuration does not.
 func TestReloadToNoKeys(t *testing.T) {
 	ts := newTestServer(t, "cat", "")
-	none, err := policy.Parse("none.toml", []byte("user = \"builder\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	logsIn := func() bool {
+		t.Helper()
+		c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{User: "builder", Auth: []gossh.AuthMethod{gossh.PublicKeys(ts.client)}, HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second})
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	// Broken: no configuration, and one whose public keys were never
+	// parsed (not from config.Load), which would let nobody in.
+	unparsed := *ts.srv.Config()
+	unparsed.Keys = slices.Clone(unparsed.Keys)
+	unparsed.Keys[0].Fingerprint = ""
+	for name, broken := range map[string]*policy.Config{"nil": nil, "unparsed public key": &unparsed} {
+		if err := ts.srv.Reload(broken); err == nil || !strings.HasPrefix(err.Error(), "gateway: ") {
+			t.Errorf("Reload(%s) = %v; want a gateway: error", name, err)
+		}
+		if ts.srv.Config().Source != "test.toml" || !logsIn() {
+			t.Fatalf("after Reload(%s) failed, the configuration in force is %q and the key logs in: %v; want the old one kept", name, ts.srv.Config().Source, logsIn())
+		}
+	}
+	none, err := config.Parse("none.toml", []byte("user = \"builder\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ts.srv.Reload(none); err != nil {
 		t.Fatalf("Reload to no login key = %v", err)
 	}
-	if c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{User: "builder", Auth: []gossh.AuthMethod{gossh.PublicKeys(ts.client)}, HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}); err == nil {
-		c.Close()
+	if logsIn() {
 		t.Fatal("the revoked key still logs in")
 	}
 }

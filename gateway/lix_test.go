@@ -11,6 +11,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/policy"
 )
 
@@ -78,7 +79,7 @@ func TestLixRevokedDuringDialogue(t *testing.T) {
 	ts := newTestServer(t, "cat", "")
 	s, stdin, stderr := lixSession(t, ts.dial(t))
 	// The key is revoked (a reload) while Lix's dialogue is under way.
-	revoked, err := policy.Parse("revoked.toml", []byte("user = \"builder\"\n[[keys]]\nname = \"other\"\nrole = \"build\"\n"))
+	revoked, err := config.Parse("revoked.toml", []byte("user = \"builder\"\n[[keys]]\nname = \"other\"\nrole = \"build\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

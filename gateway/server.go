@@ -15,7 +15,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/nixgate/nixgate/admission"
-	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 	"github.com/nixgate/nixgate/usage"
@@ -26,7 +25,8 @@ var ErrServerClosed = errors.New("gateway: server closed")
 
 // Options configure a Server.
 type Options struct {
-	// Config is the policy and serve configuration. Required.
+	// Config is the policy and serve configuration, as config.Load
+	// returns it: the keys' public keys parsed. Required.
 	Config *policy.Config
 	// HostSigners are the host keys. Required: the server never makes up
 	// an ephemeral key.
@@ -92,22 +92,26 @@ type state struct {
 	byFP   map[string]*policy.Key // SHA256 fingerprint -> key
 }
 
-// newState indexes cfg's keys. A configuration in which no key has a
-// public_key is an error when requireKey is set (starting a server nobody
+// newState indexes cfg's keys by the fingerprints config.Load parsed. A
+// key with a public_key but no fingerprint (a configuration that did not
+// come from config.Load) is an error. So is a configuration in which no
+// key has a public_key, when requireKey is set (starting a server nobody
 // can use); on reload it is allowed, so that revoking the last key takes
 // effect.
 func newState(cfg *policy.Config, requireKey bool) (*state, error) {
+	if cfg == nil {
+		return nil, errors.New("gateway: nil Config")
+	}
 	st := &state{engine: policy.NewEngine(cfg), cfg: cfg, byFP: map[string]*policy.Key{}}
 	for i := range cfg.Keys {
 		k := &cfg.Keys[i]
 		if k.PublicKey == "" {
 			continue
 		}
-		e, err := keys.ParseLine(k.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: key %q: %w", k.Name, err)
+		if k.Fingerprint == "" {
+			return nil, fmt.Errorf("gateway: key %q: its public_key was not parsed (load the configuration with config.Load)", k.Name)
 		}
-		st.byFP[keys.Fingerprint(e.Key)] = k
+		st.byFP[k.Fingerprint] = k
 	}
 	if requireKey && len(st.byFP) == 0 {
 		return nil, errors.New("gateway: no key has a public_key, so nobody could log in")
@@ -186,9 +190,9 @@ func signers(in []gossh.Signer) []gliderssh.Signer {
 	return out
 }
 
-// Reload replaces the configuration for new connections and sessions.
-// Running sessions keep what they were started with. On error the old
-// configuration stays in force. A configuration without any login key is
+// Reload replaces the configuration for new connections and sessions;
+// cfg is as config.Load returns it. Running sessions keep what they were
+// started with. On error the old configuration stays in force. A configuration without any login key is
 // put in force (nobody can log in): revoking the last key must work.
 func (s *Server) Reload(cfg *policy.Config) error {
 	st, err := newState(cfg, false)

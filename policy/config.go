@@ -99,6 +99,11 @@ type Key struct {
 	// PublicKey is the key in OpenSSH one-line form. Serve mode needs it;
 	// exec mode may omit it, since OpenSSH has already verified the key.
 	PublicKey string `toml:"public_key"`
+	// Fingerprint is PublicKey's SHA256 fingerprint as OpenSSH prints it:
+	// the key's identity at login. config.Load sets it when it parses
+	// PublicKey; empty when there is no PublicKey, or when the Config did
+	// not come from config.Load (which serve mode then refuses).
+	Fingerprint string `toml:"-"`
 	// From lists the networks (CIDR or single address) the key may connect
 	// from. Empty means anywhere.
 	From []string `toml:"from"`
@@ -172,9 +177,6 @@ func (c *Config) BinDirs() []string {
 	}
 	return dirs
 }
-
-// Networks returns the parsed From networks. Nil means anywhere.
-func (k *Key) Networks() []netip.Prefix { return k.from }
 
 // Expired reports whether the key has expired at now. A zero Expires never
 // expires.

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,8 +45,13 @@ func TestParseGood(t *testing.T) {
 		t.Errorf("Parse = %+v", cfg)
 	}
 	ci := cfg.Key("ci")
-	if ci == nil || ci.Role != RoleBuild || ci.MaxSessions != 4 || len(ci.Networks()) != 2 || ci.Line != 13 {
+	if ci == nil || ci.Role != RoleBuild || ci.MaxSessions != 4 || ci.Line != 13 {
 		t.Fatalf("key ci = %+v", ci)
+	}
+	for addr, want := range map[string]bool{"10.1.2.3": true, "2001:db8::1": true, "192.0.2.1": false} {
+		if got := ci.AllowsFrom(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("ci.AllowsFrom(%s) = %v; want %v", addr, got, want)
+		}
 	}
 	if want := time.Date(2030, 1, 31, 0, 0, 0, 0, time.UTC); !ci.Expires.Equal(want) {
 		t.Errorf("ci.Expires = %v; want %v", ci.Expires, want)

@@ -45,11 +45,12 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nixgate check: give --config or --embedded, not both")
 		return exitUsage
 	}
-	load, source, err := serveConfigLoader(*config, *embedded, nil)
+	src, err := serveSource(*config, *embedded, nil)
 	var cfg *policy.Config
 	if err == nil {
-		cfg, err = load()
+		cfg, err = src.load()
 	}
+	source := src.name()
 	if *onlySandbox {
 		// Internal: check re-runs itself as the build user for this.
 		if err == nil {
@@ -66,9 +67,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	what := source
 	switch {
-	case source == embeddedSource && *embedded:
+	case src.embedded() && *embedded:
 		what = "the embedded default (nixgate serve --embedded, make run)"
-	case source == embeddedSource:
+	case src.embedded():
 		what = "the embedded default (" + defaultConfigPath + " does not exist, so nixgate serve would use it)"
 	case *config == "":
 		what = source + " (what nixgate serve would use)"
@@ -78,7 +79,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		results = []check.Result{{Name: "config", Status: check.Fail, Message: what + ": " + strings.TrimPrefix(err.Error(), "policy: "), Fix: "edit " + source}}
 	} else {
 		results = append([]check.Result{{Name: "config", Status: check.OK, Message: fmt.Sprintf("%s is valid: user %s, %d key(s), sandbox %s", what, cfg.User, len(cfg.Keys), cfg.Sandbox.Mode)}},
-			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak, GeneratesKey: source == embeddedSource})...)
+			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak, GeneratesKey: src.embedded()})...)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -56,7 +57,7 @@ func servePort(cfg *policy.Config) int {
 
 func keysHost(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys host", "[--config FILE] [--mode serve|exec] [--host NAME] [--port N] [--host-key FILE]", "Example:\n  nixgate keys host --config /etc/nixgate/nixgate.toml --host builder.example.org", stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
+	configFile := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
 	mode := fs.String("mode", "serve", "whose host keys to show: `MODE` serve (nixgate's) or exec (OpenSSH's)")
 	hostname, _ := os.Hostname()
 	host := fs.String("host", hostname, "the `NAME` clients use for the builder")
@@ -68,7 +69,7 @@ func keysHost(args []string, stdout, stderr io.Writer) int {
 	if !checkMode("keys host", *mode, stderr) {
 		return exitUsage
 	}
-	cfg, err := loadConfig(*config)
+	cfg, err := config.Load(*configFile)
 	if err != nil {
 		return keysFail(stderr, "host", err)
 	}
@@ -109,7 +110,7 @@ Example:
 
 func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("client-config", "--host NAME [options]", clientConfigExample, stdout, stderr)
-	config := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
+	configFile := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`")
 	mode := fs.String("mode", "serve", "whose host key clients see: `MODE` serve (nixgate's) or exec (OpenSSH's)")
 	host := fs.String("host", "", "the `NAME` clients use for the builder (required)")
 	address := fs.String("address", "", "the `ADDRESS` to connect to, when it differs from --host")
@@ -140,7 +141,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	if *protocol != "ssh" && *protocol != "ssh-ng" {
 		return fail(fmt.Errorf("--protocol %q: want ssh or ssh-ng", *protocol))
 	}
-	cfg, err := loadConfig(*config)
+	cfg, err := config.Load(*configFile)
 	if err != nil {
 		return fail(err)
 	}

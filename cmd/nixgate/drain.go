@@ -26,7 +26,7 @@ Examples:
 
 func runDrain(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("drain", "[--off] [--config FILE | --embedded] [--reason TEXT]", drainExample, stdout, stderr)
-	config := fs.String("config", "", "the nixgate configuration `FILE` (default: what nixgate serve would use)")
+	configFile := fs.String("config", "", "the nixgate configuration `FILE` (default: what nixgate serve would use)")
 	embedded := fs.Bool("embedded", false, "use the embedded default configuration, as nixgate serve --embedded (make run) does")
 	off := fs.Bool("off", false, "end the drain: take new sessions again")
 	reason := fs.String("reason", "", "one line of `TEXT` for the clients refused and the log")
@@ -37,7 +37,7 @@ func runDrain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nixgate drain: "+strings.TrimPrefix(strings.TrimPrefix(err.Error(), "admission: "), "policy: "))
 		return exitRefused
 	}
-	if *embedded && *config != "" {
+	if *embedded && *configFile != "" {
 		fmt.Fprintln(stderr, "nixgate drain: give --config or --embedded, not both")
 		return exitUsage
 	}
@@ -45,7 +45,7 @@ func runDrain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nixgate drain: --reason is for starting a drain, not with --off")
 		return exitUsage
 	}
-	cfg, err := drainConfig(*config, *embedded)
+	cfg, err := settingsOf(*configFile, *embedded)
 	if err != nil {
 		return fail(err)
 	}
@@ -68,15 +68,13 @@ func runDrain(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// drainConfig reads the configuration for its state_dir only: a drain
-// must work while the keys file is being mended.
-func drainConfig(path string, embedded bool) (*policy.Config, error) {
-	load, source, err := serveConfigLoader(path, embedded, nil)
+// settingsOf returns the settings of the configuration serve would use
+// (see serveSource), without its keys: drain and usage need only
+// state_dir, and a drain must work while the keys file is being mended.
+func settingsOf(path string, embedded bool) (*policy.Config, error) {
+	src, err := serveSource(path, embedded, nil)
 	if err != nil {
 		return nil, err
 	}
-	if source != embeddedSource {
-		return policy.Load(source)
-	}
-	return load()
+	return src.settings()
 }

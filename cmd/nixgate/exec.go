@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -61,7 +62,7 @@ func refuse(stderr io.Writer, log *slog.Logger, msg string, attrs ...any) int {
 // execMode decides the forced command and, when allowed, replaces the
 // process with it. It returns only on refusal or failure.
 func execMode(configPath, keyName string, getenv func(string) string, stderr io.Writer) int {
-	cfg, err := loadConfig(configPath)
+	cfg, err := config.Load(configPath)
 	if err != nil {
 		log, closeLog := openLog("")
 		defer closeLog()
@@ -115,7 +116,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		// Lix's command arrives later: decide it by the configuration
 		// as it is then, so that a key revoked meanwhile is refused.
 		Live: func() *policy.Engine {
-			live, err := loadConfig(configPath)
+			live, err := config.Load(configPath)
 			if err != nil {
 				log.Warn("configuration error after Lix's start-up", "reason", err.Error())
 				return nil

@@ -14,7 +14,6 @@ import (
 
 	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/keys"
-	"github.com/nixgate/nixgate/policy"
 )
 
 const keysExample = `Manages the keys nixgate lets in.
@@ -131,7 +130,7 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 		}
 		g.Expires = t
 	}
-	cfg, err := loadConfig(*configFile)
+	cfg, err := config.Load(*configFile)
 	if err != nil {
 		return keysFail(stderr, "authorize", err)
 	}
@@ -257,14 +256,14 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 	var rows []keyRow
 	switch {
 	case ff.config != "" && ff.authorizedKeys == "":
-		cfg, err := loadConfig(ff.config)
+		cfg, err := config.Load(ff.config)
 		if err != nil {
 			return nil, err
 		}
 		for _, k := range cfg.Keys {
-			r := keyRow{Name: k.Name, Role: string(k.Role), From: k.From, Source: fmt.Sprintf("%s:%d", k.Source, k.Line), Fingerprint: "(no public_key)"}
-			if e, err := keys.ParseLine(k.PublicKey); err == nil {
-				r.Fingerprint = keys.Fingerprint(e.Key)
+			r := keyRow{Name: k.Name, Role: string(k.Role), From: k.From, Source: fmt.Sprintf("%s:%d", k.Source, k.Line), Fingerprint: k.Fingerprint}
+			if r.Fingerprint == "" {
+				r.Fingerprint = "(no public_key)"
 			}
 			if !k.Expires.IsZero() {
 				r.Expires, r.Expired = k.Expires.UTC().Format(time.RFC3339), k.Expired(now)
@@ -316,7 +315,9 @@ func keysRevoke(args []string, stdout, stderr io.Writer) int {
 	what := fs.Arg(0)
 	path := ff.authorizedKeys
 	if ff.config != "" {
-		cfg, err := policy.Load(ff.config)
+		// The settings alone: revoking must work while the keys file is
+		// being mended.
+		cfg, err := configSource{path: ff.config}.settings()
 		if err != nil {
 			return keysFail(stderr, "revoke", err)
 		}

@@ -26,15 +26,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixgate/nixgate/admission"
-	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 	keyusage "github.com/nixgate/nixgate/usage"
 )
-
-const defaultConfigPath = "/etc/nixgate/nixgate.toml"
 
 // healthInterval is how often serve checks whether Nix on the builder
 // works: often enough that a full disk or a stopped daemon sends builds
@@ -79,16 +76,17 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nixgate serve: give --config or --embedded, not both")
 		return exitUsage
 	}
-	load, source, err := serveConfigLoader(*configPath, *embedded, listen)
+	src, err := serveSource(*configPath, *embedded, listen)
 	if err != nil {
 		return fail("%v", err)
 	}
+	load, source := src.load, src.name()
 	cfg, err := load()
 	if err != nil {
 		return fail("%v", err)
 	}
 	identity := ""
-	if source == embeddedSource {
+	if src.embedded() {
 		// Trying it out: a client key of its own when there is none. The
 		// state directory is open to all: as root, Nix runs as nobody in
 		// a store there.
@@ -103,7 +101,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if !hasLoginKey(cfg) {
-		if source == embeddedSource {
+		if src.embedded() {
 			return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys)
 		}
 		return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop, or a [[keys]] entry with public_key to %s", orNone(cfg.AuthorizedKeys), source)
@@ -348,136 +346,11 @@ func monotonicUsec() int64 {
 	return ts.Sec*1e6 + ts.Nsec/1e3
 }
 
-// serveConfigLoader returns the function that (re)loads the configuration
-// and a name for it.
-func serveConfigLoader(path string, embedded bool, listen []string) (func() (*policy.Config, error), string, error) {
-	if path == "" && !embedded {
-		if _, err := os.Stat(defaultConfigPath); err == nil {
-			path = defaultConfigPath
-		}
-	}
-	withListen := func(cfg *policy.Config, err error) (*policy.Config, error) {
-		if err == nil && len(listen) > 0 {
-			cfg.Serve.Listen = listen
-		}
-		return cfg, err
-	}
-	if path != "" {
-		return func() (*policy.Config, error) { return withListen(loadConfig(path)) }, path, nil
-	}
-	doc, err := embeddedDefault()
-	if err != nil {
-		return nil, "", err
-	}
-	return func() (*policy.Config, error) {
-		return withListen(config.Parse(embeddedSource, []byte(doc)))
-	}, embeddedSource, nil
-}
-
-// embeddedSource names the embedded default configuration in messages.
-const embeddedSource = "(embedded default)"
-
-// embeddedClientKeyName is the file name, in the embedded default's
-// state_dir, of the client key pair serve generates when no key may log in.
-const embeddedClientKeyName = "client_ed25519"
-
-// embeddedClientKey returns the private key file of the client key the
-// embedded default uses. When no key may log in yet, it generates that key
-// pair into state_dir (or keeps the one there), authorizes it with role
-// build and says so on stderr. It returns "" when other keys were added
-// instead of it.
-func embeddedClientKey(cfg *policy.Config, stderr io.Writer) (string, error) {
-	priv := filepath.Join(cfg.Serve.StateDir, embeddedClientKeyName)
-	if hasLoginKey(cfg) {
-		if !fileExists(priv) {
-			return "", nil
-		}
-		return priv, nil
-	}
-	what := "generated"
-	var line string
-	if data, err := os.ReadFile(priv + ".pub"); err == nil && fileExists(priv) {
-		what, line = "kept", strings.TrimSpace(string(data))
-	} else {
-		pub, err := keys.Generate(priv, "nixgate-embedded-default")
-		if err != nil {
-			return "", err
-		}
-		line = keys.AuthorizedKey(pub) + " nixgate-embedded-default"
-	}
-	entry, err := keys.ParseGrantKey(line)
-	if err != nil {
-		return "", err
-	}
-	g := keys.Grant{Name: "local", Role: string(policy.RoleBuild), Key: entry}
-	if err := config.CheckGrant(cfg, g); err != nil {
-		return "", err
-	}
-	if err := keys.AddToKeysFile(cfg.AuthorizedKeys, g); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(stderr, "nixgate serve: no key could log in, so this client key was %s and authorized (role build) in %s: %s\n", what, cfg.AuthorizedKeys, priv)
-	return priv, nil
-}
-
-func fileExists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
 // listFlag is a repeatable string flag.
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-// embeddedDefault is the configuration `nixgate serve` starts with when
-// there is none: loopback, a high port, state and keys under
-// ./.state/serve, and a store of its own there. Nix runs as the calling
-// user, or as nobody when nixgate runs as root.
-func embeddedDefault() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	state := filepath.Join(wd, ".state", "serve")
-	name := "nobody"
-	if os.Geteuid() == 0 {
-		// Nix runs as nobody, in a store under state: nobody must get there.
-		for d := state; ; d = filepath.Dir(d) {
-			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
-				return "", fmt.Errorf("the embedded default runs Nix as nobody when started by root, and nobody cannot enter %s: start it from a directory others may enter, or as an ordinary user (or chmod o+x %s)", d, d)
-			}
-			if d == "/" {
-				break
-			}
-		}
-	} else {
-		u, err := user.Current()
-		if err != nil {
-			return "", err
-		}
-		name = u.Username
-	}
-	return fmt.Sprintf(`user = %q
-listen = ["127.0.0.1:2222"]
-state_dir = %q
-authorized_keys = %q
-
-[nix]
-store = %q
-env = { NIX_CONFIG = "substituters =" }
-`, name, state, filepath.Join(state, "authorized_keys"), "local?root="+filepath.Join(state, "store")), nil
-}
-
-func hasLoginKey(cfg *policy.Config) bool {
-	for _, k := range cfg.Keys {
-		if k.PublicKey != "" {
-			return true
-		}
-	}
-	return false
-}
 
 func orNone(s string) string {
 	if s == "" {

@@ -38,14 +38,14 @@ const usageReadTimeout = 5 * time.Second
 
 func runUsage(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("usage", "[--since DURATION|DATE] [--json] [--config FILE | --embedded]", usageExample, stdout, stderr)
-	config := fs.String("config", "", "the nixgate configuration `FILE` (default: what nixgate serve would use)")
+	configFile := fs.String("config", "", "the nixgate configuration `FILE` (default: what nixgate serve would use)")
 	embedded := fs.Bool("embedded", false, "use the embedded default configuration, as nixgate serve --embedded (make run) does")
 	sinceFlag := fs.String("since", "", "count from `WHEN` on: a duration ago (90m, 24h, 7d) or a date (2026-11-01, 2026-11-01T15:00, RFC 3339); default: from the start")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
-	if *embedded && *config != "" {
+	if *embedded && *configFile != "" {
 		fmt.Fprintln(stderr, "nixgate usage: give --config or --embedded, not both")
 		return exitUsage
 	}
@@ -55,7 +55,7 @@ func runUsage(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nixgate usage: "+err.Error())
 		return exitUsage
 	}
-	cfg, err := drainConfig(*config, *embedded)
+	cfg, err := settingsOf(*configFile, *embedded)
 	if err != nil {
 		fmt.Fprintln(stderr, "nixgate usage: "+strings.TrimPrefix(err.Error(), "policy: "))
 		return exitRefused
