@@ -105,3 +105,22 @@ func mustOption(t *testing.T, e Entry, name string) string {
 	}
 	return v
 }
+
+func TestKnownHostsName(t *testing.T) {
+	for _, tt := range []struct {
+		host string
+		port int
+		want string
+	}{
+		{"builder", 22, "builder"},
+		{"builder", 0, "builder"},
+		{"builder", 2222, "[builder]:2222"},
+		{"127.0.0.1", 2222, "[127.0.0.1]:2222"},
+		{"::1", 2222, "[::1]:2222"},
+		{"::1", 22, "::1"},
+	} {
+		if got := KnownHostsName(tt.host, tt.port); got != tt.want {
+			t.Errorf("KnownHostsName(%q, %d) = %q; want %q", tt.host, tt.port, got, tt.want)
+		}
+	}
+}

@@ -81,20 +81,13 @@ func keysHost(args []string, stdout, stderr io.Writer) int {
 	if p == 0 && *mode != "exec" {
 		p = servePort(cfg)
 	}
-	name := knownHostsHost(*host, p)
+	name := keys.KnownHostsName(*host, p)
 	for _, k := range ks {
 		fmt.Fprintf(stdout, "%s (%s)\n", keys.Fingerprint(k), k.Type())
 		fmt.Fprintf(stdout, "  known_hosts:   %s\n", keys.KnownHostsLine(name, k))
 		fmt.Fprintf(stdout, "  publicHostKey: %s\n", keys.MachinesHostKey(k))
 	}
 	return exitOK
-}
-
-func knownHostsHost(host string, port int) string {
-	if port == 0 || port == 22 {
-		return host
-	}
-	return fmt.Sprintf("[%s]:%d", host, port)
 }
 
 const clientConfigExample = `Prints, ready to paste on a Nix client, what it needs to use this builder:

@@ -64,11 +64,11 @@ func refuse(stderr io.Writer, log *slog.Logger, msg string, attrs ...any) int {
 func execMode(configPath, keyName string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := config.Load(configPath)
 	if err != nil {
-		log, closeLog := openLog("")
+		log, closeLog := execLog("")
 		defer closeLog()
 		return refuse(stderr, log, "configuration error, nothing was run: "+err.Error(), "mode", "exec", "key", keyName)
 	}
-	log, closeLog := openExecLog(cfg.Log.File)
+	log, closeLog := execLog(cfg.Log.File)
 	defer closeLog()
 	raw := getenv("SSH_ORIGINAL_COMMAND")
 	remote := remoteAddr(getenv("SSH_CONNECTION"))

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -410,19 +411,6 @@ func prepareStore(cfg *policy.Config, cred *syscall.Credential) error {
 	return nil
 }
 
-// serveLog returns the audit logger: JSON records to the log file, or to
-// stderr (the journal, under systemd).
-func serveLog(file string, stderr io.Writer) (*slog.Logger, func(), error) {
-	if file == "" {
-		return slog.New(slog.NewJSONHandler(stderr, nil)), func() {}, nil
-	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, nil, fmt.Errorf("log file: %w", err)
-	}
-	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
-}
-
 // serveListeners returns the sockets systemd passed (socket activation),
 // or listens on cfg's addresses.
 func serveListeners(cfg *policy.Config) ([]net.Listener, error) {
@@ -452,15 +440,20 @@ func serveListeners(cfg *policy.Config) ([]net.Listener, error) {
 func writeKnownHosts(cfg *policy.Config, ls []net.Listener, signers []gossh.Signer, log *slog.Logger) {
 	var names []string
 	for _, l := range ls {
-		for _, n := range clientAddrs(l.Addr()) {
-			if n = knownHostsName(n); !slices.Contains(names, n) {
+		for _, addr := range clientAddrs(l.Addr()) {
+			n := addr
+			if host, port, err := net.SplitHostPort(addr); err == nil {
+				p, _ := strconv.Atoi(port)
+				n = keys.KnownHostsName(host, p)
+			}
+			if !slices.Contains(names, n) {
 				names = append(names, n)
 			}
 		}
 	}
 	var b strings.Builder
 	for _, s := range signers {
-		fmt.Fprintf(&b, "%s %s\n", strings.Join(names, ","), keys.AuthorizedKey(s.PublicKey()))
+		b.WriteString(keys.KnownHostsLine(strings.Join(names, ","), s.PublicKey()) + "\n")
 	}
 	p := filepath.Join(cfg.Serve.StateDir, "known_hosts")
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
@@ -489,18 +482,6 @@ func clientAddrs(a net.Addr) []string {
 		out = append(out, net.JoinHostPort(h, port))
 	}
 	return out
-}
-
-// knownHostsName returns a host:port address as known_hosts names it.
-func knownHostsName(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if port == "22" {
-		return host
-	}
-	return "[" + host + "]:" + port
 }
 
 // connectHint tells a person how to reach the server from Nix: the first
