@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"os/user"
 	"strings"
 	"syscall"
 	"time"
@@ -74,21 +73,11 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	remote := remoteAddr(getenv("SSH_CONNECTION"))
 	log = log.With("mode", "exec", "key", keyName, "remote", remote.String(), "command", raw)
 
-	u, err := user.Current()
+	// The account is this one, the configured user, and cannot write
+	// its own home where the sandbox does not keep it out.
+	account, _, err := preflight(cfg, configPath, modeExec)
 	if err != nil {
-		return refuse(stderr, log, "cannot tell which account this is: "+err.Error())
-	}
-	if u.Username != cfg.User {
-		return refuse(stderr, log, fmt.Sprintf("running as %q, but %s says user = %q", u.Username, configPath, cfg.User))
-	}
-	account := sandbox.Account{Name: u.Username, Home: u.HomeDir}
-	// userns and nix-user-chroot make the home read-only themselves. Run
-	// directly, or under proot (which a build can escape: it runs as the
-	// account), the account must not be able to write it.
-	if sandbox.HomeMustBeReadOnly(cfg.Sandbox.Mode) {
-		if err := sandbox.CheckReadOnlyHome(account.Name, account.Home); err != nil {
-			return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "sandbox: "))
-		}
+		return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "sandbox: "))
 	}
 
 	// A key's max_sessions, and the build slots, are kept in a lock
@@ -148,8 +137,8 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	if v.Config != nil {
 		cfg = v.Config
 	}
-	if cfg.User != account.Name {
-		return refuse(stderr, log, fmt.Sprintf("running as %q, but %s says user = %q", account.Name, configPath, cfg.User))
+	if err := checkUser(cfg, configPath, account, modeExec); err != nil {
+		return refuse(stderr, log, "refused: "+err.Error())
 	}
 	// Builds wait for a slot among all the sessions' processes (by the
 	// configuration after Lix's dialogue, when there was one).

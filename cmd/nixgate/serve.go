@@ -6,27 +6,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 	gossh "golang.org/x/crypto/ssh"
-	"golang.org/x/sys/unix"
 
-	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
@@ -81,74 +76,27 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	load, source := src.load, src.name()
-	cfg, err := load()
+	cfg, identity, err := startConfig(src, stderr)
 	if err != nil {
 		return fail("%v", err)
-	}
-	identity := ""
-	if src.embedded() {
-		// Trying it out: a client key of its own when there is none. The
-		// state directory is open to all: as root, Nix runs as nobody in
-		// a store there.
-		if err := os.MkdirAll(cfg.Serve.StateDir, 0o755); err != nil {
-			return fail("%v", err)
-		}
-		if identity, err = embeddedClientKey(cfg, stderr); err != nil {
-			return fail("%v", err)
-		}
-		if cfg, err = load(); err != nil {
-			return fail("%v", err)
-		}
-	}
-	if !hasLoginKey(cfg) {
-		if src.embedded() {
-			return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys)
-		}
-		return fail("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop, or a [[keys]] entry with public_key to %s", orNone(cfg.AuthorizedKeys), source)
 	}
 	log, closeLog, err := serveLog(cfg.Log.File, stderr)
 	if err != nil {
 		return fail("%v", err)
 	}
 	defer closeLog()
-	if p := os.Getenv("NIXGATE_CPUPROFILE"); p != "" {
-		// For finding where time goes: a CPU profile until nixgate stops.
-		f, err := os.Create(p)
-		if err == nil && pprof.StartCPUProfile(f) == nil {
-			defer func() { pprof.StopCPUProfile(); f.Close() }()
-		}
-	}
-
-	account, cred, err := serveAccount(cfg)
+	defer cpuProfile()()
+	account, cred, err := preflight(cfg, src.name(), modeServe)
 	if err != nil {
-		return fail("%v", err)
-	}
-	if err := prepareStore(cfg, cred); err != nil {
-		return fail("%v", err)
-	}
-	if err := checkSandbox(cfg, account, cred); err != nil {
 		return fail("%v", strings.TrimPrefix(err.Error(), "sandbox: "))
 	}
 	if path, dirs, err := sandbox.Which(cfg, account, policy.NixStore); err == nil {
 		log.Info("nix", "nix-store", path, "bin_dirs", dirs, "sandbox", cfg.Sandbox.Mode, "why", "the first of bin_dirs that holds it")
 	}
-	signers, generated, err := keys.LoadHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
+	signers, err := hostSigners(cfg, log)
 	if err != nil {
 		return fail("%v", err)
 	}
-	for _, s := range signers {
-		log.Info("host key", "type", s.PublicKey().Type(), "fingerprint", keys.Fingerprint(s.PublicKey()), "generated", generated)
-	}
-	// Watch from before the server is ready: a change made as soon as it
-	// is, is a change.
-	var running atomic.Pointer[gateway.Server]
-	changed := watchFiles(func() []string {
-		if s := running.Load(); s != nil {
-			return []string{source, s.Config().AuthorizedKeys}
-		}
-		return []string{source, cfg.AuthorizedKeys}
-	}, 2*time.Second)
 	var metrics *gateway.Metrics
 	if cfg.Serve.MetricsListen != "" {
 		metrics = gateway.NewMetrics()
@@ -158,54 +106,40 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("%v", err)
 	}
-	running.Store(srv)
-	// The drain file (nixgate drain): sessions read it themselves; this
-	// only logs a change, and shows it in the metrics, when it happens.
-	drainChanged := watchFiles(func() []string {
-		p, _ := filepath.Abs(admission.DrainPath(srv.Config().Serve.StateDir))
-		return []string{p}
-	}, 2*time.Second)
-	// Health (the store writable, free space above min_free, the daemon
-	// answering) is checked here, off the sessions' path: they read the
-	// last verdict.
-	stopHealth := make(chan struct{})
-	defer close(stopHealth)
-	go func() {
-		tick := time.NewTicker(healthInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				srv.CheckHealth()
-			case <-stopHealth:
-				return
-			}
-		}
-	}()
+	// Watched from before the server is ready: a change made as soon as
+	// it is, is a change.
+	changed, drainChanged := watchConfig(srv, src.name()), watchDrain(srv)
+	defer checkHealth(srv)()
 	listeners, err := serveListeners(cfg)
 	if err != nil {
 		return fail("%v", err)
 	}
 	if metrics != nil {
-		ml, err := net.Listen("tcp", cfg.Serve.MetricsListen)
-		if err != nil {
+		if err := serveMetrics(cfg.Serve.MetricsListen, metrics, log); err != nil {
 			return fail("metrics listener: %v", err)
 		}
-		ms := &http.Server{Handler: metrics.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-		go ms.Serve(ml)
-		log.Info("metrics", "listen", ml.Addr().String())
 	}
 	errc := make(chan error, len(listeners))
-	warnFullTrust(cfg, log, stderr)
-	warnProot(cfg, log, stderr)
+	announce(cfg, log, stderr)
 	for _, l := range listeners {
-		log.Info("listening", "addr", l.Addr().String(), "user", cfg.User, "config", source)
+		log.Info("listening", "addr", l.Addr().String(), "user", cfg.User, "config", src.name())
 		go func() { errc <- srv.Serve(l) }()
 	}
 	writeKnownHosts(cfg, listeners, signers, log)
 	fmt.Fprintln(stderr, connectHint(cfg, listeners, identity))
 	daemon.SdNotify(false, daemon.SdNotifyReady)
+	if err := serveUntilStopped(srv, src.load, changed, drainChanged, errc, log, stderr); err != nil {
+		return fail("%v", err)
+	}
+	return exitOK
+}
 
+// serveUntilStopped runs until SIGTERM or SIGINT, which shut srv down,
+// or until one of its listeners fails (errc), which is the error
+// returned. On SIGHUP or a change to the configuration or keys file it
+// reloads the configuration with load; on a change to the drain file,
+// srv looks at it.
+func serveUntilStopped(srv *gateway.Server, load func() (*policy.Config, error), changed, drainChanged <-chan struct{}, errc <-chan error, log *slog.Logger, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -218,133 +152,124 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			srv.CheckDrain()
 		case err := <-errc:
 			if errors.Is(err, gateway.ErrServerClosed) {
-				return exitOK
+				return nil
 			}
-			return fail("%v", err)
+			return err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				reload(srv, load, log, stderr)
 				continue
 			}
-			daemon.SdNotify(false, daemon.SdNotifyStopping)
-			drain := srv.Config().Serve.Limits.DrainTimeout
-			log.Info("shutting down", "signal", sig.String(), "running", srv.Running(), "drain_timeout", drain.String())
-			ctx, cancel := context.WithTimeout(context.Background(), drain)
-			err := srv.Shutdown(ctx)
-			cancel()
-			if err != nil {
-				log.Warn("drain timeout: running sessions were ended", "reason", err.Error())
-			}
-			log.Info("stopped")
-			return exitOK
+			shutdown(srv, sig, log)
+			return nil
 		}
 	}
 }
 
-// watchFiles reports on the returned channel when one of the files named
-// by files changes (size, time, or inode), checking every interval.
-func watchFiles(files func() []string, interval time.Duration) <-chan struct{} {
-	type stamp struct {
-		size  int64
-		mtime time.Time
-		ino   uint64
+// hostSigners loads serve mode's host keys (see keys.LoadHostKeys) and
+// logs their fingerprints.
+func hostSigners(cfg *policy.Config, log *slog.Logger) ([]gossh.Signer, error) {
+	signers, generated, err := keys.LoadHostKeys(cfg.Serve.HostKeys, cfg.Serve.StateDir)
+	if err != nil {
+		return nil, err
 	}
-	look := func() map[string]stamp {
-		m := map[string]stamp{}
-		for _, f := range files() {
-			if f == "" || !filepath.IsAbs(f) {
-				continue
-			}
-			fi, err := os.Stat(f)
-			if err != nil {
-				m[f] = stamp{}
-				continue
-			}
-			st := stamp{size: fi.Size(), mtime: fi.ModTime()}
-			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-				st.ino = uint64(sys.Ino)
-			}
-			m[f] = st
+	for _, s := range signers {
+		log.Info("host key", "type", s.PublicKey().Type(), "fingerprint", keys.Fingerprint(s.PublicKey()), "generated", generated)
+	}
+	return signers, nil
+}
+
+// startConfig loads the configuration serve starts on. On the embedded
+// default, with no key that may log in yet, it first makes and
+// authorizes a client key of its own (see embeddedClientKey) and returns
+// that key's private key file as identity; else identity is "". It fails
+// when no key may log in.
+func startConfig(src configSource, stderr io.Writer) (cfg *policy.Config, identity string, err error) {
+	if cfg, err = src.load(); err != nil {
+		return nil, "", err
+	}
+	if src.embedded() {
+		// Trying it out. The state directory is open to all: as root,
+		// Nix runs as nobody in a store there.
+		if err := os.MkdirAll(cfg.Serve.StateDir, 0o755); err != nil {
+			return nil, "", err
 		}
-		return m
+		if identity, err = embeddedClientKey(cfg, stderr); err != nil {
+			return nil, "", err
+		}
+		if cfg, err = src.load(); err != nil {
+			return nil, "", err
+		}
 	}
-	out := make(chan struct{}, 1)
-	last := look()
+	switch {
+	case hasLoginKey(cfg):
+		return cfg, identity, nil
+	case src.embedded():
+		return nil, "", fmt.Errorf("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys)
+	}
+	return nil, "", fmt.Errorf("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop, or a [[keys]] entry with public_key to %s", orNone(cfg.AuthorizedKeys), src.name())
+}
+
+// cpuProfile starts a CPU profile to the file NIXGATE_CPUPROFILE names,
+// for finding where time goes, and returns what stops it.
+func cpuProfile() (stop func()) {
+	p := os.Getenv("NIXGATE_CPUPROFILE")
+	if p == "" {
+		return func() {}
+	}
+	f, err := os.Create(p)
+	if err != nil || pprof.StartCPUProfile(f) != nil {
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// checkHealth checks, every healthInterval until the returned stop is
+// called, whether Nix on the builder works (the store writable, free
+// space above min_free, the daemon answering): off the sessions' path,
+// which read the last verdict.
+func checkHealth(srv *gateway.Server) (stop func()) {
+	done := make(chan struct{})
 	go func() {
-		for range time.Tick(interval) {
-			now := look()
-			if !maps.Equal(now, last) {
-				last = now
-				select {
-				case out <- struct{}{}:
-				default:
-				}
+		tick := time.NewTicker(healthInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				srv.CheckHealth()
+			case <-done:
+				return
 			}
 		}
 	}()
-	return out
+	return func() { close(done) }
 }
 
-// reload loads the configuration again and puts it in force; a broken
-// one is reported and the old one stays.
-func reload(srv *gateway.Server, load func() (*policy.Config, error), log *slog.Logger, stderr io.Writer) {
-	daemon.SdNotify(false, daemon.SdNotifyReloading+"\nMONOTONIC_USEC="+fmt.Sprint(monotonicUsec()))
-	defer daemon.SdNotify(false, daemon.SdNotifyReady)
-	cfg, err := load()
-	if err == nil {
-		err = srv.Reload(cfg)
-	}
+// serveMetrics serves the Prometheus metrics on addr.
+func serveMetrics(addr string, metrics *gateway.Metrics, log *slog.Logger) error {
+	ml, err := net.Listen("tcp", addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "nixgate serve: reload failed, keeping the old configuration: %v\n", err)
-		log.Error("reload failed, keeping the old configuration", "reason", err.Error())
-		return
+		return err
 	}
-	log.Info("reloaded", "keys", len(cfg.Keys))
-	warnFullTrust(cfg, log, stderr)
-	warnProot(cfg, log, stderr)
+	ms := &http.Server{Handler: metrics.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go ms.Serve(ml)
+	log.Info("metrics", "listen", ml.Addr().String())
+	return nil
 }
 
-// warnProot says, at start-up and on every reload, that proot mode
-// cannot contain a build, and what becomes of the build keys: refused,
-// or let in by the operator's acknowledgement.
-func warnProot(cfg *policy.Config, log *slog.Logger, stderr io.Writer) {
-	if cfg.Sandbox.Mode != policy.SandboxProot {
-		return
+// shutdown stops srv after sig: no new connections, running sessions
+// finish for limits.drain_timeout, then what still runs is ended.
+func shutdown(srv *gateway.Server, sig os.Signal, log *slog.Logger) {
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	drain := srv.Config().Serve.Limits.DrainTimeout
+	log.Info("shutting down", "signal", sig.String(), "running", srv.Running(), "drain_timeout", drain.String())
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	err := srv.Shutdown(ctx)
+	cancel()
+	if err != nil {
+		log.Warn("drain timeout: running sessions were ended", "reason", err.Error())
 	}
-	var build []string
-	for _, k := range cfg.Keys {
-		if k.Role == policy.RoleBuild {
-			build = append(build, k.Name)
-		}
-	}
-	if why := cfg.Sandbox.BuildKeysRefusal(); why != "" {
-		fmt.Fprintf(stderr, "nixgate serve: %s (build keys refused: %s)\n", why, strings.Join(build, ", "))
-		log.Warn("proot: build keys refused", "reason", why, "keys", build)
-		return
-	}
-	fmt.Fprintf(stderr, "nixgate serve: %s; proot_build_keys = %q lets build keys in anyway: %s\n", policy.ProotUncontained, policy.ProotBuildKeysAck, strings.Join(build, ", "))
-	log.Warn("proot: build keys not contained", "reason", policy.ProotUncontained, "keys", build, "proot_build_keys", policy.ProotBuildKeysAck)
-}
-
-// warnFullTrust says, at start-up and on every reload, which keys pass
-// the Nix protocols unfiltered.
-func warnFullTrust(cfg *policy.Config, log *slog.Logger, stderr io.Writer) {
-	for _, k := range cfg.Keys {
-		if k.FullTrust {
-			fmt.Fprintf(stderr, "nixgate serve: key %q has full_trust: its Nix operations are not filtered (with the build account in trusted-users it is root on this builder)\n", k.Name)
-			log.Warn("full_trust key: Nix operations not filtered", "key", k.Name, "role", k.Role)
-		}
-	}
-}
-
-// monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd's
-// reload protocol (Type=notify-reload) wants with RELOADING=1.
-func monotonicUsec() int64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return ts.Sec*1e6 + ts.Nsec/1e3
+	log.Info("stopped")
 }
 
 // listFlag is a repeatable string flag.
@@ -358,57 +283,6 @@ func orNone(s string) string {
 		return "an authorized_keys file (set authorized_keys)"
 	}
 	return s
-}
-
-// serveAccount returns the account commands run as. As root, children
-// get that account's uid, gid and groups; otherwise they run as nixgate's
-// own user, which must then be the configured one.
-func serveAccount(cfg *policy.Config) (sandbox.Account, *syscall.Credential, error) {
-	if os.Geteuid() == 0 {
-		a, cred, err := sandbox.LookupAccount(cfg.User, true)
-		return a, cred, err
-	}
-	me, err := user.Current()
-	if err != nil {
-		return sandbox.Account{}, nil, err
-	}
-	if me.Username != cfg.User {
-		return sandbox.Account{}, nil, fmt.Errorf("running as %q, so commands can only run as %q, but the configuration says user = %q: start nixgate as root or set user = %q", me.Username, me.Username, cfg.User, me.Username)
-	}
-	return sandbox.Account{Name: me.Username, Home: me.HomeDir}, nil, nil
-}
-
-// checkSandbox checks that Nix can run the way the configuration says:
-// found in bin_dirs when run directly, run for real inside the sandbox
-// otherwise.
-func checkSandbox(cfg *policy.Config, account sandbox.Account, cred *syscall.Credential) error {
-	if cfg.Sandbox.Mode == policy.SandboxDirect {
-		_, err := sandbox.Resolve(policy.NixStore, cfg.BinDirs(), account.Home)
-		return err
-	}
-	if cred != nil {
-		return fmt.Errorf("sandbox.mode %s is for a builder without root: run nixgate serve as %s itself, or use sandbox.mode = \"direct\" as root", cfg.Sandbox.Mode, cfg.User)
-	}
-	return sandbox.Check(cfg, account)
-}
-
-// prepareStore creates the directory of a configured local?root= store
-// when it is missing, owned by the build user.
-func prepareStore(cfg *policy.Config, cred *syscall.Credential) error {
-	root, ok := strings.CutPrefix(cfg.Nix.Store, "local?root=")
-	if !ok || strings.ContainsAny(root, "&?") || !filepath.IsAbs(root) {
-		return nil
-	}
-	if _, err := os.Stat(root); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return fmt.Errorf("creating the store directory: %w", err)
-	}
-	if cred != nil {
-		return os.Chown(root, int(cred.Uid), int(cred.Gid))
-	}
-	return nil
 }
 
 // serveListeners returns the sockets systemd passed (socket activation),
