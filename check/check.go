@@ -72,7 +72,8 @@ type account struct {
 
 // lookupAccount looks the build user up the way nixgate serve does
 // (sandbox.LookupAccount): its uid, primary gid and groups are the
-// credential its commands run with, and uid 0 is refused.
+// credential its commands run with, and uid 0 is refused, as both modes
+// refuse it (sandbox.RefuseRoot).
 func lookupAccount(name string) (*account, error) {
 	sa, cred, err := sandbox.LookupAccount(name, true)
 	if err != nil {
@@ -180,6 +181,10 @@ func Run(cfg *policy.Config, o Options) []Result {
 	var unknown user.UnknownUserError
 	if errors.As(err, &unknown) {
 		add(Result{"account", Fail, fmt.Sprintf("build user %q does not exist", cfg.User), fmt.Sprintf("useradd --system --create-home --shell /bin/sh %s", cfg.User)})
+		return rs
+	}
+	if errors.Is(err, sandbox.ErrRoot) {
+		add(Result{"account", Fail, strings.TrimPrefix(err.Error(), "sandbox: ") + ": nixgate serve and nixgate exec refuse it", "useradd --system --create-home --shell /bin/sh nixremote, and set user = \"nixremote\""})
 		return rs
 	}
 	if err != nil {

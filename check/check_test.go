@@ -1,6 +1,7 @@
 package check
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
+	"github.com/nixgate/nixgate/sandbox"
 )
 
 func TestAccessFromModeBits(t *testing.T) {
@@ -163,9 +165,9 @@ func TestCheckHome(t *testing.T) {
 }
 
 // TestLookupAccount: the build user is looked up as serve looks it up,
-// which refuses root.
+// which refuses uid 0 as exec mode does (sandbox.RefuseRoot).
 func TestLookupAccount(t *testing.T) {
-	if _, err := lookupAccount("root"); err == nil || !strings.Contains(err.Error(), "uid 0") {
+	if _, err := lookupAccount("root"); !errors.Is(err, sandbox.ErrRoot) || !strings.Contains(err.Error(), "uid 0") {
 		t.Errorf("lookupAccount(root) = %v; want the refusal of uid 0", err)
 	}
 	if _, err := lookupAccount("no-such-user-nixgate"); err == nil {

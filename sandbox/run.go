@@ -14,10 +14,25 @@ import (
 	"time"
 )
 
+// RefuseRoot returns the error with which nixgate refuses to run Nix
+// commands as the account called name when its uid is 0, the one rule
+// for both modes and nixgate check: serve mode for a user with uid 0
+// (LookupAccount), exec mode when sshd runs it as root. Nil when uid is
+// not 0.
+func RefuseRoot(name string, uid uint64) error {
+	if uid != 0 {
+		return nil
+	}
+	return fmt.Errorf("sandbox: account %q has uid 0: %w", name, ErrRoot)
+}
+
+// ErrRoot is what RefuseRoot's errors wrap.
+var ErrRoot = errors.New("nixgate never runs Nix commands as root")
+
 // LookupAccount returns the account called name and, when credential is
 // set, the credential to run its commands with: its uid, primary gid and
 // supplementary groups. Serve mode uses the credential when it runs as
-// root; never with uid 0.
+// root; an account with uid 0 is refused (RefuseRoot).
 func LookupAccount(name string, credential bool) (Account, *syscall.Credential, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -32,8 +47,8 @@ func LookupAccount(name string, credential bool) (Account, *syscall.Credential, 
 	if err := errors.Join(err1, err2); err != nil {
 		return Account{}, nil, fmt.Errorf("sandbox: account %q: %w", name, err)
 	}
-	if uid == 0 {
-		return Account{}, nil, fmt.Errorf("sandbox: account %q has uid 0: Nix commands never run as root", name)
+	if err := RefuseRoot(name, uid); err != nil {
+		return Account{}, nil, err
 	}
 	ids, err := u.GroupIds()
 	if err != nil {

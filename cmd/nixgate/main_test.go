@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"github.com/nixgate/nixgate/sandbox"
 )
 
 func TestHelpOnEveryCommand(t *testing.T) {
@@ -52,6 +56,36 @@ func TestExecBrokenConfig(t *testing.T) {
 	want := "nixgate: configuration error, nothing was run: policy: " + path + ":4: keys[0].role: unknown role"
 	if code != exitRefused || !strings.HasPrefix(errb.String(), want) || strings.Count(errb.String(), "\n") != 1 {
 		t.Errorf("execMode(broken) = %d, %q; want %d and a line starting %q", code, errb.String(), exitRefused, want)
+	}
+}
+
+// TestExecRefusesRoot: exec mode run as root runs nothing, by the rule
+// serve mode and nixgate check apply to an account with uid 0
+// (sandbox.RefuseRoot), whatever the configuration's user is (the
+// configuration refuses the name root, not another name for uid 0).
+func TestExecRefusesRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("exec mode's refusal of uid 0 needs the test to run as root")
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nixgate.toml")
+	doc := fmt.Sprintf("user = \"toor\"\nstate_dir = %q\n[log]\nfile = %q\n[[keys]]\nname = \"ci\"\nrole = \"build\"\n", dir, filepath.Join(dir, "exec.log"))
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	env := map[string]string{"SSH_ORIGINAL_COMMAND": "nix-store --serve --write"}
+	code := execMode(path, "ci", func(k string) string { return env[k] }, &errb)
+	want := fmt.Sprintf("nixgate: refused: account %q has uid 0: nixgate never runs Nix commands as root\n", me.Username)
+	if code != exitRefused || errb.String() != want {
+		t.Errorf("execMode(as root) = %d, %q; want %d and %q", code, errb.String(), exitRefused, want)
+	}
+	if _, _, err := sandbox.LookupAccount(me.Username, true); err == nil || "nixgate: refused: "+strings.TrimPrefix(err.Error(), "sandbox: ")+"\n" != want {
+		t.Errorf("sandbox.LookupAccount(%q) = %v; want serve mode's refusal to be exec mode's", me.Username, err)
 	}
 }
 

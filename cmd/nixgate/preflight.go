@@ -67,7 +67,7 @@ func preflight(cfg *policy.Config, source string, mode runMode) (sandbox.Account
 // runAccount returns the account Nix commands run as: as root in serve
 // mode, the configured user with the credential children take (its uid,
 // gid and groups); otherwise nixgate's own account, which must be the
-// configured one.
+// configured one. Either way uid 0 is refused (sandbox.RefuseRoot).
 func runAccount(cfg *policy.Config, source string, mode runMode) (sandbox.Account, *syscall.Credential, error) {
 	if mode == modeServe && os.Geteuid() == 0 {
 		return sandbox.LookupAccount(cfg.User, true)
@@ -75,6 +75,12 @@ func runAccount(cfg *policy.Config, source string, mode runMode) (sandbox.Accoun
 	me, err := user.Current()
 	if err != nil {
 		return sandbox.Account{}, nil, fmt.Errorf("cannot tell which account this is: %w", err)
+	}
+	// Nix never runs as root, by the rule LookupAccount applies above,
+	// whatever the account is called: with uid or effective uid 0, this
+	// process is root (exec mode run by sshd as root).
+	if err := sandbox.RefuseRoot(me.Username, uint64(min(os.Getuid(), os.Geteuid()))); err != nil {
+		return sandbox.Account{}, nil, err
 	}
 	a := sandbox.Account{Name: me.Username, Home: me.HomeDir}
 	if err := checkUser(cfg, source, a, mode); err != nil {
