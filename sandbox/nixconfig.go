@@ -44,25 +44,70 @@ func withNixConfig(env []string, lines []string) []string {
 }
 
 // SecretKeyFiles lists the secret-key-files Nix on the builder signs
-// with: the last setting in $NIX_CONF_DIR/nix.conf (default /etc/nix),
-// then in NIX_CONFIG of [nix] env, which the commands nixgate runs get.
-// None (nil) means the builder does not sign what it builds.
+// with, read as Nix reads its configuration: $NIX_CONF_DIR/nix.conf
+// (default /etc/nix) with the files it includes, then NIX_CONFIG of
+// [nix] env, which the commands nixgate runs get. A later
+// "secret-key-files =" replaces the list, "extra-secret-key-files ="
+// adds to it. None (nil) means the builder does not sign what it builds.
 func SecretKeyFiles(cfg *policy.Config) []string {
 	dir := os.Getenv("NIX_CONF_DIR")
 	if dir == "" {
 		dir = "/etc/nix"
 	}
-	var text string
-	if data, err := os.ReadFile(filepath.Join(dir, "nix.conf")); err == nil {
-		text = string(data)
-	}
-	text += "\n" + cfg.Nix.Env["NIX_CONFIG"]
 	var files []string
-	for _, line := range strings.Split(text, "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.TrimSpace(k) == "secret-key-files" {
-			files = strings.Fields(v)
+	set := func(name, value string) {
+		switch name {
+		case "secret-key-files":
+			files = strings.Fields(value)
+		case "extra-secret-key-files":
+			files = append(files, strings.Fields(value)...)
 		}
 	}
+	path := filepath.Join(dir, "nix.conf")
+	if data, err := os.ReadFile(path); err == nil {
+		applyNixConf(string(data), path, set, 0)
+	}
+	applyNixConf(cfg.Nix.Env["NIX_CONFIG"], "", set, 0)
+	if len(files) == 0 {
+		return nil
+	}
 	return files
+}
+
+// maxNixConfIncludes bounds how deep applyNixConf follows includes (Nix
+// itself would loop on a file that includes itself).
+const maxNixConfIncludes = 16
+
+// applyNixConf calls set for each setting of text, Nix configuration
+// read from path (empty for NIX_CONFIG), in order, following "include
+// FILE" and "!include FILE" (relative to path's directory; in NIX_CONFIG
+// only absolute paths) where the file exists. '#' starts a comment; a
+// line is NAME = VALUE, with blanks around '=' as Nix requires. Lines
+// Nix would refuse are skipped: Nix itself then fails to start, which
+// nixgate check finds when it runs Nix.
+func applyNixConf(text, path string, set func(name, value string), depth int) {
+	for _, line := range strings.Split(text, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		tokens := strings.Fields(line)
+		switch {
+		case len(tokens) == 2 && (tokens[0] == "include" || tokens[0] == "!include"):
+			inc := tokens[1]
+			if !filepath.IsAbs(inc) {
+				if path == "" {
+					continue
+				}
+				inc = filepath.Join(filepath.Dir(path), inc)
+			}
+			if depth >= maxNixConfIncludes {
+				continue
+			}
+			if data, err := os.ReadFile(inc); err == nil {
+				applyNixConf(string(data), inc, set, depth+1)
+			}
+		case len(tokens) >= 2 && tokens[1] == "=":
+			set(tokens[0], strings.Join(tokens[2:], " "))
+		}
+	}
 }
