@@ -212,6 +212,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 		rs = append(rs, checkAuthorizedKeys(cfg, a, o.AuthorizedKeys)...)
 		rs = append(rs, checkDrainReadable(cfg, a)...)
 		rs = append(rs, checkUsageWritable(cfg, a)...)
+		rs = append(rs, checkLockDir(cfg, a)...)
 	default:
 		rs = append(rs, checkHostKeys(cfg)...)
 		rs = append(rs, checkListen(cfg)...)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -68,6 +69,7 @@ func TestCheckExecMode(t *testing.T) {
 	finding(t, rs, "nix", "ok", "nix-store (Nix) 2.8.0", "")
 	finding(t, rs, "home", "ok", "read-only", "")
 	finding(t, rs, "shell", "ok", "quietly", "")
+	finding(t, rs, "lock directory", "ok", "not needed", "")
 
 	t.Run("writable home", func(t *testing.T) {
 		mustRun(t, nil, "chmod", "u+w", b.account.home)
@@ -105,6 +107,46 @@ func TestCheckExecMode(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "nixgate: refused: "+ak2+" is writable by "+b.account.name) {
 			t.Errorf("exec with a writable authorized_keys2: %s", r)
 		}
+	})
+	t.Run("lock directory", func(t *testing.T) {
+		// A key with max_sessions: check opens exec mode's lock directory
+		// as the build account, in nixgate run as it, and fails where exec
+		// mode refuses the key's sessions; its fix, run as printed, makes
+		// both work.
+		doc := readFile(t, b.config)
+		const build = "name = \"build\"\nrole = \"build\"\n"
+		if !strings.Contains(doc, build) {
+			t.Fatalf("unexpected configuration:\n%s", doc)
+		}
+		writeFile(t, b.config, strings.Replace(doc, build, build+"max_sessions = 4\n", 1), 0o644)
+		defer writeFile(t, b.config, doc, 0o644)
+		run := filepath.Join(b.root, "serve-state", "run")
+		rs, code := runCheck(t, args...)
+		noFailures(t, rs, code)
+		finding(t, rs, "lock directory", "ok", run+": exec mode keeps the session and build-slot counts of keys build there", "")
+		if fi, err := os.Stat(run); err != nil || int(fi.Sys().(*syscall.Stat_t).Uid) != b.account.uid {
+			t.Fatalf("%s after check: %v; want it made by %s, as exec mode makes it", run, err, b.account.name)
+		}
+
+		// Root's, and others may search it (else the account could not
+		// even open it): the owner is what is wrong.
+		mustRun(t, nil, "chown", "root", run)
+		mustRun(t, nil, "chmod", "0755", run)
+		rs, code = runCheck(t, args...)
+		fix := fmt.Sprintf("install -d -o %s -m 0700 %s", b.account.name, run)
+		finding(t, rs, "lock directory", "fail", "belongs to uid 0, not to this account", fix)
+		if code != 1 {
+			t.Errorf("exit %d; want 1", code)
+		}
+		r := b.ssh(t, "build", "nix-store --serve --write", nil)
+		if r.code == 0 || !strings.Contains(r.stderr, "nixgate: refused: the builder cannot count sessions and builds") {
+			t.Errorf("exec with a lock directory of root's: %s; want the session refused", r)
+		}
+
+		mustRun(t, nil, "sh", "-c", fix)
+		rs, code = runCheck(t, args...)
+		noFailures(t, rs, code)
+		b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
 	})
 	t.Run("nologin shell", func(t *testing.T) {
 		mustRun(t, nil, "usermod", "-s", "/usr/sbin/nologin", b.account.name)

@@ -1,19 +1,15 @@
 package sandbox
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -116,36 +112,20 @@ func isWritable(p string) (bool, error) {
 // own user.
 const HomeCheckCommand = "sandbox-check-home"
 
-// homeCheckTimeout bounds HomeProblemsAs's child.
-const homeCheckTimeout = 30 * time.Second
-
 // HomeProblemsAs runs HomeProblems for account a as a: in this process
 // when cred is nil (it is the account), otherwise in nixgate itself run
-// as cred (HomeCheckCommand), which a must be able to execute. nixgate
-// check uses it, so that it finds exactly what exec mode refuses.
+// as cred (HomeCheckCommand, through RunSelfAs). nixgate check uses it,
+// so that it finds exactly what exec mode refuses.
 func HomeProblemsAs(a Account, cred *syscall.Credential) ([]*HomeError, error) {
 	if cred == nil {
 		return HomeProblems(a.Name, a.Home)
 	}
-	self, err := os.Executable()
+	out, err := RunSelfAs(cred, HomeCheckCommand, a.Name, a.Home)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), homeCheckTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, self, HomeCheckCommand, a.Name, a.Home)
-	cmd.Env, cmd.Dir = []string{}, "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(errOut.String()); msg != "" {
-			return nil, fmt.Errorf("sandbox: checking %s as %s: %s", a.Home, a.Name, strings.TrimPrefix(msg, "sandbox: "))
-		}
-		return nil, fmt.Errorf("sandbox: checking %s as %s: %w", a.Home, a.Name, err)
+		return nil, fmt.Errorf("sandbox: checking %s as %s: %s", a.Home, a.Name, strings.TrimPrefix(err.Error(), "sandbox: "))
 	}
 	var problems []*HomeError
-	if err := json.Unmarshal(out.Bytes(), &problems); err != nil {
+	if err := json.Unmarshal(out, &problems); err != nil {
 		return nil, fmt.Errorf("sandbox: checking %s as %s: %w", a.Home, a.Name, err)
 	}
 	return problems, nil

@@ -84,7 +84,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	// directory that the sessions' processes share: the session counts
 	// from here, Lix's start-up dialogue included, as in serve mode.
 	limits := &execLimits{log: log}
-	if k := cfg.Key(keyName); needsLockDir(cfg, k) {
+	if k := cfg.Key(keyName); admission.NeedsLockDir(cfg, k) {
 		err := limits.open(cfg.Serve.StateDir)
 		if err == nil {
 			err = limits.session(k)

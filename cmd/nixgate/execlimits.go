@@ -16,8 +16,9 @@ import (
 // and the build slots ([admission] max_builds, the key's max_builds,
 // build_queue_timeout, refuse_when_busy). They are kept in admission's
 // lock directory (admission.OpenRuntimeDir), opened only for a key that
-// has such a limit; when it cannot be used, such a key's sessions are
-// refused rather than let through unlimited.
+// has such a limit (admission.NeedsLockDir, which nixgate check asks
+// too); when it cannot be used, such a key's sessions are refused rather
+// than let through unlimited.
 type execLimits struct {
 	log *slog.Logger
 	dir *admission.LockDir
@@ -31,16 +32,6 @@ type execLimits struct {
 // errNoLockDir is the client's line when the lock directory cannot be
 // used; the log has the detail.
 var errNoLockDir = errors.New("the builder cannot count sessions and builds (no usable lock directory; see its log)")
-
-// needsLockDir reports whether a session of key under cfg has a limit
-// that exec mode keeps in the lock directory.
-func needsLockDir(cfg *policy.Config, key *policy.Key) bool {
-	if key == nil {
-		return false
-	}
-	builds := key.Role == policy.RoleBuild && (cfg.Admission.MaxBuilds > 0 || key.MaxBuilds > 0)
-	return key.MaxSessions > 0 || builds
-}
 
 // open opens the lock directory in stateDir (or /tmp), once.
 func (l *execLimits) open(stateDir string) error {

@@ -33,8 +33,8 @@ func TestExecLimitsWhatApplies(t *testing.T) {
 	for _, tt := range tests {
 		cfg := &policy.Config{Admission: policy.AdmissionConfig{MaxBuilds: tt.maxBuilds, RefuseWhenBusy: tt.busy}}
 		l := &execLimits{log: slog.New(slog.DiscardHandler)}
-		if got := needsLockDir(cfg, tt.key); got != tt.lockDir {
-			t.Errorf("%s: needsLockDir = %v; want %v", tt.name, got, tt.lockDir)
+		if got := admission.NeedsLockDir(cfg, tt.key); got != tt.lockDir {
+			t.Errorf("%s: admission.NeedsLockDir = %v; want %v", tt.name, got, tt.lockDir)
 		}
 		if got := l.busy(cfg, tt.key) != nil; got != tt.hook {
 			t.Errorf("%s: busy hook set = %v; want %v", tt.name, got, tt.hook)

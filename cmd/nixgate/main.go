@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/sandbox"
 )
 
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return sandbox.HelperMain(args[1:], stderr)
 	case sandbox.HomeCheckCommand:
 		return sandbox.HomeCheckMain(args[1:], stdout, stderr)
+	case admission.RuntimeDirCheckCommand:
+		return admission.RuntimeDirCheckMain(args[1:], stdout, stderr)
 	case sandbox.NestCommand:
 		code, err := sandbox.NestMain(args[1:])
 		if err != nil {
