@@ -88,6 +88,15 @@ type Filter struct {
 	serverFeatureSet []string
 	features         []string
 
+	// inject is set for a worker session whose key has build limits:
+	// nixgate starts it with a SetOptions of its own (sessionOptions).
+	inject bool
+	// limitsSet is closed when Nix's answer to that SetOptions has been
+	// read, or will not be; limitsErr (under mu) is then why the
+	// session's builds are refused, empty when the limits hold.
+	limitsSet chan struct{}
+	limitsErr string
+
 	replyBytes atomic.Uint64
 	nixBytes   atomic.Uint64 // written to Nix's stdin
 	done       chan struct{}
@@ -120,6 +129,8 @@ func New(opt Options) *Filter {
 		serverFeatures: make(chan struct{}),
 		done:           make(chan struct{}),
 		stop:           make(chan struct{}),
+		inject:         opt.Protocol == policy.ProtocolWorker && !opt.Policy.Limits.IsZero(),
+		limitsSet:      make(chan struct{}),
 	}
 	return f
 }
@@ -344,6 +355,50 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 	}
 	*mark = now
 	f.releaseSlot()
+}
+
+// settleLimits records Nix's answer to the SetOptions that puts the
+// key's build limits on the session: why builds are to be refused, or
+// empty when the limits hold. The first answer stands.
+func (f *Filter) settleLimits(why string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.limitsSet:
+		return
+	default:
+	}
+	f.limitsErr = why
+	close(f.limitsSet)
+}
+
+// limitsInForce waits, before o builds in a session that starts with
+// nixgate's own SetOptions, until Nix has answered it; the error is the
+// reason to refuse o with when the key's build limits may not hold.
+func (f *Filter) limitsInForce(o *op) error {
+	if !f.inject || len(o.built) == 0 {
+		return nil
+	}
+	f.nix.Flush() // a failure shows when o is passed on
+	var why string
+	select {
+	case <-f.limitsSet:
+		f.mu.Lock()
+		why = f.limitsErr
+		f.mu.Unlock()
+	case <-f.stop:
+		why = "the session ended"
+	}
+	if why == "" {
+		return nil
+	}
+	name := policy.OpName(f.opt.Protocol, o.req.Code)
+	f.mu.Lock()
+	f.audit.Refused = appendCapped(f.audit.Refused, name)
+	f.audit.RefusedCount++
+	f.mu.Unlock()
+	f.log.Warn("operation refused", "op", name, "reason", why)
+	return errors.New(why)
 }
 
 // acquireSlot waits for a build slot for o, when o builds and

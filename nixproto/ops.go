@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/nixgate/nixgate/policy"
@@ -91,7 +90,11 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 			}
 			continue
 		}
-		if err := f.acquireSlot(o); err != nil {
+		err = f.limitsInForce(o)
+		if err == nil {
+			err = f.acquireSlot(o)
+		}
+		if err != nil {
 			if f.opt.Protocol == policy.ProtocolServe {
 				return f.refuseSession(err.Error())
 			}
@@ -134,9 +137,7 @@ func (f *Filter) rewrite(o *op, v policy.OpVerdict) []byte {
 	}
 	settings := v.Settings
 	if o.settingsAt >= 0 && !lim.IsZero() {
-		// SetOptions' fixed max silent time, then the overrides.
-		const maxSilentField = 8 + 5*8
-		binary.LittleEndian.PutUint64(b[maxSilentField:], lim.CapMaxSilentTime(binary.LittleEndian.Uint64(b[maxSilentField:])))
+		capSetOptions(b, lim)
 		settings = capSettings(settings, lim)
 	}
 	if o.settingsAt >= 0 && !slices.Equal(settings, o.req.Settings) {
@@ -146,36 +147,4 @@ func (f *Filter) rewrite(o *op, v policy.OpVerdict) []byte {
 		}
 	}
 	return b
-}
-
-// capSettings puts lim on the overrides that carry a build limit, adding
-// the ones the client left out.
-func capSettings(in []policy.Setting, lim policy.BuildLimits) []policy.Setting {
-	caps := []struct {
-		name string
-		cap  func(uint64) uint64
-		set  bool
-	}{
-		{"build-timeout", lim.CapBuildTimeout, lim.BuildTimeout > 0},
-		{"max-silent-time", lim.CapMaxSilentTime, lim.MaxSilentTime > 0},
-		{"max-log-size", lim.CapMaxLogSize, lim.MaxLogSize > 0},
-	}
-	out := slices.Clone(in)
-	for _, c := range caps {
-		if !c.set {
-			continue
-		}
-		found := false
-		for i, s := range out {
-			if s.Name == c.name {
-				n, _ := strconv.ParseUint(s.Value, 10, 64)
-				out[i].Value = strconv.FormatUint(c.cap(n), 10)
-				found = true
-			}
-		}
-		if !found {
-			out = append(out, policy.Setting{Name: c.name, Value: strconv.FormatUint(c.cap(0), 10)})
-		}
-	}
-	return out
 }

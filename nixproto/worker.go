@@ -111,6 +111,15 @@ func (f *Filter) runWorker() error {
 	if err := f.toNix(r.raw); err != nil {
 		return err
 	}
+	if f.inject {
+		// The key's build limits, before anything of the client's.
+		if err := f.toNix(sessionOptions(f.opt.Policy.Limits)); err != nil {
+			return err
+		}
+		if err := f.nix.Flush(); err != nil {
+			return err
+		}
+	}
 	return f.ops(f.workerOp, f.refuseWorkerOp)
 }
 
@@ -581,37 +590,131 @@ func (rw *replyWriter) readWorkerHello(p []byte) ([]byte, error) {
 		f.mu.Lock()
 		v := f.version
 		f.mu.Unlock()
+		rw.phase = 2
 		if minor(v) < 38 {
+			rw.featuresKnown()
+			rw.phase = 3
+		}
+	}
+	if rw.phase == 2 {
+		// Nix's feature set.
+		feats, n, status := parseStrings(rw.hello)
+		switch status {
+		case incomplete:
+			return nil, nil
+		case malformed:
+			// Not a feature set: pass it on for the client to judge.
 			rw.finishHello()
 			return rw.takeHello(), nil
 		}
-		rw.phase = 2
+		rw.hello = rw.hello[n:]
+		kept := understood(feats)
+		f.serverFeatureSet = kept
+		rw.featuresKnown()
+		out = appendStrings(out, kept)
+		rw.phase = 3
 	}
-	// phase 2: Nix's feature set.
-	feats, n, status := parseStrings(rw.hello)
-	switch status {
-	case incomplete:
-		return nil, nil
-	case malformed:
-		// Not a feature set: pass it on for the client to judge.
-		rw.finishHello()
-		return rw.takeHello(), nil
+	if f.inject {
+		tail, done := rw.readHelloTail()
+		out = append(out, tail...)
+		if !done {
+			return out, nil
+		}
 	}
-	rw.hello = rw.hello[n:]
-	kept := understood(feats)
-	f.serverFeatureSet = kept
 	rw.finishHello()
-	out = appendStrings(out, kept)
 	return append(out, rw.takeHello()...), nil
 }
 
-func (rw *replyWriter) finishHello() {
-	rw.helloDone = true
+// limitsUnseen is why a build is refused when nixgate could not see Nix
+// answer the SetOptions that puts the key's build limits on the session.
+const limitsUnseen = "nixgate could not see Nix take the key's build limits"
+
+// readHelloTail reads, for a session that starts with nixgate's own
+// SetOptions (sessionOptions), the rest of Nix's hello — its version
+// (1.33), whether it trusts the client (1.35), and its messages up to
+// LAST — which it returns to be passed on, and then Nix's answer to that
+// SetOptions, which the client never sees. done reports that both have
+// been read, or that the stream is not what nixgate expects (the
+// session's builds are then refused: the limits may not hold), and the
+// rest is to be passed on.
+func (rw *replyWriter) readHelloTail() (out []byte, done bool) {
+	f := rw.f
+	v := f.version
+	if v == 0 {
+		// The client left before the session had a version.
+		f.settleLimits(limitsUnseen)
+		return nil, true
+	}
+	for {
+		if rw.phase == 3 {
+			c := &cursor{b: rw.hello}
+			if minor(v) >= 33 {
+				c.str() // Nix's version
+			}
+			if minor(v) >= 35 {
+				c.u64() // trust
+			}
+			switch {
+			case c.status == incomplete && len(rw.hello) <= maxHeldReply:
+				return out, false
+			case c.status != complete:
+				f.settleLimits(limitsUnseen)
+				return out, true
+			}
+			out = append(out, rw.hello[:c.off]...)
+			rw.hello = rw.hello[c.off:]
+			rw.phase = 4
+		}
+		n, kind, msg, status := parseStderr(rw.hello, v)
+		switch status {
+		case incomplete:
+			return out, false
+		case malformed:
+			f.log.Warn("Nix's reply is not what nixgate expects after the hello", "error", limitsUnseen)
+			f.settleLimits(limitsUnseen)
+			return out, true
+		}
+		if rw.phase == 4 {
+			// The hello's messages, for the client.
+			out = append(out, rw.hello[:n]...)
+		}
+		rw.hello = rw.hello[n:]
+		switch {
+		case rw.phase == 4 && kind == stderrLast:
+			rw.phase = 5
+		case rw.phase == 4 && kind == stderrError:
+			// Nix refused the session: nothing follows.
+			f.settleLimits("Nix refused the session: " + msg)
+			return out, true
+		case rw.phase == 5 && kind == stderrLast:
+			f.settleLimits("")
+			return out, true
+		case rw.phase == 5 && kind == stderrError:
+			f.log.Warn("Nix refused the key's build limits", "error", msg)
+			f.settleLimits("Nix did not take the key's build limits: " + msg)
+			return out, true
+		case rw.phase == 5 && kind == stderrNext:
+			f.log.Info("Nix on the key's build limits", "message", msg)
+		}
+	}
+}
+
+// featuresKnown releases the request side, which waits for Nix's
+// feature set at 1.38.
+func (rw *replyWriter) featuresKnown() {
 	select {
 	case <-rw.f.serverFeatures:
 	default:
 		close(rw.f.serverFeatures)
 	}
+}
+
+// finishHello ends the reading of Nix's hello: what follows is passed
+// on as it comes.
+func (rw *replyWriter) finishHello() {
+	rw.helloDone = true
+	rw.featuresKnown()
+	rw.f.settleLimits(limitsUnseen)
 }
 
 func (rw *replyWriter) takeHello() []byte {

@@ -123,7 +123,8 @@ type Key struct {
 	// builder.
 	FullTrust bool `toml:"full_trust"`
 	// Limits cap the key's builds (build_timeout, max_silent_time,
-	// max_log_size). The zero BuildLimits caps nothing.
+	// max_log_size, build_cores, max_jobs). The zero BuildLimits caps
+	// nothing.
 	Limits BuildLimits `toml:"-"`
 
 	// Source and Line say where the key is written, for messages: the

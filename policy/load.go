@@ -37,10 +37,12 @@ type KeySpec struct {
 	MaxSessions int      `toml:"max_sessions"`
 	MaxBuilds   int      `toml:"max_builds"`
 	FullTrust   bool     `toml:"full_trust"`
-	// Build limits, for build keys: durations ("2h") and bytes.
+	// Build limits, for build keys: durations ("2h"), bytes and counts.
 	BuildTimeout  string `toml:"build_timeout"`
 	MaxSilentTime string `toml:"max_silent_time"`
 	MaxLogSize    int64  `toml:"max_log_size"`
+	BuildCores    int64  `toml:"build_cores"`
+	MaxJobs       int64  `toml:"max_jobs"`
 
 	// Line is where the key is written, for messages.
 	Line int `toml:"-"`
