@@ -75,7 +75,9 @@ func TestWorkerSetOptionsLimits(t *testing.T) {
 	// keepFailed, keepGoing, tryFallback, verbosity, maxBuildJobs,
 	// maxSilentTime, useBuildHook, verboseBuild, logType,
 	// printBuildTrace, buildCores, useSubstitutes
-	head := func(jobs, silent, cores uint64) *enc { return (&enc{}).u64(19, 1, 1, 0, 5, jobs, silent, 1, 0, 0, 0, cores, 0) }
+	head := func(jobs, silent, cores uint64) *enc {
+		return (&enc{}).u64(19, 1, 1, 0, 5, jobs, silent, 1, 0, 0, 0, cores, 0)
+	}
 	for _, tc := range []struct {
 		name       string
 		sent, want []byte
