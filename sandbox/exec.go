@@ -43,13 +43,18 @@ func (c *Command) Done() {
 // Prepare builds the command that runs d's program for account a in
 // cfg's sandbox mode: in direct mode nixgate's own resolved binary; in
 // the other modes the sandbox, which resolves the program inside, where
-// /nix is the store directory. It fails for a Decision that does not
+// /nix is the store directory. The key's build limits are appended to
+// NIX_CONFIG (see nixconfig.go). It fails for a Decision that does not
 // allow.
 func Prepare(cfg *policy.Config, d policy.Decision, a Account) (*Command, error) {
 	if !d.Allow {
 		return nil, fmt.Errorf("sandbox: decision does not allow: %s", d.Reason)
 	}
 	env := Env(cfg.BinDirs(), a, cfg.Nix.Env)
+	if lines := d.Ops.Limits.NixSettings(); len(lines) > 0 {
+		// The key's build limits, as the settings Nix starts with.
+		env = withNixConfig(env, lines)
+	}
 	if cfg.Sandbox.Mode == policy.SandboxDirect || cfg.Sandbox.Mode == "" {
 		path, err := Resolve(d.Program, cfg.BinDirs(), a.Home)
 		if err != nil {

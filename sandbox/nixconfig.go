@@ -22,6 +22,23 @@ var BuildSandboxSettings = []string{
 	"build-users-group =",
 }
 
+// The key's build limits (policy.BuildLimits.NixSettings: timeout,
+// max-silent-time, max-build-log-size, cores, max-jobs) are appended to
+// NIX_CONFIG in every mode, after the operator's, so that they are the
+// settings Nix starts with whatever the client asks or leaves out:
+//
+//   - a Nix that opens the store itself (the sandbox modes, a local
+//     store) builds with them unless a client's build options or
+//     SetOptions, which nixgate caps, say less;
+//   - nix-store --serve against a daemon hands its settings to the daemon
+//     when it connects (RemoteStore::setOptions): the daemon takes
+//     max-jobs, max-silent-time and cores from anyone, timeout from
+//     anyone, max-build-log-size only from a trusted user. (The build
+//     options of a serve build are not passed on to a daemon at all:
+//     Nix's own FIXME in nix-store.cc.)
+//   - nix-daemon --stdio against a daemon only relays bytes: there the
+//     limits come from the SetOptions nixgate sends (see nixproto).
+
 // withNixConfig returns env with lines appended to its NIX_CONFIG (added
 // when there is none): later lines of NIX_CONFIG override earlier ones.
 func withNixConfig(env []string, lines []string) []string {

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -96,6 +97,49 @@ func TestLocalStore(t *testing.T) {
 	} {
 		if got := LocalStore(tt.args); got != tt.want {
 			t.Errorf("LocalStore(%q) = %v; want %v", tt.args, got, tt.want)
+		}
+	}
+}
+
+// TestPrepareLimits: a key's build limits reach Nix's NIX_CONFIG, after
+// the operator's, in direct mode with a local store and with the
+// daemon's; a key without limits gets none.
+func TestPrepareLimits(t *testing.T) {
+	bin := t.TempDir()
+	for _, name := range []string{"nix-store", "nix-daemon"} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const keys = "[[keys]]\nname = \"capped\"\nrole = \"build\"\nbuild_timeout = \"2h\"\nbuild_cores = 2\nmax_jobs = 1\n[[keys]]\nname = \"free\"\nrole = \"build\"\n"
+	for _, tt := range []struct {
+		store, key, command string
+		want                string
+	}{
+		{"local?root=/srv/s", "capped", "nix-store --serve --write",
+			"NIX_CONFIG=substituters =\ntimeout = 7200\ncores = 2\nmax-jobs = 1\nsandbox = true\nsandbox-fallback = false\nbuild-users-group ="},
+		{"", "capped", "nix-store --serve --write", "NIX_CONFIG=substituters =\ntimeout = 7200\ncores = 2\nmax-jobs = 1"},
+		{"", "capped", "nix-daemon --stdio", "NIX_CONFIG=substituters =\ntimeout = 7200\ncores = 2\nmax-jobs = 1"},
+		{"", "free", "nix-store --serve --write", "NIX_CONFIG=substituters ="},
+	} {
+		doc := fmt.Sprintf("user = \"b\"\n[nix]\nbin_dirs = [%q]\nstore = %q\nenv = { NIX_CONFIG = \"substituters =\" }\n%s", bin, tt.store, keys)
+		cfg, err := policy.Parse("t.toml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := policy.NewEngine(cfg).Decide(policy.Request{Key: tt.key, Command: tt.command})
+		c, err := Prepare(cfg, d, Account{Name: "b", Home: "/var/empty"})
+		if err != nil {
+			t.Fatalf("%s %q: %v", tt.key, tt.store, err)
+		}
+		var got []string
+		for _, kv := range c.Env {
+			if strings.HasPrefix(kv, "NIX_CONFIG=") {
+				got = append(got, kv)
+			}
+		}
+		if !slices.Equal(got, []string{tt.want}) {
+			t.Errorf("%s, store %q, %s: %q; want %q", tt.key, tt.store, tt.command, got, tt.want)
 		}
 	}
 }
