@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -87,14 +88,21 @@ func (d *nixDaemon) env() []string {
 // daemon's store and returns its path; nonce makes it new.
 func (d *nixDaemon) instantiate(t testing.TB, nonce string) string {
 	t.Helper()
+	return d.instantiateScript(t, nonce, "echo "+nonce+" > $out")
+}
+
+// instantiateScript is instantiate for a derivation that runs script
+// with /bin/sh (the test's daemon builds without a sandbox).
+func (d *nixDaemon) instantiateScript(t testing.TB, nonce, script string) string {
+	t.Helper()
 	file := filepath.Join(filepath.Dir(d.socket), "drv-"+nonce+".nix")
 	writeFile(t, file, fmt.Sprintf(`derivation {
   name = "nixgate-hook-%s";
   system = builtins.currentSystem;
   builder = "/bin/sh";
-  args = [ "-c" "echo %s > $out" ];
+  args = [ "-c" %q ];
 }
-`, nonce, nonce), 0o644)
+`, nonce, script), 0o644)
 	r := run(t, d.env(), nil, "nix-instantiate", file)
 	if r.code != 0 {
 		t.Fatalf("nix-instantiate through the test's daemon: %s\ndaemon log:\n%s", r, readFile(t, filepath.Join(filepath.Dir(d.socket), "daemon.log")))
@@ -324,4 +332,95 @@ func TestBuildTimeoutCap(t *testing.T) {
 		}
 		t.Logf("failed as it should after %v", time.Since(start).Round(time.Second))
 	})
+}
+
+// writeCoresDerivation writes a derivation whose output holds the
+// NIX_BUILD_CORES Nix gave its builder.
+func writeCoresDerivation(t testing.TB, root, nonce string) string {
+	t.Helper()
+	file := writeDerivation(t, root, nonce)
+	expr := readFile(t, file)
+	old := fmt.Sprintf(`"echo built remotely %s > $out"`, nonce)
+	if !strings.Contains(expr, old) {
+		t.Fatalf("unexpected derivation:\n%s", expr)
+	}
+	writeFile(t, file, strings.Replace(expr, old, fmt.Sprintf(`"echo $NIX_BUILD_CORES %s > $out"`, nonce), 1), 0o644)
+	return file
+}
+
+// TestBuildCoresCap: a key's build_cores holds over ssh:// (whose
+// protocol has no cores to rewrite: nixgate gives its Nix the cap) and
+// ssh-ng:// (whose Nix 2.8 client sends no SetOptions: nixgate sends its
+// own), whatever the client asks: the builder sees NIX_BUILD_CORES=1,
+// where a key without the cap gets the builder's own. And the ssh-ng://
+// build works, the session starting with nixgate's SetOptions.
+func TestBuildCoresCap(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		cfg := readFile(t, b.config)
+		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_cores = 1\nmax_jobs = 1\n", 1), 0o644)
+		if b.mode == modeServe {
+			waitLog(t, b, "reloaded", nil)
+		}
+		cores := func(key, scheme string) string {
+			t.Helper()
+			nonce := fmt.Sprint(time.Now().UnixNano())
+			r := b.mustNix(t, "nix-build", writeCoresDerivation(t, b.root, nonce), "--no-out-link", "-j0", "--cores", "8",
+				"--builders", scheme+"://"+b.Host(key)+" x86_64-linux - 1")
+			f := strings.Fields(readStore(t, b.storeDir, strings.TrimSpace(r.stdout)))
+			if len(f) != 2 || f[1] != nonce {
+				t.Fatalf("%s via %s: output %q", key, scheme, f)
+			}
+			return f[0]
+		}
+		if own := cores("trusted", "ssh"); own == "1" {
+			t.Skipf("the builder's Nix gives builds 1 core of its own: a cap of 1 cannot be told apart")
+		}
+		for _, scheme := range []string{"ssh", "ssh-ng"} {
+			if got := cores("build", scheme); got != "1" {
+				t.Errorf("via %s a key with build_cores = 1 built with NIX_BUILD_CORES=%s", scheme, got)
+			}
+		}
+	})
+}
+
+// ansiEscape matches the colour codes of Nix's messages.
+var ansiEscape = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// TestNoSetOptionsNoEscape: a raw worker client of a key with
+// build_timeout = "3s" builds without sending SetOptions — as Nix's
+// ssh-ng:// client always does — on a builder whose store is Nix's root
+// daemon, which nix-daemon --stdio only relays bytes to: without nixgate
+// the daemon's own settings (no timeout) would apply. The build still
+// fails with Nix's timeout after 3 seconds, its output is not made, and
+// the session stays in step.
+func TestNoSetOptionsNoEscape(t *testing.T) {
+	for _, mode := range []string{modeExec, modeServe} {
+		t.Run(mode, func(t *testing.T) {
+			socket := daemonSocketFor(t)
+			b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
+			d := startNixDaemon(t, socket, b.account.name)
+			cfg := readFile(t, b.config)
+			writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
+			if mode == modeServe {
+				waitLog(t, b, "reloaded", nil)
+				b.waitHealthy(t, 1)
+			}
+			nonce := fmt.Sprint("nosetoptions-", time.Now().UnixNano())
+			drv := d.instantiateScript(t, nonce, "/bin/sleep 20; echo "+nonce+" > $out")
+			out := strings.TrimSpace(mustRun(t, d.env(), "nix-store", "-q", "--outputs", drv).stdout)
+			for _, version := range []uint64{1<<8 | 23, 1<<8 | 34, 1<<8 | 38} {
+				c := b.dialWorker(t, "build", version)
+				start := time.Now()
+				msg, ok := c.buildPaths(drv)
+				msg = ansiEscape.ReplaceAllString(msg, "")
+				if ok || !strings.Contains(msg, "timed out after 3 seconds") {
+					t.Fatalf("at %#x a build without SetOptions, past the key's build_timeout: ok %v, %q after %v; want Nix's timeout", version, ok, msg, time.Since(start).Round(time.Second))
+				}
+				if valid, err := c.isValid(out); err != nil || valid {
+					t.Fatalf("at %#x after the build: %s valid %v, %v; want not valid, the session in step", version, out, valid, err)
+				}
+				c.close()
+			}
+		})
+	}
 }
