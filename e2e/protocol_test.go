@@ -332,6 +332,25 @@ func TestBuildTimeoutCap(t *testing.T) {
 		}
 		t.Logf("failed as it should after %v", time.Since(start).Round(time.Second))
 	})
+	// Through Nix's root daemon, nix-store --serve does not pass a serve
+	// build's options on (Nix's own FIXME): the cap reaches the daemon
+	// as a setting nixgate gives nix-store, which hands it over when it
+	// connects.
+	t.Run("serve-daemon", func(t *testing.T) {
+		socket := daemonSocketFor(t)
+		b := newBuilderWith(t, modeServe, builderOptions{daemonSocket: socket})
+		startNixDaemon(t, socket, b.account.name)
+		cfg := readFile(t, b.config)
+		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
+		waitLog(t, b, "reloaded", nil)
+		b.waitHealthy(t, 1)
+		drv := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 60)
+		r := b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--option", "build-timeout", "3600",
+			"--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1")
+		if r.code == 0 || !strings.Contains(r.stderr, "timed out after 3 seconds") {
+			t.Fatalf("a build through the daemon past the key's build_timeout: %s", r)
+		}
+	})
 }
 
 // writeCoresDerivation writes a derivation whose output holds the
