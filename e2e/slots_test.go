@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -44,14 +46,46 @@ func interval(t testing.TB, out string) (start, end float64) {
 	return start, end
 }
 
-// TestBuildSlots has real Nix 2.8 run three remote builds at once, from
-// two keys, on one nixgate serve builder with [admission] max_builds = 1:
-// every build succeeds, and no two build at the same time (the intervals
-// the builds record do not overlap). The waits show in the session
-// records and the metrics. Then, with build_queue_timeout = "1s", a build
-// that cannot get the slot in time fails with the reason in one line,
-// and with refuse_when_busy a new build session is refused at connect
-// while the slot is taken.
+// sleepPID waits, bounded, until the build account runs `sleep secs`
+// (busybox's, a timed derivation's) and returns its PID.
+func sleepPID(t testing.TB, b *builder, secs int) int {
+	t.Helper()
+	argv := []byte(fmt.Sprintf("\x00sleep\x00%d\x00", secs))
+	for i := 0; i < 600; i++ {
+		for _, p := range accountProcesses(b.account.uid) {
+			if data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); bytes.Contains(data, argv) {
+				return p
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the build account never ran sleep %d", secs)
+	return 0
+}
+
+// waitMetric waits, bounded, until metric reaches want.
+func waitMetric(t testing.TB, b *builder, metric string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for b.metric(t, metric) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stays %v; want %v", metric, b.metric(t, metric), want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBuildSlots has real Nix 2.8 run three remote builds from two keys
+// on one nixgate serve builder with [admission] max_builds = 1, in an
+// order the test sets up and then checks: A1 (key build) takes the slot
+// and holds it (its builder sleeps until the test ends that sleep); A2
+// (key build) then queues, then B1 (key trusted). Round-robin across
+// keys must run B1 before A2, although A2 came first: the intervals the
+// builds record are A1, B1, A2, and never overlap. Every build succeeds,
+// and the waits show in the session records and the metrics. Then, with
+// build_queue_timeout = "1s", a build that cannot get the slot in time
+// fails with the reason in one line, and with refuse_when_busy a new
+// build session is refused at connect while the slot is taken.
 func TestBuildSlots(t *testing.T) {
 	b := newBuilder(t, modeServe)
 	good := readFile(t, b.config)
@@ -64,39 +98,61 @@ func TestBuildSlots(t *testing.T) {
 	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
 
 	type build struct {
-		key, drv string
-		cmd      *exec.Cmd
-		out      *strings.Builder
+		name, key string
+		cmd       *exec.Cmd
+		out       *strings.Builder
 	}
-	var builds []*build
-	for i, key := range []string{"build", "trusted", "build"} {
-		nonce := fmt.Sprintf("%d-slot%d", time.Now().UnixNano(), i)
-		bl := &build{key: key, drv: writeTimedDerivation(t, b.root, nonce, 2)}
+	start := func(name, key string, secs int) *build {
+		nonce := fmt.Sprintf("%d-%s", time.Now().UnixNano(), name)
 		// Three jobs on the machine line: the client does not queue them
 		// itself, nixgate does.
-		cmd, out := b.startNix(t, "nix-build", bl.drv, "--no-out-link", "-j0", "--builders", "ssh://"+b.Host(key)+" x86_64-linux - 3")
-		bl.cmd, bl.out = cmd, out
-		builds = append(builds, bl)
+		cmd, out := b.startNix(t, "nix-build", writeTimedDerivation(t, b.root, nonce, secs), "--no-out-link", "-j0",
+			"--builders", "ssh://"+b.Host(key)+" x86_64-linux - 3")
+		return &build{name: name, key: key, cmd: cmd, out: out}
 	}
-	type span struct{ start, end float64 }
+	// A1 holds the slot, in its sleep, until the test ends that sleep.
+	const hold = 300
+	a1 := start("A1", "build", hold)
+	waitMetric(t, b, "nixgate_builds_running", 1)
+	a1Sleep := sleepPID(t, b, hold)
+	a2 := start("A2", "build", 2)
+	waitMetric(t, b, "nixgate_build_queue_depth", 1)
+	b1 := start("B1", "trusted", 2)
+	waitMetric(t, b, "nixgate_build_queue_depth", 2)
+	if got := b.metric(t, "nixgate_builds_running"); got != 1 {
+		t.Fatalf("nixgate_builds_running = %v with A1 holding the slot and two waiting; want 1", got)
+	}
+	// A1 ends; the slot goes to B1, then to A2.
+	if err := syscall.Kill(a1Sleep, syscall.SIGTERM); err != nil {
+		t.Fatalf("ending A1's sleep (pid %d): %v", a1Sleep, err)
+	}
+	type span struct {
+		name       string
+		start, end float64
+	}
 	var spans []span
-	for _, bl := range builds {
+	for _, bl := range []*build{a1, a2, b1} {
 		err := waitCmd(t, bl.cmd, 2*time.Minute)
 		out := strings.TrimSpace(lastLine(bl.out.String()))
 		if err != nil || !strings.HasPrefix(out, "/nix/store/") {
-			t.Fatalf("nix-build with key %s failed: %v\n%s", bl.key, err, bl.out)
+			t.Fatalf("nix-build %s with key %s failed: %v\n%s", bl.name, bl.key, err, bl.out)
 		}
 		if !inStore(b.storeDir, out) {
 			t.Errorf("%s is not in the builder's store: not built remotely", out)
 		}
 		s, e := interval(t, filepath.Join(b.storeDir, out))
-		spans = append(spans, span{s, e})
+		spans = append(spans, span{bl.name, s, e})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
-	for i := 1; i < len(spans); i++ {
-		if spans[i].start < spans[i-1].end {
+	var order []string
+	for i, sp := range spans {
+		order = append(order, sp.name)
+		if i > 0 && sp.start < spans[i-1].end {
 			t.Errorf("two builds at once with max_builds = 1: %v", spans)
 		}
+	}
+	if got := strings.Join(order, " "); got != "A1 B1 A2" {
+		t.Errorf("the builds ran in the order %s; want A1 B1 A2 (round-robin across keys: B1, of a key not yet served, before A2, which queued first): %v", got, spans)
 	}
 	waited := 0
 	for _, r := range logRecords(t, b.log) {
@@ -117,7 +173,7 @@ func TestBuildSlots(t *testing.T) {
 		t.Errorf("nixgate_build_slot_wait_seconds_count = %v; want 3 or more", got)
 	}
 	if got := b.metric(t, "nixgate_build_slot_wait_seconds_sum"); got < 2 {
-		t.Errorf("nixgate_build_slot_wait_seconds_sum = %v; want 2 s or more (the second build waits for the first, the third for both)", got)
+		t.Errorf("nixgate_build_slot_wait_seconds_sum = %v; want 2 s or more (A2 waits for A1 and B1, which sleeps 2 s)", got)
 	}
 
 	// A build that cannot get the slot within build_queue_timeout.
