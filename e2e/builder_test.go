@@ -37,6 +37,9 @@ type builder struct {
 	// daemonSocket is the socket of the Nix daemon whose store nixgate
 	// serves; empty for a store of the build account's own.
 	daemonSocket string
+	// bin is the nixgate binary nixgate serve runs as; empty means
+	// nixgateBin.
+	bin string
 
 	sshExtra  []string  // extra ssh options for greet
 	sshd      *exec.Cmd // OpenSSH's sshd, in exec mode
@@ -118,6 +121,9 @@ type builderOptions struct {
 	// reached through this socket (see startNixDaemon), instead of a
 	// store of the build account's own.
 	daemonSocket string
+	// bin, when set, is the nixgate binary serve mode runs instead of
+	// nixgateBin (a variant a benchmark compares against).
+	bin string
 }
 
 func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
@@ -132,7 +138,7 @@ func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b := &builder{root: root, mode: mode, sandbox: sandbox, daemonSocket: o.daemonSocket}
+	b := &builder{root: root, mode: mode, sandbox: sandbox, daemonSocket: o.daemonSocket, bin: o.bin}
 	b.account = newBuildAccount(t, filepath.Join(root, "home"))
 	b.port = freePort(t)
 	b.metricsPort = freePort(t)

@@ -32,7 +32,11 @@ func (b *builder) startServeWith(t testing.TB, wrapper []string, env []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := append(append([]string{}, wrapper...), nixgateBin, "serve", "--config", b.config)
+	bin := nixgateBin
+	if b.bin != "" {
+		bin = b.bin
+	}
+	argv := append(append([]string{}, wrapper...), bin, "serve", "--config", b.config)
 	if b.sandbox != "" {
 		// A builder without root: nixgate serve runs as the account.
 		argv = append([]string{"setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--",
