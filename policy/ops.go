@@ -184,9 +184,11 @@ type OpVerdict struct {
 }
 
 // DefaultClientSettings are the SetOptions overrides a client may send
-// when the configuration names none: the ones Nix and Lix clients send
-// over SSH.
-var DefaultClientSettings = []string{"max-silent-time", "build-timeout", "keep-failed"}
+// when the configuration names none: a build's time limits and keeping a
+// failed build's directory. Nix sends a setting under its own name
+// ("timeout"); "build-timeout" is its old alias, which Lix and older
+// clients may send. (Nix's own ssh-ng:// store sends no SetOptions.)
+var DefaultClientSettings = []string{"max-silent-time", "timeout", "build-timeout", "keep-failed"}
 
 // OpPolicy decides the protocol operations of one session. The zero
 // OpPolicy refuses every operation.

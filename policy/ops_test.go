@@ -165,9 +165,9 @@ func handOpCases() []opCase {
 		},
 		{
 			name: "SetOptions in order sent", proto: ProtocolWorker, code: setOptions,
-			settings: []Setting{{"keep-failed", "true"}, {"builders", "x"}, {"build-timeout", "60"}, {"substituters", "http://evil"}},
+			settings: []Setting{{"keep-failed", "true"}, {"builders", "x"}, {"build-timeout", "60"}, {"timeout", "90"}, {"substituters", "http://evil"}},
 			pol:      buildPolicy, allow: true,
-			kept:    []Setting{{"keep-failed", "true"}, {"build-timeout", "60"}},
+			kept:    []Setting{{"keep-failed", "true"}, {"build-timeout", "60"}, {"timeout", "90"}},
 			dropped: []string{"builders", "substituters"},
 		},
 		{
