@@ -101,7 +101,7 @@ func TestAdversarial(t *testing.T) {
 			}
 		}
 		b.mustStillServe(t) // from 127.0.0.1, while the flood holds its slots
-		findLogWith(t, b, "connection closed", map[string]string{"reason": "waited longest"})
+		waitLog(t, b, "connection closed", map[string]string{"reason": "waited longest"})
 	})
 	t.Run("one source floods", func(t *testing.T) {
 		var conns []net.Conn
@@ -116,7 +116,7 @@ func TestAdversarial(t *testing.T) {
 			}
 		}
 		b.mustStillServe(t)
-		findLogWith(t, b, "connection refused", map[string]string{"reason": "from this address"})
+		waitLog(t, b, "connection refused", map[string]string{"reason": "from this address"})
 	})
 	t.Run("slow handshakes", func(t *testing.T) {
 		var wg sync.WaitGroup
@@ -140,7 +140,7 @@ func TestAdversarial(t *testing.T) {
 		}
 		b.mustStillServe(t)
 		wg.Wait()
-		findLogWith(t, b, "connection closed", map[string]string{"reason": "login grace time exceeded"})
+		waitLog(t, b, "connection closed", map[string]string{"reason": "login grace time exceeded"})
 	})
 	t.Run("malformed and oversized packets", func(t *testing.T) {
 		for i, junk := range [][]byte{
@@ -176,7 +176,7 @@ func TestAdversarial(t *testing.T) {
 		for _, s := range sessions {
 			s.Close()
 		}
-		findLogWith(t, b, "refused", map[string]string{"reason": "sessions per connection"})
+		waitLog(t, b, "refused", map[string]string{"reason": "sessions per connection"})
 		b.mustStillServe(t)
 	})
 	t.Run("huge commands and request floods", func(t *testing.T) {
@@ -193,7 +193,7 @@ func TestAdversarial(t *testing.T) {
 				break // closed for flooding: as it should
 			}
 		}
-		findLogWith(t, b, "connection closed", map[string]string{"reason": "too many global requests"})
+		waitLog(t, b, "connection closed", map[string]string{"reason": "too many global requests"})
 		for _, kind := range []string{"direct-streamlocal@openssh.com", "x11", "auth-agent@openssh.com"} {
 			c2 := b.mustDial(t, "build")
 			if ch, _, err := c2.OpenChannel(kind, nil); err == nil {

@@ -17,7 +17,7 @@ func (b *builder) drain(t testing.TB, args ...string) {
 // drainRefusal finds b's log record of a session refused as draining.
 func drainRefusal(t testing.TB, b *builder, reason string) map[string]any {
 	t.Helper()
-	return findRecord(t, b, func(r map[string]any) bool {
+	return findRecord(t, b, logWait, func(r map[string]any) bool {
 		return r["msg"] == "refused" && r["decision"] == "deny" && r["draining"] == true && r["reason"] == reason
 	})
 }

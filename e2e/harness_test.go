@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -245,30 +244,6 @@ func newBuildAccount(t testing.TB, home string) buildAccount {
 func (a buildAccount) chown(t testing.TB, path string) {
 	t.Helper()
 	mustRun(t, nil, "chown", "-R", fmt.Sprintf("%d:%d", a.uid, a.gid), path)
-}
-
-// logRecords reads the JSON records of an audit log.
-func logRecords(t testing.TB, path string) []map[string]any {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
-		}
-		recs = append(recs, m)
-	}
-	return recs
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

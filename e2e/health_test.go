@@ -79,12 +79,12 @@ func TestHealthFailover(t *testing.T) {
 	if !strings.Contains(r.stderr, "cannot build on 'ssh://a-builder-build'") || strings.Count(r.stderr, "nixgate: "+reason) != 1 {
 		t.Errorf("Nix does not say once that it could not build on A because A is unhealthy:\n%s", r.stderr)
 	}
-	if findRecord(t, a, func(r map[string]any) bool {
+	if findRecord(t, a, logWait, func(r map[string]any) bool {
 		return r["msg"] == "refused" && r["decision"] == "deny" && r["unhealthy"] == true && strings.HasPrefix(fmt.Sprint(r["reason"]), reason)
 	}) == nil {
 		t.Errorf("no log record of the refusal:\n%s", readFile(t, a.log))
 	}
-	if findRecord(t, a, func(r map[string]any) bool {
+	if findRecord(t, a, logWait, func(r map[string]any) bool {
 		return r["msg"] == "unhealthy: new Nix sessions are refused, so that Nix builds elsewhere"
 	}) == nil {
 		t.Errorf("the change is not logged:\n%s", readFile(t, a.log))
@@ -95,7 +95,7 @@ func TestHealthFailover(t *testing.T) {
 	}
 	os.Chmod(top, 0o755)
 	a.waitHealthy(t, 1)
-	if findRecord(t, a, func(r map[string]any) bool { return r["msg"] == "healthy again: new Nix sessions are taken" }) == nil {
+	if findRecord(t, a, logWait, func(r map[string]any) bool { return r["msg"] == "healthy again: new Nix sessions are taken" }) == nil {
 		t.Errorf("the recovery is not logged:\n%s", readFile(t, a.log))
 	}
 
@@ -131,7 +131,7 @@ func TestHealthExec(t *testing.T) {
 	if r.code == 0 || strings.Count(r.stderr, "nixgate: "+reason) != 1 {
 		t.Errorf("nix store ping on an exec builder with an unwritable store: %s; want a failure with the line once", r)
 	}
-	if findRecord(t, b, func(r map[string]any) bool {
+	if findRecord(t, b, logWait, func(r map[string]any) bool {
 		return r["msg"] == "refused" && r["decision"] == "deny" && r["unhealthy"] == true && strings.HasPrefix(fmt.Sprint(r["reason"]), reason)
 	}) == nil {
 		t.Errorf("no log record of the refusal:\n%s", readFile(t, b.log))

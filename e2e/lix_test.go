@@ -61,7 +61,7 @@ func TestLixRevokedDuringDialogue(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the Lix session did not end")
 		}
-		if rec := findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "allowed" && r["key"] == "build" }); rec != nil {
+		if rec := findRecord(t, b, absentWait, func(r map[string]any) bool { return r["msg"] == "allowed" && r["key"] == "build" }); rec != nil {
 			t.Errorf("the log records an allowed session: %v", rec)
 		}
 	})

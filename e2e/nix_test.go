@@ -245,7 +245,7 @@ func checkAllowed(t *testing.T, b *builder, c policytest.Case) {
 	if !bytes.Equal(got, reply) {
 		t.Fatalf("%q did not answer the %s greeting: %s", c.Command, c.Program, r)
 	}
-	rec := findLog(t, b, c.Command, "allowed")
+	rec := waitCommandLog(t, b, c.Command, "allowed")
 	argv, _ := rec["argv"].([]any)
 	var ran []string
 	for _, a := range argv {
@@ -273,20 +273,7 @@ func checkRefused(t *testing.T, b *builder, r result, command, reason string) {
 	if !strings.Contains(r.stderr, reason) {
 		t.Errorf("refusal of %q: stderr %q does not contain %q", command, r.stderr, reason)
 	}
-	findLog(t, b, command, "refused")
-}
-
-// findLog returns the newest audit record for command with message msg.
-func findLog(t *testing.T, b *builder, command, msg string) map[string]any {
-	t.Helper()
-	recs := logRecords(t, b.log)
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i]["command"] == command && recs[i]["msg"] == msg {
-			return recs[i]
-		}
-	}
-	t.Fatalf("no %q log record for command %q in %s", msg, command, b.log)
-	return nil
+	waitCommandLog(t, b, command, "refused")
 }
 
 // TestExecKeyRefusals covers refusals that depend on the key rather than
@@ -371,7 +358,7 @@ func TestLixBootstrap(t *testing.T) {
 // ("imported", "built", "read") lists path, or nil.
 func auditRecord(t testing.TB, b *builder, key, kind, path string) map[string]any {
 	t.Helper()
-	return findRecord(t, b, func(r map[string]any) bool {
+	return findRecord(t, b, logWait, func(r map[string]any) bool {
 		set, _ := r[kind].(map[string]any)
 		if r["msg"] != "session ended" || r["key"] != key || set == nil {
 			return false

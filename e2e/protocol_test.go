@@ -171,14 +171,14 @@ func TestSetOptionsCannotReachRoot(t *testing.T) {
 				}
 				c.close()
 			}
-			rec := findRecord(t, b, func(r map[string]any) bool {
+			rec := findRecord(t, b, logWait, func(r map[string]any) bool {
 				return r["msg"] == "session ended" && r["key"] == "build" && fmt.Sprint(r["dropped_settings"]) == "[post-build-hook build-users-group]"
 			})
 			if rec == nil {
 				t.Errorf("no session record names the dropped settings:\n%s", readFile(t, b.log))
 			}
 			// The opt-out is said at start-up and in every session record.
-			if rec := findRecord(t, b, func(r map[string]any) bool { return r["key"] == "trusted" && r["msg"] == "session ended" }); rec == nil || rec["full_trust"] != true {
+			if rec := findRecord(t, b, logWait, func(r map[string]any) bool { return r["key"] == "trusted" && r["msg"] == "session ended" }); rec == nil || rec["full_trust"] != true {
 				t.Errorf("the trusted key's session record does not say full_trust: %v", rec)
 			}
 			if mode == modeServe && !strings.Contains(readFile(t, b.serveLog), `key "trusted" has full_trust`) {
@@ -186,22 +186,6 @@ func TestSetOptionsCannotReachRoot(t *testing.T) {
 			}
 		})
 	}
-}
-
-// findRecord returns the first audit log record for which match is true,
-// or nil; the log is read until it appears or 5 s pass (serve writes the
-// session record as the session ends).
-func findRecord(t testing.TB, b *builder, match func(map[string]any) bool) map[string]any {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		for _, r := range logRecords(t, b.log) {
-			if match(r) {
-				return r
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil
 }
 
 // storeListing lists the builder store's paths.
@@ -293,7 +277,7 @@ func TestRefusedOps(t *testing.T) {
 		if !inStore(b.storeDir, kept) {
 			t.Errorf("%s is gone from the builder's store", kept)
 		}
-		rec := findRecord(t, b, func(r map[string]any) bool {
+		rec := findRecord(t, b, logWait, func(r map[string]any) bool {
 			return r["msg"] == "session ended" && r["key"] == "substitute" && r["refused_count"] != nil
 		})
 		if rec == nil {

@@ -137,5 +137,5 @@ func TestSandboxUserNamespaceRefused(t *testing.T) {
 			}
 		})
 	}
-	findLogWith(t, b, "refused", map[string]string{"reason": "ENOSPC"})
+	waitLog(t, b, "refused", map[string]string{"reason": "ENOSPC"})
 }

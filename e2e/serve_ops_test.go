@@ -15,31 +15,6 @@ import (
 	"time"
 )
 
-// waitLog waits, up to a bound, for a log record with message msg whose
-// fields include want.
-func waitLog(t testing.TB, b *builder, msg string, want map[string]string) map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; i < 3000 && time.Now().Before(deadline); i++ {
-		recs := logRecords(t, b.log)
-	next:
-		for j := len(recs) - 1; j >= 0; j-- {
-			if recs[j]["msg"] != msg {
-				continue
-			}
-			for k, v := range want {
-				if !strings.Contains(fmt.Sprint(recs[j][k]), v) {
-					continue next
-				}
-			}
-			return recs[j]
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no %q log record with %v appeared in %s", msg, want, b.log)
-	return nil
-}
-
 // addBigPath adds a path of size random bytes to the client store.
 func (b *builder) addBigPath(t testing.TB, name string, size int) string {
 	t.Helper()

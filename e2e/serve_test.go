@@ -38,27 +38,6 @@ func (b *builder) mustStillServe(t testing.TB) {
 	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
 }
 
-// findLogWith returns the newest record with message msg whose fields
-// include every one of want, failing the test when there is none.
-func findLogWith(t testing.TB, b *builder, msg string, want map[string]string) map[string]any {
-	t.Helper()
-	recs := logRecords(t, b.log)
-next:
-	for i := len(recs) - 1; i >= 0; i-- {
-		if recs[i]["msg"] != msg {
-			continue
-		}
-		for k, v := range want {
-			if !strings.Contains(fmt.Sprint(recs[i][k]), v) {
-				continue next
-			}
-		}
-		return recs[i]
-	}
-	t.Fatalf("no %q log record with %v in %s", msg, want, b.log)
-	return nil
-}
-
 func TestServeAuthRefusals(t *testing.T) {
 	b := newBuilder(t, modeServe)
 	stranger := newClientKey(t, filepath.Join(b.root, "client", "keys"), "stranger")
@@ -104,7 +83,7 @@ func checkAuthRefused(t *testing.T, b *builder, r result, reason string) {
 	if r.code != 255 || r.stdout != "" || !strings.Contains(r.stderr, "Permission denied (publickey)") {
 		t.Fatalf("not refused at authentication: %s", r)
 	}
-	findLogWith(t, b, "public key refused", map[string]string{"reason": reason})
+	waitLog(t, b, "public key refused", map[string]string{"reason": reason})
 }
 
 // TestServeForbiddenRequests drives the real OpenSSH client through every
@@ -119,8 +98,8 @@ func TestServeForbiddenRequests(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stdout, "nixgate: refused: no terminal here") || !strings.Contains(r.stdout, "nixgate: this account only serves Nix, there is no shell") {
 			t.Fatalf("ssh from a terminal: %s", r)
 		}
-		findLogWith(t, b, "refused", map[string]string{"request": "pty-req"})
-		findLogWith(t, b, "refused", map[string]string{"reason": "there is no shell"})
+		waitLog(t, b, "refused", map[string]string{"request": "pty-req"})
+		waitLog(t, b, "refused", map[string]string{"reason": "there is no shell"})
 	})
 	t.Run("ssh -t", func(t *testing.T) {
 		// With -t, OpenSSH 9.2 gives up as soon as the PTY is refused, and
@@ -130,28 +109,28 @@ func TestServeForbiddenRequests(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stdout, "PTY allocation request failed") {
 			t.Fatalf("ssh -t: %s", r)
 		}
-		findLogWith(t, b, "refused", map[string]string{"request": "pty-req"})
+		waitLog(t, b, "refused", map[string]string{"request": "pty-req"})
 	})
 	t.Run("ssh -s sftp", func(t *testing.T) {
 		r := b.sshWith(t, "build", []string{"-s"}, "sftp", nil)
 		if r.code == 0 || !strings.Contains(r.stderr, `nixgate: refused: subsystem "sftp" is not offered`) {
 			t.Fatalf("ssh -s sftp: %s", r)
 		}
-		findLogWith(t, b, "refused", map[string]string{"request": "subsystem"})
+		waitLog(t, b, "refused", map[string]string{"request": "subsystem"})
 	})
 	t.Run("ssh -W", func(t *testing.T) {
 		r := b.sshWith(t, "build", []string{"-W", "127.0.0.1:9"}, "", nil)
 		if r.code == 0 || !strings.Contains(r.stderr, "stdio forwarding failed") {
 			t.Fatalf("ssh -W: %s", r)
 		}
-		findLogWith(t, b, "refused", map[string]string{"channel": "direct-tcpip"})
+		waitLog(t, b, "refused", map[string]string{"channel": "direct-tcpip"})
 	})
 	t.Run("ssh -R", func(t *testing.T) {
 		r := b.sshWith(t, "build", []string{"-N", "-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:127.0.0.1:9"}, "", nil)
 		if r.code == 0 || !strings.Contains(r.stderr, "forwarding failed") {
 			t.Fatalf("ssh -R: %s", r)
 		}
-		findLogWith(t, b, "refused", map[string]string{"global_request": "tcpip-forward"})
+		waitLog(t, b, "refused", map[string]string{"global_request": "tcpip-forward"})
 	})
 	t.Run("ssh -N -L", func(t *testing.T) {
 		port := freePort(t)
@@ -175,7 +154,7 @@ func TestServeForbiddenRequests(t *testing.T) {
 		if n != 0 {
 			t.Fatal("data came through a forwarded port")
 		}
-		findLogWith(t, b, "refused", map[string]string{"channel": "direct-tcpip"})
+		waitLog(t, b, "refused", map[string]string{"channel": "direct-tcpip"})
 	})
 	t.Run("ssh -A", func(t *testing.T) {
 		sock := filepath.Join(b.root, "agent.sock")
@@ -189,21 +168,21 @@ func TestServeForbiddenRequests(t *testing.T) {
 		if !strings.Contains(r.stderr, "nixgate: refused: agent forwarding is not offered") {
 			t.Fatalf("ssh -A: %s", r)
 		}
-		findLogWith(t, b, "refused", map[string]string{"request": "auth-agent-req@openssh.com"})
+		waitLog(t, b, "refused", map[string]string{"request": "auth-agent-req@openssh.com"})
 	})
 	t.Run("ssh -X", func(t *testing.T) {
 		r := run(t, []string{"DISPLAY=127.0.0.1:99"}, serveHello, "ssh", "-F", b.sshConfig, "-X", b.Host("build"), "--", "nix-store --serve --write")
 		if !strings.Contains(r.stderr, "nixgate: refused: X11 forwarding is not offered") {
 			t.Fatalf("ssh -X: %s", r)
 		}
-		findLogWith(t, b, "refused", map[string]string{"request": "x11-req"})
+		waitLog(t, b, "refused", map[string]string{"request": "x11-req"})
 	})
 	t.Run("SetEnv LD_PRELOAD", func(t *testing.T) {
 		reply, r := b.greetWith(t, "build", []string{"-o", "SetEnv=LD_PRELOAD=/nonexistent/evil.so"}, "nix-store --serve --write", serveHello, len(serveReply))
 		if !bytes.Equal(reply, serveReply) || strings.Contains(r.stderr, "ld.so") || strings.Contains(r.stderr, "evil.so") {
 			t.Fatalf("with SetEnv LD_PRELOAD: %s", r)
 		}
-		findLogWith(t, b, "env request ignored", map[string]string{"name": "LD_PRELOAD"})
+		waitLog(t, b, "env request ignored", map[string]string{"name": "LD_PRELOAD"})
 	})
 	b.mustStillServe(t)
 }
@@ -284,7 +263,7 @@ func TestServeIdentityFromVerifiedKey(t *testing.T) {
 	if err == nil || !strings.Contains(stderr.String(), `key "substitute" (role substitute) is read-only: AddToStoreNar refused`) {
 		t.Fatalf("offered build key, proved substitute key: err %v, stderr %q", err, stderr.String())
 	}
-	findLogWith(t, b, "authenticated", map[string]string{"key": "substitute"})
+	waitLog(t, b, "authenticated", map[string]string{"key": "substitute"})
 	if !buildOffered {
 		t.Fatal("the server never accepted the offered build key, so the test proved nothing")
 	}

@@ -59,9 +59,9 @@ func TestServeOperatorShell(t *testing.T) {
 	m.waitFor("40 120")
 	m.run("send-keys", "-t", "t", "exit 7", "Enter")
 	m.waitFor("SSH-EXIT=7")
-	findLogWith(t, b, "allowed", map[string]string{"key": "op", "pty": "true"})
+	waitLog(t, b, "allowed", map[string]string{"key": "op", "pty": "true"})
 	// Its end is logged as a Nix command's is.
-	findLogWith(t, b, "session ended", map[string]string{"key": "op", "pty": "true", "exit_status": "7", "duration": "s"})
+	waitLog(t, b, "session ended", map[string]string{"key": "op", "pty": "true", "exit_status": "7", "duration": "s"})
 
 	// A client that goes away takes the shell with it, as it takes Nix:
 	// SIGTERM (which an interactive shell ignores), then SIGKILL, and

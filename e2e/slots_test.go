@@ -190,7 +190,7 @@ func TestBuildSlots(t *testing.T) {
 	if n := strings.Count(r.stderr, want); n != 1 {
 		t.Errorf("the client shows %q %d times; want once:\n%s", want, n, r.stderr)
 	}
-	if findRecord(t, b, func(r map[string]any) bool {
+	if findRecord(t, b, logWait, func(r map[string]any) bool {
 		return r["msg"] == "operation refused" && r["key"] == "trusted" && strings.HasPrefix(fmt.Sprint(r["reason"]), "no build slot within 1s")
 	}) == nil {
 		t.Errorf("no log record of the refusal:\n%s", readFile(t, b.log))
@@ -206,7 +206,7 @@ func TestBuildSlots(t *testing.T) {
 	if r.code == 0 || strings.Count(r.stderr, busy) != 1 || !strings.Contains(r.stderr, "cannot build on") {
 		t.Errorf("a build while the slot is taken, refuse_when_busy: %s; want Nix unable to build there, with %q once", r, busy)
 	}
-	if findRecord(t, b, func(r map[string]any) bool {
+	if findRecord(t, b, logWait, func(r map[string]any) bool {
 		return r["msg"] == "refused" && r["busy"] == true && r["key"] == "trusted"
 	}) == nil {
 		t.Errorf("no log record of the busy refusal:\n%s", readFile(t, b.log))

@@ -45,7 +45,7 @@ func TestUsage(t *testing.T) {
 			t.Fatalf("nix copy --to with a substitute key succeeded: %s", r)
 		}
 		// The last session's record is written as it ends.
-		if findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "session ended" && r["key"] == "substitute" }) == nil {
+		if findRecord(t, b, logWait, func(r map[string]any) bool { return r["msg"] == "session ended" && r["key"] == "substitute" }) == nil {
 			t.Fatal("no session record for key substitute")
 		}
 
@@ -144,7 +144,7 @@ func TestUsageExecUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
-	rec := findRecord(t, b, func(r map[string]any) bool { return r["msg"] == "usage not recorded" })
+	rec := findRecord(t, b, logWait, func(r map[string]any) bool { return r["msg"] == "usage not recorded" })
 	if rec == nil || rec["key"] != "build" {
 		t.Errorf("no warning that usage was not recorded:\n%s", readFile(t, b.log))
 	}
