@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,52 +13,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 )
-
-// metric reads one value from nixgate serve's Prometheus listener.
-func (b *builder) metric(t testing.TB, name string) float64 {
-	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", b.metricsPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
-}
-
-// openFDs counts nixgate serve's open file descriptors.
-func (b *builder) openFDs(t testing.TB) int {
-	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", b.serve.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(entries)
-}
-
-// settles waits, bounded, for nixgate's goroutines and descriptors to
-// come back near where they were.
-func (b *builder) settles(t testing.TB, goroutines float64, fds int) {
-	t.Helper()
-	var g float64
-	var f int
-	for i := 0; i < 100; i++ {
-		g, f = b.metric(t, "go_goroutines"), b.openFDs(t)
-		if g <= goroutines+10 && f <= fds+5 {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("nixgate did not come back down: %v goroutines (was %v), %d descriptors (was %d)", g, goroutines, f, fds)
-}
 
 // dialFrom connects to the server from a given loopback address.
 func dialFrom(t testing.TB, b *builder, src string) (net.Conn, error) {

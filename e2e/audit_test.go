@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -30,7 +31,7 @@ func auditFindings(t *testing.T, port int) (fails, warns []string) {
 // OpenSSH 9.2's defaults on the same machine (the control).
 func TestSSHAudit(t *testing.T) {
 	requireTools(t)
-	if _, err := execLookPath("ssh-audit"); err != nil {
+	if _, err := exec.LookPath("ssh-audit"); err != nil {
 		t.Fatal("ssh-audit is missing (package ssh-audit)")
 	}
 	ng := newBuilder(t, modeServe)

@@ -96,8 +96,6 @@ func BenchmarkExecDecide(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
 func median(xs []float64) float64 { return pct(xs, 0.5) }
 
 func pct(xs []float64, p float64) float64 {

@@ -1,19 +1,26 @@
 package e2e
 
+// Harness: the builder. Its build account, nixgate's configuration, the
+// account's home, OpenSSH's sshd (exec mode), Nix's root daemon when a
+// test wants it, and the client's ssh and Nix configuration. nixgate
+// serve is started and watched in builder_serve_test.go, the clients are
+// in builder_client_test.go.
+
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -126,6 +133,7 @@ type builderOptions struct {
 	bin string
 }
 
+// newBuilderWith is newBuilder with the options o.
 func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
 	t.Helper()
 	requireTools(t)
@@ -193,6 +201,8 @@ var configuredKeys = map[string]string{
 	"trusted":    "role = \"build\"\nfull_trust = true",
 }
 
+// writeConfig writes nixgate.toml, with configuredKeys, and the copy
+// the baseline key's older nixgate reads.
 func (b *builder) writeConfig(t testing.TB) {
 	t.Helper()
 	var cfg strings.Builder
@@ -379,104 +389,165 @@ sandbox = false
 	}
 }
 
-// nix runs a Nix client program with the client environment.
-func (b *builder) nix(t testing.TB, argv ...string) result {
-	t.Helper()
-	return run(t, b.clientEnv, nil, argv...)
+// buildAccount is a system account created for one test run.
+type buildAccount struct {
+	name     string
+	home     string
+	uid, gid int
 }
 
-// mustNix is nix that fails the test on a non-zero exit.
-func (b *builder) mustNix(t testing.TB, argv ...string) result {
+// newBuildAccount creates a system account with a /bin/sh login shell and
+// a password that is not locked (sshd with UsePAM no refuses a locked
+// one), and removes it when the test ends.
+func newBuildAccount(t testing.TB, home string) buildAccount {
 	t.Helper()
-	r := b.nix(t, argv...)
-	if r.code != 0 {
-		t.Fatalf("%q failed: %s", argv, r)
-	}
-	return r
-}
-
-// ssh runs the OpenSSH client against the alias for key, with the
-// command string sent as it is and stdin as input.
-func (b *builder) ssh(t testing.TB, key, command string, stdin []byte) result {
-	t.Helper()
-	argv := []string{"ssh", "-F", b.sshConfig, b.Host(key)}
-	if command != "" {
-		argv = append(argv, "--", command)
-	}
-	return run(t, nil, stdin, argv...)
-}
-
-// addPath adds a file with the given content to the client store and
-// returns its store path.
-func (b *builder) addPath(t testing.TB, name, content string) string {
-	t.Helper()
-	dir := filepath.Join(b.root, "payload", fmt.Sprint(len(content)), name)
-	writeFile(t, filepath.Join(dir, name), content, 0o644)
-	r := b.mustNix(t, "nix-store", "--add", filepath.Join(dir, name))
-	return strings.TrimSpace(r.stdout)
-}
-
-// inStore reports whether path is valid-looking in the store rooted at
-// dir (the file exists there).
-func inStore(dir, path string) bool {
-	_, err := os.Lstat(filepath.Join(dir, path))
-	return err == nil
-}
-
-// readStore returns the content of path in the store rooted at dir.
-func readStore(t testing.TB, dir, path string) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, path))
+	name := fmt.Sprintf("ngt%06d", time.Now().UnixNano()%1000000)
+	mustRun(t, nil, "useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--user-group", name)
+	t.Cleanup(func() {
+		// The account's last processes may still be exiting after their
+		// client left: try for a while.
+		var out []byte
+		var err error
+		for i := 0; i < 50; i++ {
+			if out, err = exec.Command("userdel", name).CombinedOutput(); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("userdel %s: %v: %s", name, err, out)
+	})
+	mustRun(t, nil, "usermod", "-p", "*", name)
+	u, err := user.Lookup(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(data)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return buildAccount{name: name, home: home, uid: uid, gid: gid}
 }
 
-// greet runs command through ssh with the key, writes hello, and returns
-// the first len(want) bytes the remote side answers, keeping stdin open
-// until then: Nix takes a hang-up on stdin as an interrupt, so closing it
-// early would race with the answer.
-func (b *builder) greet(t testing.TB, key, command string, hello []byte, n int) (reply []byte, r result) {
+// chown gives path (recursively) to the account.
+func (a buildAccount) chown(t testing.TB, path string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	argv := append(append([]string{"-F", b.sshConfig}, b.sshExtra...), b.Host(key), "--", command)
-	cmd := exec.CommandContext(ctx, "ssh", argv...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	mustRun(t, nil, "chown", "-R", fmt.Sprintf("%d:%d", a.uid, a.gid), path)
+}
+
+// drain runs nixgate drain against b's configuration with args.
+func (b *builder) drain(t testing.TB, args ...string) {
+	t.Helper()
+	mustRun(t, nil, append([]string{nixgateBin, "drain", "--config", b.config}, args...)...)
+}
+
+// waitBuilding waits, bounded, until the build account runs a sleep.
+func waitBuilding(t testing.TB, b *builder) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		for _, p := range accountProcesses(b.account.uid) {
+			data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			if bytes.Contains(data, []byte("sleep")) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the remote build never started")
+}
+
+// nixDaemon is Nix's daemon run as root by a test: the default store
+// (/nix/store), a configuration of the test's own in which the build
+// account is a trusted user, and a socket of its own.
+type nixDaemon struct {
+	socket, confDir string
+}
+
+// daemonSocketFor returns where the test's daemon will listen; the
+// builder's configuration needs it before the daemon can start (which
+// needs the builder's account).
+func daemonSocketFor(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "nixgate-daemon-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	return filepath.Join(dir, "socket")
+}
+
+// startNixDaemon starts nix-daemon as root on socket with trustedUser in
+// trusted-users, and stops it, by PID, when the test ends.
+func startNixDaemon(t testing.TB, socket, trustedUser string) *nixDaemon {
+	t.Helper()
+	d := &nixDaemon{socket: socket, confDir: filepath.Join(filepath.Dir(socket), "conf")}
+	writeFile(t, filepath.Join(d.confDir, "nix.conf"), fmt.Sprintf(`trusted-users = root %s
+build-users-group =
+sandbox = false
+substituters =
+experimental-features = nix-command
+`, trustedUser), 0o644)
+	cmd := exec.Command("nix-daemon")
+	// Not NIX_REMOTE=daemon: the daemon would be its own client.
+	cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+d.confDir, "NIX_DAEMON_SOCKET_PATH="+d.socket, "NIX_REMOTE=")
+	logFile, err := os.Create(filepath.Join(filepath.Dir(socket), "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stdin.Write(hello)
-	reply = make([]byte, n)
-	got, _ := io.ReadFull(stdout, reply)
-	reply = reply[:got]
-	stdin.Close()
-	rest, _ := io.ReadAll(stdout)
-	err = cmd.Wait()
-	r = result{stdout: string(reply) + string(rest), stderr: stderr.String(), err: err, code: cmd.ProcessState.ExitCode()}
-	if ctx.Err() != nil {
-		t.Fatalf("%q timed out: %s", command, r)
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		logFile.Close()
+	})
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(socket); err == nil {
+			return d
+		}
+		time.Sleep(25 * time.Millisecond)
 	}
-	return reply, r
+	t.Fatalf("nix-daemon did not create %s within 5 s: %s", socket, readFile(t, logFile.Name()))
+	return nil
 }
 
-// greetWith is greet with extra ssh options.
-func (b *builder) greetWith(t testing.TB, key string, opts []string, command string, hello []byte, n int) ([]byte, result) {
+// env is what a root client of the daemon needs.
+func (d *nixDaemon) env() []string {
+	return []string{"NIX_CONF_DIR=" + d.confDir, "NIX_DAEMON_SOCKET_PATH=" + d.socket, "NIX_REMOTE=daemon"}
+}
+
+// instantiate writes a derivation whose builder is /bin/sh into the
+// daemon's store and returns its path; nonce makes it new.
+func (d *nixDaemon) instantiate(t testing.TB, nonce string) string {
 	t.Helper()
-	saved := b.sshExtra
-	b.sshExtra = opts
-	defer func() { b.sshExtra = saved }()
-	return b.greet(t, key, command, hello, n)
+	return d.instantiateScript(t, nonce, "echo "+nonce+" > $out")
+}
+
+// instantiateScript is instantiate for a derivation that runs script
+// with /bin/sh (the test's daemon builds without a sandbox).
+func (d *nixDaemon) instantiateScript(t testing.TB, nonce, script string) string {
+	t.Helper()
+	file := filepath.Join(filepath.Dir(d.socket), "drv-"+nonce+".nix")
+	writeFile(t, file, fmt.Sprintf(`derivation {
+  name = "nixgate-hook-%s";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" %q ];
+}
+`, nonce, script), 0o644)
+	r := run(t, d.env(), nil, "nix-instantiate", file)
+	if r.code != 0 {
+		t.Fatalf("nix-instantiate through the test's daemon: %s\ndaemon log:\n%s", r, readFile(t, filepath.Join(filepath.Dir(d.socket), "daemon.log")))
+	}
+	return strings.TrimSpace(r.stdout)
 }

@@ -10,45 +10,6 @@ import (
 	"testing"
 )
 
-type checkResult struct {
-	Name, Status, Message, Fix string
-}
-
-// runCheck runs nixgate check with args and returns its findings and
-// exit status.
-func runCheck(t *testing.T, args ...string) ([]checkResult, int) {
-	t.Helper()
-	r := run(t, nil, nil, append([]string{nixgateBin, "check", "--json"}, args...)...)
-	var rs []checkResult
-	if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
-		t.Fatalf("nixgate check output is not JSON: %v\n%s", err, r)
-	}
-	return rs, r.code
-}
-
-// finding returns the first result named name with status, or fails.
-func finding(t *testing.T, rs []checkResult, name, status, msgPart, fixPart string) {
-	t.Helper()
-	for _, r := range rs {
-		if r.Name == name && r.Status == status && strings.Contains(r.Message, msgPart) && strings.Contains(r.Fix, fixPart) {
-			return
-		}
-	}
-	t.Fatalf("no %s finding %q with %q / fix %q in:\n%+v", status, name, msgPart, fixPart, rs)
-}
-
-func noFailures(t *testing.T, rs []checkResult, code int) {
-	t.Helper()
-	for _, r := range rs {
-		if r.Status == "fail" {
-			t.Fatalf("check failed on a correct setup: %+v\nall: %+v", r, rs)
-		}
-	}
-	if code != 0 {
-		t.Fatalf("check exited %d on a correct setup: %+v", code, rs)
-	}
-}
-
 func TestCheckExecMode(t *testing.T) {
 	b := newBuilder(t, modeExec)
 	// The builder's authorized_keys also holds two deliberately plain

@@ -8,12 +8,6 @@ import (
 	"time"
 )
 
-// drain runs nixgate drain against b's configuration with args.
-func (b *builder) drain(t testing.TB, args ...string) {
-	t.Helper()
-	mustRun(t, nil, append([]string{nixgateBin, "drain", "--config", b.config}, args...)...)
-}
-
 // drainRefusal finds b's log record of a session refused as draining.
 func drainRefusal(t testing.TB, b *builder, reason string) map[string]any {
 	t.Helper()

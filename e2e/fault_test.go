@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,23 +12,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 )
-
-// accountProcesses lists the pids of processes running as uid.
-func accountProcesses(uid int) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(filepath.Join("/proc", e.Name()), &st) == nil && int(st.Uid) == uid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
 
 // noneLeft waits, bounded, until the build account runs nothing.
 func noneLeft(t testing.TB, b *builder) {
@@ -58,31 +39,6 @@ func verifyStore(t testing.TB, b *builder) {
 	if r.code != 0 {
 		t.Fatalf("nix-store --verify: %s", r)
 	}
-}
-
-// writeSlowDerivation writes a derivation whose build sleeps for secs.
-func writeSlowDerivation(t testing.TB, root, nonce string, secs int) string {
-	t.Helper()
-	file := writeDerivation(t, root, nonce)
-	expr := readFile(t, file)
-	expr = strings.Replace(expr, `"echo built remotely`, fmt.Sprintf(`"${bb}/bin/busybox sleep %d; echo built remotely`, secs), 1)
-	writeFile(t, file, expr, 0o644)
-	return file
-}
-
-// waitBuilding waits, bounded, until the build account runs a sleep.
-func waitBuilding(t testing.TB, b *builder) {
-	t.Helper()
-	for i := 0; i < 300; i++ {
-		for _, p := range accountProcesses(b.account.uid) {
-			data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
-			if bytes.Contains(data, []byte("sleep")) {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("the remote build never started")
 }
 
 func TestFaultClientKilledMidBuild(t *testing.T) {
@@ -161,11 +117,6 @@ func TestFaultSIGTERMDuringBuild(t *testing.T) {
 	if code := b.waitServeExit(t, 30*time.Second); code != 0 {
 		t.Errorf("exit %d", code)
 	}
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 // TestFaultDiskFull: the builder's store fills up; Nix's own error

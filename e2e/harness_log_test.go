@@ -1,5 +1,10 @@
 package e2e
 
+// Harness: nixgate's audit log. Every test reads its JSON records through
+// logRecords and looks for one through findRecord, the one finder, or
+// through waitRecord, waitLog and waitCommandLog, which fail the test
+// when the record does not come.
+
 import (
 	"encoding/json"
 	"errors"
@@ -9,10 +14,6 @@ import (
 	"testing"
 	"time"
 )
-
-// The audit log: every test reads nixgate's JSON records through
-// logRecords, and looks for one through findRecord (or waitRecord and
-// waitLog, which fail the test when it is not there).
 
 // logWait bounds how long the tests wait for a record that must be
 // there. nixgate writes most records before it answers the client, but

@@ -1,26 +1,25 @@
 package e2e
 
+// Harness: what every end-to-end test needs, whatever it drives: the
+// nixgate binary, programs run bounded in a process group of their own,
+// processes, ports, files, and nixgate check's findings. The builder and
+// its clients are in builder*_test.go, the audit log in
+// harness_log_test.go.
+
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
-	"errors"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // commandTimeout bounds every program the tests run.
@@ -54,6 +53,8 @@ func requireTools(t testing.TB) {
 // behave as nix-user-chroot.
 var nixgateBin, nixUserChroot string
 
+// TestMain builds nixgate once, with the race detector when the tests
+// have it, for every test of the package.
 func TestMain(m *testing.M) {
 	code := func() int {
 		dir, err := os.MkdirTemp("", "nixgate-bin-")
@@ -91,6 +92,7 @@ type result struct {
 	err            error
 }
 
+// String shows the whole result, for a failing test.
 func (r result) String() string {
 	return fmt.Sprintf("exit %d (%v)\nstdout: %q\nstderr: %s", r.code, r.err, r.stdout, r.stderr)
 }
@@ -131,6 +133,57 @@ func mustRun(t testing.TB, env []string, argv ...string) result {
 	return r
 }
 
+// waitCmd waits, up to a bound, for cmd to exit.
+func waitCmd(t testing.TB, cmd *exec.Cmd, within time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatalf("%q did not finish within %v", cmd.Args, within)
+		return nil
+	}
+}
+
+// accountProcesses lists the pids of processes running as uid.
+func accountProcesses(uid int) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc", e.Name()), &st) == nil && int(st.Uid) == uid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// vmRSS returns the resident memory (VmRSS) of pid in bytes; 0 when the
+// process is gone.
+func vmRSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// ms is d in milliseconds, as the measurements report it.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -162,31 +215,21 @@ func waitPort(t testing.TB, addr string, exited <-chan struct{}) {
 	t.Fatalf("nothing listens on %s", addr)
 }
 
-// clientKey is a client key pair on disk.
-type clientKey struct {
-	path      string // private key, 0600
-	publicKey string // OpenSSH authorized_keys form, without comment
-}
-
-func newClientKey(t testing.TB, dir, name string) clientKey {
+// waitSocket waits, up to 5 s, for path (a program's Unix socket) to
+// appear.
+func waitSocket(t testing.TB, path string) {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 500; i++ {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	block, err := ssh.MarshalPrivateKey(priv, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	writeFile(t, path, string(pem.EncodeToMemory(block)), 0o600)
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return clientKey{path: path, publicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))}
+	t.Fatalf("%s did not appear", path)
 }
 
+// writeFile writes content to path with mode (whatever the umask),
+// making its directory.
 func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -200,56 +243,7 @@ func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 	}
 }
 
-// buildAccount is a system account created for one test run.
-type buildAccount struct {
-	name     string
-	home     string
-	uid, gid int
-}
-
-// newBuildAccount creates a system account with a /bin/sh login shell and
-// a password that is not locked (sshd with UsePAM no refuses a locked
-// one), and removes it when the test ends.
-func newBuildAccount(t testing.TB, home string) buildAccount {
-	t.Helper()
-	name := fmt.Sprintf("ngt%06d", time.Now().UnixNano()%1000000)
-	mustRun(t, nil, "useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--user-group", name)
-	t.Cleanup(func() {
-		// The account's last processes may still be exiting after their
-		// client left: try for a while.
-		var out []byte
-		var err error
-		for i := 0; i < 50; i++ {
-			if out, err = exec.Command("userdel", name).CombinedOutput(); err == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Errorf("userdel %s: %v: %s", name, err, out)
-	})
-	mustRun(t, nil, "usermod", "-p", "*", name)
-	u, err := user.Lookup(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.MkdirAll(home, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return buildAccount{name: name, home: home, uid: uid, gid: gid}
-}
-
-// chown gives path (recursively) to the account.
-func (a buildAccount) chown(t testing.TB, path string) {
-	t.Helper()
-	mustRun(t, nil, "chown", "-R", fmt.Sprintf("%d:%d", a.uid, a.gid), path)
-}
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
-
-func execLookPath(name string) (string, error) { return exec.LookPath(name) }
-
+// readFile returns the content of path.
 func readFile(t testing.TB, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -259,4 +253,84 @@ func readFile(t testing.TB, path string) string {
 	return string(data)
 }
 
-func ioReadFull(r io.Reader, buf []byte) (int, error) { return io.ReadFull(r, buf) }
+// copyFile copies from to to, with mode.
+func copyFile(t testing.TB, from, to string, mode os.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, to, string(data), mode)
+}
+
+// repoFile returns the path of a file of the repository.
+func repoFile(t testing.TB, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tempDir is a directory others may enter, removed when the test ends.
+func tempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nixgate-run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	return dir
+}
+
+// lastLine returns the last line of s, such as the store path nix-build
+// prints last.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// checkResult is one finding of nixgate check --json.
+type checkResult struct {
+	Name, Status, Message, Fix string
+}
+
+// runCheck runs nixgate check with args and returns its findings and
+// exit status.
+func runCheck(t *testing.T, args ...string) ([]checkResult, int) {
+	t.Helper()
+	r := run(t, nil, nil, append([]string{nixgateBin, "check", "--json"}, args...)...)
+	var rs []checkResult
+	if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
+		t.Fatalf("nixgate check output is not JSON: %v\n%s", err, r)
+	}
+	return rs, r.code
+}
+
+// finding fails the test unless rs has a finding named name with status
+// whose message contains msgPart and whose fix contains fixPart.
+func finding(t *testing.T, rs []checkResult, name, status, msgPart, fixPart string) {
+	t.Helper()
+	for _, r := range rs {
+		if r.Name == name && r.Status == status && strings.Contains(r.Message, msgPart) && strings.Contains(r.Fix, fixPart) {
+			return
+		}
+	}
+	t.Fatalf("no %s finding %q with %q / fix %q in:\n%+v", status, name, msgPart, fixPart, rs)
+}
+
+// noFailures fails the test when check failed anything or exited
+// non-zero.
+func noFailures(t *testing.T, rs []checkResult, code int) {
+	t.Helper()
+	for _, r := range rs {
+		if r.Status == "fail" {
+			t.Fatalf("check failed on a correct setup: %+v\nall: %+v", r, rs)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("check exited %d on a correct setup: %+v", code, rs)
+	}
+}

@@ -9,19 +9,6 @@ import (
 	"time"
 )
 
-// waitHealthy waits, up to a bound well above serve's health interval,
-// for b's nixgate_healthy gauge to become want (1 or 0).
-func (b *builder) waitHealthy(t testing.TB, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for b.metric(t, "nixgate_healthy") != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("nixgate_healthy of %s stays %v; want %v:\n%s", b.root, b.metric(t, "nixgate_healthy"), want, readFile(t, b.log))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // storeTop returns the directory health checks for b's local store: its
 // nix/store once Nix has made it, else the store's root.
 func (b *builder) storeTop() string {

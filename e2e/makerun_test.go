@@ -58,18 +58,6 @@ func TestMakeRun(t *testing.T) {
 	})
 }
 
-// tempDir is a directory others may enter, removed when the test ends.
-func tempDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "nixgate-run-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	return dir
-}
-
 // embeddedHint is what `nixgate serve --embedded` said on start.
 type embeddedHint struct {
 	notice  string // every line before the ready line

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,30 +87,6 @@ func TestCopyClosure(t *testing.T) {
 	})
 }
 
-// writeDerivation writes a derivation that builds in a store of its own
-// root (where /bin/sh is not visible) with a copy of busybox, and returns
-// its file.
-func writeDerivation(t testing.TB, root, nonce string) string {
-	t.Helper()
-	dir := filepath.Join(root, "drv-"+nonce)
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "bb", "bin", "busybox"), string(bb), 0o755)
-	expr := fmt.Sprintf(`let bb = builtins.path { path = %s; name = "busybox"; }; in
-derivation {
-  name = "nixgate-e2e-%s";
-  system = builtins.currentSystem;
-  builder = "${bb}/bin/busybox";
-  args = [ "sh" "-c" "echo built remotely %s > $out" ];
-}
-`, filepath.Join(dir, "bb"), nonce, nonce)
-	file := filepath.Join(dir, "t.nix")
-	writeFile(t, file, expr, 0o644)
-	return file
-}
-
 func TestRemoteBuild(t *testing.T) {
 	forEachMode(t, func(t *testing.T, b *builder) {
 		for _, scheme := range []string{"ssh", "ssh-ng"} {
@@ -192,23 +167,6 @@ func TestSubstituteKey(t *testing.T) {
 	})
 }
 
-// Protocol greetings: what a client sends first and what the server
-// answers with, for nix-store --serve and nix-daemon --stdio.
-var (
-	serveHello  = u64s(0x390c9deb, 0x207)
-	serveReply  = u64s(0x5452eecb)
-	daemonHello = u64s(0x6e697863)
-	daemonReply = u64s(0x6478696f)
-)
-
-func u64s(vs ...uint64) []byte {
-	var b []byte
-	for _, v := range vs {
-		b = binary.LittleEndian.AppendUint64(b, v)
-	}
-	return b
-}
-
 // TestExecCases sends every command of the shared case table through
 // real OpenSSH to nixgate exec. Allowed commands must answer the Nix
 // protocol's greeting; refused ones must exit non-zero with one clear
@@ -255,25 +213,6 @@ func checkAllowed(t *testing.T, b *builder, c policytest.Case) {
 	if !slices.Equal(ran, want) {
 		t.Errorf("ran %q; want %q", ran, want)
 	}
-}
-
-// checkRefused asserts what every refusal must look like.
-func checkRefused(t *testing.T, b *builder, r result, command, reason string) {
-	t.Helper()
-	if r.code == 0 {
-		t.Fatalf("%q was not refused: %s", command, r)
-	}
-	if r.stdout != "" {
-		t.Errorf("refusal of %q wrote to stdout: %q", command, r.stdout)
-	}
-	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "nixgate: ") {
-		t.Errorf("refusal of %q: stderr is not one nixgate line: %q", command, r.stderr)
-	}
-	if !strings.Contains(r.stderr, reason) {
-		t.Errorf("refusal of %q: stderr %q does not contain %q", command, r.stderr, reason)
-	}
-	waitCommandLog(t, b, command, "refused")
 }
 
 // TestExecKeyRefusals covers refusals that depend on the key rather than

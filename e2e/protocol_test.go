@@ -4,121 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// nixDaemon is Nix's daemon run as root by a test: the default store
-// (/nix/store), a configuration of the test's own in which the build
-// account is a trusted user, and a socket of its own.
-type nixDaemon struct {
-	socket, confDir string
-}
-
-// daemonSocketFor returns where the test's daemon will listen; the
-// builder's configuration needs it before the daemon can start (which
-// needs the builder's account).
-func daemonSocketFor(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "nixgate-daemon-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	return filepath.Join(dir, "socket")
-}
-
-// startNixDaemon starts nix-daemon as root on socket with trustedUser in
-// trusted-users, and stops it, by PID, when the test ends.
-func startNixDaemon(t testing.TB, socket, trustedUser string) *nixDaemon {
-	t.Helper()
-	d := &nixDaemon{socket: socket, confDir: filepath.Join(filepath.Dir(socket), "conf")}
-	writeFile(t, filepath.Join(d.confDir, "nix.conf"), fmt.Sprintf(`trusted-users = root %s
-build-users-group =
-sandbox = false
-substituters =
-experimental-features = nix-command
-`, trustedUser), 0o644)
-	cmd := exec.Command("nix-daemon")
-	// Not NIX_REMOTE=daemon: the daemon would be its own client.
-	cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+d.confDir, "NIX_DAEMON_SOCKET_PATH="+d.socket, "NIX_REMOTE=")
-	logFile, err := os.Create(filepath.Join(filepath.Dir(socket), "daemon.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		logFile.Close()
-	})
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(socket); err == nil {
-			return d
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("nix-daemon did not create %s within 5 s: %s", socket, readFile(t, logFile.Name()))
-	return nil
-}
-
-// env is what a root client of the daemon needs.
-func (d *nixDaemon) env() []string {
-	return []string{"NIX_CONF_DIR=" + d.confDir, "NIX_DAEMON_SOCKET_PATH=" + d.socket, "NIX_REMOTE=daemon"}
-}
-
-// instantiate writes a derivation whose builder is /bin/sh into the
-// daemon's store and returns its path; nonce makes it new.
-func (d *nixDaemon) instantiate(t testing.TB, nonce string) string {
-	t.Helper()
-	return d.instantiateScript(t, nonce, "echo "+nonce+" > $out")
-}
-
-// instantiateScript is instantiate for a derivation that runs script
-// with /bin/sh (the test's daemon builds without a sandbox).
-func (d *nixDaemon) instantiateScript(t testing.TB, nonce, script string) string {
-	t.Helper()
-	file := filepath.Join(filepath.Dir(d.socket), "drv-"+nonce+".nix")
-	writeFile(t, file, fmt.Sprintf(`derivation {
-  name = "nixgate-hook-%s";
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  args = [ "-c" %q ];
-}
-`, nonce, script), 0o644)
-	r := run(t, d.env(), nil, "nix-instantiate", file)
-	if r.code != 0 {
-		t.Fatalf("nix-instantiate through the test's daemon: %s\ndaemon log:\n%s", r, readFile(t, filepath.Join(filepath.Dir(d.socket), "daemon.log")))
-	}
-	return strings.TrimSpace(r.stdout)
-}
-
-// buildPaths sends BuildPaths for drv's output "out" and reports
-// whether the build succeeded (its message when not).
-func (c *rawWorker) buildPaths(drv string) (string, bool) {
-	c.t.Helper()
-	if msg, failed := c.call(wop(9).strs(drv + "!out").u64(0).b); failed {
-		return msg, false
-	}
-	return "", c.u64() == 1
-}
 
 // TestSetOptionsCannotReachRoot is the attack of a build key on a
 // builder whose build account is a trusted user of Nix's daemon: a

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -228,105 +227,6 @@ func memTotal() string {
 	return "?"
 }
 
-// signerFor loads the client key of name.
-func signerFor(t testing.TB, bd *builder, name string) ssh.Signer {
-	t.Helper()
-	data, err := os.ReadFile(bd.keys[name].path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// mustDial connects with the key of name, closing the connection when
-// the test ends.
-func (b *builder) mustDial(t testing.TB, name string) *ssh.Client {
-	t.Helper()
-	c, err := dialKey(b, signerFor(t, b, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func dialKey(bd *builder, signer ssh.Signer) (*ssh.Client, error) {
-	return ssh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", bd.port), &ssh.ClientConfig{
-		User: bd.account.name, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 60 * time.Second,
-	})
-}
-
-// greetOnce opens a connection, runs nix-store --serve --write and reads
-// its greeting.
-func greetOnce(bd *builder, signer ssh.Signer) error {
-	c, err := dialKey(bd, signer)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	in, _ := s.StdinPipe()
-	out, _ := s.StdoutPipe()
-	if err := s.Start("nix-store --serve --write"); err != nil {
-		return err
-	}
-	in.Write(serveHello)
-	buf := make([]byte, len(serveReply))
-	if _, err := ioReadFull(out, buf); err != nil {
-		return err
-	}
-	if string(buf) != string(serveReply) {
-		return fmt.Errorf("bad greeting %x", buf)
-	}
-	in.Close()
-	return nil
-}
-
-// burst runs n greetOnce at once and returns how many succeeded and their
-// latencies.
-func burst(t testing.TB, bd *builder, key string, n int) (int, []float64) {
-	signer := signerFor(t, bd, key)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var lat []float64
-	var firstErr error
-	okN := 0
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			t0 := time.Now()
-			err := greetOnce(bd, signer)
-			d := ms(time.Since(t0))
-			mu.Lock()
-			defer mu.Unlock()
-			if err == nil {
-				okN++
-				lat = append(lat, d)
-			} else if firstErr == nil {
-				firstErr = err
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if firstErr != nil {
-		t.Logf("%d of %d sessions failed; the first: %v", n-okN, n, firstErr)
-	}
-	return okN, lat
-}
-
 // idleMemory returns how much the server's RSS grows with n idle
 // authenticated connections.
 func idleMemory(t testing.TB, bd *builder, key string, n int, rss func() int64) int64 {
@@ -385,19 +285,4 @@ func treeRSS(pid int) int64 {
 	}
 	walk(pid)
 	return total
-}
-
-func vmRSS(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

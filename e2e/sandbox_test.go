@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -117,7 +118,7 @@ func TestSandboxModes(t *testing.T) {
 // and expects the refusal explained, not a hang or a stack trace.
 func TestSandboxUserNamespaceRefused(t *testing.T) {
 	b := newBuilderIn(t, modeExec, "userns")
-	if _, err := execLookPath("bwrap"); err != nil {
+	if _, err := exec.LookPath("bwrap"); err != nil {
 		t.Fatal("bwrap is missing (package bubblewrap)")
 	}
 	asAccount := []string{"setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--",

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -14,51 +13,6 @@ import (
 	"testing"
 	"time"
 )
-
-// addBigPath adds a path of size random bytes to the client store.
-func (b *builder) addBigPath(t testing.TB, name string, size int) string {
-	t.Helper()
-	data := make([]byte, size)
-	rand.Read(data)
-	f := filepath.Join(b.root, "payload", name)
-	writeFile(t, f, string(data), 0o644)
-	r := b.mustNix(t, "nix-store", "--add", f)
-	os.Remove(f)
-	return strings.TrimSpace(r.stdout)
-}
-
-// startNix starts a Nix client command in its own process group without
-// waiting for it.
-func (b *builder) startNix(t testing.TB, argv ...string) (*exec.Cmd, *strings.Builder) {
-	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), b.clientEnv...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	})
-	return cmd, &out
-}
-
-// waitCmd waits, up to a bound, for cmd to exit.
-func waitCmd(t testing.TB, cmd *exec.Cmd, within time.Duration) error {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(within):
-		t.Fatalf("%q did not finish within %v", cmd.Args, within)
-		return nil
-	}
-}
 
 func TestServeReload(t *testing.T) {
 	b := newBuilder(t, modeServe)

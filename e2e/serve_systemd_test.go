@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -18,7 +19,7 @@ import (
 // (READY, RELOADING, STOPPING on NOTIFY_SOCKET).
 func TestServeSystemdProtocols(t *testing.T) {
 	b := newBuilder(t, modeServe)
-	if _, err := execLookPath("systemd-socket-activate"); err != nil {
+	if _, err := exec.LookPath("systemd-socket-activate"); err != nil {
 		t.Fatal("systemd-socket-activate is missing (package systemd)")
 	}
 	// Stop the server newBuilder started; start one by socket activation

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,24 +18,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 )
-
-// sshWith runs the OpenSSH client for key with extra options before the
-// host and the command after it.
-func (b *builder) sshWith(t testing.TB, key string, opts []string, command string, stdin []byte) result {
-	t.Helper()
-	argv := append([]string{"ssh", "-F", b.sshConfig}, opts...)
-	argv = append(argv, b.Host(key))
-	if command != "" {
-		argv = append(argv, "--", command)
-	}
-	return run(t, nil, stdin, argv...)
-}
-
-// mustStillServe checks that a well-behaved client still gets through.
-func (b *builder) mustStillServe(t testing.TB) {
-	t.Helper()
-	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
-}
 
 func TestServeAuthRefusals(t *testing.T) {
 	b := newBuilder(t, modeServe)
@@ -187,47 +168,6 @@ func TestServeForbiddenRequests(t *testing.T) {
 	b.mustStillServe(t)
 }
 
-func waitSocket(t testing.TB, path string) {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s did not appear", path)
-}
-
-// offerOnly offers a key (the server accepts it as a candidate) but never
-// proves it: it refuses to sign, as an agent refusing confirmation does.
-// The x/crypto client asks it to sign only after the server accepted the
-// offer, so asked records that the server did.
-type offerOnly struct {
-	ssh.Signer
-	asked *bool
-}
-
-func (o offerOnly) Sign(io.Reader, []byte) (*ssh.Signature, error) {
-	*o.asked = true
-	return nil, errors.New("offer only")
-}
-
-// offerThenProve authenticates by offering first and proving second: one
-// public key attempt each, in that order.
-func offerThenProve(first, second ssh.Signer, accepted *bool) ssh.ClientAuthCallback {
-	step := 0
-	return func(*ssh.ClientAuthContext) (ssh.AuthMethod, error) {
-		step++
-		switch step {
-		case 1:
-			return ssh.PublicKeys(offerOnly{first, accepted}), nil
-		case 2:
-			return ssh.PublicKeys(second), nil
-		}
-		return nil, errors.New("no more keys")
-	}
-}
-
 // TestServeIdentityFromVerifiedKey is the regression test for the class
 // of CVE-2024-45337: a client offers the build key (which the server
 // accepts as a candidate) but proves only the substitute key. It must be
@@ -303,7 +243,7 @@ func TestServeRawCommands(t *testing.T) {
 		sess.Stdout, sess.Stderr = &stdout, &stderr
 		err = sess.Run(cmd)
 		var exitErr *ssh.ExitError
-		if !errorsAs(err, &exitErr) || exitErr.ExitStatus() != 1 || stdout.Len() != 0 || !strings.Contains(stderr.String(), reason) || strings.Count(stderr.String(), "\n") != 1 {
+		if !errors.As(err, &exitErr) || exitErr.ExitStatus() != 1 || stdout.Len() != 0 || !strings.Contains(stderr.String(), reason) || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("%.40q: err %v, stdout %q, stderr %q", cmd, err, stdout.String(), stderr.String())
 		}
 	}

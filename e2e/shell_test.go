@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func (m tmux) waitFor(want string) string {
 // and a client that goes away takes it down, as with a Nix command.
 func TestServeOperatorShell(t *testing.T) {
 	b := newBuilder(t, modeServe)
-	if _, err := execLookPath("tmux"); err != nil {
+	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Fatal("tmux is missing (package tmux)")
 	}
 	m := tmux{t: t, sock: filepath.Join(b.root, "tmux.sock")}

@@ -7,44 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// writeTimedDerivation writes a derivation that records in $out when it
-// started and ended building, as seconds of /proc/uptime (busybox's date
-// has no sub-second format), and sleeps secs seconds in between.
-func writeTimedDerivation(t testing.TB, root, nonce string, secs int) string {
-	t.Helper()
-	file := writeDerivation(t, root, nonce)
-	expr := readFile(t, file)
-	old := fmt.Sprintf(`"echo built remotely %s > $out"`, nonce)
-	if !strings.Contains(expr, old) {
-		t.Fatalf("unexpected derivation:\n%s", expr)
-	}
-	expr = strings.Replace(expr, old, fmt.Sprintf(`"${bb}/bin/busybox cut -d' ' -f1 /proc/uptime > $out; ${bb}/bin/busybox sleep %d; ${bb}/bin/busybox cut -d' ' -f1 /proc/uptime >> $out; echo built remotely %s >> $out"`, secs, nonce), 1)
-	writeFile(t, file, expr, 0o644)
-	return file
-}
-
-// interval reads the start and end a timed derivation recorded.
-func interval(t testing.TB, out string) (start, end float64) {
-	t.Helper()
-	f := strings.Fields(readFile(t, out))
-	if len(f) < 2 {
-		t.Fatalf("%s: %q; want a start and an end", out, f)
-	}
-	var err1, err2 error
-	start, err1 = strconv.ParseFloat(f[0], 64)
-	end, err2 = strconv.ParseFloat(f[1], 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("%s: %q; want two times", out, f)
-	}
-	return start, end
-}
 
 // sleepPID waits, bounded, until the build account runs `sleep secs`
 // (busybox's, a timed derivation's) and returns its PID.
@@ -61,18 +28,6 @@ func sleepPID(t testing.TB, b *builder, secs int) int {
 	}
 	t.Fatalf("the build account never ran sleep %d", secs)
 	return 0
-}
-
-// waitMetric waits, bounded, until metric reaches want.
-func waitMetric(t testing.TB, b *builder, metric string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for b.metric(t, metric) != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s stays %v; want %v", metric, b.metric(t, metric), want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // TestBuildSlots has real Nix 2.8 run three remote builds from two keys
@@ -113,12 +68,12 @@ func TestBuildSlots(t *testing.T) {
 	// A1 holds the slot, in its sleep, until the test ends that sleep.
 	const hold = 300
 	a1 := start("A1", "build", hold)
-	waitMetric(t, b, "nixgate_builds_running", 1)
+	b.waitMetric(t, "nixgate_builds_running", 1)
 	a1Sleep := sleepPID(t, b, hold)
 	a2 := start("A2", "build", 2)
-	waitMetric(t, b, "nixgate_build_queue_depth", 1)
+	b.waitMetric(t, "nixgate_build_queue_depth", 1)
 	b1 := start("B1", "trusted", 2)
-	waitMetric(t, b, "nixgate_build_queue_depth", 2)
+	b.waitMetric(t, "nixgate_build_queue_depth", 2)
 	if got := b.metric(t, "nixgate_builds_running"); got != 1 {
 		t.Fatalf("nixgate_builds_running = %v with A1 holding the slot and two waiting; want 1", got)
 	}

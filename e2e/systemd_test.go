@@ -9,25 +9,6 @@ import (
 	"testing"
 )
 
-// repoFile returns the path of a file of the repository.
-func repoFile(t testing.TB, rel string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func copyFile(t testing.TB, from, to string, mode os.FileMode) {
-	t.Helper()
-	data, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, to, string(data), mode)
-}
-
 // TestSystemdUnitsVerify runs systemd-analyze verify on the units, in a
 // root directory laid out as the units' install comments say, and checks
 // the hardening score the README states.

@@ -1,5 +1,8 @@
 package e2e
 
+// Harness: a raw client of the Nix worker protocol, to send what a real
+// Nix client never would.
+
 import (
 	"bufio"
 	"bytes"
@@ -255,4 +258,14 @@ func setOptions(overrides ...string) []byte {
 	e := wop(19).u64(0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1)
 	e.u64(uint64(len(overrides) / 2))
 	return e.str(overrides...).b
+}
+
+// buildPaths sends BuildPaths for drv's output "out" and reports
+// whether the build succeeded (its message when not).
+func (c *rawWorker) buildPaths(drv string) (string, bool) {
+	c.t.Helper()
+	if msg, failed := c.call(wop(9).strs(drv + "!out").u64(0).b); failed {
+		return msg, false
+	}
+	return "", c.u64() == 1
 }

@@ -1,10 +1,17 @@
 package e2e
 
+// Harness: a builder's nixgate serve, started (as root or as the
+// account), signalled and waited for, and what it shows of itself: its
+// Prometheus metrics, goroutines, descriptors and health.
+
 import (
+	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,5 +106,76 @@ func (b *builder) waitServeExit(t testing.TB, within time.Duration) int {
 	case <-time.After(within):
 		t.Fatalf("nixgate serve did not exit within %v", within)
 		return -1
+	}
+}
+
+// metric reads one value from nixgate serve's Prometheus listener.
+func (b *builder) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", b.metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// waitMetric waits, bounded, until metric reaches want.
+func (b *builder) waitMetric(t testing.TB, metric string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for b.metric(t, metric) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stays %v; want %v", metric, b.metric(t, metric), want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// openFDs counts nixgate serve's open file descriptors.
+func (b *builder) openFDs(t testing.TB) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", b.serve.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// settles waits, bounded, for nixgate's goroutines and descriptors to
+// come back near where they were.
+func (b *builder) settles(t testing.TB, goroutines float64, fds int) {
+	t.Helper()
+	var g float64
+	var f int
+	for i := 0; i < 100; i++ {
+		g, f = b.metric(t, "go_goroutines"), b.openFDs(t)
+		if g <= goroutines+10 && f <= fds+5 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("nixgate did not come back down: %v goroutines (was %v), %d descriptors (was %d)", g, goroutines, f, fds)
+}
+
+// waitHealthy waits, up to a bound well above serve's health interval,
+// for b's nixgate_healthy gauge to become want (1 or 0).
+func (b *builder) waitHealthy(t testing.TB, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for b.metric(t, "nixgate_healthy") != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("nixgate_healthy of %s stays %v; want %v:\n%s", b.root, b.metric(t, "nixgate_healthy"), want, readFile(t, b.log))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
