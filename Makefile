@@ -31,15 +31,18 @@ deps:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./e2e
 	nix-instantiate --parse flake.nix nix/module.nix nix/package.nix >/dev/null
 
 # The other platforms nixgate builds for: go vet (which compiles every
-# package and its tests) and a build of the binary for each.
+# package and its tests, and the benchmarks behind the bench tag) and a
+# build of the binary for each.
 CROSS := darwin/arm64 darwin/amd64 linux/arm64
 cross:
 	@set -e; for p in $(CROSS); do \
-		echo "GOOS=$${p%/*} GOARCH=$${p#*/} go vet ./... && go build ./cmd/nixgate"; \
+		echo "GOOS=$${p%/*} GOARCH=$${p#*/} go vet ./... && go vet -tags bench ./e2e && go build ./cmd/nixgate"; \
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet ./...; \
+		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) vet -tags bench ./e2e; \
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -o /dev/null ./cmd/nixgate; \
 	done
 
@@ -67,6 +70,8 @@ test: deps lint cross
 	$(GO) test -count=1 -run '^TestSoak$$' ./e2e
 	$(MAKE) fuzz
 
+# The benchmarks: e2e's are behind the build tag bench, out of the
+# correctness tests' binary; the scripts pass -tags bench.
 bench: deps
 	bench/exec-overhead.sh
 	bench/sandbox-modes.sh

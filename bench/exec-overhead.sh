@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${PAIRS:-40}
-NIXGATE_BENCH_REPORT=1 go test ./e2e -count=1 -run '^$' \
+NIXGATE_BENCH_REPORT=1 go test -tags bench ./e2e -count=1 -run '^$' \
   -bench '^(BenchmarkExecOverhead|BenchmarkExecDecide)$' -benchtime "${pairs}x"

@@ -11,5 +11,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -z "${LONG:-}" ] || export NIXGATE_BENCH_LONG=1
 . bench/baseline.sh
-go test ./e2e -count=1 -run '^$' -bench '^BenchmarkProtocolFilter$' -benchtime 1x -timeout 30m
+go test -tags bench ./e2e -count=1 -run '^$' -bench '^BenchmarkProtocolFilter$' -benchtime 1x -timeout 30m
 go test ./nixproto -count=1 -run '^$' -bench '^(BenchmarkFilter|BenchmarkPlainCopy)$' -benchtime 5x

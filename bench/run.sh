@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 export NIXGATE_BENCH_REPORT=1
 [ -z "${LONG:-}" ] || export NIXGATE_BENCH_LONG=1
 . bench/baseline.sh
-go test ./e2e -count=1 -run '^$' -bench '^BenchmarkReport$' -benchtime 1x -timeout 60m
+go test -tags bench ./e2e -count=1 -run '^$' -bench '^BenchmarkReport$' -benchtime 1x -timeout 60m

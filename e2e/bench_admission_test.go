@@ -1,3 +1,5 @@
+//go:build bench
+
 package e2e
 
 import (
@@ -35,7 +37,7 @@ func buildNoAdmission(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	repo := repoDir(t)
+	repo := repoFile(t, ".")
 	overlay := map[string]string{}
 	for file, lines := range noAdmissionPatch {
 		src := filepath.Join(repo, file)

@@ -1,3 +1,5 @@
+//go:build bench
+
 package e2e
 
 import (
@@ -104,7 +106,7 @@ func BenchmarkReport(b *testing.B) {
 	rep.section("The Nix protocol filter (ssh-ng://)")
 	rep.line("Wall time of `nix copy` of one 256 MiB path over ssh-ng://, median of %d, through the same OpenSSH sshd: its plain forced `nix-daemon --stdio` (no nixgate); `nixgate exec` as it was before the protocol filter (built from git by bench/run.sh, exec'ing Nix); `nixgate exec` with the filter (which stays between sshd and Nix); and `nixgate serve` with the filter. The filter's target is the filtered exec at most 3 %% slower than the same forced command without it.\n", max(3, rounds*3))
 	rep.line("%s", measureFilterCopies(b, ossh, ng, 256<<20, max(3, rounds*3)).table(256<<20))
-	out := cmdOutDir(repoDir(b), "go", "test", "./nixproto", "-run", "^$", "-bench", "^(BenchmarkFilter|BenchmarkPlainCopy)$", "-benchtime", "5x")
+	out := cmdOutDir(repoFile(b, "."), "go", "test", "./nixproto", "-run", "^$", "-bench", "^(BenchmarkFilter|BenchmarkPlainCopy)$", "-benchtime", "5x")
 	rep.line("The filter alone, in one process: a 256 MiB import (AddMultipleToStore, framed as Nix 2.8 frames it) through the filter, against a plain copy of the same bytes through a pipe.\n\n```")
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "Benchmark") {
@@ -146,7 +148,7 @@ func BenchmarkReport(b *testing.B) {
 
 	// 6. Go benchmarks.
 	rep.section("Policy decision and config load (Go benchmarks)")
-	out = cmdOutDir(repoDir(b), "go", "test", "./policy", "-run", "^$", "-bench", "Decide|ParseConfig", "-benchmem")
+	out = cmdOutDir(repoFile(b, "."), "go", "test", "./policy", "-run", "^$", "-bench", "Decide|ParseConfig", "-benchmem")
 	rep.line("```")
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "Benchmark") {
@@ -155,8 +157,8 @@ func BenchmarkReport(b *testing.B) {
 	}
 	rep.line("```")
 
-	path := filepath.Join(repoDir(b), "docs", "BENCHMARKS.md")
-	doc := "# nixgate benchmarks\n\nWritten by `bench/run.sh` (BenchmarkReport in e2e/report_test.go): OpenSSH and nixgate measured side by side on loopback in the same run. Each target is marked met or MISSED.\n" + rep.String()
+	path := repoFile(b, "docs/BENCHMARKS.md")
+	doc := "# nixgate benchmarks\n\nWritten by `bench/run.sh` (BenchmarkReport in e2e/bench_report_test.go): OpenSSH and nixgate measured side by side on loopback in the same run. Each target is marked met or MISSED.\n" + rep.String()
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -170,27 +172,6 @@ func (r *report) section(title string) { fmt.Fprintf(r, "\n## %s\n\n", title) }
 func (r *report) line(format string, a ...any) {
 	fmt.Fprintf(r, format, a...)
 	r.WriteString("\n")
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "(met)"
-	}
-	return "(**MISSED**)"
-}
-
-func timed(b testing.TB, f func()) float64 {
-	start := time.Now()
-	f()
-	return ms(time.Since(start))
-}
-
-func repoDir(t testing.TB) string {
-	d, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 func cmdOut(name string, args ...string) string {
@@ -253,36 +234,4 @@ func idleMemory(t testing.TB, bd *builder, key string, n int, rss func() int64) 
 		c.Close()
 	}
 	return after - before
-}
-
-// treeRSS sums VmRSS (bytes) of pid and all its descendants.
-func treeRSS(pid int) int64 {
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		f := strings.Fields(s[strings.LastIndex(s, ")")+1:])
-		if len(f) > 1 {
-			pp, _ := strconv.Atoi(f[1])
-			children[pp] = append(children[pp], p)
-		}
-	}
-	var total int64
-	var walk func(int)
-	walk = func(p int) {
-		total += vmRSS(p)
-		for _, c := range children[p] {
-			walk(c)
-		}
-	}
-	walk(pid)
-	return total
 }
