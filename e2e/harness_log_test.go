@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +126,42 @@ func waitLog(t testing.TB, b *builder, msg string, want map[string]string) map[s
 func waitCommandLog(t testing.TB, b *builder, command, msg string) map[string]any {
 	t.Helper()
 	return waitRecord(t, b, fmt.Sprintf("%q log record for command %q", msg, command), commandMsg(command, msg))
+}
+
+// TestFindRecord checks the finder itself, on a log of its own: the
+// newest match; the matchers; nil when the record never comes; and a
+// record written while it waits (as serve writes a session's record)
+// found.
+func TestFindRecord(t *testing.T) {
+	b := &builder{log: filepath.Join(t.TempDir(), "audit.log")}
+	line := func(msg, command, key string) string {
+		return fmt.Sprintf(`{"msg":%q,"command":%q,"key":%q}`+"\n", msg, command, key)
+	}
+	writeFile(t, b.log, line("allowed", "nix-store --serve --write", "build")+line("allowed", "nix-store --serve --write", "trusted"), 0o644)
+
+	if rec := findRecord(t, b, 0, msgWith("allowed", nil)); rec == nil || rec["key"] != "trusted" {
+		t.Errorf("findRecord = %v; want the newest match, key trusted", rec)
+	}
+	if rec := findRecord(t, b, 0, msgWith("allowed", map[string]string{"key": "buil"})); rec == nil || rec["key"] != "build" {
+		t.Errorf("msgWith with a part of a field = %v; want key build", rec)
+	}
+	if rec := findRecord(t, b, 0, commandMsg("nix-store --serve", "allowed")); rec != nil {
+		t.Errorf("commandMsg matched a longer command: %v", rec)
+	}
+	if rec := findRecord(t, b, 200*time.Millisecond, msgWith("session ended", nil)); rec != nil {
+		t.Errorf("an absent record: %v; want nil", rec)
+	}
+
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		f, err := os.OpenFile(b.log, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return
+		}
+		f.WriteString(line("session ended", "nix-store --serve --write", "build"))
+		f.Close()
+	}()
+	if rec := waitLog(t, b, "session ended", map[string]string{"key": "build"}); rec["command"] != "nix-store --serve --write" {
+		t.Errorf("waitLog = %v", rec)
+	}
 }
