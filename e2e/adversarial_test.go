@@ -27,7 +27,7 @@ func TestAdversarial(t *testing.T) {
 	b := newBuilder(t, modeServe)
 	cfg := readFile(t, b.config)
 	writeFile(t, b.config, strings.Replace(cfg, "[limits]\n", "[limits]\nlogin_grace_time = \"2s\"\n", 1), 0o644)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("serve log:\n%s", readFile(t, b.log))
@@ -181,7 +181,7 @@ func TestSoak(t *testing.T) {
 	b := newBuilder(t, modeServe)
 	cfg := readFile(t, b.config)
 	writeFile(t, b.config, strings.Replace(cfg, "[limits]\n", "[limits]\nmax_startups = 512\nper_source_max_startups = 512\nper_source_rate = 1000000\n", 1), 0o644)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 	seq, par := 2000, 200
 	if os.Getenv("NIXGATE_SOAK_SHORT") != "" {
 		seq, par = 200, 50

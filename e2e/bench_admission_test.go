@@ -120,7 +120,7 @@ func admissionBuilders(t testing.TB) (with, without *builder) {
 	without = newBuilderWith(t, modeServe, builderOptions{bin: bin})
 	for _, bd := range []*builder{with, without} {
 		writeFile(t, bd.config, readFile(t, bd.config)+"\n[admission]\nmin_free = \"64M\"\n", 0o644)
-		waitLog(t, bd, "reloaded", nil)
+		bd.waitReload(t)
 	}
 	// The checks are on where they should be: a drain refuses there, and
 	// not in the build without them.

@@ -35,7 +35,7 @@ func BenchmarkReport(b *testing.B) {
 	// Room for the concurrency series, for both servers (stated in the report).
 	cfg := readFile(b, ng.config)
 	writeFile(b, ng.config, strings.Replace(cfg, "[limits]\n", "[limits]\nmax_startups = 1024\nper_source_max_startups = 1024\nper_source_rate = 100000\nmax_sessions_per_connection = 16\n", 1), 0o644)
-	waitLog(b, ng, "reloaded", nil)
+	ng.waitReload(b)
 
 	var rep report
 	rep.section("Machine and versions")

@@ -179,3 +179,23 @@ func (b *builder) waitHealthy(t testing.TB, want float64) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// waitReload waits, up to logWait, for serve to reload its configuration
+// file as the test last wrote it: a "reloaded" record logged at or after
+// the file's modification time, so that a test's second reload does not
+// find the record of its first. It fails the test when none came.
+func (b *builder) waitReload(t testing.TB) map[string]any {
+	t.Helper()
+	fi, err := os.Stat(b.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := fi.ModTime()
+	return waitRecord(t, b, fmt.Sprintf("reload of %s written at %s", b.config, written.Format(time.RFC3339Nano)), func(r map[string]any) bool {
+		if r["msg"] != "reloaded" {
+			return false
+		}
+		at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(r["time"]))
+		return err == nil && !at.Before(written)
+	})
+}

@@ -222,7 +222,7 @@ echo probe-done >&2
 				cfg := readFile(t, b.config)
 				writeFile(t, b.config, strings.Replace(cfg, "[nix]\n", fmt.Sprintf("[nix]\nbin_dirs = [%q]\n", bin), 1), 0o644)
 				if transport == modeServe {
-					waitLog(t, b, "reloaded", nil)
+					b.waitReload(t)
 				}
 				r := b.ssh(t, "build", "nix-store --serve --write", nil)
 				if !strings.Contains(r.stderr, "probe-done") || !strings.Contains(r.stderr, "NoNewPrivs:") || !strings.Contains(r.stderr, "processes:") {

@@ -130,7 +130,7 @@ func TestFaultDiskFull(t *testing.T) {
 	b.account.chown(t, small)
 	cfg := readFile(t, b.config)
 	writeFile(t, b.config, strings.Replace(cfg, fmt.Sprintf("store = %q", b.store), fmt.Sprintf("store = %q", "local?root="+small), 1), 0o644)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 
 	// With the default min_free (64 MiB) the builder says at connect that
 	// it is short of space, so Nix can go elsewhere.
@@ -148,7 +148,7 @@ func TestFaultDiskFull(t *testing.T) {
 	// Without min_free the copy runs and the disk fills: Nix's own error,
 	// nothing left running, and the builder carries on.
 	writeFile(t, b.config, readFile(t, b.config)+"\n[admission]\nmin_free = 0\n", 0o644)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 	for i := 0; i < 20; i++ {
 		if r = b.nix(t, "nix", "copy", "--to", "ssh://"+b.Host("build"), p); !strings.Contains(r.stderr, "builder unhealthy") {
 			break

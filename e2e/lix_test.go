@@ -50,7 +50,7 @@ func TestLixRevokedDuringDialogue(t *testing.T) {
 		writeFile(t, b.config, cfg[:i]+cfg[j:], 0o644)
 		if b.mode == modeServe {
 			b.signalServe(t, syscall.SIGHUP)
-			waitLog(t, b, "reloaded", nil)
+			b.waitReload(t)
 		}
 		io.WriteString(stdin, "exec nix-store --serve --write\n")
 		select {

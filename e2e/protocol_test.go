@@ -197,7 +197,7 @@ func TestBuildTimeoutCap(t *testing.T) {
 		cfg := readFile(t, b.config)
 		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
 		if b.mode == modeServe {
-			waitLog(t, b, "reloaded", nil)
+			b.waitReload(t)
 		}
 		drv := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 60)
 		start := time.Now()
@@ -218,7 +218,7 @@ func TestBuildTimeoutCap(t *testing.T) {
 		startNixDaemon(t, socket, b.account.name)
 		cfg := readFile(t, b.config)
 		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
-		waitLog(t, b, "reloaded", nil)
+		b.waitReload(t)
 		b.waitHealthy(t, 1)
 		drv := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 60)
 		r := b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--option", "build-timeout", "3600",
@@ -254,7 +254,7 @@ func TestBuildCoresCap(t *testing.T) {
 		cfg := readFile(t, b.config)
 		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_cores = 1\nmax_jobs = 1\n", 1), 0o644)
 		if b.mode == modeServe {
-			waitLog(t, b, "reloaded", nil)
+			b.waitReload(t)
 		}
 		cores := func(key, scheme string) string {
 			t.Helper()
@@ -297,7 +297,7 @@ func TestNoSetOptionsNoEscape(t *testing.T) {
 			cfg := readFile(t, b.config)
 			writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
 			if mode == modeServe {
-				waitLog(t, b, "reloaded", nil)
+				b.waitReload(t)
 				b.waitHealthy(t, 1)
 			}
 			nonce := fmt.Sprint("nosetoptions-", time.Now().UnixNano())

@@ -39,7 +39,7 @@ func TestServeReload(t *testing.T) {
 	without := string(good[:i]) + string(good[j:])
 	writeFile(t, b.config, without, 0o644)
 	b.signalServe(t, syscall.SIGHUP)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 	r := b.nix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
 	if r.code == 0 {
 		t.Fatalf("substitute key still works after it was removed: %s", r)

@@ -46,7 +46,7 @@ func TestBuildSlots(t *testing.T) {
 	good := readFile(t, b.config)
 	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\n", 0o644)
 	b.signalServe(t, syscall.SIGHUP)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 	// Open the builder's store once first: three nix-store processes
 	// creating a new store's database at the same moment can find it
 	// busy (Nix's own race, nothing of nixgate's).
@@ -134,7 +134,7 @@ func TestBuildSlots(t *testing.T) {
 	// A build that cannot get the slot within build_queue_timeout.
 	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nbuild_queue_timeout = \"1s\"\n", 0o644)
 	b.signalServe(t, syscall.SIGHUP)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 	slow, _ := b.startNix(t, "nix-build", writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 30), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("build")+" x86_64-linux - 3")
 	waitBuilding(t, b)
 	r := b.nix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
@@ -155,7 +155,7 @@ func TestBuildSlots(t *testing.T) {
 	// refused at connect, with the line once.
 	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nrefuse_when_busy = true\n", 0o644)
 	b.signalServe(t, syscall.SIGHUP)
-	waitLog(t, b, "reloaded", nil)
+	b.waitReload(t)
 	r = b.nix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
 	const busy = "nixgate: builder busy: all 1 build slots are taken (max_builds)"
 	if r.code == 0 || strings.Count(r.stderr, busy) != 1 || !strings.Contains(r.stderr, "cannot build on") {
