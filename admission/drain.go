@@ -2,7 +2,6 @@ package admission
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -58,7 +57,7 @@ func ReadDrain(stateDir string) (Drain, error) {
 		return Drain{}, nil
 	}
 	if err != nil {
-		return Drain{On: true, Reason: "cannot read the drain state in " + stateDir + " (run nixgate check)"}, fmt.Errorf("admission: %w", err)
+		return Drain{On: true, Reason: "cannot read the drain state in " + stateDir + " (run nixgate check)"}, errorf("%w", err)
 	}
 	defer f.Close()
 	d := Drain{On: true}
@@ -89,11 +88,11 @@ func Draining(stateDir string) (bool, string) {
 // that exec mode, which runs as the build account, can read it.
 func SetDrain(stateDir, reason string) error {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return fmt.Errorf("admission: %w", err)
+		return errorf("%w", err)
 	}
 	tmp, err := os.CreateTemp(stateDir, "."+DrainFileName+"-*")
 	if err != nil {
-		return fmt.Errorf("admission: %w", err)
+		return errorf("%w", err)
 	}
 	defer os.Remove(tmp.Name())
 	_, err = tmp.WriteString(CleanReason(reason) + "\n")
@@ -110,7 +109,7 @@ func SetDrain(stateDir, reason string) error {
 		err = os.Rename(tmp.Name(), DrainPath(stateDir))
 	}
 	if err != nil {
-		return fmt.Errorf("admission: %w", err)
+		return errorf("%w", err)
 	}
 	return nil
 }
@@ -120,7 +119,7 @@ func SetDrain(stateDir, reason string) error {
 func ClearDrain(stateDir string) error {
 	err := os.Remove(DrainPath(stateDir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("admission: %w", err)
+		return errorf("%w", err)
 	}
 	return nil
 }

@@ -80,13 +80,18 @@ func noSlotError(timeout time.Duration, key string, max, keyMax, waiting int) er
 	case keyMax > 0:
 		limits = fmt.Sprintf("key %s max_builds %d", key, keyMax)
 	}
-	return &LimitError{fmt.Sprintf("admission: no build slot within %s (%s, %d waiting)", timeout, limits, waiting)}
+	return limitError(fmt.Sprintf("no build slot within %s (%s, %d waiting)", timeout, limits, waiting))
 }
 
 // A LimitError refuses a request by a limit: a key's max_sessions, no
 // build slot within the queue timeout, or the session ending while it
-// waited. Its text, after "admission: ", is for the client. Any other
-// error of a LockDir is about the directory itself.
+// waited. Its text is the line the client sees; admission returns it
+// inside its policy.Error ("admission: " and the line). Any other error
+// of a LockDir is about the directory itself.
 type LimitError struct{ msg string }
+
+// limitError returns a *LimitError saying msg, as one of admission's
+// errors.
+func limitError(msg string) error { return errorf("%w", &LimitError{msg}) }
 
 func (e *LimitError) Error() string { return e.msg }

@@ -97,12 +97,12 @@ func openRuntimeDir(stateDir, tmp string) (*LockDir, error) {
 		case errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.ENOTDIR):
 			// Not the account's to write, or no state_dir: /tmp.
 		default:
-			return nil, fmt.Errorf("admission: %w", err)
+			return nil, errorf("%w", err)
 		}
 	}
 	p := filepath.Join(tmp, "nixgate-"+strconv.Itoa(os.Geteuid()))
 	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("admission: %w", err)
+		return nil, errorf("%w", err)
 	}
 	return OpenLockDir(p)
 }
@@ -115,24 +115,24 @@ func OpenLockDir(path string) (*LockDir, error) {
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 			if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
-				return nil, fmt.Errorf("admission: lock directory %s is a symbolic link", path)
+				return nil, errorf("lock directory %s is a symbolic link", path)
 			}
 		}
-		return nil, fmt.Errorf("admission: lock directory %s: %w", path, err)
+		return nil, errorf("lock directory %s: %w", path, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("admission: lock directory %s: %w", path, err)
+		return nil, errorf("lock directory %s: %w", path, err)
 	}
 	uid := os.Geteuid()
 	if int(st.Uid) != uid {
 		unix.Close(fd)
-		return nil, fmt.Errorf("admission: lock directory %s belongs to uid %d, not to this account (uid %d)", path, st.Uid, uid)
+		return nil, errorf("lock directory %s belongs to uid %d, not to this account (uid %d)", path, st.Uid, uid)
 	}
 	if mode := uint32(st.Mode) & 0o777; mode&0o022 != 0 {
 		unix.Close(fd)
-		return nil, fmt.Errorf("admission: lock directory %s may be written by others (mode %04o; want 0700)", path, mode)
+		return nil, errorf("lock directory %s may be written by others (mode %04o; want 0700)", path, mode)
 	}
 	return &LockDir{Path: path, fd: fd}, nil
 }
@@ -159,7 +159,7 @@ func (d *LockDir) AcquireSession(key string, max int) (release func(), err error
 			return err
 		}
 		if len(live) >= max {
-			return &LimitError{fmt.Sprintf("admission: key %q already has %d sessions running (max_sessions)", key, max)}
+			return limitError(fmt.Sprintf("key %q already has %d sessions running (max_sessions)", key, max))
 		}
 		h, err = d.hold(kindSession + "." + keyName(key) + "." + uniqueID())
 		return err
@@ -258,7 +258,7 @@ func (d *LockDir) AcquireBuild(stop <-chan struct{}, r SlotRequest) (release fun
 		select {
 		case <-timer.C:
 		case <-stop:
-			why = &LimitError{"admission: the session ended while waiting for a build slot"}
+			why = limitError("the session ended while waiting for a build slot")
 		}
 		if why != nil {
 			break
@@ -456,7 +456,7 @@ func (st *lockState) save(d *LockDir) error {
 	_, werr := f.WriteString(b.String())
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
-		return fmt.Errorf("admission: %w", err)
+		return errorf("%w", err)
 	}
 	if err := unix.Renameat(d.fd, fairTemp, d.fd, fairFile); err != nil {
 		return d.errorf(fairFile, err)
@@ -481,7 +481,7 @@ func (d *LockDir) locked(f func() error) error {
 			return d.errorf(lockFile, err)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("admission: %s: held by another process for over %s", filepath.Join(d.Path, lockFile), lockWait)
+			return errorf("%s: held by another process for over %s", filepath.Join(d.Path, lockFile), lockWait)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -501,7 +501,7 @@ func (d *LockDir) scan(prefixes ...string) ([]string, error) {
 	names, err := dir.Readdirnames(-1)
 	dir.Close()
 	if err != nil {
-		return nil, fmt.Errorf("admission: %w", err)
+		return nil, errorf("%w", err)
 	}
 	var live []string
 	for _, name := range names {
@@ -576,7 +576,7 @@ func (d *LockDir) readFile(name string) ([]byte, error) {
 }
 
 func (d *LockDir) errorf(name string, err error) error {
-	return fmt.Errorf("admission: %s: %w", filepath.Join(d.Path, name), err)
+	return errorf("%s: %w", filepath.Join(d.Path, name), err)
 }
 
 // keyName is key as it appears in file names: its bytes in hex, or for

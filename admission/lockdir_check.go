@@ -31,7 +31,8 @@ const RuntimeDirCheckCommand = "admission-check-runtime-dir"
 type RuntimeDirReport struct {
 	// Path is the directory OpenRuntimeDir opened; empty when it failed.
 	Path string `json:"path,omitempty"`
-	// Error is why OpenRuntimeDir failed; empty when it did not.
+	// Error is why OpenRuntimeDir failed, its line (policy.Line); empty
+	// when it did not.
 	Error string `json:"error,omitempty"`
 }
 
@@ -41,7 +42,7 @@ type RuntimeDirReport struct {
 func CheckRuntimeDir(stateDir string) RuntimeDirReport {
 	d, err := OpenRuntimeDir(stateDir)
 	if err != nil {
-		return RuntimeDirReport{Error: err.Error()}
+		return RuntimeDirReport{Error: policy.Line(err)}
 	}
 	d.Close()
 	return RuntimeDirReport{Path: d.Path}

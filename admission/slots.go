@@ -93,7 +93,7 @@ func (s *Slots) Acquire(stop <-chan struct{}, r SlotRequest) (release func(), wa
 	case <-timer.C:
 		why = nil
 	case <-stop:
-		why = &LimitError{"admission: the session ended while waiting for a build slot"}
+		why = limitError("the session ended while waiting for a build slot")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"strings"
 	"syscall"
 	"time"
 
@@ -184,11 +183,11 @@ func Run(cfg *policy.Config, o Options) []Result {
 		return rs
 	}
 	if errors.Is(err, sandbox.ErrRoot) {
-		add(Result{"account", Fail, strings.TrimPrefix(err.Error(), "sandbox: ") + ": nixgate serve and nixgate exec refuse it", "useradd --system --create-home --shell /bin/sh nixremote, and set user = \"nixremote\""})
+		add(Result{"account", Fail, policy.Line(err) + ": nixgate serve and nixgate exec refuse it", "useradd --system --create-home --shell /bin/sh nixremote, and set user = \"nixremote\""})
 		return rs
 	}
 	if err != nil {
-		add(Result{"account", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), ""})
+		add(Result{"account", Fail, policy.Line(err), ""})
 		return rs
 	}
 	add(Result{"account", OK, fmt.Sprintf("build user %s (uid %d), home %s, shell %s", a.name, a.uid, a.home, a.shell), ""})

@@ -37,7 +37,7 @@ func checkNix(cfg *policy.Config, a *account) []Result {
 		// The program, argv and environment nixgate would run.
 		c, err := sandbox.Prepare(cfg, policy.Decision{Allow: true, Program: prog, Args: args}, a.sandboxAccount())
 		if err != nil {
-			rs = append(rs, Result{"nix", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), "install Nix for the machine (apt-get install nix-bin, or the multi-user installer), or set nix.bin_dirs"})
+			rs = append(rs, Result{"nix", Fail, policy.Line(err), "install Nix for the machine (apt-get install nix-bin, or the multi-user installer), or set nix.bin_dirs"})
 			continue
 		}
 		out, errOut, err := asAccount(a, c.Env, c.Argv...)
@@ -171,7 +171,7 @@ func checkSigning(cfg *policy.Config) []Result {
 func checkSandbox(cfg *policy.Config, a *account) []Result {
 	if os.Geteuid() == a.uid {
 		if err := sandbox.Check(cfg, a.sandboxAccount()); err != nil {
-			return []Result{{"sandbox", Fail, strings.TrimPrefix(err.Error(), "sandbox: "), ""}}
+			return []Result{{"sandbox", Fail, policy.Line(err), ""}}
 		}
 		which := ""
 		if path, dirs, err := sandbox.Which(cfg, a.sandboxAccount(), policy.NixStore); err == nil {
@@ -190,11 +190,8 @@ func checkSandbox(cfg *policy.Config, a *account) []Result {
 	}
 	out, errOut, err := asAccount(a, []string{"HOME=" + a.home, "PATH=" + strings.Join(sandbox.SystemPath, ":")}, self, "check", "--config", cfg.Source, "--only-sandbox")
 	if err != nil {
-		msg := strings.TrimSpace(out + errOut)
-		if i := strings.Index(msg, "sandbox: "); i >= 0 {
-			msg = msg[i+len("sandbox: "):]
-		}
-		return []Result{{"sandbox", Fail, msg, ""}}
+		// It prints its error's line (policy.Line).
+		return []Result{{"sandbox", Fail, strings.TrimSpace(out + errOut), ""}}
 	}
 	return []Result{{"sandbox", OK, fmt.Sprintf("sandbox.mode %s runs nix-store as %s", cfg.Sandbox.Mode, a.name), ""}}
 }
@@ -238,7 +235,7 @@ func checkHome(cfg *policy.Config, a *account) []Result {
 	}
 	problems, err := sandbox.HomeProblemsAs(a.sandboxAccount(), cred)
 	if err != nil {
-		return []Result{{"home", status, strings.TrimPrefix(err.Error(), "sandbox: ") + refused, ""}}
+		return []Result{{"home", status, policy.Line(err) + refused, ""}}
 	}
 	var rs []Result
 	for _, p := range problems {
@@ -369,7 +366,7 @@ func checkHostKeys(cfg *policy.Config) []Result {
 		case errors.Is(err, fs.ErrPermission) && os.Geteuid() != 0:
 			rs = append(rs, Result{"host key", Warn, fmt.Sprintf("%s is not checked: run nixgate check as root, or as the user nixgate serve runs as", p), ""})
 		case err != nil:
-			rs = append(rs, Result{"host key", Fail, strings.TrimPrefix(err.Error(), "keys: "), ""})
+			rs = append(rs, Result{"host key", Fail, policy.Line(err), ""})
 		default:
 			msg := p + " is private"
 			if fi, err := os.Stat(p); err == nil {

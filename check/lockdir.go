@@ -43,7 +43,7 @@ func checkLockDir(cfg *policy.Config, a *account) []Result {
 			err = json.Unmarshal(out, &r)
 		}
 		if err != nil {
-			return []Result{{"lock directory", Warn, fmt.Sprintf("not checked as %s (keys %s have max_sessions or max_builds): %s", a.name, keys, strings.TrimPrefix(err.Error(), "sandbox: ")), ""}}
+			return []Result{{"lock directory", Warn, fmt.Sprintf("not checked as %s (keys %s have max_sessions or max_builds): %s", a.name, keys, policy.Line(err)), ""}}
 		}
 	}
 	if r.Error != "" {
@@ -52,7 +52,7 @@ func checkLockDir(cfg *policy.Config, a *account) []Result {
 		if cfg.Serve.StateDir != "" {
 			fix = fmt.Sprintf("install -d -o %s -m 0700 %s", a.name, filepath.Join(cfg.Serve.StateDir, admission.RuntimeDirName))
 		}
-		return []Result{{"lock directory", Fail, fmt.Sprintf("no lock directory %s can use: %s; nixgate exec refuses every session of keys %s (max_sessions, max_builds)", a.name, strings.TrimPrefix(r.Error, "admission: "), keys), fix}}
+		return []Result{{"lock directory", Fail, fmt.Sprintf("no lock directory %s can use: %s; nixgate exec refuses every session of keys %s (max_sessions, max_builds)", a.name, r.Error, keys), fix}}
 	}
 	return []Result{{"lock directory", OK, fmt.Sprintf("%s: exec mode keeps the session and build-slot counts of keys %s there (a directory of %s's own)", r.Path, keys, a.name), ""}}
 }

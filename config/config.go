@@ -9,9 +9,7 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/policy"
@@ -88,11 +86,11 @@ func parsePublicKeys(cfg *policy.Config) error {
 			err = errors.New("options belong in the [[keys]] entry (from, expires), not in public_key")
 		}
 		if err != nil {
-			return fmt.Errorf("config: %s:%d: key %q: public_key: %s", k.Source, k.Line, k.Name, strings.TrimPrefix(err.Error(), "keys: "))
+			return errorf("%s:%d: key %q: public_key: %s", k.Source, k.Line, k.Name, policy.Line(err))
 		}
 		fp := keys.Fingerprint(e.Key)
 		if other, dup := seen[fp]; dup {
-			return fmt.Errorf("config: %s:%d: key %q: public_key %s is also the key of %q", k.Source, k.Line, k.Name, fp, other)
+			return errorf("%s:%d: key %q: public_key %s is also the key of %q", k.Source, k.Line, k.Name, fp, other)
 		}
 		seen[fp] = k.Name
 		k.Fingerprint = fp
@@ -108,10 +106,10 @@ func CheckGrant(cfg *policy.Config, g keys.Grant) error {
 	for i := range cfg.Keys {
 		k := &cfg.Keys[i]
 		if k.Name == g.Name {
-			return fmt.Errorf("config: a key named %q exists already (%s:%d)", g.Name, k.Source, k.Line)
+			return errorf("a key named %q exists already (%s:%d)", g.Name, k.Source, k.Line)
 		}
 		if k.Fingerprint == fp {
-			return fmt.Errorf("config: key %s is authorized already as %q (%s:%d)", fp, k.Name, k.Source, k.Line)
+			return errorf("key %s is authorized already as %q (%s:%d)", fp, k.Name, k.Source, k.Line)
 		}
 	}
 	fks, err := keys.ParseFile("(new key)", []byte(g.KeysFileLine()))

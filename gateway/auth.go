@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -67,7 +66,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 		PublicKeyAuthAlgorithms: publicKeyAuthAlgorithms,
 		VerifiedPublicKeyCallback: func(meta gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, alg string) (*gossh.Permissions, error) {
 			if c == nil {
-				return nil, errors.New("gateway: connection not tracked")
+				return nil, errorf("connection not tracked")
 			}
 			k, err := s.state.Load().checkKey(meta.User(), key, c)
 			if err != nil {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"fmt"
 	"net"
 
 	"github.com/nixgate/nixgate/policy"
@@ -19,7 +18,7 @@ func Listen(addrs []string) ([]net.Listener, error) {
 			for _, o := range out {
 				o.Close()
 			}
-			return nil, fmt.Errorf("gateway: listen %s: %w", a, err)
+			return nil, errorf("listen %s: %w", a, err)
 		}
 		out = append(out, l)
 	}

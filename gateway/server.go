@@ -21,7 +21,7 @@ import (
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
-var ErrServerClosed = errors.New("gateway: server closed")
+var ErrServerClosed = errorf("server closed")
 
 // Options configure a Server.
 type Options struct {
@@ -100,7 +100,7 @@ type state struct {
 // effect.
 func newState(cfg *policy.Config, requireKey bool) (*state, error) {
 	if cfg == nil {
-		return nil, errors.New("gateway: nil Config")
+		return nil, errorf("nil Config")
 	}
 	st := &state{engine: policy.NewEngine(cfg), cfg: cfg, byFP: map[string]*policy.Key{}}
 	for i := range cfg.Keys {
@@ -109,12 +109,12 @@ func newState(cfg *policy.Config, requireKey bool) (*state, error) {
 			continue
 		}
 		if k.Fingerprint == "" {
-			return nil, fmt.Errorf("gateway: key %q: its public_key was not parsed (load the configuration with config.Load)", k.Name)
+			return nil, errorf("key %q: its public_key was not parsed (load the configuration with config.Load)", k.Name)
 		}
 		st.byFP[k.Fingerprint] = k
 	}
 	if requireKey && len(st.byFP) == 0 {
-		return nil, errors.New("gateway: no key has a public_key, so nobody could log in")
+		return nil, errorf("no key has a public_key, so nobody could log in")
 	}
 	return st, nil
 }
@@ -123,10 +123,10 @@ func newState(cfg *policy.Config, requireKey bool) (*state, error) {
 // host key, or any key with a public_key.
 func New(o Options) (*Server, error) {
 	if o.Config == nil {
-		return nil, errors.New("gateway: nil Config")
+		return nil, errorf("nil Config")
 	}
 	if len(o.HostSigners) == 0 {
-		return nil, errors.New("gateway: no host key")
+		return nil, errorf("no host key")
 	}
 	st, err := newState(o.Config, true)
 	if err != nil {

@@ -97,7 +97,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	cmd, err := sandbox.Prepare(cfg, d, s.account)
 	if err != nil {
 		s.metrics.session("error")
-		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+		refuse(sess, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 		return
 	}
 	observe := func(op string, allowed bool) { s.metrics.op(name, op, allowed) }
@@ -121,7 +121,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 		nixIn, nixOut, err := filter.Attach(sess, sess)
 		if err != nil {
 			s.metrics.session("error")
-			refuse(sess, log, "cannot run the command: "+err.Error(), "decision", "error")
+			refuse(sess, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 			return
 		}
 		stdio.Stdin, stdio.Stdout = nixIn, nixOut
@@ -132,7 +132,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 			filter.Close()
 		}
 		s.metrics.session("error")
-		refuse(sess, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+		refuse(sess, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 		return
 	}
 	defer s.sessionDone()
@@ -182,7 +182,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 		attrs = append(attrs, "error", werr.Error())
 	}
 	if ferr != nil {
-		attrs = append(attrs, "filter", strings.TrimPrefix(ferr.Error(), "nixproto: "))
+		attrs = append(attrs, "filter", policy.Line(ferr))
 	}
 	log.Info("session ended", attrs...)
 	if sig != 0 {

@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/nixgate/nixgate/admission"
 )
@@ -21,8 +19,7 @@ func (s *Server) acquireBuild(key string) func(stop <-chan struct{}) (func(), er
 		release, wait, err := s.slots.Acquire(stop, r)
 		s.metrics.slotWaited(wait)
 		if err != nil {
-			// What the client sees, after "nixgate: ".
-			return nil, errors.New(strings.TrimPrefix(err.Error(), "admission: "))
+			return nil, err // the client sees its line, after "nixgate: "
 		}
 		return release, nil
 	}

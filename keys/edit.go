@@ -2,7 +2,6 @@ package keys
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,7 @@ import (
 func EditFile(path string, mode os.FileMode, edit func(lines []string) ([]string, error)) error {
 	data, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("keys: %w", err)
+		return errorf("%w", err)
 	}
 	uid, gid := -1, -1
 	if fi, err := os.Stat(path); err == nil {
@@ -43,7 +42,7 @@ func EditFile(path string, mode os.FileMode, edit func(lines []string) ([]string
 	}
 	if uid >= 0 && os.Geteuid() == 0 {
 		if err := os.Lchown(path, uid, gid); err != nil {
-			return fmt.Errorf("keys: %w", err)
+			return errorf("%w", err)
 		}
 	}
 	return nil
@@ -54,7 +53,7 @@ func EditFile(path string, mode os.FileMode, edit func(lines []string) ([]string
 func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("keys: %w", err)
+		return errorf("%w", err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
@@ -72,7 +71,7 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
-		return fmt.Errorf("keys: writing %s: %w", path, err)
+		return errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

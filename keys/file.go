@@ -60,7 +60,7 @@ func LoadFile(path string) ([]FileKey, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
+		return nil, errorf("%w", err)
 	}
 	return ParseFile(path, data)
 }
@@ -77,13 +77,13 @@ func ParseFile(name string, data []byte) ([]FileKey, error) {
 		}
 		k, err := parseFileLine(line)
 		if err != nil {
-			return nil, fmt.Errorf("keys: %s:%d: %s", name, n, strings.TrimPrefix(err.Error(), "keys: "))
+			return nil, errorf("%s:%d: %w", name, n, err)
 		}
 		k.Line = n
 		out = append(out, k)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("keys: %s: %w", name, err)
+		return nil, errorf("%s: %w", name, err)
 	}
 	return out, nil
 }

@@ -41,29 +41,29 @@ type ForcedExec struct {
 func ParseForcedExec(command string) (ForcedExec, error) {
 	argv, err := shellWords(command)
 	if err != nil {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q: %w", command, err)
+		return ForcedExec{}, errorf("command=%q: %w", command, err)
 	}
 	var f ForcedExec
 	prog := argv[0]
 	if filepath.Base(prog) != "nixgate" || (prog != "nixgate" && !filepath.IsAbs(prog)) {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q does not run nixgate (by name or absolute path)", command)
+		return ForcedExec{}, errorf("command=%q does not run nixgate (by name or absolute path)", command)
 	}
 	f.Program = prog
 	if len(argv) < 2 || argv[1] != "exec" {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q does not run nixgate exec", command)
+		return ForcedExec{}, errorf("command=%q does not run nixgate exec", command)
 	}
 	seen := map[string]bool{}
 	for rest := argv[2:]; len(rest) > 0; {
 		flag := rest[0]
 		name, value, inline := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(flag, "-"), "-"), "=")
 		if !strings.HasPrefix(flag, "-") || (name != "config" && name != "key") || seen[name] {
-			return ForcedExec{}, fmt.Errorf("keys: command=%q: %q is not one of nixgate exec's --config FILE and --key NAME", command, flag)
+			return ForcedExec{}, errorf("command=%q: %q is not one of nixgate exec's --config FILE and --key NAME", command, flag)
 		}
 		seen[name] = true
 		rest = rest[1:]
 		if !inline {
 			if len(rest) == 0 {
-				return ForcedExec{}, fmt.Errorf("keys: command=%q: %s needs a value", command, flag)
+				return ForcedExec{}, errorf("command=%q: %s needs a value", command, flag)
 			}
 			value, rest = rest[0], rest[1:]
 		}
@@ -74,7 +74,7 @@ func ParseForcedExec(command string) (ForcedExec, error) {
 		}
 	}
 	if f.Key == "" {
-		return ForcedExec{}, fmt.Errorf("keys: command=%q has no --key NAME", command)
+		return ForcedExec{}, errorf("command=%q has no --key NAME", command)
 	}
 	return f, nil
 }
@@ -169,7 +169,7 @@ func (e Entry) ForcedExec() (ForcedExec, error) {
 			return ParseForcedExec(o.Value)
 		}
 	}
-	return ForcedExec{}, errors.New("keys: no command= option")
+	return ForcedExec{}, errorf("no command= option")
 }
 
 // ForcesNixgate reports whether e's command= option runs exactly
@@ -197,7 +197,7 @@ func ForcedCommandPresent(path string, g Grant) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("keys: %w", err)
+		return false, errorf("%w", err)
 	}
 	fp := Fingerprint(g.Key.Key)
 	for i, l := range strings.Split(string(data), "\n") {
@@ -208,7 +208,7 @@ func ForcedCommandPresent(path string, g Grant) (bool, error) {
 		if e.ForcesNixgate() && e.Restricted() && LineName(e) == g.Name {
 			return true, nil
 		}
-		return false, fmt.Errorf("keys: key %s is in %s already (line %d), but not as restricted nixgate exec --key %s: remove that line first (nixgate keys revoke --authorized-keys %s %s)", fp, path, i+1, g.Name, path, fp)
+		return false, errorf("key %s is in %s already (line %d), but not as restricted nixgate exec --key %s: remove that line first (nixgate keys revoke --authorized-keys %s %s)", fp, path, i+1, g.Name, path, fp)
 	}
 	return false, nil
 }
@@ -224,13 +224,13 @@ func AddForcedCommand(path string, g Grant, nixgate, config string) error {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("keys: %w", err)
+		return errorf("%w", err)
 	}
 	fp := Fingerprint(g.Key.Key)
 	return EditFile(path, 0o644, func(lines []string) ([]string, error) {
 		for i, l := range lines {
 			if e, err := ParseLine(l); err == nil && Fingerprint(e.Key) == fp {
-				return nil, fmt.Errorf("keys: key %s is in %s already (line %d)", fp, path, i+1)
+				return nil, errorf("key %s is in %s already (line %d)", fp, path, i+1)
 			}
 		}
 		return append(lines, g.ForcedCommandLine(nixgate, config)), nil

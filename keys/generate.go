@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -36,15 +35,15 @@ func newKeyPair(comment string) (private []byte, public ssh.PublicKey, err error
 func Generate(path, comment string) (ssh.PublicKey, error) {
 	for _, p := range []string{path, path + ".pub"} {
 		if _, err := os.Lstat(p); err == nil {
-			return nil, fmt.Errorf("keys: %s exists; not overwriting it", p)
+			return nil, errorf("%s exists; not overwriting it", p)
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
+		return nil, errorf("%w", err)
 	}
 	priv, pub, err := newKeyPair(comment)
 	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
+		return nil, errorf("%w", err)
 	}
 	if err := writeNew(path, priv, 0o600); err != nil {
 		return nil, err
@@ -61,7 +60,7 @@ func Generate(path, comment string) (ssh.PublicKey, error) {
 func writeNew(path string, data []byte, mode os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
-		return fmt.Errorf("keys: %w", err)
+		return errorf("%w", err)
 	}
 	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
@@ -69,7 +68,7 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	}
 	if err != nil {
 		os.Remove(path)
-		return fmt.Errorf("keys: %w", err)
+		return errorf("%w", err)
 	}
 	return nil
 }
@@ -78,11 +77,11 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 // key appears whole or not at all.
 func generateHostKey(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("keys: host key: %w", err)
+		return errorf("host key: %w", err)
 	}
 	priv, pub, err := newKeyPair("nixgate host key")
 	if err != nil {
-		return fmt.Errorf("keys: host key: %w", err)
+		return errorf("host key: %w", err)
 	}
 	if err := writeAtomic(path, priv, 0o600); err != nil {
 		return err

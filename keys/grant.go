@@ -1,8 +1,6 @@
 package keys
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -30,7 +28,7 @@ func ParseGrantKey(line string) (Entry, error) {
 		return Entry{}, err
 	}
 	if len(e.Options) > 0 {
-		return Entry{}, errors.New("keys: give the bare public key (ssh-ed25519 AAAA… comment), without options")
+		return Entry{}, errorf("give the bare public key (ssh-ed25519 AAAA… comment), without options")
 	}
 	return e, nil
 }
@@ -59,10 +57,10 @@ func AddToKeysFile(path string, g Grant) error {
 		}
 		for _, s := range specs {
 			if s.Name == g.Name {
-				return nil, fmt.Errorf("keys: a key named %q exists already (%s:%d)", g.Name, path, s.Line)
+				return nil, errorf("a key named %q exists already (%s:%d)", g.Name, path, s.Line)
 			}
 			if Fingerprint(s.Key) == fp {
-				return nil, fmt.Errorf("keys: key %s is authorized already as %q (%s:%d)", fp, s.Name, path, s.Line)
+				return nil, errorf("key %s is authorized already as %q (%s:%d)", fp, s.Name, path, s.Line)
 			}
 		}
 		return append(lines, g.KeysFileLine()), nil

@@ -39,7 +39,9 @@ func LoadHostKeys(paths []string, stateDir string) (signers []ssh.Signer, genera
 }
 
 // HostKeyModeError reports a private host key that group or others may
-// read, which LoadHostKey refuses, as OpenSSH does.
+// read, which LoadHostKey refuses, as OpenSSH does. Its text is the line
+// an operator sees; LoadHostKey returns it inside a keys error ("keys: "
+// and the line).
 type HostKeyModeError struct {
 	// Path is the key file.
 	Path string
@@ -48,7 +50,7 @@ type HostKeyModeError struct {
 }
 
 func (e *HostKeyModeError) Error() string {
-	return fmt.Sprintf("keys: host key %s has mode %04o, readable by others; fix: chmod 600 %s", e.Path, e.Mode, e.Path)
+	return fmt.Sprintf("host key %s has mode %04o, readable by others; fix: chmod 600 %s", e.Path, e.Mode, e.Path)
 }
 
 // LoadHostKey loads the private host key at path, refusing a file that
@@ -57,24 +59,24 @@ func (e *HostKeyModeError) Error() string {
 func LoadHostKey(path string) (ssh.Signer, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("keys: host key: %w", err)
+		return nil, errorf("host key: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, &HostKeyModeError{Path: path, Mode: fi.Mode().Perm()}
+		return nil, errorf("%w", &HostKeyModeError{Path: path, Mode: fi.Mode().Perm()})
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("keys: host key: %w", err)
+		return nil, errorf("host key: %w", err)
 	}
 	s, err := ssh.ParsePrivateKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("keys: host key %s: %w", path, err)
+		return nil, errorf("host key %s: %w", path, err)
 	}
 	if s.PublicKey().Type() == ssh.KeyAlgoRSA {
 		// Never sign with SHA-1 (ssh-rsa); only rsa-sha2-512 and -256.
 		as, ok := s.(ssh.AlgorithmSigner)
 		if !ok {
-			return nil, fmt.Errorf("keys: host key %s: RSA key cannot sign with SHA-2", path)
+			return nil, errorf("host key %s: RSA key cannot sign with SHA-2", path)
 		}
 		return ssh.NewSignerWithAlgorithms(as, []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256})
 	}

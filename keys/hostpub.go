@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -31,11 +30,11 @@ func PublicHostKeys(paths []string, stateDir string) ([]ssh.PublicKey, error) {
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("keys: host key: %w (has nixgate serve run once?)", err)
+			return nil, errorf("host key: %w (has nixgate serve run once?)", err)
 		}
 		s, err := ssh.ParsePrivateKey(data)
 		if err != nil {
-			return nil, fmt.Errorf("keys: host key %s: %w", p, err)
+			return nil, errorf("host key %s: %w", p, err)
 		}
 		out = append(out, s.PublicKey())
 	}
@@ -52,7 +51,7 @@ func PublicKeyFiles(files []string) ([]ssh.PublicKey, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("keys: no host key found in %v", files)
+		return nil, errorf("no host key found in %v", files)
 	}
 	return out, nil
 }

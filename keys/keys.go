@@ -7,8 +7,6 @@
 package keys
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -31,14 +29,14 @@ type Entry struct {
 func ParseLine(line string) (Entry, error) {
 	line = strings.TrimSpace(line)
 	if line == "" || strings.HasPrefix(line, "#") {
-		return Entry{}, errors.New("keys: no key on the line")
+		return Entry{}, errorf("no key on the line")
 	}
 	pub, comment, opts, rest, err := ssh.ParseAuthorizedKey([]byte(line))
 	if err != nil {
-		return Entry{}, fmt.Errorf("keys: not an OpenSSH public key line: %w", err)
+		return Entry{}, errorf("not an OpenSSH public key line: %w", err)
 	}
 	if len(strings.TrimSpace(string(rest))) > 0 {
-		return Entry{}, errors.New("keys: more than one key on the line")
+		return Entry{}, errorf("more than one key on the line")
 	}
 	return Entry{Options: opts, Key: pub, Comment: comment}, nil
 }

@@ -35,7 +35,7 @@ func ParseOption(opt string) (Option, error) {
 	}
 	v, err := dequote(raw)
 	if err != nil {
-		return Option{}, fmt.Errorf("keys: option %s: %w", o.Name, err)
+		return Option{}, errorf("option %s: %w", o.Name, err)
 	}
 	o.Value = v
 	return o, nil
@@ -78,7 +78,7 @@ func (e Entry) ParsedOptions() ([]Option, error) {
 			return nil, err
 		}
 		if seen[o.Name] {
-			return nil, fmt.Errorf("keys: option %s is given more than once", o.Name)
+			return nil, errorf("option %s is given more than once", o.Name)
 		}
 		seen[o.Name] = true
 		out = append(out, o)

@@ -1,7 +1,5 @@
 package keys
 
-import "fmt"
-
 // Revoke removes from the file at path (nixgate's keys file or an
 // OpenSSH authorized_keys) every key line whose key has the fingerprint,
 // or whose nixgate name (see LineName) is, what. It fails when nothing
@@ -17,7 +15,7 @@ func Revoke(path, what string) (removed int, err error) {
 			out = append(out, l)
 		}
 		if removed == 0 {
-			return nil, fmt.Errorf("keys: no key named or with fingerprint %q in %s", what, path)
+			return nil, errorf("no key named or with fingerprint %q in %s", what, path)
 		}
 		return out, nil
 	})

@@ -18,7 +18,7 @@ import (
 // ErrRefused ends a session whose client sent what nixgate refuses and
 // the protocol cannot go on after: a serve-protocol write command from a
 // read-only key, an operation nixgate cannot parse, a client too old.
-var ErrRefused = errors.New("nixproto: refused")
+var ErrRefused = errorf("refused")
 
 // Options configure a Filter.
 type Options struct {
@@ -40,8 +40,8 @@ type Options struct {
 	// AcquireBuild, when set, is called before an operation that builds
 	// something is passed to Nix, and may wait for a build slot; it
 	// fails when none came in time (or stop closed, when the session
-	// is ending), and the error's text, after "nixgate: ", is what the
-	// client sees: the worker protocol answers the operation with it,
+	// is ending), and the error's line (policy.Line), after "nixgate: ",
+	// is what the client sees: the worker protocol answers the operation with it,
 	// the serve protocol ends the session. The filter calls release once,
 	// when the build ends: at the client's next operation, or the end of
 	// the session. Nil means builds never wait.
@@ -142,7 +142,7 @@ func New(opt Options) *Filter {
 func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.File, nixStdout io.Writer, err error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, nil, fmt.Errorf("nixproto: %w", err)
+		return nil, nil, errorf("%w", err)
 	}
 	growPipe(w)
 	f.nixPipe = w
@@ -237,8 +237,8 @@ func (f *Filter) run() {
 	if err != nil && !errors.Is(err, ErrRefused) {
 		f.log.Warn("client stream ended in error", "error", err.Error())
 		if errors.Is(err, ErrProtocol) {
-			f.tell(err.Error())
-			err = fmt.Errorf("%w: %w", ErrRefused, err)
+			f.tell(policy.Line(err))
+			err = errorf("%w: %w", ErrRefused, err)
 		}
 	}
 	f.mu.Lock()
@@ -270,7 +270,7 @@ func (f *Filter) toNix(b []byte) error {
 // tell writes one line for the client on its stderr.
 func (f *Filter) tell(msg string) {
 	if f.opt.Stderr != nil {
-		fmt.Fprintln(f.opt.Stderr, "nixgate: "+trimPkg(msg))
+		fmt.Fprintln(f.opt.Stderr, "nixgate: "+msg)
 	}
 }
 
@@ -278,7 +278,7 @@ func (f *Filter) tell(msg string) {
 func (f *Filter) refuseSession(msg string) error {
 	f.tell(msg)
 	f.log.Warn("session refused", "reason", msg)
-	return fmt.Errorf("%w: %s", ErrRefused, msg)
+	return errorf("%w: %s", ErrRefused, msg)
 }
 
 // waitServerHello waits for Nix's hello; false when the filter stopped
@@ -418,7 +418,7 @@ func (f *Filter) acquireSlot(o *op) error {
 		name := policy.OpName(f.opt.Protocol, o.req.Code)
 		f.audit.Refused = appendCapped(f.audit.Refused, name)
 		f.audit.RefusedCount++
-		f.log.Warn("operation refused", "op", name, "reason", err.Error(), "slot_wait", wait.String())
+		f.log.Warn("operation refused", "op", name, "reason", policy.Line(err), "slot_wait", wait.String())
 		return err
 	}
 	f.slot = release
@@ -505,14 +505,6 @@ func (rw *replyWriter) inject(p []byte) error {
 	defer rw.mu.Unlock()
 	_, err := rw.w.Write(p)
 	return err
-}
-
-func trimPkg(s string) string {
-	const p = "nixproto: "
-	if len(s) > len(p) && s[:len(p)] == p {
-		return s[len(p):]
-	}
-	return s
 }
 
 func appendCapped(list []string, s string) []string {

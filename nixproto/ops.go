@@ -2,7 +2,6 @@ package nixproto
 
 import (
 	"encoding/binary"
-	"fmt"
 	"io"
 	"slices"
 	"time"
@@ -66,7 +65,7 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 			if err := refuse(o, reason); err != nil {
 				return err
 			}
-			return fmt.Errorf("%w: %s", ErrRefused, reason)
+			return errorf("%w: %s", ErrRefused, reason)
 		}
 		o, err := parse(code)
 		if err != nil {
@@ -96,9 +95,9 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 		}
 		if err != nil {
 			if f.opt.Protocol == policy.ProtocolServe {
-				return f.refuseSession(err.Error())
+				return f.refuseSession(policy.Line(err))
 			}
-			if err := refuse(o, err.Error()); err != nil {
+			if err := refuse(o, policy.Line(err)); err != nil {
 				return err
 			}
 			continue

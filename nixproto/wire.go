@@ -31,10 +31,10 @@ const bufSize = 64 << 10
 
 // ErrProtocol is wrapped by the errors of a client stream nixgate cannot
 // parse.
-var ErrProtocol = errors.New("nixproto: protocol error")
+var ErrProtocol = errorf("protocol error")
 
 func protoErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
+	return errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
 }
 
 // reader reads the client's stream. Every byte of an operation's header

@@ -398,7 +398,7 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 	return o, err
 }
 
-var errUnknownOp = errors.New("nixproto: unknown operation")
+var errUnknownOp = errorf("unknown operation")
 
 // opaque reports whether every derived path names a store path rather
 // than outputs of a derivation: "drv!out" is an output; before 1.30

@@ -15,7 +15,7 @@ const MaxCommandLen = 8192
 
 // ErrEmptyCommand is returned by ParseCommand for a command with no words:
 // a login without a command, such as a person typing "ssh builder".
-var ErrEmptyCommand = errors.New("policy: no command")
+var ErrEmptyCommand = errorf("no command")
 
 // ParseCommand splits the command string an SSH client sent into argv the
 // way a POSIX shell would, and refuses anything that is not one simple
@@ -26,10 +26,10 @@ var ErrEmptyCommand = errors.New("policy: no command")
 // unquoted.
 func ParseCommand(cmd string) ([]string, error) {
 	if len(cmd) > MaxCommandLen {
-		return nil, fmt.Errorf("policy: command is %d bytes long (limit %d)", len(cmd), MaxCommandLen)
+		return nil, errorf("command is %d bytes long (limit %d)", len(cmd), MaxCommandLen)
 	}
 	if i := strings.IndexAny(cmd, "\x00\n\r"); i >= 0 {
-		return nil, fmt.Errorf("policy: command contains %s: only one command of plain words is accepted", describeByte(cmd[i]))
+		return nil, errorf("command contains %s: only one command of plain words is accepted", describeByte(cmd[i]))
 	}
 	if strings.TrimSpace(cmd) == "" {
 		return nil, ErrEmptyCommand
@@ -37,33 +37,33 @@ func ParseCommand(cmd string) ([]string, error) {
 	parser := syntax.NewParser(syntax.Variant(syntax.LangPOSIX), syntax.KeepComments(true))
 	file, err := parser.Parse(strings.NewReader(cmd), "")
 	if err != nil {
-		return nil, fmt.Errorf("policy: command is not valid shell syntax: %s", shortSyntaxError(err))
+		return nil, errorf("command is not valid shell syntax: %s", shortSyntaxError(err))
 	}
 	if len(file.Last) > 0 {
-		return nil, errors.New("policy: command contains a comment")
+		return nil, errorf("command contains a comment")
 	}
 	if len(file.Stmts) != 1 {
-		return nil, errors.New("policy: command contains several commands (;, & or newline)")
+		return nil, errorf("command contains several commands (;, & or newline)")
 	}
 	st := file.Stmts[0]
 	switch {
 	case st.Semicolon.IsValid() && !st.Background && !st.Coprocess:
 		// "cmd;" is one statement to the parser, but a list to the
 		// README's rule: no ; at all.
-		return nil, errors.New("policy: command contains several commands (;, & or newline)")
+		return nil, errorf("command contains several commands (;, & or newline)")
 	case len(st.Comments) > 0:
-		return nil, errors.New("policy: command contains a comment")
+		return nil, errorf("command contains a comment")
 	case st.Negated, st.Background, st.Coprocess:
-		return nil, errors.New("policy: command uses !, & or |&: only one plain command is accepted")
+		return nil, errorf("command uses !, & or |&: only one plain command is accepted")
 	case len(st.Redirs) > 0:
-		return nil, errors.New("policy: command contains a redirection")
+		return nil, errorf("command contains a redirection")
 	}
 	call, ok := st.Cmd.(*syntax.CallExpr)
 	if !ok {
-		return nil, fmt.Errorf("policy: command is a shell %s, not one plain command", nodeKind(st.Cmd))
+		return nil, errorf("command is a shell %s, not one plain command", nodeKind(st.Cmd))
 	}
 	if len(call.Assigns) > 0 {
-		return nil, errors.New("policy: command sets variables (NAME=value)")
+		return nil, errorf("command sets variables (NAME=value)")
 	}
 	argv := make([]string, 0, len(call.Args))
 	for _, w := range call.Args {
@@ -73,10 +73,10 @@ func ParseCommand(cmd string) ([]string, error) {
 		// A Config of our own: with nil, expand shares and writes a package-level one.
 		fields, err := expand.Fields(&expand.Config{}, w)
 		if err != nil {
-			return nil, fmt.Errorf("policy: word %q: %v", wordSource(cmd, w), err)
+			return nil, errorf("word %q: %v", wordSource(cmd, w), err)
 		}
 		if len(fields) != 1 {
-			return nil, fmt.Errorf("policy: word %q does not expand to one word", wordSource(cmd, w))
+			return nil, errorf("word %q does not expand to one word", wordSource(cmd, w))
 		}
 		argv = append(argv, fields[0])
 	}
@@ -93,26 +93,26 @@ func checkLiteral(w *syntax.Word) error {
 		switch p := part.(type) {
 		case *syntax.Lit:
 			if i == 0 && strings.HasPrefix(p.Value, "~") {
-				return errors.New("policy: command contains ~ expansion")
+				return errorf("command contains ~ expansion")
 			}
 			if hasUnescapedGlob(p.Value) {
-				return errors.New("policy: command contains a glob (* or [)")
+				return errorf("command contains a glob (* or [)")
 			}
 		case *syntax.SglQuoted:
 			if p.Dollar {
-				return errors.New("policy: command contains $'…' quoting")
+				return errorf("command contains $'…' quoting")
 			}
 		case *syntax.DblQuoted:
 			if p.Dollar {
-				return errors.New("policy: command contains $\"…\" quoting")
+				return errorf("command contains $\"…\" quoting")
 			}
 			for _, q := range p.Parts {
 				if _, ok := q.(*syntax.Lit); !ok {
-					return fmt.Errorf("policy: command contains %s", nodeKind(q))
+					return errorf("command contains %s", nodeKind(q))
 				}
 			}
 		default:
-			return fmt.Errorf("policy: command contains %s", nodeKind(part))
+			return errorf("command contains %s", nodeKind(part))
 		}
 	}
 	return nil

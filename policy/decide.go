@@ -153,12 +153,12 @@ func (e *Engine) Decide(req Request) Decision {
 		return d
 	}
 	if err != nil {
-		d.Reason = "command refused: " + trimPrefix(err)
+		d.Reason = "command refused: " + Line(err)
 		return d
 	}
 	inv, err := MatchCommand(argv, e.cfg.BinDirs())
 	if err != nil {
-		d.Reason = "command refused: " + trimPrefix(err)
+		d.Reason = "command refused: " + Line(err)
 		return d
 	}
 	d.Invocation = inv
@@ -220,12 +220,3 @@ func (e *Engine) narrow(d Decision, k *Key, inv Invocation) Decision {
 }
 
 func deny(reason string) Decision { return Decision{Reason: reason} }
-
-func trimPrefix(err error) string {
-	const p = "policy: "
-	s := err.Error()
-	if len(s) > len(p) && s[:len(p)] == p {
-		return s[len(p):]
-	}
-	return s
-}

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"path"
 	"regexp"
 	"slices"
@@ -56,7 +55,7 @@ func MatchCommand(argv []string, binDirs []string) (Invocation, error) {
 	switch prog {
 	case NixStore:
 		if len(rest) == 0 || rest[0] != "--serve" {
-			return Invocation{}, fmt.Errorf("policy: nix-store is only accepted as nix-store --serve [--write] [--store URL], not %q", strings.Join(argv, " "))
+			return Invocation{}, errorf("nix-store is only accepted as nix-store --serve [--write] [--store URL], not %q", strings.Join(argv, " "))
 		}
 		rest = rest[1:]
 		if len(rest) > 0 && rest[0] == "--write" {
@@ -69,7 +68,7 @@ func MatchCommand(argv []string, binDirs []string) (Invocation, error) {
 		}
 	case NixDaemon:
 		if len(rest) == 0 || rest[0] != "--stdio" {
-			return Invocation{}, fmt.Errorf("policy: nix-daemon is only accepted as nix-daemon --stdio [--store URL], not %q", strings.Join(argv, " "))
+			return Invocation{}, errorf("nix-daemon is only accepted as nix-daemon --stdio [--store URL], not %q", strings.Join(argv, " "))
 		}
 		rest = rest[1:]
 		rest, inv.Store, err = matchStore(rest)
@@ -82,7 +81,7 @@ func MatchCommand(argv []string, binDirs []string) (Invocation, error) {
 		}
 	}
 	if len(rest) > 0 {
-		return Invocation{}, fmt.Errorf("policy: %s does not accept %q here", prog, rest[0])
+		return Invocation{}, errorf("%s does not accept %q here", prog, rest[0])
 	}
 	return inv, nil
 }
@@ -93,7 +92,7 @@ func matchStore(args []string) (rest []string, store string, err error) {
 		return args, "", nil
 	}
 	if len(args) < 2 || args[1] == "" {
-		return nil, "", fmt.Errorf("policy: --store needs a store URL")
+		return nil, "", errorf("--store needs a store URL")
 	}
 	return args[2:], args[1], nil
 }
@@ -117,20 +116,20 @@ func matchProgram(argv, binDirs []string) (Program, []string, error) {
 		if len(argv) > 1 && argv[1] == "daemon" {
 			return NixDaemon, argv[2:], nil
 		}
-		return "", nil, fmt.Errorf("policy: of the nix command only \"nix daemon --stdio\" is accepted, not %q", strings.Join(argv, " "))
+		return "", nil, errorf("of the nix command only \"nix daemon --stdio\" is accepted, not %q", strings.Join(argv, " "))
 	}
-	return "", nil, fmt.Errorf("policy: %q is not a Nix remote-store program (nix-store --serve or nix-daemon --stdio)", argv[0])
+	return "", nil, errorf("%q is not a Nix remote-store program (nix-store --serve or nix-daemon --stdio)", argv[0])
 }
 
 // checkProgramPath accepts an absolute argv[0] only inside the Nix
 // directories. nixgate never runs it: it runs its own resolved binary.
 func checkProgramPath(p string, binDirs []string) error {
 	if !path.IsAbs(p) || path.Clean(p) != p {
-		return fmt.Errorf("policy: program path %q is not a clean absolute path", p)
+		return errorf("program path %q is not a clean absolute path", p)
 	}
 	dir := path.Dir(p)
 	if slices.Contains(binDirs, dir) || slices.Contains(DefaultBinDirs, dir) || storeBinRE.MatchString(dir) {
 		return nil
 	}
-	return fmt.Errorf("policy: program path %q is outside the Nix directories", p)
+	return errorf("program path %q is outside the Nix directories", p)
 }

@@ -28,21 +28,21 @@ const (
 func ReadLixBootstrap(r io.Reader, w io.Writer) (string, error) {
 	line, err := readLine(r, len(lixHello)+1)
 	if err != nil {
-		return "", fmt.Errorf("policy: Lix start-up: %w", err)
+		return "", errorf("Lix start-up: %w", err)
 	}
 	if line != lixHello {
-		return "", fmt.Errorf("policy: Lix start-up: got %q, want %q (a shell is not offered here)", line, lixHello)
+		return "", errorf("Lix start-up: got %q, want %q (a shell is not offered here)", line, lixHello)
 	}
 	if _, err := io.WriteString(w, lixHelloReply); err != nil {
-		return "", fmt.Errorf("policy: Lix start-up: %w", err)
+		return "", errorf("Lix start-up: %w", err)
 	}
 	line, err = readLine(r, MaxCommandLen+len(lixExecPrefix))
 	if err != nil {
-		return "", fmt.Errorf("policy: Lix start-up: %w", err)
+		return "", errorf("Lix start-up: %w", err)
 	}
 	cmd, ok := strings.CutPrefix(line, lixExecPrefix)
 	if !ok {
-		return "", fmt.Errorf("policy: Lix start-up: got %q, want \"exec COMMAND\" (a shell is not offered here)", line)
+		return "", errorf("Lix start-up: got %q, want \"exec COMMAND\" (a shell is not offered here)", line)
 	}
 	return cmd, nil
 }

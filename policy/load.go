@@ -53,7 +53,7 @@ type KeySpec struct {
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, errorf("%w", err)
 	}
 	return Parse(path, data)
 }
@@ -84,15 +84,15 @@ func decodeError(name string, err error) error {
 	if errors.As(err, &strict) && len(strict.Errors) > 0 {
 		e := strict.Errors[0]
 		row, _ := e.Position()
-		return fmt.Errorf("policy: %s:%d: unknown setting %q", name, row, strings.Join(e.Key(), "."))
+		return errorf("%s:%d: unknown setting %q", name, row, strings.Join(e.Key(), "."))
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		row, _ := de.Position()
 		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		return fmt.Errorf("policy: %s:%d: %s", name, row, msg)
+		return errorf("%s:%d: %s", name, row, msg)
 	}
-	return fmt.Errorf("policy: %s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
+	return errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))
 }
 
 var (
@@ -150,9 +150,9 @@ func (v *validator) fail(path string, format string, args ...any) {
 	line := v.line(path)
 	msg := fmt.Sprintf(format, args...)
 	if line > 0 {
-		v.err = fmt.Errorf("policy: %s:%d: %s: %s", v.name, line, path, msg)
+		v.err = errorf("%s:%d: %s: %s", v.name, line, path, msg)
 	} else {
-		v.err = fmt.Errorf("policy: %s: %s: %s", v.name, path, msg)
+		v.err = errorf("%s: %s: %s", v.name, path, msg)
 	}
 }
 

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"fmt"
 	"reflect"
 	"strings"
 
@@ -56,7 +55,7 @@ func walkNames(p *unstable.Parser, file string, t reflect.Type, key unstable.Ite
 			seg := string(n.Data)
 			exact, folded := tomlField(t, seg)
 			if exact == nil && folded != "" {
-				return nil, fmt.Errorf("policy: %s:%d: unknown setting %q: did you mean %q? (names are exact)", file, p.Shape(n.Raw).Start.Line, seg, folded)
+				return nil, errorf("%s:%d: unknown setting %q: did you mean %q? (names are exact)", file, p.Shape(n.Raw).Start.Line, seg, folded)
 			}
 			t = exact
 		default:

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -48,7 +47,7 @@ func (c *Command) Done() {
 // allow.
 func Prepare(cfg *policy.Config, d policy.Decision, a Account) (*Command, error) {
 	if !d.Allow {
-		return nil, fmt.Errorf("sandbox: decision does not allow: %s", d.Reason)
+		return nil, errorf("decision does not allow: %s", d.Reason)
 	}
 	env := Env(cfg.BinDirs(), a, cfg.Nix.Env)
 	if lines := d.Ops.Limits.NixSettings(); len(lines) > 0 {
@@ -88,8 +87,8 @@ func LocalStore(args []string) bool {
 // a Command with Namespace set cannot be exec'd (see RunForeground).
 func (c *Command) Exec() error {
 	if c.Namespace {
-		return fmt.Errorf("sandbox: %s must start in a new namespace", c.Path)
+		return errorf("%s must start in a new namespace", c.Path)
 	}
 	err := syscall.Exec(c.Path, c.Argv, c.Env)
-	return fmt.Errorf("sandbox: exec %s: %w", c.Path, err)
+	return errorf("exec %s: %w", c.Path, err)
 }

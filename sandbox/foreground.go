@@ -72,7 +72,7 @@ func Check(cfg *policy.Config, a Account) error {
 		if errors.As(err, &notStarted) {
 			return notStarted.err
 		}
-		return fmt.Errorf("sandbox: sandbox.mode %s cannot run nix-store: %s", cfg.Sandbox.Mode, strings.TrimPrefix(out, "nixgate: "))
+		return errorf("sandbox.mode %s cannot run nix-store: %s", cfg.Sandbox.Mode, strings.TrimPrefix(out, "nixgate: "))
 	}
 	switch cfg.Sandbox.Mode {
 	case policy.SandboxUserNS, policy.SandboxNixUserChroot:
@@ -99,11 +99,11 @@ func checkBuildSandbox(cfg *policy.Config, a Account) error {
 	}
 	switch {
 	case err == nil:
-		return fmt.Errorf("sandbox: builds are not sandboxed in sandbox.mode %s: a probe build ran %s, which is outside the Nix store", cfg.Sandbox.Mode, probe)
+		return errorf("builds are not sandboxed in sandbox.mode %s: a probe build ran %s, which is outside the Nix store", cfg.Sandbox.Mode, probe)
 	case strings.Contains(out, "executing '"+probe+"'"):
 		return nil
 	}
-	return fmt.Errorf("sandbox: Nix's build sandbox does not work inside sandbox.mode %s, and builds would run unsandboxed as %s: %s", cfg.Sandbox.Mode, a.Name, lastLine(out))
+	return errorf("Nix's build sandbox does not work inside sandbox.mode %s, and builds would run unsandboxed as %s: %s", cfg.Sandbox.Mode, a.Name, lastLine(out))
 }
 
 // startFailure is runChecked's error when the command did not start.

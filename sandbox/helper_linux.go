@@ -71,11 +71,11 @@ func parseHelper(args []string) (helperSpec, error) {
 	fs.StringVar(&s.chdir, "chdir", "", "")
 	fs.Var(&dirs, "bin-dir", "")
 	if err := fs.Parse(args); err != nil {
-		return s, fmt.Errorf("sandbox: helper: %w", err)
+		return s, errorf("helper: %w", err)
 	}
 	s.binDirs, s.hide, s.argv = dirs, hide, fs.Args()
 	if len(s.argv) == 0 {
-		return s, errors.New("sandbox: helper: no command")
+		return s, errorf("helper: no command")
 	}
 	return s, nil
 }
@@ -85,7 +85,7 @@ func parseHelper(args []string) (helperSpec, error) {
 // already printed to stderr.
 func HelperMain(args []string, stderr io.Writer) int {
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "nixgate: "+strings.TrimPrefix(err.Error(), "sandbox: "))
+		fmt.Fprintln(stderr, "nixgate: "+policy.Line(err))
 		return 126
 	}
 	s, err := parseHelper(args)
@@ -120,7 +120,7 @@ func HelperMain(args []string, stderr io.Writer) int {
 	} else if !strings.Contains(path, "/") {
 		p, err := exec.LookPath(path)
 		if err != nil {
-			return fail(fmt.Errorf("sandbox: %w", err))
+			return fail(errorf("%w", err))
 		}
 		path = p
 	}
@@ -143,7 +143,7 @@ func HelperMain(args []string, stderr io.Writer) int {
 		return code
 	}
 	err = syscall.Exec(path, argv, env)
-	return fail(fmt.Errorf("sandbox: exec %s: %w", path, err))
+	return fail(errorf("exec %s: %w", path, err))
 }
 
 // isolateFiles gives the session's PID namespace its /proc and hides
@@ -158,13 +158,13 @@ func (s helperSpec) isolateFiles() error {
 		// is written through it), and the machine's processes are not
 		// to be seen.
 		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-			return &NamespaceError{Op: "mounting /proc for the session's PID namespace", Err: err}
+			return namespaceError("mounting /proc for the session's PID namespace", err)
 		}
 	}
 	if s.isolate {
 		entries, err := os.ReadDir("/")
 		if err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+			return errorf("%w", err)
 		}
 		for _, e := range entries {
 			switch e.Name() {
@@ -184,7 +184,7 @@ func (s helperSpec) isolateFiles() error {
 				continue
 			}
 			if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
-				return &NamespaceError{Op: "a private " + d, Err: err}
+				return namespaceError("a private "+d, err)
 			}
 		}
 	}
@@ -218,7 +218,7 @@ func hidePath(p string) error {
 		err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
 	}
 	if err != nil {
-		return &NamespaceError{Op: "hiding " + p, Err: err}
+		return namespaceError("hiding "+p, err)
 	}
 	return nil
 }
@@ -233,7 +233,7 @@ func readOnlyTree(dir string) error {
 		return nil
 	}
 	if !errors.Is(err, unix.ENOSYS) {
-		return &NamespaceError{Op: "making " + dir + " read-only", Err: err}
+		return namespaceError("making "+dir+" read-only", err)
 	}
 	return remountReadOnly(dir)
 }
@@ -246,7 +246,7 @@ func runAsInit(path string, argv, env []string) (int, error) {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: []uintptr{0, 1, 2}})
 	if err != nil {
-		return 0, fmt.Errorf("sandbox: starting %s: %w", path, err)
+		return 0, errorf("starting %s: %w", path, err)
 	}
 	go func() {
 		for s := range sigs {
@@ -260,7 +260,7 @@ func runAsInit(path string, argv, env []string) (int, error) {
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("sandbox: waiting for %s: %w", path, err)
+			return 0, errorf("waiting for %s: %w", path, err)
 		}
 		if got != pid {
 			continue // an orphan of the session: reaped
@@ -290,18 +290,18 @@ func dropPrivileges() error {
 				// the bounding set.
 				break
 			}
-			return fmt.Errorf("sandbox: dropping capability %d from the bounding set: %w", c, err)
+			return errorf("dropping capability %d from the bounding set: %w", c, err)
 		}
 	}
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("sandbox: dropping ambient capabilities: %w", err)
+		return errorf("dropping ambient capabilities: %w", err)
 	}
 	var none [2]unix.CapUserData
 	if err := unix.Capset(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &none[0]); err != nil {
-		return fmt.Errorf("sandbox: dropping capabilities: %w", err)
+		return errorf("dropping capabilities: %w", err)
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("sandbox: setting no_new_privs: %w", err)
+		return errorf("setting no_new_privs: %w", err)
 	}
 	return nil
 }
@@ -321,22 +321,22 @@ func replaceEnv(env []string, key, value string) []string {
 // pivots into it. /nix need not exist on the machine.
 func newRoot(storeDir string) error {
 	if fi, err := os.Stat(storeDir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("sandbox: store_dir %s is not a directory", storeDir)
+		return errorf("store_dir %s is not a directory", storeDir)
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return &NamespaceError{Op: "making / private in the mount namespace", Err: err}
+		return namespaceError("making / private in the mount namespace", err)
 	}
 	root, err := os.MkdirTemp("", "nixgate-root-")
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return errorf("%w", err)
 	}
 	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "mode=0755"); err != nil {
 		os.Remove(root)
-		return &NamespaceError{Op: "mounting a tmpfs for the new root", Err: err}
+		return namespaceError("mounting a tmpfs for the new root", err)
 	}
 	entries, err := os.ReadDir("/")
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return errorf("%w", err)
 	}
 	for _, e := range entries {
 		if e.Name() == "nix" {
@@ -351,19 +351,19 @@ func newRoot(storeDir string) error {
 	unix.Unmount(filepath.Join(root, root), unix.MNT_DETACH)
 	nix := filepath.Join(root, "nix")
 	if err := os.Mkdir(nix, 0o755); err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return errorf("%w", err)
 	}
 	if err := unix.Mount(storeDir, nix, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return &NamespaceError{Op: "binding " + storeDir + " onto /nix", Err: err}
+		return namespaceError("binding "+storeDir+" onto /nix", err)
 	}
 	if err := os.Chdir(root); err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return errorf("%w", err)
 	}
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return &NamespaceError{Op: "pivot_root into the new root", Err: err}
+		return namespaceError("pivot_root into the new root", err)
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return &NamespaceError{Op: "detaching the old root", Err: err}
+		return namespaceError("detaching the old root", err)
 	}
 	os.Chdir("/")
 	// The empty directory the new root was mounted on, seen through the
@@ -377,28 +377,28 @@ func newRoot(storeDir string) error {
 func bindEntry(src, dst string) error {
 	fi, err := os.Lstat(src)
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return errorf("%w", err)
 	}
 	switch {
 	case fi.Mode()&os.ModeSymlink != 0:
 		target, err := os.Readlink(src)
 		if err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+			return errorf("%w", err)
 		}
 		return os.Symlink(target, dst)
 	case fi.IsDir():
 		if err := os.Mkdir(dst, 0o755); err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+			return errorf("%w", err)
 		}
 	default:
 		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+			return errorf("%w", err)
 		}
 		f.Close()
 	}
 	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return &NamespaceError{Op: "binding " + src + " into the new root", Err: err}
+		return namespaceError("binding "+src+" into the new root", err)
 	}
 	return nil
 }
@@ -407,11 +407,11 @@ func bindEntry(src, dst string) error {
 // flags the kernel locks for mounts seen from a user namespace.
 func remountReadOnly(dir string) error {
 	if err := unix.Mount(dir, dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return &NamespaceError{Op: "binding the home directory " + dir, Err: err}
+		return namespaceError("binding the home directory "+dir, err)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return errorf("%w", err)
 	}
 	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
 	for st_, ms := range map[int64]uintptr{
@@ -423,7 +423,7 @@ func remountReadOnly(dir string) error {
 		}
 	}
 	if err := unix.Mount("", dir, "", flags, ""); err != nil {
-		return &NamespaceError{Op: "remounting the home directory " + dir + " read-only", Err: err}
+		return namespaceError("remounting the home directory "+dir+" read-only", err)
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +16,8 @@ import (
 )
 
 // HomeError reports that the build account could change its own access.
+// Its text is the line a client sees; CheckReadOnlyHome returns it inside
+// sandbox's policy.Error ("sandbox: " and the line).
 type HomeError struct {
 	// Path is the file or directory at fault.
 	Path string
@@ -27,7 +28,7 @@ type HomeError struct {
 }
 
 func (e *HomeError) Error() string {
-	return fmt.Sprintf("sandbox: %s %s; fix: %s", e.Path, e.Problem, e.Fix)
+	return fmt.Sprintf("%s %s; fix: %s", e.Path, e.Problem, e.Fix)
 }
 
 // HomeMustBeReadOnly reports whether, in sandbox mode, the account's home
@@ -48,7 +49,7 @@ func AuthorizedKeysFiles(home string) []string {
 
 // CheckReadOnlyHome checks, as the calling process, that the account with
 // home directory home cannot change how it is let in; it returns the
-// first problem HomeProblems finds, as a *HomeError. It must run as the
+// first problem HomeProblems finds, wrapping a *HomeError. It must run as the
 // account itself, as exec mode does.
 func CheckReadOnlyHome(name, home string) error {
 	problems, err := HomeProblems(name, home)
@@ -56,7 +57,7 @@ func CheckReadOnlyHome(name, home string) error {
 		return err
 	}
 	if len(problems) > 0 {
-		return problems[0]
+		return errorf("%w", problems[0])
 	}
 	return nil
 }
@@ -79,7 +80,7 @@ func HomeProblems(name, home string) ([]*HomeError, error) {
 	for _, p := range append([]string{home, ssh}, AuthorizedKeysFiles(home)...) {
 		writable, err := isWritable(p)
 		if err != nil {
-			return nil, fmt.Errorf("sandbox: checking %s: %w", p, err)
+			return nil, errorf("checking %s: %w", p, err)
 		}
 		if writable {
 			problems = append(problems, &HomeError{Path: p, Problem: "is writable by " + name + ", who could then change their own access", Fix: fix})
@@ -89,7 +90,7 @@ func HomeProblems(name, home string) ([]*HomeError, error) {
 	if _, err := os.Lstat(rc); err == nil {
 		problems = append(problems, &HomeError{Path: rc, Problem: "exists, and sshd would run it before every command", Fix: "rm " + rc})
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("sandbox: checking %s: %w", rc, err)
+		return nil, errorf("checking %s: %w", rc, err)
 	}
 	return problems, nil
 }
@@ -122,19 +123,19 @@ func HomeProblemsAs(a Account, cred *syscall.Credential) ([]*HomeError, error) {
 	}
 	out, err := RunSelfAs(cred, HomeCheckCommand, a.Name, a.Home)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: checking %s as %s: %s", a.Home, a.Name, strings.TrimPrefix(err.Error(), "sandbox: "))
+		return nil, errorf("checking %s as %s: %w", a.Home, a.Name, err)
 	}
 	var problems []*HomeError
 	if err := json.Unmarshal(out, &problems); err != nil {
-		return nil, fmt.Errorf("sandbox: checking %s as %s: %w", a.Home, a.Name, err)
+		return nil, errorf("checking %s as %s: %w", a.Home, a.Name, err)
 	}
 	return problems, nil
 }
 
 // HomeCheckMain is HomeCheckCommand: it runs HomeProblems for the
 // account NAME with home HOME (its two arguments) and prints what it
-// found as JSON; exit status 1 and the error on stderr when it could
-// not check.
+// found as JSON; exit status 1 and the error's line (policy.Line) on
+// stderr when it could not check, which RunSelfAs returns as its error.
 func HomeCheckMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 2 {
 		fmt.Fprintln(stderr, "sandbox: usage: "+HomeCheckCommand+" NAME HOME")
@@ -142,7 +143,7 @@ func HomeCheckMain(args []string, stdout, stderr io.Writer) int {
 	}
 	problems, err := HomeProblems(args[0], args[1])
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, policy.Line(err))
 		return 1
 	}
 	if problems == nil {

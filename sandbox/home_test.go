@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -50,7 +51,8 @@ func TestHomeProblems(t *testing.T) {
 	if !reflect.DeepEqual(paths, want) {
 		t.Errorf("HomeProblems = %q; want %q", paths, want)
 	}
-	if err := CheckReadOnlyHome("builder", home); err == nil || err.(*HomeError).Path != home || err.(*HomeError).Fix != "chmod -R a-w ~builder" {
+	var he *HomeError
+	if err := CheckReadOnlyHome("builder", home); !errors.As(err, &he) || he.Path != home || he.Fix != "chmod -R a-w ~builder" || !strings.HasPrefix(err.Error(), "sandbox: "+home+" is writable") {
 		t.Errorf("CheckReadOnlyHome = %v; want the home first, fixed with chmod -R a-w ~builder", err)
 	}
 	for _, h := range []string{"", "/"} {

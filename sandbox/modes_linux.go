@@ -4,7 +4,6 @@ package sandbox
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,11 +21,11 @@ import (
 func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) (*Command, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+		return nil, errorf("finding nixgate itself: %w", err)
 	}
 	store := StoreDir(cfg, a)
 	if err := os.MkdirAll(store, 0o755); err != nil {
-		return nil, fmt.Errorf("sandbox: store_dir: %w", err)
+		return nil, errorf("store_dir: %w", err)
 	}
 	spec := helperSpec{binDirs: cfg.BinDirs(), argv: argv}
 	if spec.binDirs == nil {
@@ -65,7 +64,7 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 		argv = append(argv, self, HelperCommand)
 		return &Command{Path: bin, Argv: append(argv, spec.args()...), Env: env}, nil
 	}
-	return nil, fmt.Errorf("sandbox: unknown mode %q", cfg.Sandbox.Mode)
+	return nil, errorf("unknown mode %q", cfg.Sandbox.Mode)
 }
 
 // secretPaths are the files of nixgate's that Nix has no need to see:
@@ -94,7 +93,7 @@ func lookBinary(name, setting, what string) (string, error) {
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("sandbox: %s not found (%s = %q): install %s, or set %s to its path", name, setting, name, what, setting)
+		return "", errorf("%s not found (%s = %q): install %s, or set %s to its path", name, setting, name, what, setting)
 	}
 	return filepath.Abs(p)
 }
@@ -106,11 +105,11 @@ func lookBinary(name, setting, what string) (string, error) {
 func emptyDir() (string, error) {
 	p, err := os.MkdirTemp("", "nixgate-empty-")
 	if err != nil {
-		return "", fmt.Errorf("sandbox: %w", err)
+		return "", errorf("%w", err)
 	}
 	if err := os.Chmod(p, 0o555); err != nil {
 		os.Remove(p)
-		return "", fmt.Errorf("sandbox: %w", err)
+		return "", errorf("%w", err)
 	}
 	return p, nil
 }
@@ -120,9 +119,9 @@ func emptyDir() (string, error) {
 func (c *Command) startError(err error) error {
 	var errno syscall.Errno
 	if c.Namespace && errors.As(err, &errno) {
-		return &NamespaceError{Op: "a new user namespace", Err: errno}
+		return namespaceError("a new user namespace", errno)
 	}
-	return fmt.Errorf("sandbox: starting %s: %w", c.Path, err)
+	return errorf("starting %s: %w", c.Path, err)
 }
 
 // UserChroot runs argv with dir as /nix, as nix-user-chroot does: the rest
@@ -130,11 +129,11 @@ func (c *Command) startError(err error) error {
 func UserChroot(dir string, argv []string) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+		return 0, errorf("finding nixgate itself: %w", err)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return 0, fmt.Errorf("sandbox: %w", err)
+		return 0, errorf("%w", err)
 	}
 	spec := helperSpec{storeDir: abs, argv: argv}
 	if wd, err := os.Getwd(); err == nil {
@@ -149,7 +148,7 @@ func UserChroot(dir string, argv []string) (int, error) {
 func NestMain(args []string) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+		return 0, errorf("finding nixgate itself: %w", err)
 	}
 	c := &Command{Path: self, Argv: append([]string{self, HelperCommand}, args...), Env: os.Environ(), Namespace: true}
 	return c.RunForeground()

@@ -121,7 +121,7 @@ func TestNamespaceAdvice(t *testing.T) {
 			t.Errorf("namespaceAdvice(%v) = %q; want %q and the proot way out", tt.err, got, tt.want)
 		}
 	}
-	msg := (&NamespaceError{Op: "a new user namespace", Err: syscall.ENOSPC}).Error()
+	msg := namespaceError("a new user namespace", syscall.ENOSPC).Error()
 	if !strings.HasPrefix(msg, "sandbox: the kernel refused a new user namespace (ENOSPC, no space left on device): ") || strings.Contains(msg, "\n") {
 		t.Errorf("NamespaceError = %q", msg)
 	}

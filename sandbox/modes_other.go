@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"github.com/nixgate/nixgate/policy"
@@ -15,7 +14,7 @@ import (
 
 // errNoSandbox is why the sandbox modes refuse here: each needs Linux.
 func errNoSandbox(mode policy.SandboxMode) error {
-	return fmt.Errorf("sandbox: sandbox.mode %s needs Linux (user and mount namespaces, or ptrace for proot); on %s use sandbox.mode = \"direct\" with a Nix installed for the machine", mode, runtime.GOOS)
+	return errorf("sandbox.mode %s needs Linux (user and mount namespaces, or ptrace for proot); on %s use sandbox.mode = \"direct\" with a Nix installed for the machine", mode, runtime.GOOS)
 }
 
 // prepareSandbox refuses: the userns, nix-user-chroot and proot modes
@@ -26,7 +25,7 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 
 // startError turns a failure to start c into an error of this package.
 func (c *Command) startError(err error) error {
-	return fmt.Errorf("sandbox: starting %s: %w", c.Path, err)
+	return errorf("starting %s: %w", c.Path, err)
 }
 
 // namespaceAttr is never used here: no Command has Namespace set.
@@ -47,6 +46,6 @@ func NestMain(args []string) (int, error) {
 
 // HelperMain refuses: the helper runs only inside a Linux sandbox.
 func HelperMain(args []string, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "nixgate: "+strings.TrimPrefix(errNoSandbox(policy.SandboxUserNS).Error(), "sandbox: "))
+	fmt.Fprintln(stderr, "nixgate: "+policy.Line(errNoSandbox(policy.SandboxUserNS)))
 	return 126
 }

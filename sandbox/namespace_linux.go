@@ -28,14 +28,20 @@ func namespaceAttr() *syscall.SysProcAttr {
 }
 
 // NamespaceError explains why the kernel refused nixgate a user
-// namespace, and what to change.
+// namespace, and what to change. Its text is the line a client sees;
+// sandbox returns it inside its policy.Error ("sandbox: " and the line).
 type NamespaceError struct {
 	Op  string // what was refused
 	Err error  // the kernel's answer
 }
 
+// namespaceError returns a *NamespaceError as one of sandbox's errors.
+func namespaceError(op string, err error) error {
+	return errorf("%w", &NamespaceError{Op: op, Err: err})
+}
+
 func (e *NamespaceError) Error() string {
-	return fmt.Sprintf("sandbox: the kernel refused %s (%s): %s", e.Op, errnoText(e.Err), namespaceAdvice(e.Err, readSysctl))
+	return fmt.Sprintf("the kernel refused %s (%s): %s", e.Op, errnoText(e.Err), namespaceAdvice(e.Err, readSysctl))
 }
 
 func (e *NamespaceError) Unwrap() error { return e.Err }

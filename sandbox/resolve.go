@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +30,7 @@ func ExpandDirs(dirs []string, home string) []string {
 // here.
 func Resolve(prog policy.Program, dirs []string, home string) (string, error) {
 	if prog == "" {
-		return "", fmt.Errorf("sandbox: no program to resolve")
+		return "", errorf("no program to resolve")
 	}
 	searched := ExpandDirs(dirs, home)
 	for _, d := range searched {
@@ -41,7 +40,7 @@ func Resolve(prog policy.Program, dirs []string, home string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("sandbox: %s not found in %s (set nix.bin_dirs to the directory that holds it)", prog, strings.Join(searched, ", "))
+	return "", errorf("%s not found in %s (set nix.bin_dirs to the directory that holds it)", prog, strings.Join(searched, ", "))
 }
 
 // Which returns the path of prog that a command of cfg's for account a
@@ -66,5 +65,5 @@ func Which(cfg *policy.Config, a Account, prog policy.Program) (path string, dir
 			return filepath.Join(d, string(prog)), dirs, nil
 		}
 	}
-	return "", dirs, fmt.Errorf("sandbox: %s not found in %s (set nix.bin_dirs to the directory that holds it)", prog, strings.Join(dirs, ", "))
+	return "", dirs, errorf("%s not found in %s (set nix.bin_dirs to the directory that holds it)", prog, strings.Join(dirs, ", "))
 }

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -23,7 +22,7 @@ func RefuseRoot(name string, uid uint64) error {
 	if uid != 0 {
 		return nil
 	}
-	return fmt.Errorf("sandbox: account %q has uid 0: %w", name, ErrRoot)
+	return errorf("account %q has uid 0: %w", name, ErrRoot)
 }
 
 // ErrRoot is what RefuseRoot's errors wrap.
@@ -36,7 +35,7 @@ var ErrRoot = errors.New("nixgate never runs Nix commands as root")
 func LookupAccount(name string, credential bool) (Account, *syscall.Credential, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
-		return Account{}, nil, fmt.Errorf("sandbox: account %q: %w", name, err)
+		return Account{}, nil, errorf("account %q: %w", name, err)
 	}
 	a := Account{Name: u.Username, Home: u.HomeDir}
 	if !credential {
@@ -45,20 +44,20 @@ func LookupAccount(name string, credential bool) (Account, *syscall.Credential, 
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
 	if err := errors.Join(err1, err2); err != nil {
-		return Account{}, nil, fmt.Errorf("sandbox: account %q: %w", name, err)
+		return Account{}, nil, errorf("account %q: %w", name, err)
 	}
 	if err := RefuseRoot(name, uid); err != nil {
 		return Account{}, nil, err
 	}
 	ids, err := u.GroupIds()
 	if err != nil {
-		return Account{}, nil, fmt.Errorf("sandbox: groups of %q: %w", name, err)
+		return Account{}, nil, errorf("groups of %q: %w", name, err)
 	}
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	for _, id := range ids {
 		g, err := strconv.ParseUint(id, 10, 32)
 		if err != nil {
-			return Account{}, nil, fmt.Errorf("sandbox: groups of %q: %w", name, err)
+			return Account{}, nil, errorf("groups of %q: %w", name, err)
 		}
 		cred.Groups = append(cred.Groups, uint32(g))
 	}
@@ -110,7 +109,7 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	if c.Namespace {
 		if cred != nil {
-			return nil, fmt.Errorf("sandbox: a namespace sandbox runs as nixgate's own user, not as another")
+			return nil, errorf("a namespace sandbox runs as nixgate's own user, not as another")
 		}
 		cmd.SysProcAttr = namespaceAttr()
 		cmd.SysProcAttr.Setpgid = true
@@ -137,7 +136,7 @@ func (c *Command) Start(cred *syscall.Credential, dir string, stdio IO) (*Proces
 	} else if stdio.Stdin != nil {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, fmt.Errorf("sandbox: %w", err)
+			return nil, errorf("%w", err)
 		}
 		growPipe(w)
 		cmd.Stdin, p.stdin, stdinRead = r, w, r

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -22,12 +21,13 @@ const selfTimeout = 30 * time.Second
 // RuntimeDirCheckCommand). The child gets an empty environment, / as
 // its directory and 30 seconds; the account must be able to execute
 // nixgate. It fails when the child does not exit 0, with the child's
-// stderr as the reason when it said something. A nil cred runs it as
-// this process's user.
+// stderr as the reason when it said something (the hidden subcommands
+// print their error's line, policy.Line). A nil cred runs it as this
+// process's user.
 func RunSelfAs(cred *syscall.Credential, args ...string) ([]byte, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: finding nixgate itself: %w", err)
+		return nil, errorf("finding nixgate itself: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), selfTimeout)
 	defer cancel()
@@ -38,9 +38,9 @@ func RunSelfAs(cred *syscall.Credential, args ...string) ([]byte, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
 		if msg := strings.TrimSpace(errOut.String()); msg != "" {
-			return nil, fmt.Errorf("sandbox: %s", strings.TrimPrefix(msg, "sandbox: "))
+			return nil, errorf("%s", msg)
 		}
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return nil, errorf("%w", err)
 	}
 	return out.Bytes(), nil
 }

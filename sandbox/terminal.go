@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"fmt"
 	"io"
 	"os/exec"
 	"time"
@@ -28,17 +27,17 @@ type Terminal struct {
 func (c *Command) startOnTerminal(cmd *exec.Cmd, p *Process, t *Terminal, stdio IO) (*Process, error) {
 	ptmx, tty, err := pty.Open()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: opening a terminal: %w", err)
+		return nil, errorf("opening a terminal: %w", err)
 	}
 	defer tty.Close() // the child has it now
 	if t.Rows != 0 || t.Cols != 0 {
 		if err := pty.Setsize(ptmx, &pty.Winsize{Rows: t.Rows, Cols: t.Cols}); err != nil {
 			ptmx.Close()
-			return nil, fmt.Errorf("sandbox: sizing the terminal: %w", err)
+			return nil, errorf("sizing the terminal: %w", err)
 		}
 	}
 	if ptmx, err = pollable(ptmx); err != nil {
-		return nil, fmt.Errorf("sandbox: opening a terminal: %w", err)
+		return nil, errorf("opening a terminal: %w", err)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	// A session of its own (which is also its process group: setpgid
@@ -98,16 +97,16 @@ func (p *Process) Resize(rows, cols uint16) error {
 	}
 	sc, err := p.tty.SyscallConn()
 	if err != nil {
-		return fmt.Errorf("sandbox: resizing the terminal: %w", err)
+		return errorf("resizing the terminal: %w", err)
 	}
 	var ierr error
 	if err := sc.Control(func(fd uintptr) {
 		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 	}); err != nil {
-		return fmt.Errorf("sandbox: resizing the terminal: %w", err)
+		return errorf("resizing the terminal: %w", err)
 	}
 	if ierr != nil {
-		return fmt.Errorf("sandbox: resizing the terminal: %w", ierr)
+		return errorf("resizing the terminal: %w", ierr)
 	}
 	return nil
 }

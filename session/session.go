@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nixgate/nixgate/nixproto"
@@ -146,7 +145,7 @@ func Decide(req Request) Verdict {
 		}
 		cmd, err := readLixBootstrap(req)
 		if err != nil {
-			return Verdict{Decision: d, Config: v.Config, Message: "refused: " + strings.TrimPrefix(err.Error(), "policy: ")}
+			return Verdict{Decision: d, Config: v.Config, Message: "refused: " + policy.Line(err)}
 		}
 		v.LixCommand = cmd
 		engine := req.Engine

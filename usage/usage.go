@@ -102,7 +102,7 @@ var writeMu sync.Mutex
 // go of the store, then fails.
 func Add(stateDir, key string, at time.Time, c Counters, timeout time.Duration) error {
 	if stateDir == "" {
-		return errors.New("usage: no state directory")
+		return errorf("no state directory")
 	}
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -111,7 +111,7 @@ func Add(stateDir, key string, at time.Time, c Counters, timeout time.Duration) 
 	defer writeMu.Unlock()
 	db, err := bolt.Open(Path(stateDir), 0o600, &bolt.Options{Timeout: timeout})
 	if err != nil {
-		return fmt.Errorf("usage: %s: %w", Path(stateDir), err)
+		return errorf("%s: %w", Path(stateDir), err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		hours, err := tx.CreateBucketIfNotExists(hoursBucket)
@@ -139,7 +139,7 @@ func Add(stateDir, key string, at time.Time, c Counters, timeout time.Duration) 
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("usage: %s: %w", Path(stateDir), err)
+		return errorf("%s: %w", Path(stateDir), err)
 	}
 	return nil
 }
@@ -160,7 +160,7 @@ func Sums(stateDir string, since time.Time, timeout time.Duration) (map[string]C
 	}
 	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("usage: %s: %w", p, err)
+		return nil, errorf("%s: %w", p, err)
 	}
 	defer db.Close()
 	err = db.View(func(tx *bolt.Tx) error {
@@ -199,7 +199,7 @@ func Sums(stateDir string, since time.Time, timeout time.Duration) (map[string]C
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("usage: %s: %w", p, err)
+		return nil, errorf("%s: %w", p, err)
 	}
 	return sums, nil
 }

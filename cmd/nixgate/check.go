@@ -60,7 +60,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, err)
+			fmt.Fprintln(stderr, policy.Line(err)) // what the calling check shows
 			return exitRefused
 		}
 		return exitOK
@@ -76,7 +76,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	var results []check.Result
 	if err != nil {
-		results = []check.Result{{Name: "config", Status: check.Fail, Message: what + ": " + strings.TrimPrefix(err.Error(), "policy: "), Fix: "edit " + source}}
+		results = []check.Result{{Name: "config", Status: check.Fail, Message: what + ": " + policy.Line(err), Fix: "edit " + source}}
 	} else {
 		results = append([]check.Result{{Name: "config", Status: check.OK, Message: fmt.Sprintf("%s is valid: user %s, %d key(s), sandbox %s", what, cfg.User, len(cfg.Keys), cfg.Sandbox.Mode)}},
 			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak, GeneratesKey: src.embedded()})...)

@@ -124,7 +124,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "nixgate client-config: "+trimPrefixes(err.Error(), "keys: ", "policy: ", "config: "))
+		fmt.Fprintln(stderr, "nixgate client-config: "+policy.Line(err))
 		return exitRefused
 	}
 	if *host == "" {

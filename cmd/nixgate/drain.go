@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/policy"
@@ -34,7 +33,7 @@ func runDrain(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "nixgate drain: "+strings.TrimPrefix(strings.TrimPrefix(err.Error(), "admission: "), "policy: "))
+		fmt.Fprintln(stderr, "nixgate drain: "+policy.Line(err))
 		return exitRefused
 	}
 	if *embedded && *configFile != "" {

@@ -77,7 +77,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	// its own home where the sandbox does not keep it out.
 	account, _, err := preflight(cfg, configPath, modeExec)
 	if err != nil {
-		return refuse(stderr, log, "refused: "+strings.TrimPrefix(err.Error(), "sandbox: "))
+		return refuse(stderr, log, "refused: "+policy.Line(err))
 	}
 
 	// A key's max_sessions, and the build slots, are kept in a lock
@@ -91,7 +91,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		}
 		if err != nil {
 			(&keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}).Record(keyName, keyusage.Refusal)
-			return refuse(stderr, log, "refused: "+err.Error(), "decision", "deny")
+			return refuse(stderr, log, "refused: "+policy.Line(err), "decision", "deny")
 		}
 	}
 
@@ -150,7 +150,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	}
 	c, err := sandbox.Prepare(cfg, v.Decision, account)
 	if err != nil {
-		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 	}
 	log = log.With("argv", c.Argv, "sandbox", cfg.Sandbox.Mode)
 	log.Info("allowed", "decision", "allow", "reason", v.Decision.Reason)
@@ -175,12 +175,12 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	defer signal.Stop(sigs)
 	nixIn, nixOut, err := filter.Attach(os.Stdin, os.Stdout)
 	if err != nil {
-		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "nixproto: "), "decision", "error")
+		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 	}
 	p, err := c.Start(nil, dir, sandbox.IO{Stdin: nixIn, Stdout: nixOut, Stderr: stderr})
 	if err != nil {
 		filter.Close()
-		return refuse(stderr, log, "cannot run the command: "+strings.TrimPrefix(err.Error(), "sandbox: "), "decision", "error")
+		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 	}
 	done := make(chan struct{})
 	go func() {
@@ -208,7 +208,7 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 		attrs = append(attrs, "error", werr.Error())
 	}
 	if ferr != nil {
-		attrs = append(attrs, "filter", strings.TrimPrefix(ferr.Error(), "nixproto: "))
+		attrs = append(attrs, "filter", policy.Line(ferr))
 	}
 	switch {
 	case sig != 0:

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/nixgate/nixgate/admission"
@@ -73,7 +72,7 @@ func (l *execLimits) busy(cfg *policy.Config, key *policy.Key) func() (bool, str
 		}
 		busy, err := l.dir.Busy(a.MaxBuilds)
 		if err != nil {
-			return true, "builder busy: " + l.clientError(err).Error()
+			return true, "builder busy: " + policy.Line(l.clientError(err))
 		}
 		if !busy {
 			return false, ""
@@ -104,16 +103,16 @@ func (l *execLimits) acquireBuild(cfg *policy.Config, key *policy.Key) func(stop
 	}
 }
 
-// clientError returns what the client sees of err from the lock
-// directory, after "nixgate: ": a limit's reason, or errNoLockDir with
-// the detail in the log.
+// clientError returns err from the lock directory for the client, who
+// sees its line (policy.Line) after "nixgate: ": a limit's refusal as it
+// is, anything else as errNoLockDir with the detail in the log.
 func (l *execLimits) clientError(err error) error {
 	var limit *admission.LimitError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &limit):
-		return errors.New(strings.TrimPrefix(err.Error(), "admission: "))
+		return err
 	}
 	l.log.Error("max_sessions and max_builds cannot be enforced", "runtime_dir", l.dir.Path, "error", err.Error())
 	return errNoLockDir

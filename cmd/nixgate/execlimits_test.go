@@ -76,7 +76,7 @@ func TestExecLimitsFailClosed(t *testing.T) {
 	if err := l.session(key); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.session(key); err == nil || err.Error() != `key "ci" already has 1 sessions running (max_sessions)` {
+	if err := l.session(key); err == nil || policy.Line(err) != `key "ci" already has 1 sessions running (max_sessions)` {
 		t.Errorf("a second session: %v; want the max_sessions line", err)
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/policy"
 )
 
 const keysExample = `Manages the keys nixgate lets in.
@@ -66,7 +67,7 @@ func runKeys(args []string, stdout, stderr io.Writer) int {
 
 // keysFail prints one line and returns the refusal status.
 func keysFail(stderr io.Writer, sub string, err error) int {
-	fmt.Fprintf(stderr, "nixgate keys %s: %s\n", sub, trimPrefixes(err.Error(), "keys: ", "policy: ", "config: "))
+	fmt.Fprintf(stderr, "nixgate keys %s: %s\n", sub, policy.Line(err))
 	return exitRefused
 }
 
@@ -288,7 +289,7 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 				r.Expires = v
 			}
 			if _, err := e.ForcedExec(); err != nil {
-				r.Role = "(not nixgate: " + strings.TrimPrefix(err.Error(), "keys: ") + ")"
+				r.Role = "(not nixgate: " + policy.Line(err) + ")"
 			}
 			restricted := e.Restricted()
 			r.Restricted = &restricted

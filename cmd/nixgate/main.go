@@ -10,9 +10,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 )
 
@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case sandbox.NestCommand:
 		code, err := sandbox.NestMain(args[1:])
 		if err != nil {
-			fmt.Fprintln(stderr, "nixgate: "+strings.TrimPrefix(err.Error(), "sandbox: "))
+			fmt.Fprintln(stderr, "nixgate: "+policy.Line(err))
 			return 126
 		}
 		return code
@@ -140,15 +140,4 @@ func parseFlagsAndArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (bool,
 		return false, exitUsage
 	}
 	return true, exitOK
-}
-
-// trimPrefixes returns msg without the first of prefixes it starts with
-// (a package's "keys: "), for a line a person reads.
-func trimPrefixes(msg string, prefixes ...string) string {
-	for _, p := range prefixes {
-		if m, ok := strings.CutPrefix(msg, p); ok {
-			return m
-		}
-	}
-	return msg
 }

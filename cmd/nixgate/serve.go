@@ -88,7 +88,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	defer cpuProfile()()
 	account, cred, err := preflight(cfg, src.name(), modeServe)
 	if err != nil {
-		return fail("%v", strings.TrimPrefix(err.Error(), "sandbox: "))
+		return fail("%s", policy.Line(err))
 	}
 	if path, dirs, err := sandbox.Which(cfg, account, policy.NixStore); err == nil {
 		log.Info("nix", "nix-store", path, "bin_dirs", dirs, "sandbox", cfg.Sandbox.Mode, "why", "the first of bin_dirs that holds it")
@@ -303,7 +303,7 @@ func serveListeners(cfg *policy.Config) ([]net.Listener, error) {
 	}
 	out, err = gateway.Listen(cfg.Serve.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("%s (is another sshd or nixgate on it? nixgate serve --listen HOST:PORT listens elsewhere)", strings.TrimPrefix(err.Error(), "gateway: "))
+		return nil, fmt.Errorf("%s (is another sshd or nixgate on it? nixgate serve --listen HOST:PORT listens elsewhere)", policy.Line(err))
 	}
 	return out, nil
 }

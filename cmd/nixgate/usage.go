@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nixgate/nixgate/policy"
 	keyusage "github.com/nixgate/nixgate/usage"
 )
 
@@ -57,12 +58,12 @@ func runUsage(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := settingsOf(*configFile, *embedded)
 	if err != nil {
-		fmt.Fprintln(stderr, "nixgate usage: "+strings.TrimPrefix(err.Error(), "policy: "))
+		fmt.Fprintln(stderr, "nixgate usage: "+policy.Line(err))
 		return exitRefused
 	}
 	sums, err := keyusage.Sums(cfg.Serve.StateDir, since, usageReadTimeout)
 	if err != nil {
-		fmt.Fprintln(stderr, "nixgate usage: "+strings.TrimPrefix(err.Error(), "usage: "))
+		fmt.Fprintln(stderr, "nixgate usage: "+policy.Line(err))
 		return exitRefused
 	}
 	if *asJSON {

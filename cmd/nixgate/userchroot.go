@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 
+	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 )
 
@@ -28,7 +28,7 @@ func runUserChroot(args []string, stdout, stderr io.Writer) int {
 	}
 	code, err := sandbox.UserChroot(args[0], args[1:])
 	if err != nil {
-		fmt.Fprintln(stderr, "nixgate user-chroot: "+strings.TrimPrefix(err.Error(), "sandbox: "))
+		fmt.Fprintln(stderr, "nixgate user-chroot: "+policy.Line(err))
 		return 126
 	}
 	return code
