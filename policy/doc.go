@@ -9,4 +9,8 @@
 // stdin and stdout (ReadLixBootstrap); it never starts a process.
 // Package sandbox turns an allowing Decision into a running command, and
 // package nixproto applies its per-operation decisions to the stream.
+//
+// It also holds Error, the error type of every nixgate package but keys:
+// its text names the package ("sandbox: …"), and Line is the line a
+// client or operator is shown.
 package policy
