@@ -31,6 +31,7 @@ deps:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet ./...
+	scripts/check-imports.sh
 	$(GO) vet -tags bench ./e2e
 	nix-instantiate --parse flake.nix nix/module.nix nix/package.nix >/dev/null
 
