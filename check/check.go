@@ -193,7 +193,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 	add(Result{"account", OK, fmt.Sprintf("build user %s (uid %d), home %s, shell %s", a.name, a.uid, a.home, a.shell), ""})
 	rs = append(rs, checkNix(cfg, a)...)
 	rs = append(rs, checkStore(cfg, a)...)
-	rs = append(rs, checkHealth(cfg, a)...)
+	rs = append(rs, checkHealth(cfg, a, o.Mode)...)
 	rs = append(rs, checkTrust(cfg, a)...)
 	rs = append(rs, checkSigning(cfg)...)
 	if cfg.Sandbox.Mode != policy.SandboxDirect {

@@ -104,20 +104,36 @@ func TestCheckHealth(t *testing.T) {
 	os.MkdirAll(store, 0o755)
 	cfg := &policy.Config{Nix: policy.NixConfig{Store: "local?root=" + root}}
 	owner := &account{name: "me", uid: os.Getuid(), gid: os.Getgid()}
-	if rs := checkHealth(cfg, owner); len(rs) != 1 || rs[0].Status != OK || !strings.Contains(rs[0].Message, "writable by me") {
+	if rs := checkHealth(cfg, owner, Serve); len(rs) != 1 || rs[0].Status != OK || !strings.Contains(rs[0].Message, "writable by me") {
 		t.Errorf("checkHealth(writable) = %+v; want ok", rs)
 	}
 	other := &account{name: "other", uid: 4242, gid: 4242}
-	rs := checkHealth(cfg, other)
+	rs := checkHealth(cfg, other, Serve)
 	if len(rs) != 1 || rs[0].Status != Fail || !strings.Contains(rs[0].Message, `"nixgate: builder unhealthy: store `+store+` is not writable`) || rs[0].Fix != "chown other "+store {
 		t.Errorf("checkHealth(not writable by the account) = %+v; want a failure with the line and chown", rs)
 	}
 	cfg.Admission.MinFree = 1 << 62
-	if rs := checkHealth(cfg, owner); len(rs) != 1 || rs[0].Status != Fail || !strings.Contains(rs[0].Fix, "min_free") {
+	if rs := checkHealth(cfg, owner, Serve); len(rs) != 1 || rs[0].Status != Fail || !strings.Contains(rs[0].Fix, "min_free") {
 		t.Errorf("checkHealth(below min_free) = %+v; want a failure", rs)
 	}
+	// A store that does not exist yet: serve makes it, owned by the
+	// account, so its writability is not judged by the directory it
+	// would be made in; exec mode makes none, so Nix, as the account,
+	// must be able to.
+	cfg.Admission.MinFree = 0
+	missing := filepath.Join(t.TempDir(), "not-yet")
+	os.Chmod(filepath.Dir(missing), 0o755)
+	cfg.Nix.Store = "local?root=" + missing
+	if rs := checkHealth(cfg, other, Serve); len(rs) != 1 || rs[0].Status != OK || strings.Contains(rs[0].Message, "writable") {
+		t.Errorf("checkHealth(serve, store missing) = %+v; want ok, writability not judged", rs)
+	}
+	if os.Getuid() == 0 {
+		if rs := checkHealth(cfg, other, Exec); len(rs) != 1 || rs[0].Status != Fail || !strings.Contains(rs[0].Message, "not writable") {
+			t.Errorf("checkHealth(exec, store missing in a directory the account cannot write) = %+v; want a failure", rs)
+		}
+	}
 	cfg.Nix.Store = "ssh://elsewhere"
-	if rs := checkHealth(cfg, owner); len(rs) != 0 {
+	if rs := checkHealth(cfg, owner, Serve); len(rs) != 0 {
 		t.Errorf("checkHealth(a store it cannot check) = %+v; want nothing", rs)
 	}
 }

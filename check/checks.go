@@ -31,8 +31,16 @@ func checkNix(cfg *policy.Config, a *account) []Result {
 	var rs []Result
 	for _, prog := range []policy.Program{policy.NixStore, policy.NixDaemon} {
 		args := []string{"--version"}
-		if cfg.Nix.Store != "" {
-			args = append(args, "--store", cfg.Nix.Store)
+		switch {
+		case localStoreMissing(cfg.Nix.Store):
+			// Not onto a store that does not exist yet: Nix (which opens
+			// the store even for --version) would make it, as the build
+			// user, and check would leave behind directories that user
+			// owns, where serve makes them its own. The store check
+			// says it is missing.
+			args = append(args, "--store", "dummy://")
+		case cfg.Nix.Store != "":
+			args = append(args, "--store", cfg.Nix.Store) // as nixgate runs it
 		}
 		// The program, argv and environment nixgate would run.
 		c, err := sandbox.Prepare(cfg, policy.Decision{Allow: true, Program: prog, Args: args}, a.sandboxAccount())
@@ -51,6 +59,17 @@ func checkNix(cfg *policy.Config, a *account) []Result {
 	return rs
 }
 
+// localStoreMissing reports whether store is a local?root= store whose
+// root does not exist.
+func localStoreMissing(store string) bool {
+	root, ok := strings.CutPrefix(store, "local?root=")
+	if !ok || strings.ContainsAny(root, "&?") {
+		return false
+	}
+	_, err := os.Stat(root)
+	return errors.Is(err, os.ErrNotExist)
+}
+
 const daemonSocketDir = "/nix/var/nix/daemon-socket"
 
 // checkStore checks that the build user can reach its store: the
@@ -61,7 +80,7 @@ func checkStore(cfg *policy.Config, a *account) []Result {
 	}
 	store := cfg.Nix.Store
 	if root, ok := strings.CutPrefix(store, "local?root="); ok && !strings.ContainsAny(root, "&?") {
-		if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
+		if localStoreMissing(store) {
 			return []Result{{"store", Warn, fmt.Sprintf("store %s does not exist yet: nixgate serve creates it at start, owned by %s (nixgate exec does not)", root, a.name), fmt.Sprintf("install -d -o %s %s", a.name, root)}}
 		}
 		ok, err := a.access(root, 3)

@@ -11,11 +11,17 @@ import (
 // checkHealth runs the health check that decides whether the builder
 // takes new Nix sessions (the store writable by the build account, its
 // free space above [admission] min_free, the daemon answering), as serve
-// runs it every few seconds. A store it cannot check says nothing.
-func checkHealth(cfg *policy.Config, a *account) []Result {
+// runs it every few seconds. A store it cannot check says nothing. A
+// local store that serve makes at start, owned by the build account, is
+// not judged writable by the directory it would be made in (the store
+// check says it is missing).
+func checkHealth(cfg *policy.Config, a *account, mode Mode) []Result {
 	t, ok := admission.TargetFor(cfg, a.home, a.credential())
 	if !ok {
 		return nil
+	}
+	if mode != Exec && localStoreMissing(cfg.Nix.Store) {
+		t.Write = false
 	}
 	h := admission.Check(t)
 	if !h.OK {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -211,6 +212,14 @@ func TestCheckWhatServeUses(t *testing.T) {
 		}
 		finding(t, rs, "config", "ok", "the embedded default (/etc/nixgate/nixgate.toml does not exist, so nixgate serve would use it)", "")
 		finding(t, rs, "keys", "ok", "nixgate serve generates and authorizes one", "")
+		// check changes nothing: a state directory it made (as the
+		// build user, through Nix opening the store) would be one that
+		// user owns, which serve and check then refuse.
+		finding(t, rs, "store", "warn", "does not exist yet: nixgate serve creates it at start", "")
+		noFailures(t, rs, r.code)
+		if _, err := os.Stat(filepath.Join(dir, ".state")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("nixgate check made %s (%v)", filepath.Join(dir, ".state"), err)
+		}
 	})
 	t.Run("mode", func(t *testing.T) {
 		r := run(t, nil, nil, nixgateBin, "check", "--mode", "sreve")
