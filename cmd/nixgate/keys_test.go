@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nixgate/nixgate/keys"
+	"golang.org/x/crypto/ssh"
+)
+
+// testKey returns a fixed ed25519 public key line with comment
+// k<i>@test, and its fingerprint.
+func testKey(t *testing.T, i byte) (line, fingerprint string) {
+	t.Helper()
+	pub, err := ssh.NewPublicKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{i}, ed25519.SeedSize)).Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s k%d@test", keys.AuthorizedKey(pub), i), keys.Fingerprint(pub)
+}
+
+// TestListAuthorizedKeys: keys list --authorized-keys shows every key
+// line of an OpenSSH authorized_keys file, passing over blank lines,
+// comments and lines that are no key, and says of a line that does not
+// run exactly nixgate exec why not.
+func TestListAuthorizedKeys(t *testing.T) {
+	k := make([]string, 8)
+	fp := make([]string, 8)
+	for i := 1; i < len(k); i++ {
+		k[i], fp[i] = testKey(t, byte(i))
+	}
+	doc := strings.Join([]string{
+		"# builders",
+		"",
+		`restrict,command="/usr/local/bin/nixgate exec --config /etc/nixgate/nixgate.toml --key ci",from="10.0.0.0/8,192.0.2.1",expiry-time="20300101" ` + k[1],
+		`command="nixgate exec --key ci2" ` + k[2],
+		"garbage",
+		"   # an indented comment",
+		k[3],
+		`restrict,name="named",command="nixgate exec --key ghost" ` + k[4],
+		`restrict,command="nixgate exec --key x",from=bad ` + k[5],
+		`restrict,command="nixgate exec --key ci3" ` + k[6] + "\r",
+		`restrict,command="nixgate exec --key ci; exec /bin/sh" ` + k[7],
+		"",
+	}, "\n")
+	p := filepath.Join(t.TempDir(), "authorized_keys")
+	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yes, no := true, false
+	const nixgate = "(see the nixgate configuration)"
+	want := []keyRow{
+		{Name: "ci", Role: nixgate, Fingerprint: fp[1], From: []string{"10.0.0.0/8", "192.0.2.1"}, Expires: "20300101", Source: p + ":3", Restricted: &yes},
+		{Name: "ci2", Role: nixgate, Fingerprint: fp[2], Source: p + ":4", Restricted: &no},
+		{Name: "k3@test", Role: "(not nixgate: no command= option)", Fingerprint: fp[3], Source: p + ":7", Restricted: &no},
+		{Name: "named", Role: nixgate, Fingerprint: fp[4], Source: p + ":8", Restricted: &yes},
+		{Name: "k5@test", Role: "(not nixgate: option from: value must be in double quotes)", Fingerprint: fp[5], Source: p + ":9", Restricted: &yes},
+		{Name: "ci3", Role: nixgate, Fingerprint: fp[6], Source: p + ":10", Restricted: &yes},
+		{Name: "k7@test", Role: `(not nixgate: command="nixgate exec --key ci; exec /bin/sh": not one command)`, Fingerprint: fp[7], Source: p + ":11", Restricted: &yes},
+	}
+	got, err := listRows(fileFlags{authorizedKeys: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("listRows = %d rows; want %d:\n%+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Errorf("row %d = %+v (restricted %v)\nwant %+v (restricted %v)", i, got[i], *got[i].Restricted, want[i], *want[i].Restricted)
+		}
+	}
+	if _, err := listRows(fileFlags{authorizedKeys: filepath.Join(t.TempDir(), "none")}); err == nil {
+		t.Error("listRows(a missing file) succeeded")
+	}
+}
