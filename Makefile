@@ -60,6 +60,7 @@ fuzz:
 	$(GO) test ./nixproto -run '^$$' -fuzz '^FuzzFilter$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseAuthorizedKeys$$' -fuzztime $(FUZZTIME)
 
 # Every test: dependencies, formatting and vet, the cross-builds (macOS,
 # arm64), unit and end-to-end tests

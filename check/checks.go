@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -337,24 +338,19 @@ func checkAuthorizedKeysFile(cfg *policy.Config, path string) []Result {
 	}
 	var rs []Result
 	n := 0
-	for i, line := range strings.Split(string(data), "\n") {
-		e, err := keys.ParseLine(line)
-		if err != nil {
-			continue
+	for _, l := range keys.ParseAuthorizedKeys(data) {
+		if l.Err != nil {
+			continue // no key: sshd passes over it too
 		}
 		n++
-		restricted, nixgate := e.Restricted(), e.ForcesNixgate()
-		where := fmt.Sprintf("%s:%d (%s)", path, i+1, keys.LineName(e))
-		known := false
-		for _, k := range cfg.Keys {
-			known = known || k.Name == keys.LineName(e)
-		}
+		where := fmt.Sprintf("%s:%d (%s)", path, l.Number, l.Name)
+		known := slices.ContainsFunc(cfg.Keys, func(k policy.Key) bool { return k.Name == l.Name })
 		switch {
-		case nixgate && !known:
-			rs = append(rs, Result{"authorized_keys", Fail, fmt.Sprintf("%s forces nixgate exec --key %s, a key the configuration does not have: nixgate refuses it", where, keys.LineName(e)), "add a [[keys]] entry named " + keys.LineName(e) + ", or nixgate keys revoke --authorized-keys " + path + " " + keys.LineName(e)})
-		case !nixgate:
-			rs = append(rs, Result{"authorized_keys", Fail, where + " does not force nixgate exec: that key gets a shell", "nixgate keys revoke --authorized-keys " + path + " " + keys.Fingerprint(e.Key) + ", then nixgate keys authorize --exec"})
-		case !restricted:
+		case l.ForcesNixgate() && !known:
+			rs = append(rs, Result{"authorized_keys", Fail, fmt.Sprintf("%s forces nixgate exec --key %s, a key the configuration does not have: nixgate refuses it", where, l.Name), "add a [[keys]] entry named " + l.Name + ", or nixgate keys revoke --authorized-keys " + path + " " + l.Name})
+		case !l.ForcesNixgate():
+			rs = append(rs, Result{"authorized_keys", Fail, where + " does not force nixgate exec: that key gets a shell", "nixgate keys revoke --authorized-keys " + path + " " + keys.Fingerprint(l.Key) + ", then nixgate keys authorize --exec"})
+		case !l.Restricted():
 			rs = append(rs, Result{"authorized_keys", Fail, where + " forces nixgate but lacks restrict: forwarding and a PTY stay open", "start the line with restrict,"})
 		}
 	}

@@ -121,3 +121,128 @@ func TestAddForcedCommandAndRevoke(t *testing.T) {
 		t.Errorf("Revoke(garbage) = %d, %v; want nothing removed and an error", n, err)
 	}
 }
+
+func TestParseAuthorizedKeys(t *testing.T) {
+	doc, k := authorizedDoc(t)
+	type line struct {
+		number  int
+		name    string
+		comment string
+		nixgate bool
+		err     bool
+	}
+	want := []line{
+		{3, "ci", "k1@test", true, false},
+		{4, "ci2", "k2@test", true, false},
+		{5, "", "", false, true},
+		{7, "k3@test", "k3@test", false, false},
+		{8, "named", "k4@test", true, false},
+		{9, "k5@test", "k5@test", false, false},
+		{10, "ci3", "k6@test", true, false},
+		{11, "k7@test", "k7@test", false, false},
+	}
+	got := ParseAuthorizedKeys([]byte(doc))
+	if len(got) != len(want) {
+		t.Fatalf("ParseAuthorizedKeys = %d lines; want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Number != w.number || g.Name != w.name || g.Comment != w.comment || g.ForcesNixgate() != w.nixgate || (g.Err != nil) != w.err {
+			t.Errorf("line %d = number %d, name %q, comment %q, nixgate %v (%v), err %v; want %+v", i, g.Number, g.Name, g.Comment, g.ForcesNixgate(), g.ForcedErr, g.Err, w)
+		}
+		if g.Err == nil && g.ForcesNixgate() == (g.ForcedErr != nil) {
+			t.Errorf("line %d: ForcesNixgate %v, ForcedErr %v", g.Number, g.ForcesNixgate(), g.ForcedErr)
+		}
+	}
+	if f := got[0].Forced; f != (ForcedExec{Program: "/usr/local/bin/nixgate", Config: "/etc/nixgate/nixgate.toml", Key: "ci"}) {
+		t.Errorf("line 3 forces %+v", f)
+	}
+	if Fingerprint(got[0].Key) != Fingerprint(k[1].Key) || !got[0].Restricted() || got[1].Restricted() {
+		t.Errorf("line 3 key %s restricted %v, line 4 restricted %v", Fingerprint(got[0].Key), got[0].Restricted(), got[1].Restricted())
+	}
+	if v, ok := got[0].Option("from"); !ok || v != "10.0.0.0/8" {
+		t.Errorf("line 3 from = %q, %v", v, ok)
+	}
+	// The line that is no key: its reason, a keys: error, and no entry.
+	if bad := got[2]; bad.Key != nil || bad.Options != nil || bad.ForcedErr != nil || !strings.HasPrefix(bad.Err.Error(), "keys: not an OpenSSH public key line") {
+		t.Errorf("line 5 = %+v", bad)
+	}
+	// The malformed options are why line 9 forces nothing.
+	if err := got[5].ForcedErr; err == nil || err.Error() != "keys: option from: value must be in double quotes" {
+		t.Errorf("line 9: ForcedErr = %v", err)
+	}
+
+	for _, doc := range []string{"", "\n", "\n\n  \n\t\r\n", "# c", "#" + k[1].String(), "  # c\r\n"} {
+		if got := ParseAuthorizedKeys([]byte(doc)); len(got) != 0 {
+			t.Errorf("ParseAuthorizedKeys(%q) = %+v; want no lines", doc, got)
+		}
+	}
+	// The last line needs no newline.
+	if got := ParseAuthorizedKeys([]byte("\n" + k[1].String())); len(got) != 1 || got[0].Number != 2 || got[0].Err != nil {
+		t.Errorf("a last line without its newline: %+v", got)
+	}
+}
+
+// FuzzParseAuthorizedKeys checks the one authorized_keys reader against
+// the line parser, the option reader and the keys file: every line that
+// is neither blank nor a comment comes back once, in order, read as
+// ParseLine and ForcedExec read it alone.
+func FuzzParseAuthorizedKeys(f *testing.F) {
+	doc, _ := authorizedDoc(f)
+	f.Add(doc)
+	f.Add(`name="ci",role="build",from="10.0.0.0/8" ` + keyA + "\r\n# c\n\n" + keyB)
+	f.Add(`restrict,command="nixgate exec --key ci",command="/bin/sh" ` + keyA + "\n  #" + keyB + "\nx")
+	f.Fuzz(func(t *testing.T, doc string) {
+		got := ParseAuthorizedKeys([]byte(doc))
+		texts := strings.Split(doc, "\n")
+		next := 0 // index into got
+		for i, text := range texts {
+			if trimmed := strings.TrimSpace(text); trimmed == "" || strings.HasPrefix(trimmed, "#") {
+				if next < len(got) && got[next].Number == i+1 {
+					t.Fatalf("line %d, %q, is a comment but was read: %+v", i+1, text, got[next])
+				}
+				continue
+			}
+			if next >= len(got) || got[next].Number != i+1 {
+				t.Fatalf("line %d, %q, is missing from %+v", i+1, text, got)
+			}
+			l := got[next]
+			next++
+			e, err := ParseLine(text)
+			if (err == nil) != (l.Err == nil) {
+				t.Fatalf("line %d, %q: Err %v; ParseLine says %v", l.Number, text, l.Err, err)
+			}
+			if err != nil {
+				if l.Key != nil || l.Options != nil || l.Comment != "" || l.Name != "" || l.ForcesNixgate() || !strings.HasPrefix(l.Err.Error(), "keys: ") {
+					t.Fatalf("line %d, %q: no key, but %+v", l.Number, text, l)
+				}
+				continue
+			}
+			if e.String() != l.String() || l.Key == nil {
+				t.Fatalf("line %d, %q: read as %q; ParseLine reads %q", l.Number, text, l.String(), e.String())
+			}
+			fe, ferr := e.ForcedExec()
+			if (ferr == nil) != l.ForcesNixgate() || fe != l.Forced || (ferr != nil && ferr.Error() != l.ForcedErr.Error()) {
+				t.Fatalf("line %d, %q: forces %+v, %v; ForcedExec says %+v, %v", l.Number, text, l.Forced, l.ForcedErr, fe, ferr)
+			}
+			if name := lineName(e, fe, ferr); name != l.Name {
+				t.Fatalf("line %d, %q: name %q; want %q", l.Number, text, l.Name, name)
+			}
+		}
+		if next != len(got) {
+			t.Fatalf("%d lines read beyond the file's %d: %+v", len(got)-next, len(texts), got[next:])
+		}
+		// The keys file reads the same lines: where it accepts the file,
+		// each of its keys is one of these lines, in order.
+		if specs, err := ParseFile("fuzz", []byte(doc)); err == nil {
+			if len(specs) != len(got) {
+				t.Fatalf("ParseFile has %d keys; ParseAuthorizedKeys %d lines", len(specs), len(got))
+			}
+			for i, s := range specs {
+				if s.Line != got[i].Number || Fingerprint(s.Key) != Fingerprint(got[i].Key) {
+					t.Fatalf("ParseFile's key %d is line %d; ParseAuthorizedKeys's line %d", i, s.Line, got[i].Number)
+				}
+			}
+		}
+	})
+}

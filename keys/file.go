@@ -1,8 +1,6 @@
 package keys
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -68,31 +66,23 @@ func LoadFile(path string) ([]FileKey, error) {
 // ParseFile parses the keys file in data; name is used in messages.
 func ParseFile(name string, data []byte) ([]FileKey, error) {
 	var out []FileKey
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 64*1024)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	for _, l := range ParseAuthorizedKeys(data) {
+		err := l.Err
+		var k FileKey
+		if err == nil {
+			k, err = fileKey(l.Entry)
 		}
-		k, err := parseFileLine(line)
 		if err != nil {
-			return nil, errorf("%s:%d: %w", name, n, err)
+			return nil, errorf("%s:%d: %w", name, l.Number, err)
 		}
-		k.Line = n
+		k.Line = l.Number
 		out = append(out, k)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, errorf("%s: %w", name, err)
 	}
 	return out, nil
 }
 
-func parseFileLine(line string) (FileKey, error) {
-	e, err := ParseLine(line)
-	if err != nil {
-		return FileKey{}, err
-	}
+// fileKey reads nixgate's options of e, a keys-file line.
+func fileKey(e Entry) (FileKey, error) {
 	k := FileKey{Name: e.Comment, Key: e.Key, Comment: e.Comment}
 	opts, err := e.ParsedOptions()
 	if err != nil {

@@ -102,3 +102,14 @@ func FuzzParseFile(f *testing.F) {
 		}
 	})
 }
+
+// TestParseFileLongLine: the keys file stopped at a line of 64 KiB or
+// more ("token too long"); sshd reads lines of any length, and so does
+// the one reader.
+func TestParseFileLongLine(t *testing.T) {
+	comment := strings.Repeat("c", 70*1024)
+	specs, err := ParseFile("k", []byte(`name="ci",role="build" `+keyA+comment+"\n"))
+	if err != nil || len(specs) != 1 || specs[0].Comment != "a@test"+comment {
+		t.Fatalf("ParseFile(a 70 KiB line) = %d keys, %v", len(specs), err)
+	}
+}

@@ -200,17 +200,14 @@ func ForcedCommandPresent(path string, g Grant) (bool, error) {
 		return false, errorf("%w", err)
 	}
 	fp := Fingerprint(g.Key.Key)
-	for i, l := range strings.Split(string(data), "\n") {
-		e, err := ParseLine(l)
-		if err != nil || Fingerprint(e.Key) != fp {
-			continue
-		}
-		if e.ForcesNixgate() && e.Restricted() && LineName(e) == g.Name {
-			return true, nil
-		}
-		return false, errorf("key %s is in %s already (line %d), but not as restricted nixgate exec --key %s: remove that line first (nixgate keys revoke --authorized-keys %s %s)", fp, path, i+1, g.Name, path, fp)
+	l, ok := findKey(ParseAuthorizedKeys(data), fp)
+	switch {
+	case !ok:
+		return false, nil
+	case l.ForcesNixgate() && l.Restricted() && l.Name == g.Name:
+		return true, nil
 	}
-	return false, nil
+	return false, errorf("key %s is in %s already (line %d), but not as restricted nixgate exec --key %s: remove that line first (nixgate keys revoke --authorized-keys %s %s)", fp, path, l.Number, g.Name, path, fp)
 }
 
 // AddForcedCommand appends g's forced-command line to an OpenSSH
@@ -228,10 +225,8 @@ func AddForcedCommand(path string, g Grant, nixgate, config string) error {
 	}
 	fp := Fingerprint(g.Key.Key)
 	return EditFile(path, 0o644, func(lines []string) ([]string, error) {
-		for i, l := range lines {
-			if e, err := ParseLine(l); err == nil && Fingerprint(e.Key) == fp {
-				return nil, errorf("key %s is in %s already (line %d)", fp, path, i+1)
-			}
+		if l, ok := findKey(authorizedLines(lines), fp); ok {
+			return nil, errorf("key %s is in %s already (line %d)", fp, path, l.Number)
 		}
 		return append(lines, g.ForcedCommandLine(nixgate, config)), nil
 	})

@@ -8,8 +8,9 @@ import (
 
 // The one place options are read: ParseOption reads one by OpenSSH's
 // rules, ParsedOptions all of a line's, and everything else (Option,
-// Restricted, LineName, ForcedExec, the keys file) reads them through
-// these two.
+// Restricted, ForcedExec, a line's name, the keys file) reads them
+// through these two. The lines of a file are read in one place too:
+// ParseAuthorizedKeys (authorized.go).
 
 // Option is one option of an authorized_keys line, read by OpenSSH's
 // rules (auth-options.c): the name is matched without regard to case, and
@@ -113,13 +114,14 @@ func (e Entry) Restricted() bool {
 	return false
 }
 
-// LineName returns the nixgate name of a key line: its name= option, the
-// --key of a forced `nixgate exec`, or else its comment.
-func LineName(e Entry) string {
+// lineName returns the nixgate name of a key line, e, whose ForcedExec
+// is f, err: its name= option, the --key of a forced `nixgate exec`, or
+// else its comment.
+func lineName(e Entry, f ForcedExec, err error) string {
 	if v, ok := e.Option("name"); ok {
 		return v
 	}
-	if f, err := e.ForcedExec(); err == nil {
+	if err == nil {
 		return f.Key
 	}
 	return e.Comment

@@ -112,8 +112,8 @@ func TestForcesNixgateExact(t *testing.T) {
 		if got := e.ForcesNixgate(); got != (tt.key != "") || (ferr == nil && f.Key != tt.key) {
 			t.Errorf("command=%q: ForcesNixgate %v, ForcedExec %+v, %v; want key %q", tt.command, got, f, ferr, tt.key)
 		}
-		if tt.key == "" && LineName(e) != "a@test" {
-			t.Errorf("command=%q: LineName = %q; want the comment", tt.command, LineName(e))
+		if name := lineName(e, f, ferr); tt.key == "" && name != "a@test" {
+			t.Errorf("command=%q: line name %q; want the comment", tt.command, name)
 		}
 	}
 	// A second command= (OpenSSH refuses the line) is not nixgate's.

@@ -2,21 +2,26 @@ package keys
 
 // Revoke removes from the file at path (nixgate's keys file or an
 // OpenSSH authorized_keys) every key line whose key has the fingerprint,
-// or whose nixgate name (see LineName) is, what. It fails when nothing
-// matches.
+// or whose nixgate name (AuthorizedLine.Name) is, what; every other line
+// stays byte for byte. It fails when nothing matches.
 func Revoke(path, what string) (removed int, err error) {
 	err = EditFile(path, 0o600, func(lines []string) ([]string, error) {
-		var out []string
-		for _, l := range lines {
-			if e, err := ParseLine(l); err == nil && (Fingerprint(e.Key) == what || LineName(e) == what) {
-				removed++
-				continue
+		drop := map[int]bool{} // line numbers
+		for _, l := range authorizedLines(lines) {
+			if l.Err == nil && (Fingerprint(l.Key) == what || l.Name == what) {
+				drop[l.Number] = true
 			}
-			out = append(out, l)
 		}
-		if removed == 0 {
+		if len(drop) == 0 {
 			return nil, errorf("no key named or with fingerprint %q in %s", what, path)
 		}
+		var out []string
+		for i, text := range lines {
+			if !drop[i+1] {
+				out = append(out, text)
+			}
+		}
+		removed = len(drop)
 		return out, nil
 	})
 	return removed, err

@@ -276,22 +276,21 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 		if err != nil {
 			return nil, err
 		}
-		for i, line := range strings.Split(string(data), "\n") {
-			e, err := keys.ParseLine(line)
-			if err != nil {
-				continue
+		for _, l := range keys.ParseAuthorizedKeys(data) {
+			if l.Err != nil {
+				continue // no key: sshd passes over it too
 			}
-			r := keyRow{Name: keys.LineName(e), Fingerprint: keys.Fingerprint(e.Key), Source: fmt.Sprintf("%s:%d", ff.authorizedKeys, i+1), Role: "(see the nixgate configuration)"}
-			if v, ok := e.Option("from"); ok {
+			r := keyRow{Name: l.Name, Fingerprint: keys.Fingerprint(l.Key), Source: fmt.Sprintf("%s:%d", ff.authorizedKeys, l.Number), Role: "(see the nixgate configuration)"}
+			if v, ok := l.Option("from"); ok {
 				r.From = strings.Split(v, ",")
 			}
-			if v, ok := e.Option("expiry-time"); ok {
+			if v, ok := l.Option("expiry-time"); ok {
 				r.Expires = v
 			}
-			if _, err := e.ForcedExec(); err != nil {
-				r.Role = "(not nixgate: " + policy.Line(err) + ")"
+			if l.ForcedErr != nil {
+				r.Role = "(not nixgate: " + policy.Line(l.ForcedErr) + ")"
 			}
-			restricted := e.Restricted()
+			restricted := l.Restricted()
 			r.Restricted = &restricted
 			rows = append(rows, r)
 		}
