@@ -204,7 +204,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 	rs = append(rs, checkReach(cfg)...)
 	switch o.Mode {
 	case Exec:
-		rs = append(rs, checkExecLog(cfg, a)...)
+		rs = append(rs, checkExecLog(cfg, a, syslogSockets)...)
 		rs = append(rs, checkHome(cfg, a)...)
 		rs = append(rs, checkShell(a)...)
 		rs = append(rs, checkLocked(a)...)

@@ -2,7 +2,9 @@ package check
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/nixgate/nixgate/policy"
@@ -67,15 +69,36 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 	return rs
 }
 
-// checkExecLog reports an exec-mode [log] file: nixgate exec runs as the
-// build account, so it can only write a file the account can write, in
-// which a build can forge or erase audit records.
-func checkExecLog(cfg *policy.Config, a *account) []Result {
-	if cfg.Log.File == "" {
-		return []Result{{"log", OK, "nixgate exec logs to the system log (the journal), which " + a.name + " cannot rewrite", ""}}
+// syslogSockets are where log/syslog, and so nixgate exec, looks for the
+// system log.
+var syslogSockets = []string{"/dev/log", "/var/run/syslog", "/var/run/log"}
+
+// checkExecLog reports where exec mode's audit records go: nixgate exec
+// runs as the build account, so it can only write a [log] file the
+// account can write, in which a build can forge or erase records; and
+// the system log, its other destination, is one of sockets, which may
+// all be missing (a container without a syslog daemon), and then records
+// sent there are dropped.
+func checkExecLog(cfg *policy.Config, a *account, sockets []string) []Result {
+	syslog := ""
+	for _, s := range sockets {
+		if fi, err := os.Stat(s); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			syslog = s
+			break
+		}
 	}
-	if a.canChange(cfg.Log.File) != "" {
+	const fix = "run a system logger (systemd-journald, or apt-get install rsyslog)"
+	switch {
+	case cfg.Log.File == "" && syslog == "":
+		return []Result{{"log", Warn, fmt.Sprintf("nixgate exec logs to the system log, and there is none (no %s): its audit records are dropped", strings.Join(sockets, ", ")), fix}}
+	case cfg.Log.File == "":
+		return []Result{{"log", OK, "nixgate exec logs to the system log (" + syslog + "), which " + a.name + " cannot rewrite", ""}}
+	case a.canChange(cfg.Log.File) != "" && syslog == "":
+		return []Result{{"log", Warn, fmt.Sprintf("[log] file %s can be changed by %s, so a build can forge or erase the audit records in it, and there is no system log to hold them too (no %s)", cfg.Log.File, a.name, strings.Join(sockets, ", ")), fix + ", then remove [log] file: nixgate exec then logs to the system log only"}}
+	case a.canChange(cfg.Log.File) != "":
 		return []Result{{"log", Warn, fmt.Sprintf("[log] file %s can be changed by %s, so a build can forge or erase the audit records in it (nixgate exec sends each record to the system log as well)", cfg.Log.File, a.name), "remove [log] file: nixgate exec then logs to the system log only"}}
+	case syslog == "":
+		return []Result{{"log", Warn, fmt.Sprintf("[log] file %s cannot be written by %s, as whom nixgate exec runs, and there is no system log (no %s): its audit records are dropped", cfg.Log.File, a.name, strings.Join(sockets, ", ")), fix + ", or give " + a.name + " the file"}}
 	}
 	return []Result{{"log", Warn, fmt.Sprintf("[log] file %s cannot be written by %s, as whom nixgate exec runs: its records go to the system log instead", cfg.Log.File, a.name), "remove [log] file"}}
 }

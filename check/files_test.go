@@ -1,6 +1,7 @@
 package check
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,13 +71,32 @@ func TestConfigWritableByAccount(t *testing.T) {
 		}
 	}
 
-	// Exec mode's log file: the account can always change what it writes.
-	cfg.Log.File = filepath.Join(dir, "etc", "owned.toml")
-	if rs := checkExecLog(cfg, a); len(rs) != 1 || rs[0].Status != Warn || !strings.Contains(rs[0].Message, "forge") {
-		t.Errorf("checkExecLog(writable) = %+v; want a warning that records can be forged", rs)
+	// Exec mode's log: the account can always change a file it writes;
+	// the system log is a socket that may be missing.
+	sock := filepath.Join(dir, "log.sock")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	cfg.Log.File = ""
-	if rs := checkExecLog(cfg, a); len(rs) != 1 || rs[0].Status != OK {
-		t.Errorf("checkExecLog(none) = %+v; want ok", rs)
+	defer l.Close()
+	noSyslog := []string{filepath.Join(dir, "no-log")}
+	withSyslog := append(noSyslog, sock)
+	for _, tt := range []struct {
+		file    string
+		sockets []string
+		status  Status
+		message string
+	}{
+		{filepath.Join(dir, "etc", "owned.toml"), withSyslog, Warn, "forge"},
+		{filepath.Join(dir, "etc", "owned.toml"), noSyslog, Warn, "no system log to hold them too"},
+		{filepath.Join(dir, "etc", "ok.toml"), withSyslog, Warn, "go to the system log instead"},
+		{filepath.Join(dir, "etc", "ok.toml"), noSyslog, Warn, "records are dropped"},
+		{"", withSyslog, OK, "system log (" + sock + ")"},
+		{"", noSyslog, Warn, "records are dropped"},
+	} {
+		cfg.Log.File = tt.file
+		if rs := checkExecLog(cfg, a, tt.sockets); len(rs) != 1 || rs[0].Status != tt.status || !strings.Contains(rs[0].Message, tt.message) {
+			t.Errorf("checkExecLog(file %q, sockets %q) = %+v; want %s with %q", tt.file, tt.sockets, rs, tt.status, tt.message)
+		}
 	}
 }
