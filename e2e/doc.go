@@ -26,6 +26,13 @@
 //     golang.org/x/crypto dials, the protocols' greetings, store paths,
 //     derivations, and checkRefused, what every refusal must look like.
 //   - builder_rawclient_test.go: a raw Nix worker-protocol client.
+//   - readme_machine_test.go: a machine of a test's own for the README's
+//     flows (mount and network namespaces: /etc, /usr/local/bin and /var
+//     copy-on-write, an empty /root and /home, only lo), shells logged in
+//     to it (sessions) and services started from their unit files.
+//   - readme_extract_test.go: the README's flows as plans: sections, code
+//     blocks, "# on the client" segments, shell steps, substitutions and
+//     stand-ins.
 //
 // The benchmarks (bench_*_test.go, BenchmarkReport among them) are behind
 // the build tag bench, out of the correctness tests' binary: the bench/

@@ -71,20 +71,31 @@ type embeddedHint struct {
 func startEmbedded(t testing.TB, dir string, wrapper []string, args ...string) embeddedHint {
 	t.Helper()
 	argv := append(append(append([]string{}, wrapper...), nixgateBin, "serve", "--embedded"), args...)
+	return startHinted(t, dir, argv)
+}
+
+// startHinted starts argv, which runs `nixgate serve --embedded` (itself,
+// or through make run), in dir; stops its process group, by PID, when the
+// test ends; and returns what it printed (stdout and stderr) up to the
+// command to try.
+func startHinted(t testing.TB, dir string, argv []string) embeddedHint {
+	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	w.Close()
 	lines := make(chan string, 64)
 	go func() {
 		defer close(lines)
-		sc := bufio.NewScanner(stderr)
+		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			lines <- sc.Text()
 		}
@@ -96,17 +107,18 @@ func startEmbedded(t testing.TB, dir string, wrapper []string, args ...string) e
 			seen = append(seen, l)
 		}
 		cmd.Wait()
+		r.Close()
 		if t.Failed() {
-			t.Logf("nixgate serve --embedded stderr:\n%s", strings.Join(seen, "\n"))
+			t.Logf("%q printed:\n%s", argv, strings.Join(seen, "\n"))
 		}
 	})
 	var h embeddedHint
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(commandTimeout)
 	for {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("nixgate serve --embedded exited before printing a command:\n%s", strings.Join(seen, "\n"))
+				t.Fatalf("%q exited before printing a command:\n%s", argv, strings.Join(seen, "\n"))
 			}
 			seen = append(seen, l)
 			switch {
@@ -124,7 +136,7 @@ func startEmbedded(t testing.TB, dir string, wrapper []string, args ...string) e
 				h.notice += l + "\n"
 			}
 		case <-timeout:
-			t.Fatalf("nixgate serve --embedded printed no command within 30s:\n%s", strings.Join(seen, "\n"))
+			t.Fatalf("%q printed no command within %v:\n%s", argv, commandTimeout, strings.Join(seen, "\n"))
 		}
 	}
 }
