@@ -42,9 +42,13 @@ type Options struct {
 	// fails when none came in time (or stop closed, when the session
 	// is ending), and the error's line (policy.Line), after "nixgate: ",
 	// is what the client sees: the worker protocol answers the operation with it,
-	// the serve protocol ends the session. The filter calls release once,
-	// when the build ends: at the client's next operation, or the end of
-	// the session. Nil means builds never wait.
+	// the serve protocol ends the session. A session holds at most one
+	// slot: its later builds run in it. The filter calls release once,
+	// at Close, when Nix has exited: Nix works on a session's
+	// operations one after the other, but a client may send its next
+	// operation, or end its stream, while Nix is still building, so
+	// only Nix's exit says the build is over. Nil means builds never
+	// wait.
 	AcquireBuild func(stop <-chan struct{}) (release func(), err error)
 }
 
@@ -109,9 +113,11 @@ type Filter struct {
 	// building is when the build op still awaiting the client's next op
 	// reached Nix; zero when none is.
 	building time.Time
-	// slot gives back the build slot of the build op still awaiting the
-	// client's next op; nil when none is held.
+	// slot gives back the session's build slot, held from its first
+	// build op until Close; nil when none is held.
 	slot func()
+	// closed is set by Close: a slot granted later is given back at once.
+	closed bool
 }
 
 // New returns a Filter for one session.
@@ -192,6 +198,9 @@ func (f *Filter) Close() {
 		close(f.stop)
 		f.reply.flush()
 	})
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
 	f.releaseSlot()
 	f.nixPipe.Close()
 }
@@ -244,7 +253,7 @@ func (f *Filter) run() {
 	f.mu.Lock()
 	f.err = err
 	f.mu.Unlock()
-	f.releaseSlot()
+	// The build slot stays held: Nix may still be building (Close).
 	f.closeHello()
 	f.nix.Flush()
 	f.nixPipe.Close()
@@ -354,7 +363,6 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 		f.mu.Unlock()
 	}
 	*mark = now
-	f.releaseSlot()
 }
 
 // settleLimits records Nix's answer to the SetOptions that puts the
@@ -401,18 +409,29 @@ func (f *Filter) limitsInForce(o *op) error {
 	return errors.New(why)
 }
 
-// acquireSlot waits for a build slot for o, when o builds and
-// Options.AcquireBuild is set, and holds it until the next op; the
-// error is the reason to refuse o with.
+// acquireSlot waits for a build slot for o, when o builds,
+// Options.AcquireBuild is set and the session holds none yet, and holds
+// it until Close; the error is the reason to refuse o with.
 func (f *Filter) acquireSlot(o *op) error {
 	if len(o.built) == 0 || f.opt.AcquireBuild == nil {
 		return nil
+	}
+	f.mu.Lock()
+	held := f.slot != nil
+	f.mu.Unlock()
+	if held {
+		return nil // Nix builds the session's operations one at a time
 	}
 	start := time.Now()
 	release, err := f.opt.AcquireBuild(f.stop)
 	wait := time.Since(start)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err == nil && f.closed {
+		// Granted as Nix exited: nothing is to be built.
+		release()
+		err = errorf("the session ended while waiting for a build slot")
+	}
 	f.audit.SlotWait += wait
 	if err != nil {
 		name := policy.OpName(f.opt.Protocol, o.req.Code)

@@ -1,11 +1,14 @@
 package nixproto
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -60,8 +63,8 @@ func TestServeBuildSlot(t *testing.T) {
 	}
 }
 
-// TestWorkerBuildSlot: a worker build holds its slot until the client's
-// next operation; one refused a slot is answered with the reason and the
+// TestWorkerBuildSlot: a worker build holds a slot until the session
+// ends; one refused a slot is answered with the reason and the
 // session goes on; an opaque BuildPaths (nothing to build) asks for none.
 func TestWorkerBuildSlot(t *testing.T) {
 	v := uint64(1<<8 | 34)
@@ -88,5 +91,67 @@ func TestWorkerBuildSlot(t *testing.T) {
 	}
 	if !slices.Equal(r.toNix, slices.Concat(workerHello(v), isValid)) {
 		t.Errorf("Nix got the refused build, or not the op after it")
+	}
+}
+
+// TestBuildSlotHeldUntilNixExits: a build's slot is held until Nix has
+// exited (Close), not given back at the client's next operation or at
+// the end of the client's stream: a client may send both while Nix is
+// still building (it pipelines the next operation, or closes its end
+// right after the build), and Nix works on a session's operations one
+// after the other, so only its exit says the build is over. A second
+// build of the session runs in the slot it holds.
+func TestBuildSlotHeldUntilNixExits(t *testing.T) {
+	wv := uint64(1<<8 | 34)
+	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
+	isValid := (&enc{}).u64(1).str("/nix/store/11111111111111111111111111111111-x").b
+	sv := uint64(2<<8 | 5)
+	drv := (&enc{}).u64(8).str("/nix/store/00000000000000000000000000000000-x.drv").
+		u64(1).str("out", "/nix/store/11111111111111111111111111111111-x", "", "").strs().str("x86_64-linux", "/bin/sh").strs().u64(0).
+		u64(0, 7200, 0, 0, 0).b
+	query := (&enc{}).u64(1, 0, 0).strs("/nix/store/11111111111111111111111111111111-x").b // QueryValidPaths
+	for _, tc := range []struct {
+		name           string
+		protocol       policy.Protocol
+		client, server []byte
+	}{
+		{"worker, the next op pipelined", policy.ProtocolWorker, slices.Concat(workerHello(wv), build, isValid), workerServerHello(wv)},
+		{"worker, the stream ends after the build", policy.ProtocolWorker, slices.Concat(workerHello(wv), build), workerServerHello(wv)},
+		{"worker, two builds", policy.ProtocolWorker, slices.Concat(workerHello(wv), build, isValid, build), workerServerHello(wv)},
+		{"serve, the next command pipelined", policy.ProtocolServe, slices.Concat(serveHello(sv), drv, query), serveServerHello(sv)},
+		{"serve, two builds", policy.ProtocolServe, slices.Concat(serveHello(sv), drv, drv), serveServerHello(sv)},
+	} {
+		h := &slotHook{}
+		f := New(Options{Protocol: tc.protocol, Policy: buildKey, AcquireBuild: h.acquire})
+		var toClient syncBuffer
+		nixIn, nixOut, err := f.Attach(bytes.NewReader(tc.client), &toClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go nixOut.Write(tc.server)
+		got := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(nixIn)
+			got <- b
+		}()
+		select {
+		case <-got:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the filter did not end the session within 20 s", tc.name)
+		}
+		<-f.Done()
+		if _, err := f.Result(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		// The client's stream has ended; Nix, which has not exited,
+		// may still be building.
+		if a, rel := h.acquired.Load(), h.released.Load(); a != 1 || rel != 0 {
+			t.Errorf("%s: before Nix exited: acquired %d, released %d; want 1, 0", tc.name, a, rel)
+		}
+		f.Close()
+		nixIn.Close()
+		if a, rel := h.acquired.Load(), h.released.Load(); a != 1 || rel != 1 {
+			t.Errorf("%s: after Nix exited: acquired %d, released %d; want 1, 1", tc.name, a, rel)
+		}
 	}
 }
