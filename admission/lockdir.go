@@ -413,7 +413,7 @@ func (d *LockDir) state() (*lockState, error) {
 	})
 	data, err := d.readFile(fairFile)
 	if err != nil && !errors.Is(err, unix.ENOENT) {
-		return nil, err
+		return nil, d.errorf(fairFile, err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
@@ -448,7 +448,7 @@ func (st *lockState) save(d *LockDir) error {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "served %s %d\n", k, st.served[k])
 	}
-	fd, err := unix.Openat(d.fd, fairTemp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	fd, err := d.openRegular(fairTemp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o600)
 	if err != nil {
 		return d.errorf(fairTemp, err)
 	}
@@ -508,9 +508,14 @@ func (d *LockDir) scan(prefixes ...string) ([]string, error) {
 		if !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
 			continue
 		}
-		fd, err := unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := d.openRegular(name, unix.O_RDONLY, 0)
 		if errors.Is(err, unix.ENOENT) {
 			continue // released meanwhile
+		}
+		if errors.Is(err, errNotRegular) {
+			// Not a holder's file (holders make regular files): nobody's.
+			unix.Unlinkat(d.fd, name, 0)
+			continue
 		}
 		if err != nil {
 			return nil, d.errorf(name, err)
@@ -566,13 +571,42 @@ func (h *holder) release() {
 }
 
 func (d *LockDir) readFile(name string) ([]byte, error) {
-	fd, err := unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := d.openRegular(name, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), filepath.Join(d.Path, name))
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, 1<<20)) // a few lines
+}
+
+// errNotRegular is openRegular's error for a name that is not a regular
+// file.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens name in the directory with flags, never following a
+// symbolic link and never waiting (a FIFO someone made there would
+// otherwise keep the open, or the first read, waiting for ever while
+// the directory's lock is held), and fails with errNotRegular unless it
+// is a regular file.
+func (d *LockDir) openRegular(name string, flags int, perm uint32) (int, error) {
+	fd, err := unix.Openat(d.fd, name, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, perm)
+	if err != nil {
+		if errors.Is(err, unix.ENXIO) { // a FIFO that nobody reads
+			return -1, errNotRegular
+		}
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, errNotRegular
+	}
+	return fd, nil
 }
 
 func (d *LockDir) errorf(name string, err error) error {

@@ -531,3 +531,73 @@ func TestLockDirLostMemory(t *testing.T) {
 		t.Errorf("seq %d, %v; want at least 4", n, err)
 	}
 }
+
+// TestLockDirFIFO: a FIFO planted in the lock directory (by a process of
+// the account's, such as a build that Nix's sandbox does not contain),
+// under a holder's name, as "fair" or as "fair.tmp", with or without a
+// writer that never writes, does not make a session wait on it for ever
+// while it holds the directory's lock, which would stop every other
+// session at that lock: a holder's name that is not a regular file is
+// nobody's, and the directory's own files must be regular files.
+func TestLockDirFIFO(t *testing.T) {
+	session := func(d *LockDir) error {
+		release, err := d.AcquireSession("ci", 1)
+		if err == nil {
+			release()
+		}
+		return err
+	}
+	stats := func(d *LockDir) error {
+		_, _, err := d.Stats()
+		return err
+	}
+	build := func(d *LockDir) error {
+		release, _, _, err := d.AcquireBuild(nil, SlotRequest{Key: "ci", Max: 1})
+		if err == nil {
+			release()
+		}
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		// writer holds the FIFO open for writing, writing nothing.
+		writer bool
+		// call is what must return; ok, whether it must succeed.
+		call func(d *LockDir) error
+		ok   bool
+	}{
+		{kindSession + "." + keyName("ci") + ".1-1-00000000", false, session, true},
+		{kindBuild + "." + keyName("ci") + ".1-1-00000000", false, stats, true},
+		{fairFile, false, stats, false},
+		{fairFile, true, stats, false},
+		{fairTemp, false, build, false},
+	} {
+		d := openTestDir(t)
+		fifo := filepath.Join(d.Path, tc.name)
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if tc.writer {
+			w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+		}
+		done := make(chan error, 1)
+		go func() { done <- tc.call(d) }()
+		select {
+		case err := <-done:
+			if (err == nil) != tc.ok {
+				t.Errorf("a FIFO named %s (writer %v): err = %v; want success %v", tc.name, tc.writer, err, tc.ok)
+			}
+		case <-time.After(20 * time.Second):
+			// The call is left waiting; opening the FIFO for both
+			// ends lets it go when the test ends.
+			t.Errorf("a FIFO named %s (writer %v): still waiting after 20 s", tc.name, tc.writer)
+			if f, err := os.OpenFile(fifo, os.O_RDWR, 0); err == nil {
+				defer f.Close()
+			}
+		}
+	}
+}
