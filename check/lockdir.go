@@ -46,13 +46,25 @@ func checkLockDir(cfg *policy.Config, a *account) []Result {
 			return []Result{{"lock directory", Warn, fmt.Sprintf("not checked as %s (keys %s have max_sessions or max_builds): %s", a.name, keys, policy.Line(err)), ""}}
 		}
 	}
-	if r.Error != "" {
-		// state_dir/run, when it is the account's, is used first.
-		fix := "set state_dir to a directory of its own for nixgate"
-		if cfg.Serve.StateDir != "" {
-			fix = fmt.Sprintf("install -d -o %s -m 0700 %s", a.name, filepath.Join(cfg.Serve.StateDir, admission.RuntimeDirName))
-		}
-		return []Result{{"lock directory", Fail, fmt.Sprintf("no lock directory %s can use: %s; nixgate exec refuses every session of keys %s (max_sessions, max_builds)", a.name, r.Error, keys), fix}}
+	return []Result{lockDirResult(cfg, a.name, keys, r)}
+}
+
+// lockDirResult judges r, the lock directory that account would use for
+// the limits of keys (their names, joined).
+func lockDirResult(cfg *policy.Config, account, keys string, r admission.RuntimeDirReport) Result {
+	// state_dir/run, when it is the account's, is used first.
+	fix := "set state_dir to a directory of its own for nixgate"
+	run := ""
+	if cfg.Serve.StateDir != "" {
+		run = filepath.Join(cfg.Serve.StateDir, admission.RuntimeDirName)
+		fix = fmt.Sprintf("install -d -o %s -m 0700 %s", account, run)
 	}
-	return []Result{{"lock directory", OK, fmt.Sprintf("%s: exec mode keeps the session and build-slot counts of keys %s there (a directory of %s's own)", r.Path, keys, a.name), ""}}
+	switch {
+	case r.Error != "":
+		return Result{"lock directory", Fail, fmt.Sprintf("no lock directory %s can use: %s; nixgate exec refuses every session of keys %s (max_sessions, max_builds)", account, r.Error, keys), fix}
+	case r.Path != run:
+		// The fallback in /tmp, whose name anyone may take first.
+		return Result{"lock directory", Warn, fmt.Sprintf("%s: exec mode keeps the session and build-slot counts of keys %s in a shared /tmp, where any other account (a build of Nix's daemon without its sandbox too) may make that name first, and exec mode then refuses every session of these keys", r.Path, keys), fix}
+	}
+	return Result{"lock directory", OK, fmt.Sprintf("%s: exec mode keeps the session and build-slot counts of keys %s there (a directory of %s's own)", r.Path, keys, account), ""}
 }

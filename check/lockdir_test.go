@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/policy"
 )
 
@@ -55,6 +56,32 @@ func TestCheckLockDir(t *testing.T) {
 		other := &account{name: "other", uid: os.Geteuid() + 1, gid: os.Getegid()}
 		if rs := checkLockDir(cfg, other); len(rs) != 1 || rs[0].Status != Warn || !strings.Contains(rs[0].Message, "not checked") {
 			t.Errorf("checkLockDir(another account, not as root) = %+v; want a warning that it is not checked", rs)
+		}
+	}
+}
+
+// TestLockDirResult: the lock directory in state_dir is ok; the fallback
+// in /tmp, whose name any other account may take first (and so stop
+// exec mode's limited sessions), is a warning whose fix makes the one in
+// state_dir; none usable fails.
+func TestLockDirResult(t *testing.T) {
+	cfg := &policy.Config{}
+	cfg.Serve.StateDir = "/var/lib/nixgate"
+	fix := "install -d -o nixremote -m 0700 /var/lib/nixgate/run"
+	for _, tc := range []struct {
+		name    string
+		r       admission.RuntimeDirReport
+		status  Status
+		message string
+		fix     string
+	}{
+		{"state_dir/run", admission.RuntimeDirReport{Path: "/var/lib/nixgate/run"}, OK, "/var/lib/nixgate/run: exec mode keeps", ""},
+		{"/tmp", admission.RuntimeDirReport{Path: "/tmp/nixgate-1001"}, Warn, "/tmp/nixgate-1001: exec mode keeps the session and build-slot counts of keys ci in a shared /tmp, where any other account", fix},
+		{"none", admission.RuntimeDirReport{Error: "lock directory /tmp/nixgate-1001 belongs to uid 1002"}, Fail, "no lock directory nixremote can use: lock directory /tmp/nixgate-1001 belongs to uid 1002", fix},
+	} {
+		r := lockDirResult(cfg, "nixremote", "ci", tc.r)
+		if r.Status != tc.status || !strings.HasPrefix(r.Message, tc.message) || r.Fix != tc.fix {
+			t.Errorf("%s: %+v; want %s, %q…, fix %q", tc.name, r, tc.status, tc.message, tc.fix)
 		}
 	}
 }
