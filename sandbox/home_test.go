@@ -18,6 +18,11 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == HomeCheckCommand {
 		os.Exit(HomeCheckMain(os.Args[2:], os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 {
+		if code, ok := selfTestMain(os.Args[1:]); ok {
+			os.Exit(code)
+		}
+	}
 	os.Exit(m.Run())
 }
 
