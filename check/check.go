@@ -164,6 +164,10 @@ func asAccount(a *account, env []string, argv ...string) (string, string, error)
 		return "", "", err
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	// The program may be the account's (its profile's nix-store): a
+	// process it leaves behind with its output open does not keep check
+	// waiting.
+	cmd.WaitDelay = time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/keys"
@@ -212,5 +215,30 @@ func TestCheckHostKeys(t *testing.T) {
 	os.WriteFile(p, []byte("not a key"), 0o600)
 	if rs := checkHostKeys(cfg); len(rs) != 1 || rs[0].Status != Fail {
 		t.Errorf("checkHostKeys(not a key) = %+v; want a failure, as serve refuses it", rs)
+	}
+}
+
+// TestAsAccountBounded: a program check runs as the build account (its
+// nix-store, which may come from the account's own profile) cannot keep
+// check waiting by leaving a process behind that holds its output open.
+func TestAsAccountBounded(t *testing.T) {
+	me := &account{name: "me", uid: os.Geteuid(), gid: os.Getegid()}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := asAccount(me, nil, "/bin/sh", "-c", `sleep 60 & echo $! > "$0"; echo nix-store 2.8`, pidFile)
+		done <- err
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Errorf("asAccount(a program that leaves a process holding its output) still waiting after 20 s")
 	}
 }
