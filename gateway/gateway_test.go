@@ -57,13 +57,13 @@ type testServer struct {
 	mu     *sync.Mutex
 }
 
-func newTestServer(t *testing.T, mode, extra string) *testServer {
+func newTestServer(t testing.TB, mode, extra string) *testServer {
 	t.Helper()
 	return newTestServerRole(t, mode, policy.RoleBuild, extra)
 }
 
 // newTestServerRole is newTestServer with a key of the given role.
-func newTestServerRole(t *testing.T, mode string, role policy.Role, extra string) *testServer {
+func newTestServerRole(t testing.TB, mode string, role policy.Role, extra string) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
