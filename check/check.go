@@ -201,7 +201,9 @@ func Run(cfg *policy.Config, o Options) []Result {
 	rs = append(rs, checkTrust(cfg, a)...)
 	rs = append(rs, checkSigning(cfg)...)
 	if cfg.Sandbox.Mode != policy.SandboxDirect {
-		rs = append(rs, checkSandbox(cfg, a)...)
+		if sandbox.CheckStoreDir(cfg, a.sandboxAccount()) == nil { // else the store check says why
+			rs = append(rs, checkSandbox(cfg, a)...)
+		}
 		rs = append(rs, checkProot(cfg)...)
 	}
 	rs = append(rs, checkFiles(cfg, a)...)

@@ -242,3 +242,29 @@ func TestAsAccountBounded(t *testing.T) {
 		t.Errorf("asAccount(a program that leaves a process holding its output) still waiting after 20 s")
 	}
 }
+
+// TestCheckStoreDir: in the sandbox modes a store_dir that does not
+// exist fails, with exec and serve mode's own line and mkdir -p as the
+// fix (run as the account); one that exists is ok.
+func TestCheckStoreDir(t *testing.T) {
+	home := t.TempDir()
+	cfg, err := policy.Parse("/etc/n.toml", []byte("user = \"me\"\n[sandbox]\nmode = \"userns\"\nstore_dir = \"~/.nxi\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(home, ".nxi")
+	me := &account{name: "me", home: home, uid: os.Geteuid(), gid: os.Getegid()}
+	rs := checkStore(cfg, me)
+	want := "/etc/n.toml:4: sandbox.store_dir \"~/.nxi\" is " + dir + ", which does not exist"
+	if len(rs) != 1 || rs[0].Status != Fail || !strings.HasPrefix(rs[0].Message, want) || rs[0].Fix != "mkdir -p "+dir {
+		t.Errorf("checkStore(store_dir missing) = %+v; want a failure %q… fixed by mkdir -p %s", rs, want, dir)
+	}
+	other := &account{name: "other", home: home, uid: os.Geteuid() + 1, gid: os.Getegid()}
+	if rs := checkStore(cfg, other); len(rs) != 1 || rs[0].Fix != "runuser -u other -- mkdir -p "+dir {
+		t.Errorf("checkStore(store_dir missing, run as another account) = %+v; want mkdir -p run as other", rs)
+	}
+	os.Mkdir(dir, 0o755)
+	if rs := checkStore(cfg, me); len(rs) != 1 || rs[0].Status != OK || !strings.Contains(rs[0].Message, dir) {
+		t.Errorf("checkStore(store_dir there) = %+v; want ok", rs)
+	}
+}

@@ -74,10 +74,23 @@ func localStoreMissing(store string) bool {
 const daemonSocketDir = "/nix/var/nix/daemon-socket"
 
 // checkStore checks that the build user can reach its store: the
-// directory of a local?root= store, or the daemon's socket.
+// sandbox modes' store_dir, which must exist (nixgate refuses to make
+// it: sandbox.CheckStoreDir), the directory of a local?root= store, or
+// the daemon's socket.
 func checkStore(cfg *policy.Config, a *account) []Result {
 	if cfg.Sandbox.Mode != policy.SandboxDirect {
-		return nil
+		dir := sandbox.StoreDir(cfg, a.sandboxAccount())
+		if err := sandbox.CheckStoreDir(cfg, a.sandboxAccount()); err != nil {
+			fix := ""
+			if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+				fix = "mkdir -p " + dir
+				if os.Geteuid() != a.uid {
+					fix = fmt.Sprintf("runuser -u %s -- mkdir -p %s", a.name, dir)
+				}
+			}
+			return []Result{{"store", Fail, policy.Line(err) + ": nixgate serve refuses to start, nixgate exec every session", fix}}
+		}
+		return []Result{{"store", OK, fmt.Sprintf("sandbox.store_dir %s is there (shown as /nix in sandbox.mode %s)", dir, cfg.Sandbox.Mode), ""}}
 	}
 	store := cfg.Nix.Store
 	if root, ok := strings.CutPrefix(store, "local?root="); ok && !strings.ContainsAny(root, "&?") {

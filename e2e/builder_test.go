@@ -262,8 +262,10 @@ func (b *builder) writeHome(t testing.TB) {
 	}
 	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
 	writeFile(t, ak, strings.Join(lines, "\n")+"\n", 0o644)
-	if b.sandbox == "proot" {
-		// The store, ~/.nix, stays the account's to write.
+	if b.sandbox != "" {
+		// The store, ~/.nix, made as the README's reader makes it
+		// (nixgate refuses a store_dir that is not there), and the
+		// account's to write.
 		if err := os.MkdirAll(filepath.Join(b.account.home, ".nix"), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -139,4 +140,60 @@ func TestSandboxUserNamespaceRefused(t *testing.T) {
 		})
 	}
 	waitLog(t, b, "refused", map[string]string{"reason": "ENOSPC"})
+}
+
+// TestSandboxStoreDirMissing: a store_dir that is not there (a typo) is
+// refused, never made: exec mode refuses the session and serve refuses to
+// start, each with one line naming the setting, the path, the file and
+// line, and mkdir -p for a new store; check fails with that fix, which,
+// run as printed, makes the sandbox work.
+func TestSandboxStoreDirMissing(t *testing.T) {
+	b := newBuilderIn(t, modeExec, "userns")
+	doc := readFile(t, b.config)
+	i := strings.Index(doc, "[sandbox]\n")
+	if i < 0 {
+		t.Fatalf("no [sandbox] in\n%s", doc)
+	}
+	i += len("[sandbox]\n")
+	doc = doc[:i] + "store_dir = \"~/.nxi\"\n" + doc[i:]
+	line := strings.Count(doc[:i], "\n") + 1
+	cfg := filepath.Join(filepath.Dir(b.config), "typo.toml")
+	writeFile(t, cfg, doc, 0o644)
+	dir := filepath.Join(b.account.home, ".nxi")
+	want := fmt.Sprintf("%s:%d: sandbox.store_dir \"~/.nxi\" is %s, which does not exist: mkdir -p %s if it is to be a new store, else correct sandbox.store_dir", cfg, line, dir, dir)
+
+	asAccount := []string{"setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--",
+		"env", "-i", "HOME=" + b.account.home, "USER=" + b.account.name, "PATH=/usr/bin:/bin",
+		"SSH_ORIGINAL_COMMAND=nix-store --serve --write", "SSH_CONNECTION=127.0.0.1 1 127.0.0.1 22"}
+	for name, tt := range map[string]struct {
+		argv   []string
+		prefix string
+	}{
+		"exec":  {[]string{nixgateBin, "exec", "--config", cfg, "--key", "build"}, "nixgate: refused: "},
+		"serve": {[]string{nixgateBin, "serve", "--config", cfg}, "nixgate serve: "},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := run(t, nil, []byte{}, append(append([]string{}, asAccount...), tt.argv...)...)
+			if r.code == 0 || r.stdout != "" || r.stderr != tt.prefix+want+"\n" {
+				t.Errorf("%s with store_dir missing: %s\nwant the one line %q", name, r, tt.prefix+want)
+			}
+		})
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatalf("%s was made", dir)
+	}
+
+	rs, code := runCheck(t, "--config", cfg, "--mode", "exec")
+	fix := fmt.Sprintf("runuser -u %s -- mkdir -p %s", b.account.name, dir)
+	finding(t, rs, "store", "fail", want, fix)
+	if code != 1 {
+		t.Errorf("check exited %d; want 1", code)
+	}
+	mustRun(t, nil, "sh", "-c", fix)
+	rs, code = runCheck(t, "--config", cfg, "--mode", "exec")
+	finding(t, rs, "store", "ok", "sandbox.store_dir "+dir+" is there", "")
+	finding(t, rs, "sandbox", "ok", "sandbox.mode userns runs nix-store as "+b.account.name, "")
+	if fi, err := os.Stat(dir); err != nil || int(fi.Sys().(*syscall.Stat_t).Uid) != b.account.uid {
+		t.Errorf("%s after the fix: %v; want it %s's", dir, err, b.account.name)
+	}
 }

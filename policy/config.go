@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -60,6 +61,20 @@ type Config struct {
 
 	// Source is the file the configuration was read from, for messages.
 	Source string `toml:"-"`
+	// lines maps each setting written in Source ("sandbox.store_dir")
+	// to its line; nil for a Config not read from a file.
+	lines map[string]int
+}
+
+// Where returns where setting, a dotted name such as
+// "sandbox.store_dir", is written, as "FILE:LINE", for messages. It is
+// "" when the file does not set it (it has its default) or c was not
+// read from a file.
+func (c *Config) Where(setting string) string {
+	if l := c.lines[setting]; l > 0 && c.Source != "" {
+		return fmt.Sprintf("%s:%d", c.Source, l)
+	}
+	return ""
 }
 
 // NixConfig is the [nix] table.

@@ -74,7 +74,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if v.err != nil {
 		return nil, v.err
 	}
-	cfg.Source = name
+	cfg.Source, cfg.lines = name, lines
 	return cfg, nil
 }
 

@@ -361,3 +361,28 @@ func TestBinDirsInSandboxModes(t *testing.T) {
 		t.Errorf("direct mode: %q; want DefaultBinDirs", got)
 	}
 }
+
+// TestWhere: a setting the file writes is found at its line, in a table
+// or an array of tables; a default, or a Config not read from a file, is
+// nowhere.
+func TestWhere(t *testing.T) {
+	doc := "user = \"b\"\n\n[sandbox]\nstore_dir = \"~/.nxi\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"
+	cfg, err := Parse("/etc/n.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ setting, want string }{
+		{"user", "/etc/n.toml:1"},
+		{"sandbox.store_dir", "/etc/n.toml:4"},
+		{"sandbox.mode", ""},
+		{"state_dir", ""},
+		{"keys[0].role", "/etc/n.toml:7"},
+	} {
+		if got := cfg.Where(tt.setting); got != tt.want {
+			t.Errorf("Where(%q) = %q; want %q", tt.setting, got, tt.want)
+		}
+	}
+	if got := (&Config{Source: "x.toml"}).Where("user"); got != "" {
+		t.Errorf("Where on a Config not read from a file = %q; want \"\"", got)
+	}
+}

@@ -25,7 +25,8 @@ type SandboxConfig struct {
 	// Mode is how the Nix command runs. Default: SandboxDirect.
 	Mode SandboxMode `toml:"mode"`
 	// StoreDir is what the sandbox shows as /nix. "~/" is the build
-	// user's home. Default: "~/.nix". Unused in direct mode.
+	// user's home. Default: "~/.nix". Unused in direct mode. It must
+	// exist: nixgate refuses one that does not, and never makes it.
 	StoreDir string `toml:"store_dir"`
 	// NixUserChroot is the nix-user-chroot binary: a path, or a name
 	// looked up in PATH. Default: "nix-user-chroot".

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,6 +22,44 @@ func StoreDir(cfg *policy.Config, a Account) string {
 		return d[0]
 	}
 	return cfg.Sandbox.StoreDir
+}
+
+// CheckStoreDir returns nil when cfg's store directory for account a
+// (StoreDir), which the sandbox modes show as /nix, is a directory. A
+// store_dir that does not exist is refused, never made: a mistyped one
+// would be an empty store that nothing says is wrong. The error is one
+// line that names the setting, the path, where the configuration sets it
+// (policy.Config.Where), and the fix, `mkdir -p DIR` for a new store.
+// Direct mode has no store_dir: nil.
+func CheckStoreDir(cfg *policy.Config, a Account) error {
+	if cfg.Sandbox.Mode == policy.SandboxDirect || cfg.Sandbox.Mode == "" {
+		return nil
+	}
+	dir := StoreDir(cfg, a)
+	what := fmt.Sprintf("sandbox.store_dir %q", cfg.Sandbox.StoreDir)
+	fix := "correct sandbox.store_dir"
+	if at := cfg.Where("sandbox.store_dir"); at != "" {
+		what = at + ": " + what
+	} else {
+		what = fmt.Sprintf("sandbox.store_dir (the default, %q)", cfg.Sandbox.StoreDir)
+		fix = "set sandbox.store_dir to the store's directory"
+		if cfg.Source != "" {
+			fix += " in " + cfg.Source
+		}
+	}
+	if dir != cfg.Sandbox.StoreDir {
+		what += " is " + dir + ", which"
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return errorf("%s does not exist: mkdir -p %s if it is to be a new store, else %s", what, dir, fix)
+	case err != nil:
+		return errorf("%s cannot be reached: %v", what, errors.Unwrap(err))
+	case !fi.IsDir():
+		return errorf("%s is not a directory: %s", what, fix)
+	}
+	return nil
 }
 
 // RunForeground runs c as a child with the caller's stdin, stdout and

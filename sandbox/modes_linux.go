@@ -24,8 +24,8 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 		return nil, errorf("finding nixgate itself: %w", err)
 	}
 	store := StoreDir(cfg, a)
-	if err := os.MkdirAll(store, 0o755); err != nil {
-		return nil, errorf("store_dir: %w", err)
+	if err := CheckStoreDir(cfg, a); err != nil {
+		return nil, err
 	}
 	spec := helperSpec{binDirs: cfg.BinDirs(), argv: argv}
 	if spec.binDirs == nil {

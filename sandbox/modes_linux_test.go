@@ -44,16 +44,24 @@ func TestPrepareSandboxModes(t *testing.T) {
 	d := policy.Decision{Allow: true, Program: policy.NixStore, Args: []string{"--serve", "--write"}}
 	self, _ := os.Executable()
 
+	// The store directory is the operator's to make: a missing one is
+	// refused, not made (CheckStoreDir).
+	store := filepath.Join(home, ".nix")
+	if _, err := Prepare(testConfig(t, "[sandbox]\nmode = \"userns\"\n"), d, a); err == nil || !strings.Contains(err.Error(), "mkdir -p "+store) {
+		t.Errorf("Prepare without %s = %v; want it refused with mkdir -p", store, err)
+	}
+	if _, err := os.Stat(store); err == nil {
+		t.Errorf("Prepare made %s", store)
+	}
+	if err := os.Mkdir(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c, err := Prepare(testConfig(t, "[sandbox]\nmode = \"userns\"\n"), d, a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := filepath.Join(home, ".nix")
 	if !c.Namespace || c.Path != self || !slices.Contains(c.Argv, "--store-dir") || !slices.Contains(c.Argv, store) || !slices.Contains(c.Argv, "--hide-home") || !slices.Contains(c.Argv, "--isolate") {
 		t.Errorf("userns command = %+v", c)
-	}
-	if fi, err := os.Stat(store); err != nil || !fi.IsDir() {
-		t.Errorf("store_dir was not created: %v", err)
 	}
 	if err := c.Exec(); err == nil || !strings.Contains(err.Error(), "new namespace") {
 		t.Errorf("Exec of a namespace command = %v", err)

@@ -143,3 +143,52 @@ func TestPrepareLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckStoreDir: a store_dir that is not there is refused in one
+// line naming the setting, the path, the file and line that set it (or
+// that it is the default) and the fix; a directory passes; direct mode
+// has none.
+func TestCheckStoreDir(t *testing.T) {
+	home := t.TempDir()
+	a := Account{Name: "u", Home: home}
+	os.Mkdir(filepath.Join(home, "store"), 0o755)
+	os.WriteFile(filepath.Join(home, "file"), nil, 0o644)
+	parse := func(sandbox string) *policy.Config {
+		cfg, err := policy.Parse("/etc/n.toml", []byte("user = \"u\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"+sandbox))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	for _, tt := range []struct {
+		name, sandbox string
+		want          string // "" for no error
+	}{
+		{"direct", "", ""},
+		{"direct, store_dir missing", "[sandbox]\nstore_dir = \"~/.nxi\"\n", ""},
+		{"exists", "[sandbox]\nmode = \"userns\"\nstore_dir = \"~/store\"\n", ""},
+		{"mistyped", "[sandbox]\nmode = \"userns\"\nstore_dir = \"~/.nxi\"\n",
+			`sandbox: /etc/n.toml:7: sandbox.store_dir "~/.nxi" is ` + home + `/.nxi, which does not exist: mkdir -p ` + home + `/.nxi if it is to be a new store, else correct sandbox.store_dir`},
+		{"absolute", "[sandbox]\nmode = \"proot\"\nstore_dir = \"" + home + "/nix\"\n",
+			`sandbox: /etc/n.toml:7: sandbox.store_dir "` + home + `/nix" does not exist: mkdir -p ` + home + `/nix if it is to be a new store, else correct sandbox.store_dir`},
+		{"default", "[sandbox]\nmode = \"nix-user-chroot\"\n",
+			`sandbox: sandbox.store_dir (the default, "~/.nix") is ` + home + `/.nix, which does not exist: mkdir -p ` + home + `/.nix if it is to be a new store, else set sandbox.store_dir to the store's directory in /etc/n.toml`},
+		{"a file", "[sandbox]\nmode = \"userns\"\nstore_dir = \"~/file\"\n",
+			`sandbox: /etc/n.toml:7: sandbox.store_dir "~/file" is ` + home + `/file, which is not a directory: correct sandbox.store_dir`},
+	} {
+		err := CheckStoreDir(parse(tt.sandbox), a)
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("%s: CheckStoreDir = %q\nwant %q", tt.name, got, tt.want)
+		}
+		if strings.Contains(got, "\n") {
+			t.Errorf("%s: not one line: %q", tt.name, got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, ".nxi")); err == nil {
+		t.Error("CheckStoreDir made the store directory")
+	}
+}

@@ -33,6 +33,9 @@ const (
 //   - The store (serve mode). A configured local?root= store directory
 //     that is missing is created, owned by the account. Exec mode leaves
 //     that to Nix, which creates it when an allowed command opens it.
+//   - The store directory of the sandbox modes (sandbox.store_dir): it
+//     must exist, in both modes (sandbox.CheckStoreDir); a mistyped one
+//     is refused, never made.
 //   - The sandbox. Serve mode finds nix-store in bin_dirs (direct), or
 //     runs Nix inside the configured sandbox for real (sandbox.Check),
 //     which needs nixgate to run as the account itself. Exec mode, run
@@ -43,6 +46,11 @@ func preflight(cfg *policy.Config, source string, mode runMode) (sandbox.Account
 	account, cred, err := runAccount(cfg, source, mode)
 	if err != nil {
 		return sandbox.Account{}, nil, err
+	}
+	if cred == nil { // as root, the sandbox modes are refused below
+		if err := sandbox.CheckStoreDir(cfg, account); err != nil {
+			return sandbox.Account{}, nil, err
+		}
 	}
 	if mode == modeExec {
 		if sandbox.HomeMustBeReadOnly(cfg.Sandbox.Mode) {
