@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/policy"
 )
 
@@ -38,19 +39,33 @@ func (a *account) canChange(p string) string {
 	}
 }
 
-// checkFiles reports nixgate's configuration and keys file when the
-// build account can change them: a build running as the account could
-// give its key another role, add keys, or turn the filtering off. In
-// direct and proot mode nothing hides them from a build; userns and
-// nix-user-chroot hide them from Nix and its builds, but not from the
-// account's other processes.
+// checkFiles reports the files of nixgate's that the build account can
+// change, and what a build running as the account could then do: the
+// configuration and the keys file (give its key another role, add keys,
+// turn the filtering off), and the drain state in state_dir (end a
+// drain, nixgate drain). In direct and proot mode a build runs as the
+// account, or Nix does, and nothing hides them from it: a failure for
+// the keys, a warning for the drain. The userns and nix-user-chroot
+// modes hide all of them from Nix and its builds (sandbox: the
+// configuration, keys file, host keys and state_dir, wherever they are,
+// and the home), so there the account's own write access is no way in
+// for a build: OK, with that reason.
 func checkFiles(cfg *policy.Config, a *account) []Result {
-	status := Fail
-	if cfg.Sandbox.Mode == policy.SandboxUserNS || cfg.Sandbox.Mode == policy.SandboxNixUserChroot {
-		status = Warn
+	hidden := cfg.Sandbox.Mode == policy.SandboxUserNS || cfg.Sandbox.Mode == policy.SandboxNixUserChroot
+	type file struct {
+		what, path string
+		status     Status // when a build could change it
+		could      string // what a build could then do
+	}
+	files := []file{
+		{"configuration", cfg.Source, Fail, "rewrite the keys and their roles"},
+		{"keys file", cfg.AuthorizedKeys, Fail, "rewrite the keys and their roles"},
+	}
+	if cfg.Serve.StateDir != "" {
+		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), Warn, "end a drain (nixgate drain) or start one"})
 	}
 	var rs []Result
-	for _, f := range []struct{ what, path string }{{"configuration", cfg.Source}, {"keys file", cfg.AuthorizedKeys}} {
+	for _, f := range files {
 		if f.path == "" || !filepath.IsAbs(f.path) {
 			continue
 		}
@@ -63,8 +78,13 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 		if via != f.path {
 			msg += " through " + via
 		}
-		msg += ", so a build running as " + a.name + " could rewrite the keys and their roles"
-		rs = append(rs, Result{"files", status, msg, fmt.Sprintf("chown root: %s && chmod go-w %s", via, via)})
+		if hidden {
+			msg += fmt.Sprintf(", but not by a build: sandbox.mode %s hides nixgate's files (configuration, keys file, host keys, state_dir) and the home from Nix and its builds", cfg.Sandbox.Mode)
+			rs = append(rs, Result{"files", OK, msg, ""})
+			continue
+		}
+		msg += fmt.Sprintf(", so a build running as %s could %s", a.name, f.could)
+		rs = append(rs, Result{"files", f.status, msg, fmt.Sprintf("chown root: %s && chmod go-w %s", via, via)})
 	}
 	return rs
 }

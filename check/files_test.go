@@ -62,13 +62,44 @@ func TestConfigWritableByAccount(t *testing.T) {
 		}
 	}
 
+	// Where a build runs as the account, or Nix does, unhidden (direct,
+	// proot), a configuration it can change fails and a drain state it
+	// can change is a warning; the userns and nix-user-chroot modes hide
+	// them all from Nix and its builds: ok, saying so.
 	cfg := &policy.Config{Source: filepath.Join(dir, "open", "n.toml"), AuthorizedKeys: filepath.Join(dir, "etc", "ok.toml")}
-	for mode, want := range map[policy.SandboxMode]Status{policy.SandboxDirect: Fail, policy.SandboxProot: Fail, policy.SandboxUserNS: Warn, policy.SandboxNixUserChroot: Warn} {
-		cfg.Sandbox.Mode = mode
+	cfg.Serve.StateDir = filepath.Join(dir, "mine")
+	for _, tt := range []struct {
+		mode          policy.SandboxMode
+		config, drain Status
+		fix           string
+		says          string
+	}{
+		{policy.SandboxDirect, Fail, Warn, "chmod go-w", "so a build running as builder could"},
+		{policy.SandboxProot, Fail, Warn, "chmod go-w", "so a build running as builder could"},
+		{policy.SandboxUserNS, OK, OK, "", "but not by a build: sandbox.mode userns hides nixgate's files"},
+		{policy.SandboxNixUserChroot, OK, OK, "", "but not by a build: sandbox.mode nix-user-chroot hides nixgate's files"},
+	} {
+		cfg.Sandbox.Mode = tt.mode
 		rs := checkFiles(cfg, a)
-		if len(rs) != 2 || rs[0].Status != want || !strings.Contains(rs[0].Message, "configuration "+cfg.Source+" can be changed by builder through "+filepath.Join(dir, "open")) || !strings.Contains(rs[0].Fix, "chmod go-w") || rs[1].Status != OK {
-			t.Errorf("%s: checkFiles = %+v; want %s for the configuration, ok for the keys file", mode, rs, want)
+		if len(rs) != 3 {
+			t.Errorf("%s: checkFiles = %+v; want the configuration, the keys file and the drain state", tt.mode, rs)
+			continue
 		}
+		if rs[0].Status != tt.config || !strings.Contains(rs[0].Message, "configuration "+cfg.Source+" can be changed by builder through "+filepath.Join(dir, "open")) || !strings.Contains(rs[0].Message, tt.says) || !strings.Contains(rs[0].Fix, tt.fix) || (tt.fix == "") != (rs[0].Fix == "") {
+			t.Errorf("%s: configuration: %+v; want %s saying %q, fix %q", tt.mode, rs[0], tt.config, tt.says, tt.fix)
+		}
+		if rs[1].Status != OK || !strings.Contains(rs[1].Message, "cannot be changed") {
+			t.Errorf("%s: keys file: %+v; want ok", tt.mode, rs[1])
+		}
+		if rs[2].Status != tt.drain || !strings.Contains(rs[2].Message, "drain state "+filepath.Join(dir, "mine", "drain")+" can be changed by builder through "+filepath.Join(dir, "mine")) || !strings.Contains(rs[2].Message, tt.says) {
+			t.Errorf("%s: drain state: %+v; want %s saying %q", tt.mode, rs[2], tt.drain, tt.says)
+		}
+	}
+	// A state_dir of root's, others searching it, as exec mode's is laid
+	// out (README): the drain is root's.
+	cfg.Sandbox.Mode, cfg.Serve.StateDir = policy.SandboxDirect, filepath.Join(dir, "etc")
+	if rs := checkFiles(cfg, a); len(rs) != 3 || rs[2].Status != OK || rs[2].Message != "the drain state "+filepath.Join(dir, "etc", "drain")+" cannot be changed by builder" {
+		t.Errorf("state_dir of root's: %+v; want the drain state ok", rs)
 	}
 
 	// Exec mode's log: the account can always change a file it writes;
