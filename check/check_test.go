@@ -141,21 +141,36 @@ func TestCheckHealth(t *testing.T) {
 	}
 }
 
+// TestCheckUsageWritable: exec mode's state_dir is root's, with the
+// account's usage.db in it (execStateDir): missing, it is a warning whose
+// fix lays it out; a usage.db the account can write is ok; one it cannot
+// make or write is a warning with the fix for that file alone.
 func TestCheckUsageWritable(t *testing.T) {
 	cfg := &policy.Config{}
 	cfg.Serve.StateDir = filepath.Join(t.TempDir(), "state")
 	a := &account{name: "nixremote", uid: 4242, gid: 4242}
-	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn {
-		t.Errorf("no state_dir: %+v; want a warning", rs)
+	layout := "install -d -m 755 " + cfg.Serve.StateDir + " && install -d -o nixremote -m 700 " + cfg.Serve.StateDir + "/run && install -o nixremote -m 600 /dev/null " + cfg.Serve.StateDir + "/usage.db"
+	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn || !strings.Contains(rs[0].Message, "does not exist") || rs[0].Fix != layout {
+		t.Errorf("no state_dir: %+v; want a warning fixed by %q", rs, layout)
 	}
 	os.Mkdir(cfg.Serve.StateDir, 0o755)
-	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Fix != "chown nixremote "+cfg.Serve.StateDir {
-		t.Errorf("state_dir of another account: %+v; want a warning with chown", rs)
+	db := filepath.Join(cfg.Serve.StateDir, "usage.db")
+	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn || rs[0].Fix != "install -o nixremote -m 600 /dev/null "+db {
+		t.Errorf("state_dir of another account, no usage.db: %+v; want a warning with install of usage.db", rs)
 	}
-	os.Chown(cfg.Serve.StateDir, a.uid, a.gid)
+	os.WriteFile(db, nil, 0o600)
+	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn || rs[0].Fix != "chown nixremote "+db+" && chmod 600 "+db {
+		t.Errorf("usage.db of another account: %+v; want a warning with chown", rs)
+	}
 	if os.Getuid() == 0 {
-		if rs := checkUsageWritable(cfg, a); len(rs) != 0 {
-			t.Errorf("state_dir of the account: %+v; want nothing", rs)
+		os.Chown(db, a.uid, a.gid)
+		if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != OK || !strings.Contains(rs[0].Message, "counted in "+db) {
+			t.Errorf("usage.db of the account: %+v; want ok", rs)
+		}
+		os.Remove(db)
+		os.Chown(cfg.Serve.StateDir, a.uid, a.gid)
+		if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != OK || !strings.Contains(rs[0].Message, "makes on first use") {
+			t.Errorf("state_dir of the account: %+v; want ok", rs)
 		}
 	}
 }

@@ -134,13 +134,15 @@ func checkout(t *testing.T) string {
 }
 
 // runFlow runs a plan's segments, each in the session of its place, and
-// returns what its last step printed. After a client segment it copies
+// returns what its last step printed, and what each step printed by its
+// text (a stand-in's, nothing). After a client segment it copies
 // the public keys the client made (~/.ssh/*.pub) into the builder's
 // working directory, as the README tells the reader to ("copy the .pub
 // to the builder").
-func runFlow(t *testing.T, p flowPlan, builder, client *session) string {
+func runFlow(t *testing.T, p flowPlan, builder, client *session) (string, map[string]string) {
 	t.Helper()
 	var out string
+	outs := map[string]string{}
 	for _, seg := range p.segments {
 		s, before := builder, []string(nil)
 		if seg.where == onClient {
@@ -157,6 +159,7 @@ func runFlow(t *testing.T, p flowPlan, builder, client *session) string {
 				continue
 			}
 			out = s.mustDo(t, st.text)
+			outs[st.text] = out
 		}
 		if seg.where != onClient {
 			continue
@@ -169,7 +172,7 @@ func runFlow(t *testing.T, p flowPlan, builder, client *session) string {
 			}
 		}
 	}
-	return out
+	return out, outs
 }
 
 // publicKeys lists the public keys in the session user's ~/.ssh; none
@@ -347,7 +350,7 @@ func TestReadmeBuilderWithRoot(t *testing.T) {
 	m := newMachine(t, machineOptions{boot: []string{"nix-daemon"}})
 	builder := m.login(t, "root", checkout(t))
 	client := newClient(t, m)
-	printed := runFlow(t, p, builder, client.session)
+	printed, _ := runFlow(t, p, builder, client.session)
 	pasteAndProve(t, p, builder, client, printed)
 }
 
@@ -365,7 +368,7 @@ func TestReadmeBuilderWithoutRoot(t *testing.T) {
 	dir := checkout(t)
 	builder := m.login(t, "reader", dir)
 	client := newClient(t, m)
-	printed := runFlow(t, p, builder, client.session)
+	printed, _ := runFlow(t, p, builder, client.session)
 	pasteAndProve(t, p, builder, client, printed)
 }
 
@@ -381,7 +384,28 @@ func TestReadmeExecMode(t *testing.T) {
 	m := newMachine(t, machineOptions{boot: []string{"nix-daemon", "ssh"}})
 	builder := m.login(t, "root", checkout(t))
 	client := newClient(t, m)
-	printed := runFlow(t, p, builder, client.session)
+	printed, outs := runFlow(t, p, builder, client.session)
+
+	// The state directory the README makes is the one check wants: no
+	// warning about it (sessions counted, the lock directory in it), and
+	// the drain file out of the account's reach.
+	checked, ok := outs["nixgate check --mode exec"]
+	if !ok {
+		t.Fatalf("the flow ran no `nixgate check --mode exec`: %q", outs)
+	}
+	for _, want := range []string{
+		"OK    usage           exec-mode sessions are counted in /var/lib/nixgate/usage.db, which nixremote can write",
+		"OK    files           the drain state /var/lib/nixgate/drain cannot be changed by nixremote",
+	} {
+		if !strings.Contains(checked, want) {
+			t.Errorf("check --mode exec says no %q:\n%s", want, checked)
+		}
+	}
+	for _, l := range strings.Split(checked, "\n") {
+		if !strings.HasPrefix(l, "OK") && (strings.Contains(l, "/var/lib/nixgate") || strings.Contains(l, "state_dir")) {
+			t.Errorf("check --mode exec, after the README made the state directory: %q", l)
+		}
+	}
 
 	// The forced-command line is the one the README shows.
 	shown := strings.TrimSpace(p.shown[0].text)

@@ -152,3 +152,50 @@ func TestUsageExecUnwritable(t *testing.T) {
 		t.Error("usage.db written by the build account in a state_dir owned by root")
 	}
 }
+
+// TestUsageExecStateDir lays out exec mode's state_dir as the README
+// does, with the command check gives for a missing one: root's, with
+// the account's usage.db (and lock directory) in it. Sessions are then
+// counted, check says so, and the account cannot end a drain.
+func TestUsageExecStateDir(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	state := filepath.Join(b.root, "serve-state")
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--config", b.config, "--mode", "exec"}
+	rs, _ := runCheck(t, args...)
+	finding(t, rs, "usage", "warn", "state_dir "+state+" does not exist, so exec-mode sessions are not counted", "install -d -m 755 "+state+" && ")
+	var fix string
+	for _, r := range rs {
+		if r.Name == "usage" {
+			fix = r.Fix
+		}
+	}
+	mustRun(t, nil, "sh", "-c", fix)
+
+	rs, _ = runCheck(t, args...)
+	finding(t, rs, "usage", "ok", "exec-mode sessions are counted in "+filepath.Join(state, "usage.db")+", which "+b.account.name+" can write", "")
+	finding(t, rs, "files", "ok", "the drain state "+filepath.Join(state, "drain")+" cannot be changed by "+b.account.name, "")
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+	r := mustRun(t, nil, nixgateBin, "usage", "--json", "--config", b.config)
+	var rep usageReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("nixgate usage --json: %v\n%s", err, r.stdout)
+	}
+	if rep.Keys["build"].Sessions != 1 {
+		t.Errorf("nixgate usage after one session of key build: %+v", rep.Keys)
+	}
+
+	// A build runs as the account: it cannot take the drain away.
+	b.drain(t, "--reason", "layout")
+	asAccount := []string{"setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--"}
+	for _, argv := range [][]string{{"rm", "-f", filepath.Join(state, "drain")}, {"mv", filepath.Join(state, "drain"), filepath.Join(state, "run", "drain")}} {
+		if r := run(t, nil, nil, append(asAccount, argv...)...); r.code == 0 {
+			t.Errorf("as %s, %q succeeded", b.account.name, argv)
+		}
+	}
+	if r := b.ssh(t, "build", "nix-store --serve --write", nil); r.code == 0 || !strings.Contains(r.stderr, "nixgate: builder draining: layout") {
+		t.Errorf("a session while draining: %s", r)
+	}
+}

@@ -177,6 +177,31 @@ func TestRecorderUnwritableDir(t *testing.T) {
 	nilRec.Record("ci", Refusal)
 }
 
+// TestEmptyStoreFile: exec mode's usage.db is made by the operator as an
+// empty file the build account owns, in a state_dir of root's (install
+// -o ACCOUNT -m 600 /dev/null state_dir/usage.db, README): the first Add
+// fills it, in a directory it cannot write.
+func TestEmptyStoreFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(Path(dir), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o755)
+	if err := Add(dir, "ci", time.Now(), Counters{Sessions: 1}, 0); err != nil {
+		t.Fatalf("Add to an empty store file: %v", err)
+	}
+	got, err := Sums(dir, time.Time{}, 0)
+	if err != nil || got["ci"].Sessions != 1 {
+		t.Errorf("Sums = %v, %v; want one session of ci", got, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the store left %d entries in its directory; want usage.db alone", len(entries))
+	}
+}
+
 func TestFromSession(t *testing.T) {
 	a := nixproto.Audit{Builds: 2, BuildTime: 1500 * time.Millisecond, RefusedCount: 1, Imported: nixproto.PathSet{Count: 4}}
 	got := FromSession(a, 100, 200)
