@@ -199,7 +199,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 	rs = append(rs, checkStore(cfg, a)...)
 	rs = append(rs, checkHealth(cfg, a, o.Mode)...)
 	rs = append(rs, checkTrust(cfg, a)...)
-	rs = append(rs, checkSigning(cfg)...)
+	rs = append(rs, checkSigning(cfg, a)...)
 	if cfg.Sandbox.Mode != policy.SandboxDirect {
 		if sandbox.CheckStoreDir(cfg, a.sandboxAccount()) == nil { // else the store check says why
 			rs = append(rs, checkSandbox(cfg, a)...)

@@ -183,8 +183,10 @@ func lookupGroupID(name string) (int, error) {
 }
 
 // checkSigning: substitute keys are only useful when the builder signs
-// what it has.
-func checkSigning(cfg *policy.Config) []Result {
+// what it has. The fix is sandbox.Signing's, for the Nix that signs
+// here: the daemon, or the account's own Nix (its key in the store
+// directory, given to it through [nix] env).
+func checkSigning(cfg *policy.Config, a *account) []Result {
 	sub := false
 	for _, k := range cfg.Keys {
 		sub = sub || k.Role == policy.RoleSubstitute
@@ -195,8 +197,20 @@ func checkSigning(cfg *policy.Config) []Result {
 	if len(sandbox.SecretKeyFiles(cfg)) > 0 {
 		return []Result{{"signing", OK, "the builder signs its paths (secret-key-files)", ""}}
 	}
-	return []Result{{"signing", Warn, "substitute keys exist but the builder does not sign its paths, so clients must set require-sigs = false to use it",
-		"nix-store --generate-binary-cache-key $(hostname)-1 /etc/nix/cache-priv-key.pem /etc/nix/cache-pub-key.pem && echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf"}}
+	self := sandbox.Whoami()
+	s := sandbox.Signing(cfg, a.sandboxAccount(), "$(hostname)-1", self)
+	fix := strings.Join(s.Commands, " && ")
+	if s.As != self {
+		fix = "as " + s.As + ": " + fix
+	}
+	if s.Env != "" {
+		table := ""
+		if s.NewTable {
+			table = "[nix] "
+		}
+		fix += "; then " + s.EnvWhere + ": " + table + s.Env
+	}
+	return []Result{{"signing", Warn, "substitute keys exist but the builder does not sign its paths, so clients must set require-sigs = false to use it (" + sandbox.SigningWhy + ")", fix}}
 }
 
 // checkSandbox runs nix-store --version in the configured sandbox, as

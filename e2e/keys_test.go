@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -248,5 +249,84 @@ func TestKeysAuthorizeExecFresh(t *testing.T) {
 	env := append(append([]string{}, b.clientEnv...), "NIX_SSHOPTS=-F "+sshCfg+" -o UserKnownHostsFile="+knownHosts)
 	if ping := run(t, env, nil, "sh", "-c", section("# Prove it works")); ping.code != 0 {
 		t.Errorf("client-config --mode exec --host-key: its last line fails: %s\n%s", ping, r.stdout)
+	}
+}
+
+// TestClientConfigSigningWithoutRoot follows client-config's signing
+// advice, as printed, for a builder without root (serve as the account,
+// userns): the key is made as the account in its store directory and
+// given to the Nix nixgate runs through [nix] env; nothing is written to
+// /etc/nix. Then client-config prints the builder's public key, and a
+// path the builder built — unsigned before, refused by a client that
+// requires signatures — copies with nix copy --from through a substitute
+// key into a store that trusts that key alone.
+func TestClientConfigSigningWithoutRoot(t *testing.T) {
+	b := newBuilderIn(t, modeServe, "userns")
+	clientConfig := func() string {
+		r := run(t, nil, nil, nixgateBin, "client-config", "--config", b.config, "--host", "nixgate-builder", "--address", "127.0.0.1", "--key", b.keys["build"].path)
+		if r.code != 0 {
+			t.Fatalf("client-config: %s", r)
+		}
+		return r.stdout
+	}
+	// copyFrom builds a new derivation on the builder and copies its
+	// output from it, through the substitute key, into a new store that
+	// requires signatures by trusted, none when trusted is empty.
+	copyFrom := func(trusted string) result {
+		nonce := fmt.Sprint(time.Now().UnixNano())
+		out := strings.TrimSpace(b.mustNix(t, "nix-build", writeDerivation(t, b.root, nonce), "--no-out-link", "-j0",
+			"--builders", "ssh://"+b.Host("build")+" x86_64-linux - 1").stdout)
+		env := append(append([]string{}, b.clientEnv...), "NIX_CONFIG=require-sigs = true\ntrusted-public-keys = "+trusted)
+		return run(t, env, nil, "nix", "copy", "--from", "ssh://"+b.Host("substitute"), "--to", "local?root="+filepath.Join(b.root, "fresh-"+nonce), out)
+	}
+	if r := copyFrom(""); r.code == 0 || !strings.Contains(r.stderr, "lacks a valid signature") {
+		t.Fatalf("nix copy --from an unsigned builder into a store that requires signatures: %s", r)
+	}
+
+	printed := clientConfig()
+	printed = printed[strings.Index(printed, "# Use the builder as a substituter too"):]
+	printed = printed[:strings.Index(printed, "\n\n")]
+	var advice []string
+	for _, l := range strings.Split(printed, "\n") {
+		if c, ok := strings.CutPrefix(l, "#   "); ok {
+			advice = append(advice, c)
+		}
+	}
+	if len(advice) != 2 || !strings.HasPrefix(advice[0], "runuser -u "+b.account.name+" -- sh -c ") || !strings.HasPrefix(advice[1], "env = { ") || strings.Contains(printed, "/etc/nix/") {
+		t.Fatalf("client-config's signing advice for a builder without root: %q\n%s", advice, printed)
+	}
+	if !strings.Contains(printed, "Remote builds work without it (Nix's build hook copies their") {
+		t.Errorf("client-config does not say that remote builds need no signing:\n%s", printed)
+	}
+	mustRun(t, nil, "sh", "-c", advice[0])
+	key := filepath.Join(b.account.home, ".nix", "var", "nixgate", "cache-priv-key.pem")
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 || int(fi.Sys().(*syscall.Stat_t).Uid) != b.account.uid {
+		t.Fatalf("the secret key %s: %v; want it %s's, mode 0600", key, err, b.account.name)
+	}
+	// "replace [nix] env (line N) with" the printed line.
+	lines := strings.Split(readFile(t, b.config), "\n")
+	replaced := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, "env = ") {
+			lines[i], replaced = advice[1], true
+		}
+	}
+	if !replaced || !strings.Contains(printed, "replace [nix] env (line") {
+		t.Fatalf("client-config does not say to replace the configuration's env line:\n%s", printed)
+	}
+	writeFile(t, b.config, strings.Join(lines, "\n"), 0o644)
+	waitLog(t, b, "reloaded", nil)
+
+	var pub string
+	for _, l := range strings.Split(clientConfig(), "\n") {
+		if k, ok := strings.CutPrefix(l, "extra-trusted-public-keys = "); ok {
+			pub = k
+		}
+	}
+	if !strings.HasPrefix(pub, "nixgate-builder-1:") {
+		t.Fatalf("client-config prints no extra-trusted-public-keys line after the advice was followed")
+	}
+	if r := copyFrom(pub); r.code != 0 {
+		t.Errorf("nix copy --from the signing builder into a store that trusts %s: %s", pub, r)
 	}
 }

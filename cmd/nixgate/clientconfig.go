@@ -188,14 +188,11 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 
 	fmt.Fprintf(w, "# Use the builder as a substituter too (nix.conf)\n")
 	fmt.Fprintf(w, "extra-substituters = ssh://%s@%s\n", u, *host)
-	if cachePub, err := builderCachePublicKey(cfg); err == nil {
+	account := buildAccount(cfg)
+	if cachePub, err := builderCachePublicKey(cfg, account); err == nil {
 		fmt.Fprintf(w, "extra-trusted-public-keys = %s\n\n", cachePub)
 	} else {
-		fmt.Fprintf(w, "# The builder does not sign what it builds (%v), so clients would only\n", err)
-		fmt.Fprintf(w, "# accept its paths with require-sigs = false. On the builder:\n")
-		fmt.Fprintf(w, "#   nix-store --generate-binary-cache-key %s-1 /etc/nix/cache-priv-key.pem /etc/nix/cache-pub-key.pem\n", *host)
-		fmt.Fprintf(w, "#   echo 'secret-key-files = /etc/nix/cache-priv-key.pem' >> /etc/nix/nix.conf\n")
-		fmt.Fprintf(w, "# then run this again for the extra-trusted-public-keys line.\n\n")
+		writeSigningAdvice(w, cfg, account, *host, err)
 	}
 	fmt.Fprintf(w, "# Prove it works (the nix command is experimental: Nix 2.8 needs the flag)\nnix --extra-experimental-features nix-command store ping --store %s://%s@%s\n", *protocol, u, *host)
 	return exitOK
@@ -218,15 +215,66 @@ func nixSystem() string {
 	return arch + "-" + runtime.GOOS
 }
 
+// buildAccount returns the build account of cfg as this machine knows
+// it; only its name when it does not (its home unknown).
+func buildAccount(cfg *policy.Config) sandbox.Account {
+	if a, _, err := sandbox.LookupAccount(cfg.User, false); err == nil {
+		return a
+	}
+	return sandbox.Account{Name: cfg.User}
+}
+
+// writeSigningAdvice writes, as comments, why the builder might sign
+// (why is why it does not) and how, for the Nix that nixgate runs
+// (sandbox.Signing): the commands, as whom, and the [nix] env line when
+// the account's own Nix signs.
+func writeSigningAdvice(w io.Writer, cfg *policy.Config, a sandbox.Account, host string, why error) {
+	self := sandbox.Whoami()
+	s := sandbox.Signing(cfg, a, host+"-1", self)
+	writeComment(w, fmt.Sprintf("The builder does not sign what it builds (%v). %s. To sign, on the builder, as %s:", why, upperFirst(sandbox.SigningWhy), s.As))
+	for _, c := range s.Commands {
+		fmt.Fprintf(w, "#   %s\n", c)
+	}
+	if s.Env != "" {
+		writeComment(w, "and, for the Nix that nixgate runs, which sees the key as "+s.NixSees+" (nixgate serve rereads the configuration within two seconds, exec mode at each session), "+s.EnvWhere+":")
+		if s.NewTable {
+			fmt.Fprintf(w, "#   [nix]\n")
+		}
+		fmt.Fprintf(w, "#   %s\n", s.Env)
+	}
+	fmt.Fprintf(w, "# then run this again for the extra-trusted-public-keys line.\n\n")
+}
+
+// writeComment writes text as comment lines of at most about 78 columns.
+func writeComment(w io.Writer, text string) {
+	line := "#"
+	for _, word := range strings.Fields(text) {
+		if len(line) > 1 && len(line)+1+len(word) > 78 {
+			fmt.Fprintln(w, line)
+			line = "#"
+		}
+		line += " " + word
+	}
+	fmt.Fprintln(w, line)
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
 // builderCachePublicKey derives the builder's binary-cache public key
 // from the secret-key-files of its Nix configuration (/etc/nix/nix.conf,
-// and NIX_CONFIG in [nix] env).
-func builderCachePublicKey(cfg *policy.Config) (string, error) {
+// and NIX_CONFIG in [nix] env), read where nixgate finds the file (in
+// the sandbox modes, /nix/… is in store_dir) for account a.
+func builderCachePublicKey(cfg *policy.Config, a sandbox.Account) (string, error) {
 	files := sandbox.SecretKeyFiles(cfg)
 	if len(files) == 0 {
 		return "", errors.New("no secret-key-files in its Nix configuration")
 	}
-	data, err := os.ReadFile(files[0])
+	data, err := os.ReadFile(sandbox.OutsidePath(cfg, a, files[0]))
 	if err != nil {
 		return "", err
 	}
