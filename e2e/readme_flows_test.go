@@ -368,7 +368,23 @@ func TestReadmeBuilderWithoutRoot(t *testing.T) {
 	dir := checkout(t)
 	builder := m.login(t, "reader", dir)
 	client := newClient(t, m)
-	printed, _ := runFlow(t, p, builder, client.session)
+	printed, outs := runFlow(t, p, builder, client.session)
+	// The account can change its own configuration, keys file and state,
+	// which the userns sandbox hides from Nix and its builds: check says
+	// so, and asks for no chown to root, which the account cannot run.
+	const checkStep = "nixgate check --config ~/.config/nixgate/nixgate.toml"
+	checked, ok := outs[checkStep]
+	if !ok {
+		t.Fatalf("the flow ran no %q: %q", checkStep, outs)
+	}
+	if !strings.Contains(checked, "but not by a build: sandbox.mode userns hides nixgate's files") || strings.Contains(checked, "chown root:") {
+		t.Errorf("check without root, in userns mode:\n%s", checked)
+	}
+	for _, l := range strings.Split(checked, "\n") {
+		if strings.HasPrefix(l, "WARN  files") || strings.HasPrefix(l, "FAIL  files") {
+			t.Errorf("check without root, in userns mode: %q", l)
+		}
+	}
 	pasteAndProve(t, p, builder, client, printed)
 }
 
