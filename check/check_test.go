@@ -149,13 +149,13 @@ func TestCheckUsageWritable(t *testing.T) {
 	cfg := &policy.Config{}
 	cfg.Serve.StateDir = filepath.Join(t.TempDir(), "state")
 	a := &account{name: "nixremote", uid: 4242, gid: 4242}
-	layout := "install -d -m 755 " + cfg.Serve.StateDir + " && install -d -o nixremote -m 700 " + cfg.Serve.StateDir + "/run && install -o nixremote -m 600 /dev/null " + cfg.Serve.StateDir + "/usage.db"
+	layout := "install -d -m 755 " + cfg.Serve.StateDir + " && install -d -o nixremote -m 700 " + cfg.Serve.StateDir + "/run && touch " + cfg.Serve.StateDir + "/usage.db && chown nixremote " + cfg.Serve.StateDir + "/usage.db && chmod 600 " + cfg.Serve.StateDir + "/usage.db"
 	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn || !strings.Contains(rs[0].Message, "does not exist") || rs[0].Fix != layout {
 		t.Errorf("no state_dir: %+v; want a warning fixed by %q", rs, layout)
 	}
 	os.Mkdir(cfg.Serve.StateDir, 0o755)
 	db := filepath.Join(cfg.Serve.StateDir, "usage.db")
-	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn || rs[0].Fix != "install -o nixremote -m 600 /dev/null "+db {
+	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn || rs[0].Fix != "touch "+db+" && chown nixremote "+db+" && chmod 600 "+db {
 		t.Errorf("state_dir of another account, no usage.db: %+v; want a warning with install of usage.db", rs)
 	}
 	os.WriteFile(db, nil, 0o600)

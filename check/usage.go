@@ -16,10 +16,18 @@ import (
 // is out of the account's reach (a build running as the account could
 // otherwise end a drain); in it, the account's own lock directory (run,
 // 0700: max_sessions and the build slots) and usage store (usage.db,
-// 0600, which bbolt fills on first use: nixgate usage).
+// 0600, which bbolt fills on first use: nixgate usage). Run again, it
+// loses nothing: touch does not empty a usage store that is there.
 func execStateDir(dir, account string) string {
-	return fmt.Sprintf("install -d -m 755 %s && install -d -o %s -m 700 %s && install -o %s -m 600 /dev/null %s",
-		dir, account, filepath.Join(dir, admission.RuntimeDirName), account, usage.Path(dir))
+	return fmt.Sprintf("install -d -m 755 %s && install -d -o %s -m 700 %s && %s",
+		dir, account, filepath.Join(dir, admission.RuntimeDirName), makeUsageStore(account, usage.Path(dir)))
+}
+
+// makeUsageStore is the command that gives account a usage store at p:
+// an empty file (bbolt fills it on first use), or the one that is there,
+// kept.
+func makeUsageStore(account, p string) string {
+	return fmt.Sprintf("touch %s && chown %s %s && chmod 600 %s", p, account, p, p)
 }
 
 // checkUsageWritable checks, in exec mode, that the build account can
@@ -43,7 +51,7 @@ func checkUsageWritable(cfg *policy.Config, a *account) []Result {
 		return []Result{{"usage", OK, fmt.Sprintf("exec-mode sessions are counted in %s, which %s can write", p, a.name), ""}}
 	}
 	if ok, err := a.access(dir, 3); err != nil || !ok {
-		return []Result{{"usage", Warn, fmt.Sprintf("%s cannot make %s in state_dir %s, so exec-mode sessions are not counted by nixgate usage (they still run)", a.name, p, dir), fmt.Sprintf("install -o %s -m 600 /dev/null %s", a.name, p)}}
+		return []Result{{"usage", Warn, fmt.Sprintf("%s cannot make %s in state_dir %s, so exec-mode sessions are not counted by nixgate usage (they still run)", a.name, p, dir), makeUsageStore(a.name, p)}}
 	}
 	return []Result{{"usage", OK, fmt.Sprintf("exec-mode sessions are counted in %s, which %s makes on first use", p, a.name), ""}}
 }

@@ -186,6 +186,16 @@ func TestUsageExecStateDir(t *testing.T) {
 	if rep.Keys["build"].Sessions != 1 {
 		t.Errorf("nixgate usage after one session of key build: %+v", rep.Keys)
 	}
+	// The fix, run again, loses nothing: the session counted stays.
+	mustRun(t, nil, "sh", "-c", fix)
+	r = mustRun(t, nil, nixgateBin, "usage", "--json", "--config", b.config)
+	rep = usageReport{}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("nixgate usage --json: %v\n%s", err, r.stdout)
+	}
+	if rep.Keys["build"].Sessions != 1 {
+		t.Errorf("nixgate usage after check's fix ran again: %+v; want the one session kept", rep.Keys)
+	}
 
 	// A build runs as the account: it cannot take the drain away.
 	b.drain(t, "--reason", "layout")
