@@ -29,22 +29,28 @@ var noAdmissionPatch = map[string][]*regexp.Regexp{
 }
 
 // buildNoAdmission builds nixgate from this source tree without its
-// admission checks (noAdmissionPatch, applied with go build -overlay, so
-// that nothing else differs), as nixgateBin is built, and returns the
-// binary. The drain and health checks never run in it: every session is
-// taken.
+// admission checks (noAdmissionPatch): the drain and health checks never
+// run in it, every session is taken.
 func buildNoAdmission(t testing.TB) string {
+	t.Helper()
+	return buildPatched(t, noAdmissionPatch)
+}
+
+// buildPatched builds nixgate from this source tree with the lines of
+// patch taken out (go build -overlay, so that nothing else differs), as
+// nixgateBin is built, and returns the binary.
+func buildPatched(t testing.TB, patch map[string][]*regexp.Regexp) string {
 	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	repo := repoFile(t, ".")
 	overlay := map[string]string{}
-	for file, lines := range noAdmissionPatch {
+	for file, lines := range patch {
 		src := filepath.Join(repo, file)
 		text := readFile(t, src)
 		for _, re := range lines {
 			if n := len(re.FindAllStringIndex(text, -1)); n != 1 {
-				t.Fatalf("%s: %d lines match %s; want 1 (update noAdmissionPatch to the code)", file, n, re)
+				t.Fatalf("%s: %d lines match %s; want 1 (update the patch to the code)", file, n, re)
 			}
 			text = re.ReplaceAllString(text, "")
 		}
@@ -65,7 +71,7 @@ func buildNoAdmission(t testing.TB) string {
 	cmd := exec.Command("go", append(args, "./cmd/nixgate")...)
 	cmd.Dir = repo
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building nixgate without admission checks: %v\n%s", err, out)
+		t.Fatalf("building a patched nixgate: %v\n%s", err, out)
 	}
 	return bin
 }
