@@ -78,6 +78,8 @@ bench: deps
 	bench/exec-overhead.sh
 	bench/sandbox-modes.sh
 	bench/protocol-filter.sh
+	bench/admission-overhead.sh
+	bench/handshake-ack.sh
 	bench/run.sh
 
 clean:
