@@ -83,6 +83,10 @@ func BenchmarkHandshakeQuickAck(b *testing.B) {
 	with := newBuilder(b, modeServe)
 	without := newBuilderWith(b, modeServe, builderOptions{bin: buildPatched(b, noQuickAckPatch)})
 	ossh := newBuilder(b, modeExec)
+	for _, bd := range []*builder{with, without} {
+		writeFile(b, bd.config, allowPingRate(b, readFile(b, bd.config)), 0o644)
+		bd.waitReload(b)
+	}
 	ping := func(bd *builder, key string, s *pingSeries) {
 		before := delayedACKs()
 		s.ms = append(s.ms, timed(b, func() { bd.mustNix(b, "nix", "store", "ping", "--store", "ssh://"+bd.Host(key)) }))
