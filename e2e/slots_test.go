@@ -169,3 +169,48 @@ func TestBuildSlots(t *testing.T) {
 	syscall.Kill(-slow.Process.Pid, syscall.SIGKILL)
 	waitCmd(t, slow, 30*time.Second)
 }
+
+// TestBuildSlotPipelined: a raw worker client that sends its next
+// operation right behind a build (as a hostile build key may) does not
+// give the slot back while Nix still builds. With [admission] max_builds
+// = 1, a second key's build waits in the queue for as long as the first
+// session's Nix runs, and builds once it has gone. Before the slot was
+// held until Nix exits, the pipelined operation freed it at once and the
+// second build never queued.
+func TestBuildSlotPipelined(t *testing.T) {
+	socket := daemonSocketFor(t)
+	b := newBuilderWith(t, modeServe, builderOptions{daemonSocket: socket})
+	d := startNixDaemon(t, socket, b.account.name)
+	writeFile(t, b.config, readFile(t, b.config)+"\n[admission]\nmax_builds = 1\n", 0o644)
+	b.waitReload(t)
+	b.waitHealthy(t, 1)
+	nonce := fmt.Sprint("pipelined-", time.Now().UnixNano())
+	slow := d.instantiateScript(t, nonce+"-a", "/bin/sleep 5; echo a > $out")
+	quick := d.instantiateScript(t, nonce+"-b", "echo b > $out")
+	slowOut := strings.TrimSpace(mustRun(t, d.env(), "nix-store", "-q", "--outputs", slow).stdout)
+
+	a := b.dialWorker(t, "build", 1<<8|34)
+	defer a.close()
+	// The build and, without waiting for its answer, the next operation.
+	a.send(wop(9).strs(slow + "!out").u64(0).b)
+	a.send(wop(1).str(slowOut).b)
+	b.waitMetric(t, "nixgate_builds_running", 1)
+
+	c := b.dialWorker(t, "trusted", 1<<8|34)
+	defer c.close()
+	c.send(wop(9).strs(quick + "!out").u64(0).b)
+	// The second build queues: the slot is still the first session's.
+	b.waitMetric(t, "nixgate_build_queue_depth", 1)
+
+	if msg, failed := a.stderrUntilLast(); failed || a.u64() != 1 {
+		t.Fatalf("the first build: %q", msg)
+	}
+	if msg, failed := a.stderrUntilLast(); failed || a.u64() != 1 {
+		t.Fatalf("IsValidPath behind the build: %q; want the output valid", msg)
+	}
+	a.close()
+	if msg, failed := c.stderrUntilLast(); failed || c.u64() != 1 {
+		t.Fatalf("the second build, once the first session ended: %q", msg)
+	}
+	b.waitMetric(t, "nixgate_build_queue_depth", 0)
+}
