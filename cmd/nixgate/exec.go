@@ -24,8 +24,9 @@ import (
 )
 
 const execExample = `Runs as an OpenSSH forced command: decides the command the client sent
-(SSH_ORIGINAL_COMMAND) for the key named by --key, then replaces itself with
-the allowed Nix command. Put it in the build account's authorized_keys:
+(SSH_ORIGINAL_COMMAND) for the key named by --key, then runs the allowed Nix
+command and stays between sshd and it, passing on only the Nix operations
+the key's role may send. Put it in the build account's authorized_keys:
 
   restrict,command="/usr/local/bin/nixgate exec --config /etc/nixgate/nixgate.toml --key ci" ssh-ed25519 AAAA… ci@example
 
@@ -58,8 +59,9 @@ func refuse(stderr io.Writer, log *slog.Logger, msg string, attrs ...any) int {
 	return exitRefused
 }
 
-// execMode decides the forced command and, when allowed, replaces the
-// process with it. It returns only on refusal or failure.
+// execMode decides the forced command and, when allowed, runs it through
+// the session's protocol filter; it returns the exit status for the
+// client: Nix's, or a refusal's.
 func execMode(configPath, keyName string, getenv func(string) string, stderr io.Writer) int {
 	cfg, err := config.Load(configPath)
 	if err != nil {
