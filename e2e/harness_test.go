@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -184,15 +185,47 @@ func vmRSS(pid int) int64 {
 // ms is d in milliseconds, as the measurements report it.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port that was free on every address a moment
+// ago. It is taken below the kernel's ephemeral range, so no outgoing
+// connection (of this test or of any program running beside it) can
+// take it as its local port between now and the bind of the server the
+// port is for; a counter keeps the ports of one test run apart.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low, span := ephemeralLow(), 8000
+	for i := 0; i < span; i++ {
+		port := low - span + int(nextPort.Add(1)%uint32(span))
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in [%d, %d)", low-span, low)
+	return 0
+}
+
+// nextPort is the last port offset freePort tried; it starts at a
+// place of this process's own, so two test binaries rarely walk the
+// same ports.
+var nextPort = func() *atomic.Uint32 {
+	var n atomic.Uint32
+	n.Store(uint32(os.Getpid() * 97))
+	return &n
+}()
+
+// ephemeralLow is the first port of the kernel's ephemeral range
+// (32768 when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 10000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 // waitPort waits until something accepts on addr, up to a bound.
