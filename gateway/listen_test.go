@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"testing"
 )
 
@@ -10,14 +12,27 @@ import (
 // "[::]:P"], which failed with "address already in use": both open, and
 // each family reaches its own listener.
 func TestListenDualStack(t *testing.T) {
-	probe, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
+	// The port is probed free, then bound: another program can take it
+	// in between, so a port found taken is replaced, a bounded number
+	// of times.
+	var (
+		port  int
+		addrs []string
+		ls    []net.Listener
+		err   error
+	)
+	for try := 0; try < 20; try++ {
+		probe, perr := net.Listen("tcp", "[::1]:0")
+		if perr != nil {
+			t.Skipf("no IPv6 loopback: %v", perr)
+		}
+		port = probe.Addr().(*net.TCPAddr).Port
+		probe.Close()
+		addrs = []string{fmt.Sprintf("0.0.0.0:%d", port), fmt.Sprintf("[::]:%d", port)}
+		if ls, err = Listen(addrs); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
 	}
-	port := probe.Addr().(*net.TCPAddr).Port
-	probe.Close()
-	addrs := []string{fmt.Sprintf("0.0.0.0:%d", port), fmt.Sprintf("[::]:%d", port)}
-	ls, err := Listen(addrs)
 	if err != nil {
 		t.Fatalf("Listen(%q): %v", addrs, err)
 	}
