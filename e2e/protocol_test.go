@@ -229,6 +229,47 @@ func TestBuildTimeoutCap(t *testing.T) {
 	})
 }
 
+// TestBuildSilenceAndLogCaps: a key's max_silent_time and max_log_size
+// hold over ssh:// and ssh-ng://, in both modes, though the client asks
+// for an hour of silence and an unlimited log: a silent build fails
+// with Nix's own silence error, a chatty one with its log-size error.
+func TestBuildSilenceAndLogCaps(t *testing.T) {
+	forEachMode(t, func(t *testing.T, b *builder) {
+		cfg := readFile(t, b.config)
+		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nmax_silent_time = \"3s\"\nmax_log_size = 4096\n", 1), 0o644)
+		if b.mode == modeServe {
+			b.waitReload(t)
+		}
+		for _, scheme := range []string{"ssh", "ssh-ng"} {
+			build := func(drv string) result {
+				t.Helper()
+				return b.nix(t, "nix-build", drv, "--no-out-link", "-j0",
+					"--option", "max-silent-time", "3600", "--option", "max-build-log-size", "0",
+					"--builders", scheme+"://"+b.Host("build")+" x86_64-linux - 1")
+			}
+			silent := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 60)
+			if r := build(silent); r.code == 0 || !strings.Contains(r.stderr, "timed out after 3 seconds of silence") {
+				t.Errorf("via %s a build silent past the key's max_silent_time: %s", scheme, r)
+			}
+			chatty := writeChattyDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 100000)
+			if r := build(chatty); r.code == 0 || !strings.Contains(r.stderr, "killed after writing more than 4096 bytes of log output") {
+				t.Errorf("via %s a build logging past the key's max_log_size: %s", scheme, r)
+			}
+		}
+	})
+}
+
+// writeChattyDerivation writes a derivation whose build logs lines
+// lines of 16 bytes before it succeeds.
+func writeChattyDerivation(t testing.TB, root, nonce string, lines int) string {
+	t.Helper()
+	file := writeDerivation(t, root, nonce)
+	expr := readFile(t, file)
+	expr = strings.Replace(expr, `"echo built remotely`, fmt.Sprintf(`"${bb}/bin/busybox yes nixgate-chatter | ${bb}/bin/busybox head -n %d; echo built remotely`, lines), 1)
+	writeFile(t, file, expr, 0o644)
+	return file
+}
+
 // writeCoresDerivation writes a derivation whose output holds the
 // NIX_BUILD_CORES Nix gave its builder.
 func writeCoresDerivation(t testing.TB, root, nonce string) string {
