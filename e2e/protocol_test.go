@@ -360,3 +360,55 @@ func TestNoSetOptionsNoEscape(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxJobsCap: a raw worker client asks for eight jobs in its
+// SetOptions and builds two derivations in one BuildPaths through Nix's
+// root daemon. Without a cap the two build at once; once the key has
+// max_jobs = 1, whatever the client asked, one builds after the other.
+func TestMaxJobsCap(t *testing.T) {
+	for _, mode := range []string{modeExec, modeServe} {
+		t.Run(mode, func(t *testing.T) {
+			socket := daemonSocketFor(t)
+			b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
+			d := startNixDaemon(t, socket, b.account.name)
+			if mode == modeServe {
+				b.waitHealthy(t, 1)
+			}
+			// twoAtOnce builds two new timed derivations with jobs = 8
+			// asked, and reports whether their builds overlapped.
+			twoAtOnce := func() bool {
+				t.Helper()
+				var drvs, outs []string
+				for i := 0; i < 2; i++ {
+					nonce := fmt.Sprint("jobs-", i, "-", time.Now().UnixNano())
+					drv := d.instantiateScript(t, nonce, "/usr/bin/cut -d' ' -f1 /proc/uptime > $out; /bin/sleep 3; /usr/bin/cut -d' ' -f1 /proc/uptime >> $out; echo "+nonce+" >> $out")
+					drvs = append(drvs, drv+"!out")
+					outs = append(outs, strings.TrimSpace(mustRun(t, d.env(), "nix-store", "-q", "--outputs", drv).stdout))
+				}
+				c := b.dialWorker(t, "build", 1<<8|34)
+				defer c.close()
+				opts := wop(19).u64(0, 0, 0, 0, 8, 0, 1, 0, 0, 0, 0, 1).u64(0).b
+				if msg, failed := c.call(opts); failed {
+					t.Fatalf("SetOptions: %s", msg)
+				}
+				if msg, failed := c.call(wop(9).strs(drvs...).u64(0).b); failed || c.u64() != 1 {
+					t.Fatalf("BuildPaths of two derivations: %q", ansiEscape.ReplaceAllString(msg, ""))
+				}
+				s0, e0 := interval(t, outs[0])
+				s1, e1 := interval(t, outs[1])
+				return s0 < e1 && s1 < e0
+			}
+			if !twoAtOnce() {
+				t.Fatalf("without a cap, two derivations of one BuildPaths with 8 jobs asked built one after the other: the test cannot tell the cap apart")
+			}
+			cfg := readFile(t, b.config)
+			writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nmax_jobs = 1\n", 1), 0o644)
+			if mode == modeServe {
+				b.waitReload(t)
+			}
+			if twoAtOnce() {
+				t.Errorf("a key with max_jobs = 1 built two derivations at once")
+			}
+		})
+	}
+}
