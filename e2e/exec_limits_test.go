@@ -79,7 +79,7 @@ func TestBuildSlotsExec(t *testing.T) {
 
 	// A build that cannot get the slot within build_queue_timeout.
 	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nbuild_queue_timeout = \"1s\"\n", 0o644)
-	slow, _ := b.startNix(t, "nix-build", writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 30), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("build")+" x86_64-linux - 3")
+	slow, _ := b.startNix(t, "nix-build", writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 300), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("build")+" x86_64-linux - 3")
 	waitBuilding(t, b)
 	r := b.nix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
 	if r.code == 0 {
@@ -111,6 +111,40 @@ func TestBuildSlotsExec(t *testing.T) {
 	}
 	// A substitute key does not build: it still gets in.
 	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
+
+	// A client that goes away while its build waits for the slot leaves
+	// the queue then, not when build_queue_timeout runs out: its
+	// nixgate process (and the Nix it started) ends.
+	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nbuild_queue_timeout = \"5m\"\n", 0o644)
+	waitSessions := func(want int) []int {
+		left := execSessions(b)
+		for i := 0; i < 300 && len(left) != want; i++ {
+			time.Sleep(100 * time.Millisecond)
+			left = execSessions(b)
+		}
+		return left
+	}
+	if n := len(waitSessions(1)); n != 1 {
+		t.Fatalf("%d nixgate exec processes with one build running; want 1", n)
+	}
+	gone, _ := b.startNix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
+	for i := 0; i < 300 && len(lockFiles(t, b, "w.")) == 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if w := lockFiles(t, b, "w."); len(w) != 1 {
+		t.Fatalf("waiting builds in the lock directory: %q; want the one of key trusted", w)
+	}
+	syscall.Kill(-gone.Process.Pid, syscall.SIGKILL)
+	waitCmd(t, gone, 30*time.Second)
+	left := waitSessions(1)
+	if w := lockFiles(t, b, "w."); len(left) != 1 || len(w) != 0 {
+		var cmds []string
+		for _, p := range accountProcesses(b.account.uid) {
+			data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			cmds = append(cmds, fmt.Sprint(p, " ", strings.ReplaceAll(string(data), "\x00", " ")))
+		}
+		t.Errorf("30 s after its client went away, a build waiting for the slot still has its nixgate process or its place in the queue: %d sessions, waiting %q; running %q", len(left), w, cmds)
+	}
 	syscall.Kill(-slow.Process.Pid, syscall.SIGKILL)
 	waitCmd(t, slow, 30*time.Second)
 }
@@ -214,4 +248,17 @@ func sessionHolder(t testing.TB, b *builder, key string) int {
 	}
 	t.Fatalf("no session of key %s holds a lock in %s", key, filepath.Join(b.root, "serve-state", "run"))
 	return 0
+}
+
+// execSessions returns the PIDs of the build account's nixgate exec
+// processes.
+func execSessions(b *builder) []int {
+	var pids []int
+	for _, pid := range accountProcesses(b.account.uid) {
+		argv, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if f := strings.Split(string(argv), "\x00"); len(f) > 1 && filepath.Base(f[0]) == "nixgate" && f[1] == "exec" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

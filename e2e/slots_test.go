@@ -135,7 +135,7 @@ func TestBuildSlots(t *testing.T) {
 	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nbuild_queue_timeout = \"1s\"\n", 0o644)
 	b.signalServe(t, syscall.SIGHUP)
 	b.waitReload(t)
-	slow, _ := b.startNix(t, "nix-build", writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 30), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("build")+" x86_64-linux - 3")
+	slow, _ := b.startNix(t, "nix-build", writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 300), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("build")+" x86_64-linux - 3")
 	waitBuilding(t, b)
 	r := b.nix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
 	if r.code == 0 {
@@ -165,6 +165,23 @@ func TestBuildSlots(t *testing.T) {
 		return r["msg"] == "refused" && r["busy"] == true && r["key"] == "trusted"
 	}) == nil {
 		t.Errorf("no log record of the busy refusal:\n%s", readFile(t, b.log))
+	}
+
+	// A client that goes away while its build waits for the slot (Nix
+	// killed; the ssh it started lives on and ends its stream) leaves the
+	// queue then, not when build_queue_timeout (5 minutes) runs out.
+	writeFile(t, b.config, good+"\n[admission]\nmax_builds = 1\nbuild_queue_timeout = \"5m\"\n", 0o644)
+	b.signalServe(t, syscall.SIGHUP)
+	b.waitReload(t)
+	gone, _ := b.startNix(t, "nix-build", writeDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano())), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host("trusted")+" x86_64-linux - 3")
+	b.waitMetric(t, "nixgate_build_queue_depth", 1)
+	syscall.Kill(-gone.Process.Pid, syscall.SIGKILL)
+	waitCmd(t, gone, 30*time.Second)
+	b.waitMetric(t, "nixgate_build_queue_depth", 0)
+	if findRecord(t, b, logWait, func(r map[string]any) bool {
+		return r["msg"] == "operation refused" && r["key"] == "trusted" && r["reason"] == "the client closed its end while its build waited for a slot"
+	}) == nil {
+		t.Errorf("no log record of the build given up:\n%s", readFile(t, b.log))
 	}
 	syscall.Kill(-slow.Process.Pid, syscall.SIGKILL)
 	waitCmd(t, slow, 30*time.Second)

@@ -104,8 +104,10 @@ type Filter struct {
 	replyBytes atomic.Uint64
 	nixBytes   atomic.Uint64 // written to Nix's stdin
 	done       chan struct{}
-	stopOnce   sync.Once
-	stop       chan struct{}
+	// in is the client's stream, under f.req.
+	in       *aheadReader
+	stopOnce sync.Once
+	stop     chan struct{}
 
 	mu    sync.Mutex
 	audit Audit
@@ -153,7 +155,8 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	growPipe(w)
 	f.nixPipe = w
 	f.nix = bufio.NewWriterSize(countingWriter{w, &f.nixBytes}, bufSize)
-	f.req = newReader(flushingReader{client, f})
+	f.in = &aheadReader{r: client}
+	f.req = newReader(flushingReader{f.in, f})
 	f.req.out = io.Discard
 	f.reply = &replyWriter{f: f, w: clientOut}
 	go f.run()
@@ -423,8 +426,29 @@ func (f *Filter) acquireSlot(o *op) error {
 		return nil // Nix builds the session's operations one at a time
 	}
 	start := time.Now()
-	release, err := f.opt.AcquireBuild(f.stop)
+	// While the build waits, the client's stream is read ahead: a client
+	// that has closed its end (a Nix that died and left its ssh behind)
+	// gives up its place in the queue then, not at the queue timeout.
+	ended := f.in.watchEnd()
+	stop, waited := make(chan struct{}), make(chan struct{})
+	var clientEnded atomic.Bool
+	go func() {
+		select {
+		case <-f.stop:
+		case <-ended:
+			clientEnded.Store(true)
+		case <-waited:
+			return
+		}
+		close(stop)
+	}()
+	release, err := f.opt.AcquireBuild(stop)
+	close(waited)
+	f.in.stopAhead()
 	wait := time.Since(start)
+	if err != nil && clientEnded.Load() {
+		err = errorf("the client closed its end while its build waited for a slot")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err == nil && f.closed {

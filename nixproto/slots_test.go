@@ -155,3 +155,114 @@ func TestBuildSlotHeldUntilNixExits(t *testing.T) {
 		}
 	}
 }
+
+// waitingHook is an AcquireBuild that grants nothing until grant is
+// closed, and refuses when stop closes first (as admission does).
+type waitingHook struct {
+	waiting chan struct{} // closed when the build waits
+	grant   chan struct{}
+	stopped atomic.Bool
+}
+
+func newWaitingHook() *waitingHook {
+	return &waitingHook{waiting: make(chan struct{}), grant: make(chan struct{})}
+}
+
+func (h *waitingHook) acquire(stop <-chan struct{}) (func(), error) {
+	close(h.waiting)
+	select {
+	case <-h.grant:
+		return func() {}, nil
+	case <-stop:
+		h.stopped.Store(true)
+		return nil, errors.New("the session ended while waiting for a build slot")
+	case <-time.After(20 * time.Second):
+		return nil, errors.New("test: neither granted nor stopped within 20 s")
+	}
+}
+
+// TestSlotWaitEndsWithTheClient: a client whose stream ends while its
+// build waits for a slot (a Nix that died and left its ssh running) gives
+// up its place then, not at the queue timeout: the wait is stopped, the
+// build refused with the reason and never reaches Nix.
+func TestSlotWaitEndsWithTheClient(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
+	h := newWaitingHook()
+	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build), workerServerHello(v))
+	if !h.stopped.Load() {
+		t.Fatal("the slot wait was not stopped when the client's stream ended")
+	}
+	msgs := workerErrorMessages(r.toClient, v)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "the client closed its end while its build waited for a slot") {
+		t.Errorf("client got errors %q; want the reason", msgs)
+	}
+	if !slices.Equal(r.toNix, workerHello(v)) {
+		t.Errorf("Nix got %d bytes past the hello of a build whose client left", len(r.toNix)-len(workerHello(v)))
+	}
+}
+
+// TestSlotWaitReadsAhead: what a client sends while its build waits for a
+// slot is read (so that the end of its stream is seen) and reaches Nix
+// after the build, in order, once the slot is granted.
+func TestSlotWaitReadsAhead(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
+	isValid := (&enc{}).u64(1).str("/nix/store/11111111111111111111111111111111-x").b
+	h := newWaitingHook()
+	f := New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire})
+	cr, cw := io.Pipe()
+	var toClient syncBuffer
+	nixIn, nixOut, err := f.Attach(cr, &toClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go nixOut.Write(workerServerHello(v))
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(nixIn)
+		got <- b
+	}()
+	wrote := make(chan error, 1)
+	go func() {
+		if _, err := cw.Write(slices.Concat(workerHello(v), build)); err != nil {
+			wrote <- err
+			return
+		}
+		select {
+		case <-h.waiting:
+		case <-time.After(20 * time.Second):
+			wrote <- errors.New("the build did not wait for a slot within 20 s")
+			return
+		}
+		// An io.Pipe write returns once it has been read: only the
+		// read-ahead reads while the build waits.
+		_, err := cw.Write(isValid)
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("what the client sent during the wait was not read within 20 s")
+	}
+	close(h.grant)
+	cw.Close()
+	var toNix []byte
+	select {
+	case toNix = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the filter did not end the session within 20 s")
+	}
+	<-f.Done()
+	f.Close()
+	nixIn.Close()
+	if h.stopped.Load() {
+		t.Error("the wait was stopped though the client's stream had not ended")
+	}
+	if want := slices.Concat(workerHello(v), build, isValid); !slices.Equal(toNix, want) {
+		t.Errorf("Nix got %x; want the hello, the build and the op sent during the wait, in order", toNix)
+	}
+}

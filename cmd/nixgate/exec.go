@@ -161,8 +161,14 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	return runFiltered(c, account.Home, v.Filter(stderr, log, nil, acquire), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) }, limits.logAttrs)
 }
 
+// killGrace is how long the command has after SIGTERM, when its client
+// has gone, before SIGKILL (serve's default kill grace).
+const killGrace = 5 * time.Second
+
 // runFiltered runs c with the session's stdin and stdout going through
-// filter, passes on SIGTERM, SIGINT and SIGHUP to its process group, logs
+// filter, passes on SIGTERM, SIGINT and SIGHUP to its process group,
+// stops it (SIGTERM, then SIGKILL after killGrace) when the client has
+// gone, logs
 // what the session moved, and returns the exit status: Nix's, 128+n for a
 // signal n, 1 when the filter refused. record, when not nil, gets the
 // session's usage; more, when not nil, adds to the session's record.
@@ -185,11 +191,24 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 	}
 	done := make(chan struct{})
+	hangup := watchHangup(os.Stdout, done)
 	go func() {
+		var kill <-chan time.Time
 		for {
 			select {
 			case s := <-sigs:
 				p.Signal(s.(syscall.Signal))
+			case <-hangup:
+				// The client is gone: nobody reads what Nix builds or
+				// answers, and a build waiting for a slot would hold
+				// its place in the queue until build_queue_timeout.
+				log.Info("client gone; stopping the command")
+				hangup = nil
+				p.Signal(syscall.SIGTERM)
+				kill = time.After(killGrace)
+			case <-kill:
+				p.Signal(syscall.SIGKILL)
+				kill = nil
 			case <-done:
 				return
 			}
