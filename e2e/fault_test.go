@@ -161,3 +161,22 @@ func TestFaultDiskFull(t *testing.T) {
 	noneLeft(t, b)
 	b.mustStillServe(t)
 }
+
+// TestFaultConnectionLostExec: in exec mode the client's connection is
+// lost (its ssh killed) while Nix builds: sshd ends, and nixgate stops
+// the Nix it started (SIGTERM, then SIGKILL), as serve does when a
+// channel closes, rather than letting the build run on for nobody.
+func TestFaultConnectionLostExec(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	file := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 120)
+	drv := strings.TrimSpace(b.mustNix(t, "nix-instantiate", file).stdout)
+	b.mustNix(t, "nix", "copy", "--derivation", "--to", "ssh-ng://"+b.Host("build"), drv)
+	c := b.dialWorker(t, "build", 1<<8|34)
+	c.send(wop(9).strs(drv + "!out").u64(0).b)
+	waitBuilding(t, b)
+	syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	noneLeft(t, b)
+	if findRecord(t, b, logWait, func(r map[string]any) bool { return r["msg"] == "client gone; stopping the command" }) == nil {
+		t.Errorf("no log record of the client gone:\n%s", readFile(t, b.log))
+	}
+}
