@@ -308,15 +308,21 @@ func Size(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
-// Healthy is CheckQuick of cfg's store for this process's own account,
+// Healthy is the health of cfg's store for this process's own account,
 // whose home is home, in the form session.Request.Health takes: for exec
-// mode, which runs as the build account and keeps no verdict between
-// sessions. A store TargetFor cannot check is healthy.
-func Healthy(cfg *policy.Config, home string) (ok bool, reason string) {
+// mode, which runs as the build account and lives one session. It is
+// DaemonHealth with the verdicts kept in the directory dir returns, which
+// is called only for a daemon's store (nil, or dir returning nil:
+// CheckQuick only). A store TargetFor cannot check is healthy.
+func Healthy(cfg *policy.Config, home string, dir func() *LockDir) (ok bool, reason string) {
 	t, ok := TargetFor(cfg, home, nil)
 	if !ok {
 		return true, ""
 	}
-	h := CheckQuick(t)
+	var d *LockDir
+	if t.Socket != "" && dir != nil {
+		d = dir()
+	}
+	h := d.DaemonHealth(t)
 	return h.OK, h.Reason
 }

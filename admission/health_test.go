@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -117,17 +119,31 @@ func TestCheckDaemon(t *testing.T) {
 	}
 	os.Remove(sock)
 	// A fake daemon that greets as Nix's does.
-	l, err = net.Listen("unix", sock)
+	fakeDaemon(t, sock)
+	if h := Check(Target{Socket: sock}); !h.OK {
+		t.Errorf("Check(greeting daemon) = %+v; want healthy", h)
+	}
+}
+
+// fakeDaemon listens on sock and greets as Nix's daemon does, until the
+// test ends or the returned stop is called (which leaves the socket file
+// behind, as a daemon that died does); greeted counts its greetings.
+func fakeDaemon(t *testing.T, sock string) (greeted *atomic.Int32, stop func()) {
+	t.Helper()
+	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	t.Cleanup(func() { l.Close() })
+	greeted = new(atomic.Int32)
 	go func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
 				return
 			}
+			greeted.Add(1)
 			var b [24]byte
 			c.Read(b[:8])
 			c.Write([]byte{0x6f, 0x69, 0x78, 0x64, 0, 0, 0, 0, 34, 1, 0, 0, 0, 0, 0, 0})
@@ -142,8 +158,85 @@ func TestCheckDaemon(t *testing.T) {
 			c.Close()
 		}
 	}()
-	if h := Check(Target{Socket: sock}); !h.OK {
-		t.Errorf("Check(greeting daemon) = %+v; want healthy", h)
+	return greeted, func() { l.Close() }
+}
+
+// TestDaemonHealthKept: exec mode's sessions share the verdict of the
+// last greeting of the daemon through the lock directory: a healthy one
+// is used for GreetInterval without greeting again; once it is older, the
+// daemon is greeted, and a daemon that died (its socket file left behind,
+// which CheckQuick alone takes for healthy) is found; the unhealthy
+// verdict is kept for RecheckInterval, then the daemon is greeted again.
+func TestDaemonHealthKept(t *testing.T) {
+	d := openTestDir(t)
+	sock := filepath.Join(t.TempDir(), "socket")
+	greeted, stop := fakeDaemon(t, sock)
+	target := Target{Socket: sock}
+	if h := d.DaemonHealth(target); !h.OK || greeted.Load() != 1 {
+		t.Fatalf("first session: %+v after %d greetings; want healthy after 1", h, greeted.Load())
+	}
+	if h := d.DaemonHealth(target); !h.OK || greeted.Load() != 1 {
+		t.Fatalf("second session: %+v after %d greetings; want healthy, the kept verdict used", h, greeted.Load())
+	}
+	// Another socket's verdict is not this one's.
+	other := filepath.Join(t.TempDir(), "other")
+	greetedOther, _ := fakeDaemon(t, other)
+	if h := d.DaemonHealth(Target{Socket: other}); !h.OK || greetedOther.Load() != 1 {
+		t.Fatalf("another socket: %+v after %d greetings; want healthy after 1", h, greetedOther.Load())
+	}
+	d.DaemonHealth(target) // greets sock again: the kept verdict was other's
+	if n := greeted.Load(); n != 2 {
+		t.Fatalf("%d greetings of sock after other's verdict was kept; want 2", n)
+	}
+
+	stop()
+	age := func(by time.Duration) {
+		t.Helper()
+		kept, ok := d.keptHealth(sock)
+		if !ok {
+			t.Fatal("no verdict kept")
+		}
+		kept.At = kept.At.Add(-by)
+		if err := d.keepHealth(sock, kept); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := d.DaemonHealth(target); !h.OK {
+		t.Fatalf("the daemon died within GreetInterval: %+v; want the kept healthy verdict", h)
+	}
+	age(GreetInterval)
+	h := d.DaemonHealth(target)
+	if h.OK || !strings.Contains(h.Reason, "connection refused") {
+		t.Fatalf("the daemon died, the verdict GreetInterval old: %+v; want unhealthy, connection refused", h)
+	}
+	// The daemon is back, but the unhealthy verdict is kept for a while.
+	os.Remove(sock)
+	greeted, _ = fakeDaemon(t, sock)
+	if h := d.DaemonHealth(target); h.OK || greeted.Load() != 0 {
+		t.Fatalf("within RecheckInterval of an unhealthy verdict: %+v after %d greetings; want the kept verdict", h, greeted.Load())
+	}
+	age(RecheckInterval)
+	if h := d.DaemonHealth(target); !h.OK || greeted.Load() != 1 {
+		t.Fatalf("RecheckInterval after an unhealthy verdict: %+v after %d greetings; want healthy after 1", h, greeted.Load())
+	}
+
+	// A kept verdict that is not a regular file, or not whole, is none.
+	for _, bad := range []string{"at 12\nsocket " + sock + "\n", "at x\nsocket " + sock + "\nok\n", "socket " + sock + "\nok\n"} {
+		os.Remove(filepath.Join(d.Path, healthFile))
+		if err := os.WriteFile(filepath.Join(d.Path, healthFile), []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := d.keptHealth(sock); ok {
+			t.Errorf("kept verdict %q read as whole", bad)
+		}
+	}
+	os.Remove(filepath.Join(d.Path, healthFile))
+	if err := unix.Mkfifo(filepath.Join(d.Path, healthFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := greeted.Load()
+	if h := d.DaemonHealth(target); !h.OK || greeted.Load() != before+1 {
+		t.Errorf("a FIFO as the kept verdict: %+v after %d more greetings; want healthy, greeted", h, greeted.Load()-before)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -463,6 +464,9 @@ func waitBuilding(t testing.TB, b *builder) {
 // account is a trusted user, and a socket of its own.
 type nixDaemon struct {
 	socket, confDir string
+	// stop ends the daemon, by its process group, and waits for it; the
+	// test's end calls it too.
+	stop func()
 }
 
 // daemonSocketFor returns where the test's daemon will listen; the
@@ -489,6 +493,7 @@ sandbox = false
 substituters =
 experimental-features = nix-command
 `, trustedUser), 0o644)
+	os.Remove(socket) // a daemon's before: the new one must make its own
 	cmd := exec.Command("nix-daemon")
 	// Not NIX_REMOTE=daemon: the daemon would be its own client.
 	cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+d.confDir, "NIX_DAEMON_SOCKET_PATH="+d.socket, "NIX_REMOTE=")
@@ -501,18 +506,18 @@ experimental-features = nix-command
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logFile.Close(); close(exited) }()
+	d.stop = sync.OnceFunc(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+			<-exited
 		}
-		logFile.Close()
 	})
+	t.Cleanup(d.stop)
 	for i := 0; i < 200; i++ {
 		if _, err := os.Stat(socket); err == nil {
 			return d

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,4 +126,59 @@ func TestHealthExec(t *testing.T) {
 	}
 	os.Chmod(top, 0o755)
 	b.mustNix(t, ping...)
+}
+
+// TestHealthExecDaemon has exec mode, whose store is Nix's root daemon,
+// find the daemon gone though its socket file is still there (which a
+// look at the file alone takes for healthy): the greeting is refused,
+// and nix store ping is refused with the line; the verdict is kept for
+// the next sessions, and once the daemon is back (and the kept verdict a
+// few seconds old) sessions are taken again.
+func TestHealthExecDaemon(t *testing.T) {
+	socket := daemonSocketFor(t)
+	b := newBuilderWith(t, modeExec, builderOptions{daemonSocket: socket})
+	d := startNixDaemon(t, socket, b.account.name)
+	ping := []string{"nix", "store", "ping", "--store", "ssh://" + b.Host("build")}
+	b.mustNix(t, ping...)
+	kept := filepath.Join(b.root, "serve-state", "run", "health")
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("no verdict kept after a healthy session: %v", err)
+	}
+
+	d.stop()
+	if _, err := os.Stat(socket); err != nil {
+		// Nix removed its socket: leave one behind, as a daemon that
+		// crashed does.
+		l, err := net.Listen("unix", socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close()
+	}
+	// The kept verdict (healthy, seconds old) would be used for 30 s:
+	// without it the next session greets the daemon.
+	if err := os.Remove(kept); err != nil {
+		t.Fatal(err)
+	}
+	r := b.nix(t, ping...)
+	const line = "nixgate: builder unhealthy: "
+	if r.code == 0 || strings.Count(r.stderr, line) != 1 || !strings.Contains(r.stderr, "connection refused") {
+		t.Fatalf("nix store ping with the daemon gone: %s; want a failure with %q once, naming the refused connection", r, line)
+	}
+	if findRecord(t, b, logWait, func(r map[string]any) bool {
+		return r["msg"] == "refused" && r["unhealthy"] == true && strings.Contains(fmt.Sprint(r["reason"]), "connection refused")
+	}) == nil {
+		t.Errorf("no log record of the refusal:\n%s", readFile(t, b.log))
+	}
+
+	startNixDaemon(t, socket, b.account.name)
+	var last result
+	for i := 0; i < 30; i++ {
+		if last = b.nix(t, ping...); last.code == 0 {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("nix store ping 30 s after the daemon came back: %s", last)
 }

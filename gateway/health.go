@@ -6,12 +6,6 @@ import (
 	"github.com/nixgate/nixgate/admission"
 )
 
-// greetInterval is how often CheckHealth greets the Nix daemon while it
-// answers: each greeting is a line ("accepted connection") in the
-// daemon's log, so it is not every few seconds. The other checks run at
-// every call, and so does the greeting while the builder is unhealthy.
-const greetInterval = 30 * time.Second
-
 // healthy reports the health verdict last found by CheckHealth, and
 // why not: the session's path reads it and checks nothing itself.
 func (s *Server) healthy() (bool, string) {
@@ -38,7 +32,7 @@ func (s *Server) CheckHealth() admission.Health {
 	old := s.health.Load()
 	switch {
 	case !ok:
-	case old == nil || !old.OK || t.Socket != s.greetedSocket || time.Since(s.greeted) >= greetInterval:
+	case old == nil || !old.OK || t.Socket != s.greetedSocket || time.Since(s.greeted) >= admission.GreetInterval:
 		h = admission.Check(t)
 		s.greeted, s.greetedSocket = time.Now(), t.Socket
 	default:

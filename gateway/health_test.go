@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nixgate/nixgate/admission"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -111,7 +112,7 @@ func gaugeValue(t *testing.T, m *Metrics, name string) float64 {
 
 // TestHealthGreetsDaemonSparingly checks that CheckHealth greets the Nix
 // daemon (a line in the daemon's log each time) only every
-// greetInterval while it answers, and at every call while the builder
+// admission.GreetInterval while it answers, and at every call while the builder
 // is unhealthy.
 func TestHealthGreetsDaemonSparingly(t *testing.T) {
 	if _, err := os.Stat("/nix/store"); err != nil {
@@ -157,7 +158,7 @@ func TestHealthGreetsDaemonSparingly(t *testing.T) {
 		}
 	}
 	if n := greetings.Load(); n != 1 {
-		t.Errorf("%d greetings in three checks; want 1 (a new socket, then every %s)", n, greetInterval)
+		t.Errorf("%d greetings in three checks; want 1 (a new socket, then every %s)", n, admission.GreetInterval)
 	}
 	l.Close() // removes the socket
 	if h := ts.srv.CheckHealth(); h.OK || !strings.Contains(h.Reason, "no Nix daemon socket") {

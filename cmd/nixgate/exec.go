@@ -123,8 +123,12 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 			}
 			return d.On, d.Message()
 		},
-		// The store writable, min_free: stat and statfs, a few µs.
-		Health: func() (bool, string) { return admission.Healthy(cfg, account.Home) },
+		// The store writable, min_free: stat and statfs, a few µs; the
+		// daemon answering, by the verdict the sessions keep in the lock
+		// directory (a greeting every 30 s while it answers).
+		Health: func() (bool, string) {
+			return admission.Healthy(cfg, account.Home, limits.healthDir(cfg.Serve.StateDir))
+		},
 		// refuse_when_busy: the slots held by every session's process.
 		Busy: limits.busy(cfg, cfg.Key(keyName)),
 	})

@@ -46,6 +46,24 @@ func (l *execLimits) open(stateDir string) error {
 	return nil
 }
 
+// healthDir returns the function admission.Healthy calls for the lock
+// directory that keeps the daemon's health verdicts: the lock directory,
+// opened if need be, or nil when it cannot be (then every session checks
+// only that the daemon's socket exists; the log says why).
+func (l *execLimits) healthDir(stateDir string) func() *admission.LockDir {
+	return func() *admission.LockDir {
+		if l.dir == nil {
+			d, err := admission.OpenRuntimeDir(stateDir)
+			if err != nil {
+				l.log.Warn("the Nix daemon's health is not checked beyond its socket (no usable lock directory)", "error", err.Error())
+				return nil
+			}
+			l.dir = d
+		}
+		return l.dir
+	}
+}
+
 // session counts this session against key's max_sessions until the
 // process ends.
 func (l *execLimits) session(key *policy.Key) error {
