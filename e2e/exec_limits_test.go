@@ -17,9 +17,10 @@ import (
 // TestBuildSlotsExec is TestBuildSlots for exec mode, where each session
 // is a nixgate process of its own behind OpenSSH: real Nix 2.8 runs three
 // builds at once, from two keys, with [admission] max_builds = 1; all
-// succeed and no two build at the same time (the intervals the builds
-// record do not overlap); the waits and the queue show in the session
-// records. Then a build that cannot get the slot within
+// succeed, no two build at the same time (the intervals the builds
+// record do not overlap), and they run in the fair order (B1 of the
+// other key before A2, which queued first); the waits and the queue show
+// in the session records. Then a build that cannot get the slot within
 // build_queue_timeout fails with the reason once, and with
 // refuse_when_busy a new build session is refused at connect.
 func TestBuildSlotsExec(t *testing.T) {
@@ -29,33 +30,64 @@ func TestBuildSlotsExec(t *testing.T) {
 	// Open the builder's store once first (see TestBuildSlots).
 	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
 
-	var cmds []*exec.Cmd
-	var outs []*strings.Builder
-	keys := []string{"build", "trusted", "build"}
-	for i, key := range keys {
-		nonce := fmt.Sprintf("%d-execslot%d", time.Now().UnixNano(), i)
-		cmd, out := b.startNix(t, "nix-build", writeTimedDerivation(t, b.root, nonce, 2), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host(key)+" x86_64-linux - 3")
-		cmds, outs = append(cmds, cmd), append(outs, out)
+	// The order is set up as in TestBuildSlots: A1 (key build) takes the
+	// slot and holds it, A2 (key build) queues, then B1 (key trusted).
+	type build struct {
+		name, key string
+		cmd       *exec.Cmd
+		out       *strings.Builder
 	}
-	type span struct{ start, end float64 }
+	start := func(name, key string, secs int) *build {
+		nonce := fmt.Sprintf("%d-exec%s", time.Now().UnixNano(), name)
+		cmd, out := b.startNix(t, "nix-build", writeTimedDerivation(t, b.root, nonce, secs), "--no-out-link", "-j0", "--builders", "ssh://"+b.Host(key)+" x86_64-linux - 3")
+		return &build{name: name, key: key, cmd: cmd, out: out}
+	}
+	waiting := func(n int) {
+		t.Helper()
+		for i := 0; i < 600 && len(lockFiles(t, b, "w.")) != n; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if w := lockFiles(t, b, "w."); len(w) != n {
+			t.Fatalf("builds waiting in the lock directory: %q; want %d", w, n)
+		}
+	}
+	const hold = 300
+	a1 := start("A1", "build", hold)
+	a1Sleep := sleepPID(t, b, hold)
+	a2 := start("A2", "build", 2)
+	waiting(1)
+	b1 := start("B1", "trusted", 2)
+	waiting(2)
+	if err := syscall.Kill(a1Sleep, syscall.SIGTERM); err != nil {
+		t.Fatalf("ending A1's sleep (pid %d): %v", a1Sleep, err)
+	}
+	type span struct {
+		name       string
+		start, end float64
+	}
 	var spans []span
-	for i, cmd := range cmds {
-		err := waitCmd(t, cmd, 2*time.Minute)
-		out := strings.TrimSpace(lastLine(outs[i].String()))
+	for _, bl := range []*build{a1, a2, b1} {
+		err := waitCmd(t, bl.cmd, 2*time.Minute)
+		out := strings.TrimSpace(lastLine(bl.out.String()))
 		if err != nil || !strings.HasPrefix(out, "/nix/store/") {
-			t.Fatalf("nix-build with key %s failed: %v\n%s", keys[i], err, outs[i])
+			t.Fatalf("nix-build %s with key %s failed: %v\n%s", bl.name, bl.key, err, bl.out)
 		}
 		if !inStore(b.storeDir, out) {
 			t.Errorf("%s is not in the builder's store: not built remotely", out)
 		}
 		s, e := interval(t, filepath.Join(b.storeDir, out))
-		spans = append(spans, span{s, e})
+		spans = append(spans, span{bl.name, s, e})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].start < spans[j].start })
-	for i := 1; i < len(spans); i++ {
-		if spans[i].start < spans[i-1].end {
+	var order []string
+	for i, sp := range spans {
+		order = append(order, sp.name)
+		if i > 0 && sp.start < spans[i-1].end {
 			t.Errorf("two builds at once with max_builds = 1 in exec mode: %v", spans)
 		}
+	}
+	if got := strings.Join(order, " "); got != "A1 B1 A2" {
+		t.Errorf("the builds ran in the order %s; want A1 B1 A2 (round-robin across keys, across exec's processes): %v", got, spans)
 	}
 	waited, queued := 0, 0
 	for _, r := range logRecords(t, b.log) {
