@@ -13,8 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/nixgate/nixgate/admission"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/nixgate/nixgate/admission"
 )
 
 // TestUnhealthy checks that a builder whose store is below min_free
