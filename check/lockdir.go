@@ -27,7 +27,7 @@ func checkLockDir(cfg *policy.Config, a *account) []Result {
 		}
 	}
 	if len(limited) == 0 {
-		return []Result{{"lock directory", OK, "not needed: no key has max_sessions or a build-slot limit (max_builds)", ""}}
+		return []Result{{"lock directory", OK, "not needed: no key has max_sessions or a build-slot limit (max_builds); with the daemon's store, exec mode keeps the daemon's health verdict there when it can use it, and otherwise only sees that its socket exists", ""}}
 	}
 	keys := strings.Join(limited, ", ")
 	cred, err := a.runAs()
