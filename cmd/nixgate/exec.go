@@ -172,9 +172,9 @@ const killGrace = 5 * time.Second
 // runFiltered runs c with the session's stdin and stdout going through
 // filter, passes on SIGTERM, SIGINT and SIGHUP to its process group,
 // stops it (SIGTERM, then SIGKILL after killGrace) when the client has
-// gone, logs
-// what the session moved, and returns the exit status: Nix's, 128+n for a
-// signal n, 1 when the filter refused. record, when not nil, gets the
+// gone (sshd no longer reads its stdout), logs what the session moved,
+// and returns the exit status: Nix's, 128+n for a signal n, 1 when the
+// filter refused. record, when not nil, gets the
 // session's usage; more, when not nil, adds to the session's record.
 func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr io.Writer, log *slog.Logger, record func(keyusage.Counters), more func() []any) int {
 	defer c.Done()
