@@ -196,6 +196,15 @@ func TestMaxSessionsExec(t *testing.T) {
 	writeFile(t, b.config, strings.Replace(doc, build, build+"max_sessions = 1\n", 1), 0o644)
 	ping := []string{"nix", "store", "ping", "--store", "ssh://" + b.Host("build")}
 	b.mustNix(t, ping...) // one session at a time is allowed
+	// The ping's nixgate may still be on its way out: wait until it has
+	// gone, so that the session holding the key's place below is the
+	// first one's.
+	for i := 0; i < 300 && len(execSessions(b)) > 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left := execSessions(b); len(left) > 0 {
+		t.Fatalf("nixgate exec processes %v still run after the ping", left)
+	}
 
 	// The first session: Nix's serve command, waiting for the client's
 	// hello on a stdin that stays open.
@@ -256,29 +265,32 @@ func lockFiles(t testing.TB, b *builder, prefixes ...string) []string {
 	return names
 }
 
-// sessionHolder waits, bounded, until a session of key holds its place in
-// exec mode's lock directory and returns the pid of the nixgate process
-// that holds it (named in the file's name: s.KEY.PID-N-RANDOM), after
-// checking that it is nixgate's.
+// sessionHolder waits, bounded, until a live session of key holds its
+// place in exec mode's lock directory and returns the pid of the nixgate
+// process that holds it (named in the file's name: s.KEY.PID-N-RANDOM).
+// The file of a session that has ended stays until a later session
+// sweeps it, so only a file whose process still runs nixgate counts.
 func sessionHolder(t testing.TB, b *builder, key string) int {
 	t.Helper()
 	prefix := "s." + hex.EncodeToString([]byte(key)) + "."
+	var seen []string
 	for range 300 {
-		if names := lockFiles(t, b, prefix); len(names) == 1 {
-			id, _, _ := strings.Cut(strings.TrimPrefix(names[0], prefix), "-")
+		seen = seen[:0]
+		for _, name := range lockFiles(t, b, prefix) {
+			id, _, _ := strings.Cut(strings.TrimPrefix(name, prefix), "-")
 			pid, err := strconv.Atoi(id)
 			if err != nil {
-				t.Fatalf("%s: no pid in the name", names[0])
+				t.Fatalf("%s: no pid in the name", name)
 			}
 			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-			if err != nil || exe != nixgateBin {
-				t.Fatalf("the session's holder %d is %q (%v); want %s", pid, exe, err, nixgateBin)
+			if err == nil && exe == nixgateBin {
+				return pid
 			}
-			return pid
+			seen = append(seen, fmt.Sprintf("%s (%q, %v)", name, exe, err))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("no session of key %s holds a lock in %s", key, filepath.Join(b.root, "serve-state", "run"))
+	t.Fatalf("no live nixgate session of key %s holds a lock in %s; files: %q", key, filepath.Join(b.root, "serve-state", "run"), seen)
 	return 0
 }
 
