@@ -431,12 +431,10 @@ func (f *Filter) acquireSlot(o *op) error {
 	// gives up its place in the queue then, not at the queue timeout.
 	ended := f.in.watchEnd()
 	stop, waited := make(chan struct{}), make(chan struct{})
-	var clientEnded atomic.Bool
 	go func() {
 		select {
 		case <-f.stop:
 		case <-ended:
-			clientEnded.Store(true)
 		case <-waited:
 			return
 		}
@@ -446,9 +444,16 @@ func (f *Filter) acquireSlot(o *op) error {
 	close(waited)
 	f.in.stopAhead()
 	wait := time.Since(start)
-	if err != nil && clientEnded.Load() {
-		err = errorf("the client closed its end while its build waited for a slot")
+	if err != nil {
+		select {
+		case <-ended:
+			err = errorf("the client closed its end while its build waited for a slot")
+		default:
+		}
 	}
+	// A slot granted as the client's stream ended is kept: a client may
+	// send its build and close its end at once (the build then runs, as
+	// when a slot was free), and the slot goes back when Nix exits.
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err == nil && f.closed {

@@ -266,3 +266,78 @@ func TestSlotWaitReadsAhead(t *testing.T) {
 		t.Errorf("Nix got %x; want the hello, the build and the op sent during the wait, in order", toNix)
 	}
 }
+
+// TestSlotWaitTwiceWhileReadingAhead: a worker client pipelines two
+// builds; the first is refused a slot after a wait while the second is
+// already buffered, so the second wait begins while the first's
+// read-ahead is still blocked reading the client. That read-ahead is
+// taken up again, not joined by a second reader: what the client sends
+// later reaches Nix after the second build, in order (and -race sees no
+// two readers of the stream).
+func TestSlotWaitTwiceWhileReadingAhead(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
+	isValid := (&enc{}).u64(1).str("/nix/store/11111111111111111111111111111111-x").b
+	later := (&enc{}).u64(1).str("/nix/store/22222222222222222222222222222222-y").b
+	var calls atomic.Int32
+	acquire := func(stop <-chan struct{}) (func(), error) {
+		if calls.Add(1) == 1 {
+			select {
+			case <-stop:
+				return nil, errors.New("test: the first wait was stopped")
+			case <-time.After(50 * time.Millisecond):
+				return nil, errors.New("no build slot within 50ms (max_builds 1, 1 waiting)")
+			}
+		}
+		return func() {}, nil
+	}
+	f := New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: acquire})
+	cr, cw := io.Pipe()
+	var toClient syncBuffer
+	nixIn, nixOut, err := f.Attach(cr, &toClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go nixOut.Write(workerServerHello(v))
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(nixIn)
+		got <- b
+	}()
+	wrote := make(chan error, 1)
+	go func() {
+		if _, err := cw.Write(slices.Concat(workerHello(v), build, build, isValid)); err != nil {
+			wrote <- err
+			return
+		}
+		for i := 0; i < 20000 && calls.Load() < 2; i++ {
+			time.Sleep(time.Millisecond)
+		}
+		_, err := cw.Write(later)
+		cw.Close()
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the client's writes were not read within 20 s")
+	}
+	var toNix []byte
+	select {
+	case toNix = <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the filter did not end the session within 20 s")
+	}
+	<-f.Done()
+	f.Close()
+	nixIn.Close()
+	if want := slices.Concat(workerHello(v), build, isValid, later); !slices.Equal(toNix, want) {
+		t.Errorf("Nix got %x; want the hello, the second build, then the client's later ops in order", toNix)
+	}
+	if msgs := workerErrorMessages(toClient.Bytes(), v); len(msgs) != 1 || !strings.Contains(msgs[0], "no build slot within 50ms") {
+		t.Errorf("client got errors %q; want the first build's refusal", msgs)
+	}
+}
