@@ -14,9 +14,9 @@ const hangupPoll = 500 * time.Millisecond
 
 // watchHangup returns a channel that is closed when nothing reads out
 // any more: in exec mode, out is the pipe to sshd, and its read end
-// closes when the client's connection is gone. It stops watching when
-// done closes, or when out cannot be polled (a file, a terminal that
-// reports nothing); then the channel is never closed.
+// closes when the client's connection is gone. It watches until done
+// closes, or until poll fails; a file or /dev/null never reports
+// anything, and then the channel is never closed.
 func watchHangup(out *os.File, done <-chan struct{}) <-chan struct{} {
 	gone := make(chan struct{})
 	conn, err := out.SyscallConn()
