@@ -240,7 +240,8 @@ func inGroups(gid uint32, groups []uint32) bool {
 // the handshake as a protocol 1.21 client, then hangs up: the daemon
 // takes that as a client that is done, not as an error.
 func greetDaemon(socket string, timeout time.Duration) error {
-	c, err := net.DialTimeout("unix", socket, timeout)
+	deadline := time.Now().Add(timeout) // for the dial and the talk together
+	c, err := (&net.Dialer{Deadline: deadline}).Dial("unix", socket)
 	if err != nil {
 		var se *os.SyscallError
 		if errors.As(err, &se) {
@@ -249,7 +250,7 @@ func greetDaemon(socket string, timeout time.Duration) error {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(timeout))
+	c.SetDeadline(deadline)
 	const (
 		magicClient = 0x6e697863
 		magicServer = 0x6478696f

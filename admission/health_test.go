@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -269,5 +270,38 @@ func TestSize(t *testing.T) {
 		if got := Size(n); got != want {
 			t.Errorf("Size(%d) = %q; want %q", n, got, want)
 		}
+	}
+}
+
+// TestKeptHealthFiles: a verdict half-written by a process that died
+// (its file left, nobody holding it) is swept by the next writer, and a
+// kept reason with control characters is read as one line of text.
+func TestKeptHealthFiles(t *testing.T) {
+	d := openTestDir(t)
+	left := filepath.Join(d.Path, healthTemp+"12345-1-dead")
+	if err := os.WriteFile(left, []byte("at 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.keepHealth("/sock", Health{Reason: "bad\r\x1b[2Jthing", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("a dead writer's file is still there: %v", err)
+	}
+	ents, err := os.ReadDir(d.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), healthTemp) {
+			t.Errorf("%s left after a verdict was kept", e.Name())
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d.Path, healthFile), []byte(fmt.Sprintf("at %d\nsocket /sock\nreason bad\x1b[2J\x07thing\n", time.Now().UnixNano())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, ok := d.keptHealth("/sock")
+	if !ok || h.OK || h.Reason != "bad?[2J?thing" {
+		t.Errorf("kept reason with control characters: %+v, %v; want %q", h, ok, "bad?[2J?thing")
 	}
 }

@@ -1,7 +1,6 @@
 package admission
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,6 +25,9 @@ const RecheckInterval = 5 * time.Second
 // shared by exec mode's processes: "at UNIXNANO", "socket PATH", "ok" or
 // "reason TEXT", a line each.
 const healthFile = "health"
+
+// healthTemp starts the name of a verdict being written.
+const healthTemp = healthFile + "."
 
 // DaemonHealth is CheckQuick of t, and for a daemon's store the verdict
 // of the last greeting of its daemon, kept in the directory for exec
@@ -76,7 +78,14 @@ func (d *LockDir) keptHealth(socket string) (h Health, ok bool) {
 		case "ok":
 			h.OK = true
 		case "reason":
-			h.Reason = value
+			// The account may write this file: keep the line one line
+			// of text when a refused client is shown it.
+			h.Reason = strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+					return '?'
+				}
+				return r
+			}, value)
 		}
 	}
 	if at == 0 || sock != socket || h.OK == (h.Reason != "") {
@@ -88,20 +97,28 @@ func (d *LockDir) keptHealth(socket string) (h Health, ok bool) {
 
 // keepHealth writes h as the kept verdict for socket, through a file of
 // its own renamed into place, so that a reader sees one verdict whole.
+// The file is locked while it is written: one whose writer died before
+// the rename is swept by the next writer, as holders' files are.
 func (d *LockDir) keepHealth(socket string, h Health) error {
+	d.scan(healthTemp) // sweeps the ones nobody holds; errors: swept next time
 	verdict := "ok"
 	if !h.OK {
-		verdict = "reason " + strings.ReplaceAll(h.Reason, "\n", " ")
+		verdict = "reason " + strings.NewReplacer("\n", " ", "\r", " ").Replace(h.Reason)
 	}
 	content := fmt.Sprintf("at %d\nsocket %s\n%s\n", h.At.UnixNano(), socket, verdict)
-	temp := healthFile + "." + uniqueID()
+	temp := healthTemp + uniqueID()
 	fd, err := d.openRegular(temp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return d.errorf(temp, err)
 	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		unix.Unlinkat(d.fd, temp, 0)
+		return d.errorf(temp, err)
+	}
 	f := os.NewFile(uintptr(fd), filepath.Join(d.Path, temp))
-	_, werr := f.WriteString(content)
-	if err := errors.Join(werr, f.Close()); err != nil {
+	defer f.Close() // after the rename: the lock keeps the sweep off it till then
+	if _, err := f.WriteString(content); err != nil {
 		unix.Unlinkat(d.fd, temp, 0)
 		return errorf("%w", err)
 	}
