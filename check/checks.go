@@ -194,7 +194,7 @@ func checkSigning(cfg *policy.Config, a *account) []Result {
 	if !sub {
 		return nil
 	}
-	if len(sandbox.SecretKeyFiles(cfg)) > 0 {
+	if len(sandbox.SecretKeyFiles(cfg, a.sandboxAccount())) > 0 {
 		return []Result{{"signing", OK, "the builder signs its paths (secret-key-files)", ""}}
 	}
 	self := sandbox.Whoami()

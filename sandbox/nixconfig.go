@@ -65,8 +65,11 @@ func withNixConfig(env []string, lines []string) []string {
 // (default /etc/nix) with the files it includes, then NIX_CONFIG of
 // [nix] env, which the commands nixgate runs get. A later
 // "secret-key-files =" replaces the list, "extra-secret-key-files ="
-// adds to it. None (nil) means the builder does not sign what it builds.
-func SecretKeyFiles(cfg *policy.Config) []string {
+// adds to it. Where the daemon's store is used (build account a's Nix
+// does not build or add paths itself), the daemon signs with its own
+// nix.conf, and NIX_CONFIG does not count. None (nil) means the builder
+// does not sign what it builds.
+func SecretKeyFiles(cfg *policy.Config, a Account) []string {
 	dir := os.Getenv("NIX_CONF_DIR")
 	if dir == "" {
 		dir = "/etc/nix"
@@ -84,7 +87,9 @@ func SecretKeyFiles(cfg *policy.Config) []string {
 	if data, err := os.ReadFile(path); err == nil {
 		applyNixConf(string(data), path, set, 0)
 	}
-	applyNixConf(cfg.Nix.Env["NIX_CONFIG"], "", set, 0)
+	if _, _, own := accountStore(cfg, a); own {
+		applyNixConf(cfg.Nix.Env["NIX_CONFIG"], "", set, 0)
+	}
 	if len(files) == 0 {
 		return nil
 	}

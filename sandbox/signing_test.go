@@ -73,7 +73,7 @@ func TestSigning(t *testing.T) {
 			t.Errorf("%s: the configuration with %s: %v", tt.name, s.Env, err)
 			continue
 		}
-		if got := SecretKeyFiles(signed); !slices.Equal(got, []string{s.NixSees}) {
+		if got := SecretKeyFiles(signed, a); !slices.Equal(got, []string{s.NixSees}) {
 			t.Errorf("%s: secret-key-files after the advice = %q; want %s", tt.name, got, s.NixSees)
 		}
 		if got := OutsidePath(signed, a, s.NixSees); got != s.SecretKey {

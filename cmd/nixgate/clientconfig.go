@@ -267,10 +267,11 @@ func upperFirst(s string) string {
 
 // builderCachePublicKey derives the builder's binary-cache public key
 // from the secret-key-files of its Nix configuration (/etc/nix/nix.conf,
-// and NIX_CONFIG in [nix] env), read where nixgate finds the file (in
-// the sandbox modes, /nix/… is in store_dir) for account a.
+// and NIX_CONFIG in [nix] env unless the daemon signs:
+// sandbox.SecretKeyFiles), read where nixgate finds the file (in the
+// sandbox modes, /nix/… is in store_dir) for account a.
 func builderCachePublicKey(cfg *policy.Config, a sandbox.Account) (string, error) {
-	files := sandbox.SecretKeyFiles(cfg)
+	files := sandbox.SecretKeyFiles(cfg, a)
 	if len(files) == 0 {
 		return "", errors.New("no secret-key-files in its Nix configuration")
 	}
