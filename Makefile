@@ -61,6 +61,7 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseAuthorizedKeys$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./admission -run '^$$' -fuzz '^FuzzParseKeptHealth$$' -fuzztime $(FUZZTIME)
 
 # Every test: dependencies, formatting and vet, the cross-builds (macOS,
 # arm64), unit and end-to-end tests

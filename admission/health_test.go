@@ -301,7 +301,7 @@ func TestKeptHealthFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, ok := d.keptHealth("/sock")
-	if !ok || h.OK || h.Reason != "bad?[2J?thing" {
-		t.Errorf("kept reason with control characters: %+v, %v; want %q", h, ok, "bad?[2J?thing")
+	if !ok || h.OK || h.Reason != "bad [2J thing" {
+		t.Errorf("kept reason with control characters: %+v, %v; want %q", h, ok, "bad [2J thing")
 	}
 }

@@ -62,7 +62,16 @@ func (d *LockDir) keptHealth(socket string) (h Health, ok bool) {
 	if err != nil {
 		return Health{}, false
 	}
+	return parseKeptHealth(b, socket)
+}
+
+// parseKeptHealth reads b, a kept verdict, for socket: ok is false when
+// it is not whole (no time, no socket, or not exactly one of "ok" and a
+// reason) or is another socket's. The reason is cleaned as a drain's
+// (CleanReason).
+func parseKeptHealth(b []byte, socket string) (h Health, ok bool) {
 	var at int64
+	var err error
 	var sock string
 	h.OK = false
 	for _, line := range strings.Split(string(b), "\n") {
@@ -78,14 +87,9 @@ func (d *LockDir) keptHealth(socket string) (h Health, ok bool) {
 		case "ok":
 			h.OK = true
 		case "reason":
-			// The account may write this file: keep the line one line
-			// of text when a refused client is shown it.
-			h.Reason = strings.Map(func(r rune) rune {
-				if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
-					return '?'
-				}
-				return r
-			}, value)
+			// The account may write this file: a refused client is
+			// shown one line of text, as for a drain's reason.
+			h.Reason = CleanReason(value)
 		}
 	}
 	if at == 0 || sock != socket || h.OK == (h.Reason != "") {
