@@ -482,6 +482,33 @@ func daemonSocketFor(t testing.TB) string {
 	return filepath.Join(dir, "socket")
 }
 
+// newDaemonBuilder starts a builder of mode whose store is Nix's root
+// daemon, and that daemon, with the build account in trusted-users.
+// Serve mode takes sessions once its health check has seen the daemon
+// answer (waitHealthy).
+func newDaemonBuilder(t testing.TB, mode string) (*builder, *nixDaemon) {
+	t.Helper()
+	socket := daemonSocketFor(t)
+	b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
+	return b, startNixDaemon(t, socket, b.account.name)
+}
+
+// limitBuildKey adds settings (TOML lines) to the key "build" in the
+// builder's configuration and, in serve mode, waits for the reload;
+// exec mode reads the file at its next session.
+func (b *builder) limitBuildKey(t testing.TB, settings string) {
+	t.Helper()
+	const key = "name = \"build\"\nrole = \"build\"\n"
+	cfg := readFile(t, b.config)
+	if !strings.Contains(cfg, key) {
+		t.Fatalf("no key build in:\n%s", cfg)
+	}
+	writeFile(t, b.config, strings.Replace(cfg, key, key+settings, 1), 0o644)
+	if b.mode == modeServe {
+		b.waitReload(t)
+	}
+}
+
 // startNixDaemon starts nix-daemon as root on socket with trustedUser in
 // trusted-users, and stops it, by PID, when the test ends.
 func startNixDaemon(t testing.TB, socket, trustedUser string) *nixDaemon {

@@ -76,11 +76,7 @@ func TestCheckExecMode(t *testing.T) {
 		// mode refuses the key's sessions; its fix, run as printed, makes
 		// both work.
 		doc := readFile(t, b.config)
-		const build = "name = \"build\"\nrole = \"build\"\n"
-		if !strings.Contains(doc, build) {
-			t.Fatalf("unexpected configuration:\n%s", doc)
-		}
-		writeFile(t, b.config, strings.Replace(doc, build, build+"max_sessions = 4\n", 1), 0o644)
+		b.limitBuildKey(t, "max_sessions = 4\n")
 		defer writeFile(t, b.config, doc, 0o644)
 		run := filepath.Join(b.root, "serve-state", "run")
 		rs, code := runCheck(t, args...)

@@ -188,12 +188,7 @@ func TestBuildSlotsExec(t *testing.T) {
 // with SIGKILL (nothing of it runs to let go) the key gets in again.
 func TestMaxSessionsExec(t *testing.T) {
 	b := newBuilder(t, modeExec)
-	doc := readFile(t, b.config)
-	const build = "name = \"build\"\nrole = \"build\"\n"
-	if !strings.Contains(doc, build) {
-		t.Fatalf("unexpected configuration:\n%s", doc)
-	}
-	writeFile(t, b.config, strings.Replace(doc, build, build+"max_sessions = 1\n", 1), 0o644)
+	b.limitBuildKey(t, "max_sessions = 1\n")
 	ping := []string{"nix", "store", "ping", "--store", "ssh://" + b.Host("build")}
 	b.mustNix(t, ping...) // one session at a time is allowed
 	// The ping's nixgate may still be on its way out: wait until it has

@@ -135,9 +135,8 @@ func TestHealthExec(t *testing.T) {
 // the next sessions, and once the daemon is back (and the kept verdict a
 // few seconds old) sessions are taken again.
 func TestHealthExecDaemon(t *testing.T) {
-	socket := daemonSocketFor(t)
-	b := newBuilderWith(t, modeExec, builderOptions{daemonSocket: socket})
-	d := startNixDaemon(t, socket, b.account.name)
+	b, d := newDaemonBuilder(t, modeExec)
+	socket := d.socket
 	ping := []string{"nix", "store", "ping", "--store", "ssh://" + b.Host("build")}
 	b.mustNix(t, ping...)
 	kept := filepath.Join(b.root, "serve-state", "run", "health")

@@ -20,15 +20,13 @@ import (
 func TestSetOptionsCannotReachRoot(t *testing.T) {
 	for _, mode := range []string{modeExec, modeServe} {
 		t.Run(mode, func(t *testing.T) {
-			socket := daemonSocketFor(t)
-			b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
-			d := startNixDaemon(t, socket, b.account.name)
+			b, d := newDaemonBuilder(t, mode)
 			if mode == modeServe {
 				// serve found no daemon at start: it takes sessions once
 				// its next health check sees the daemon answer.
 				b.waitHealthy(t, 1)
 			}
-			dir := filepath.Dir(socket)
+			dir := filepath.Dir(d.socket)
 			marker := filepath.Join(dir, "hook-ran")
 			hook := filepath.Join(dir, "hook.sh")
 			writeFile(t, hook, "#!/bin/sh\nid -u > "+marker+"\n", 0o755)
@@ -194,11 +192,7 @@ func TestRefusedOps(t *testing.T) {
 // though the client asked for an hour.
 func TestBuildTimeoutCap(t *testing.T) {
 	forEachMode(t, func(t *testing.T, b *builder) {
-		cfg := readFile(t, b.config)
-		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
-		if b.mode == modeServe {
-			b.waitReload(t)
-		}
+		b.limitBuildKey(t, "build_timeout = \"3s\"\n")
 		drv := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 60)
 		start := time.Now()
 		r := b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--option", "build-timeout", "3600",
@@ -213,12 +207,8 @@ func TestBuildTimeoutCap(t *testing.T) {
 	// as a setting nixgate gives nix-store, which hands it over when it
 	// connects.
 	t.Run("serve-daemon", func(t *testing.T) {
-		socket := daemonSocketFor(t)
-		b := newBuilderWith(t, modeServe, builderOptions{daemonSocket: socket})
-		startNixDaemon(t, socket, b.account.name)
-		cfg := readFile(t, b.config)
-		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
-		b.waitReload(t)
+		b, _ := newDaemonBuilder(t, modeServe)
+		b.limitBuildKey(t, "build_timeout = \"3s\"\n")
 		b.waitHealthy(t, 1)
 		drv := writeSlowDerivation(t, b.root, fmt.Sprint(time.Now().UnixNano()), 60)
 		r := b.nix(t, "nix-build", drv, "--no-out-link", "-j0", "--option", "build-timeout", "3600",
@@ -235,11 +225,7 @@ func TestBuildTimeoutCap(t *testing.T) {
 // with Nix's own silence error, a chatty one with its log-size error.
 func TestBuildSilenceAndLogCaps(t *testing.T) {
 	forEachMode(t, func(t *testing.T, b *builder) {
-		cfg := readFile(t, b.config)
-		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nmax_silent_time = \"3s\"\nmax_log_size = 4096\n", 1), 0o644)
-		if b.mode == modeServe {
-			b.waitReload(t)
-		}
+		b.limitBuildKey(t, "max_silent_time = \"3s\"\nmax_log_size = 4096\n")
 		for _, scheme := range []string{"ssh", "ssh-ng"} {
 			build := func(drv string) result {
 				t.Helper()
@@ -292,11 +278,7 @@ func writeCoresDerivation(t testing.TB, root, nonce string) string {
 // build works, the session starting with nixgate's SetOptions.
 func TestBuildCoresCap(t *testing.T) {
 	forEachMode(t, func(t *testing.T, b *builder) {
-		cfg := readFile(t, b.config)
-		writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_cores = 1\nmax_jobs = 1\n", 1), 0o644)
-		if b.mode == modeServe {
-			b.waitReload(t)
-		}
+		b.limitBuildKey(t, "build_cores = 1\nmax_jobs = 1\n")
 		cores := func(key, scheme string) string {
 			t.Helper()
 			nonce := fmt.Sprint(time.Now().UnixNano())
@@ -332,13 +314,9 @@ var ansiEscape = regexp.MustCompile("\x1b\\[[0-9;]*m")
 func TestNoSetOptionsNoEscape(t *testing.T) {
 	for _, mode := range []string{modeExec, modeServe} {
 		t.Run(mode, func(t *testing.T) {
-			socket := daemonSocketFor(t)
-			b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
-			d := startNixDaemon(t, socket, b.account.name)
-			cfg := readFile(t, b.config)
-			writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nbuild_timeout = \"3s\"\n", 1), 0o644)
+			b, d := newDaemonBuilder(t, mode)
+			b.limitBuildKey(t, "build_timeout = \"3s\"\n")
 			if mode == modeServe {
-				b.waitReload(t)
 				b.waitHealthy(t, 1)
 			}
 			nonce := fmt.Sprint("nosetoptions-", time.Now().UnixNano())
@@ -368,9 +346,7 @@ func TestNoSetOptionsNoEscape(t *testing.T) {
 func TestMaxJobsCap(t *testing.T) {
 	for _, mode := range []string{modeExec, modeServe} {
 		t.Run(mode, func(t *testing.T) {
-			socket := daemonSocketFor(t)
-			b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
-			d := startNixDaemon(t, socket, b.account.name)
+			b, d := newDaemonBuilder(t, mode)
 			if mode == modeServe {
 				b.waitHealthy(t, 1)
 			}
@@ -401,11 +377,7 @@ func TestMaxJobsCap(t *testing.T) {
 			if !twoAtOnce() {
 				t.Fatalf("without a cap, two derivations of one BuildPaths with 8 jobs asked built one after the other: the test cannot tell the cap apart")
 			}
-			cfg := readFile(t, b.config)
-			writeFile(t, b.config, strings.Replace(cfg, "name = \"build\"\nrole = \"build\"\n", "name = \"build\"\nrole = \"build\"\nmax_jobs = 1\n", 1), 0o644)
-			if mode == modeServe {
-				b.waitReload(t)
-			}
+			b.limitBuildKey(t, "max_jobs = 1\n")
 			if twoAtOnce() {
 				t.Errorf("a key with max_jobs = 1 built two derivations at once")
 			}

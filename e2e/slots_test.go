@@ -195,9 +195,7 @@ func TestBuildSlots(t *testing.T) {
 // held until Nix exits, the pipelined operation freed it at once and the
 // second build never queued.
 func TestBuildSlotPipelined(t *testing.T) {
-	socket := daemonSocketFor(t)
-	b := newBuilderWith(t, modeServe, builderOptions{daemonSocket: socket})
-	d := startNixDaemon(t, socket, b.account.name)
+	b, d := newDaemonBuilder(t, modeServe)
 	writeFile(t, b.config, readFile(t, b.config)+"\n[admission]\nmax_builds = 1\n", 0o644)
 	b.waitReload(t)
 	b.waitHealthy(t, 1)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,29 +110,59 @@ func filterSession(t testing.TB, opt Options, client, server []byte) run {
 	t.Helper()
 	var stderr syncBuffer
 	opt.Stderr = &stderr
-	f := New(opt)
-	var toClient syncBuffer
-	nixIn, nixOut, err := f.Attach(bytes.NewReader(client), &toClient)
+	s := attach(t, New(opt), bytes.NewReader(client), server)
+	toNix := s.nixGot(t)
+	s.nixExited()
+	a, err := s.f.Result()
+	return run{toNix: toNix, toClient: s.toClient.Bytes(), stderr: stderr.Bytes(), audit: a, err: err}
+}
+
+// attached is a filter at work between a client's stream and a Nix of
+// the test's own, which answers with a fixed reply and reads all it is
+// sent.
+type attached struct {
+	f        *Filter
+	nixIn    *os.File
+	toClient *syncBuffer
+	got      chan []byte
+}
+
+// attach starts f between client and a Nix that answers server.
+func attach(t testing.TB, f *Filter, client io.Reader, server []byte) *attached {
+	t.Helper()
+	s := &attached{f: f, toClient: &syncBuffer{}, got: make(chan []byte, 1)}
+	nixIn, nixOut, err := f.Attach(client, s.toClient)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.nixIn = nixIn
 	go nixOut.Write(server)
-	got := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(nixIn)
-		got <- b
+		s.got <- b
 	}()
+	return s
+}
+
+// nixGot waits, up to 20 s, until the filter has ended the session (the
+// client's stream is over) and returns all Nix was sent. Nix has not
+// exited yet (nixExited).
+func (s *attached) nixGot(t testing.TB) []byte {
+	t.Helper()
 	var toNix []byte
 	select {
-	case toNix = <-got:
+	case toNix = <-s.got:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the filter did not end the session within 20 s")
 	}
-	<-f.Done()
-	f.Close()
-	nixIn.Close()
-	a, err := f.Result()
-	return run{toNix: toNix, toClient: toClient.Bytes(), stderr: stderr.Bytes(), audit: a, err: err}
+	<-s.f.Done()
+	return toNix
+}
+
+// nixExited tells the filter that Nix has exited (Close).
+func (s *attached) nixExited() {
+	s.f.Close()
+	s.nixIn.Close()
 }
 
 var (

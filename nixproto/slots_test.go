@@ -122,25 +122,9 @@ func TestBuildSlotHeldUntilNixExits(t *testing.T) {
 		{"serve, two builds", policy.ProtocolServe, slices.Concat(serveHello(sv), drv, drv), serveServerHello(sv)},
 	} {
 		h := &slotHook{}
-		f := New(Options{Protocol: tc.protocol, Policy: buildKey, AcquireBuild: h.acquire})
-		var toClient syncBuffer
-		nixIn, nixOut, err := f.Attach(bytes.NewReader(tc.client), &toClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go nixOut.Write(tc.server)
-		got := make(chan []byte, 1)
-		go func() {
-			b, _ := io.ReadAll(nixIn)
-			got <- b
-		}()
-		select {
-		case <-got:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s: the filter did not end the session within 20 s", tc.name)
-		}
-		<-f.Done()
-		if _, err := f.Result(); err != nil {
+		s := attach(t, New(Options{Protocol: tc.protocol, Policy: buildKey, AcquireBuild: h.acquire}), bytes.NewReader(tc.client), tc.server)
+		s.nixGot(t)
+		if _, err := s.f.Result(); err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 		// The client's stream has ended; Nix, which has not exited,
@@ -148,8 +132,7 @@ func TestBuildSlotHeldUntilNixExits(t *testing.T) {
 		if a, rel := h.acquired.Load(), h.released.Load(); a != 1 || rel != 0 {
 			t.Errorf("%s: before Nix exited: acquired %d, released %d; want 1, 0", tc.name, a, rel)
 		}
-		f.Close()
-		nixIn.Close()
+		s.nixExited()
 		if a, rel := h.acquired.Load(), h.released.Load(); a != 1 || rel != 1 {
 			t.Errorf("%s: after Nix exited: acquired %d, released %d; want 1, 1", tc.name, a, rel)
 		}
@@ -210,19 +193,8 @@ func TestSlotWaitReadsAhead(t *testing.T) {
 	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
 	isValid := (&enc{}).u64(1).str("/nix/store/11111111111111111111111111111111-x").b
 	h := newWaitingHook()
-	f := New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire})
 	cr, cw := io.Pipe()
-	var toClient syncBuffer
-	nixIn, nixOut, err := f.Attach(cr, &toClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go nixOut.Write(workerServerHello(v))
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(nixIn)
-		got <- b
-	}()
+	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}), cr, workerServerHello(v))
 	wrote := make(chan error, 1)
 	go func() {
 		if _, err := cw.Write(slices.Concat(workerHello(v), build)); err != nil {
@@ -250,15 +222,8 @@ func TestSlotWaitReadsAhead(t *testing.T) {
 	}
 	close(h.grant)
 	cw.Close()
-	var toNix []byte
-	select {
-	case toNix = <-got:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the filter did not end the session within 20 s")
-	}
-	<-f.Done()
-	f.Close()
-	nixIn.Close()
+	toNix := s.nixGot(t)
+	s.nixExited()
 	if h.stopped.Load() {
 		t.Error("the wait was stopped though the client's stream had not ended")
 	}
@@ -291,19 +256,8 @@ func TestSlotWaitTwiceWhileReadingAhead(t *testing.T) {
 		}
 		return func() {}, nil
 	}
-	f := New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: acquire})
 	cr, cw := io.Pipe()
-	var toClient syncBuffer
-	nixIn, nixOut, err := f.Attach(cr, &toClient)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go nixOut.Write(workerServerHello(v))
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(nixIn)
-		got <- b
-	}()
+	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: acquire}), cr, workerServerHello(v))
 	wrote := make(chan error, 1)
 	go func() {
 		if _, err := cw.Write(slices.Concat(workerHello(v), build, build, isValid)); err != nil {
@@ -325,19 +279,12 @@ func TestSlotWaitTwiceWhileReadingAhead(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the client's writes were not read within 20 s")
 	}
-	var toNix []byte
-	select {
-	case toNix = <-got:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the filter did not end the session within 20 s")
-	}
-	<-f.Done()
-	f.Close()
-	nixIn.Close()
+	toNix := s.nixGot(t)
+	s.nixExited()
 	if want := slices.Concat(workerHello(v), build, isValid, later); !slices.Equal(toNix, want) {
 		t.Errorf("Nix got %x; want the hello, the second build, then the client's later ops in order", toNix)
 	}
-	if msgs := workerErrorMessages(toClient.Bytes(), v); len(msgs) != 1 || !strings.Contains(msgs[0], "no build slot within 50ms") {
+	if msgs := workerErrorMessages(s.toClient.Bytes(), v); len(msgs) != 1 || !strings.Contains(msgs[0], "no build slot within 50ms") {
 		t.Errorf("client got errors %q; want the first build's refusal", msgs)
 	}
 }
