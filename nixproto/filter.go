@@ -92,6 +92,12 @@ type Filter struct {
 	serverFeatureSet []string
 	features         []string
 
+	// trustKnown is closed when the reply side has read whether Nix
+	// trusts the client (worker protocol 1.35), or will not; trusted
+	// (under mu) is then set when Nix said it does.
+	trustKnown chan struct{}
+	trusted    bool
+
 	// inject is set for a worker session whose key has build limits:
 	// nixgate starts it with a SetOptions of its own (sessionOptions).
 	inject bool
@@ -139,6 +145,7 @@ func New(opt Options) *Filter {
 		stop:           make(chan struct{}),
 		inject:         opt.Protocol == policy.ProtocolWorker && !opt.Policy.Limits.IsZero(),
 		limitsSet:      make(chan struct{}),
+		trustKnown:     make(chan struct{}),
 	}
 	return f
 }
@@ -311,6 +318,9 @@ func (f *Filter) waitServerHello() bool {
 func (f *Filter) decide(o *op) policy.OpVerdict {
 	v := f.opt.Policy.Decide(o.req)
 	name := policy.OpName(f.opt.Protocol, o.req.Code)
+	if o.invalid != "" && v.Allow {
+		v = policy.OpVerdict{Reason: fmt.Sprintf("key %q: %s refused: %s", f.opt.Policy.Key, name, o.invalid)}
+	}
 	if f.opt.Observe != nil {
 		f.opt.Observe(name, v.Allow)
 	}
@@ -366,6 +376,52 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 		f.mu.Unlock()
 	}
 	*mark = now
+}
+
+// The trust a worker hello reports (1.35): Nix's daemon sends
+// trustNot only when it does not trust the client; trustUnknown when it
+// does and its own store did not say.
+const (
+	trustUnknown = 0
+	trustTrusted = 1
+	trustNot     = 2
+)
+
+// setTrust records whether Nix said it trusts the client. The first
+// answer stands.
+func (f *Filter) setTrust(trusted bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.trustKnown:
+		return
+	default:
+	}
+	f.trusted = trusted
+	close(f.trustKnown)
+}
+
+// trustWait bounds how long an operation that needs Nix's trust waits
+// for the end of Nix's hello, which Nix sends at once.
+const trustWait = 30 * time.Second
+
+// nixTrusts waits (up to trustWait) until the reply side knows whether Nix trusts the
+// client and reports whether Nix said so; false when Nix did not say
+// (before 1.35) or the session ended first.
+func (f *Filter) nixTrusts() bool {
+	f.nix.Flush()
+	t := time.NewTimer(trustWait)
+	defer t.Stop()
+	select {
+	case <-f.trustKnown:
+	case <-f.stop:
+		return false
+	case <-t.C:
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.trusted
 }
 
 // settleLimits records Nix's answer to the SetOptions that puts the

@@ -1,8 +1,8 @@
 package nixproto
 
 import (
-	"bytes"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/nixgate/nixgate/policy"
@@ -27,52 +27,77 @@ func setOptions1(name, value string) []byte {
 }
 
 // FuzzFilter feeds the filter any client stream. It must never panic;
-// with everything allowed Nix gets exactly the client's bytes (when the
-// version needs no lowering); with a read-only key Nix never gets more
-// than the client sent, and never a byte of a write operation.
+// what it writes toward Nix, parsed again by nixgate's own parser (the
+// filter with everything allowed, standing in for Nix), is exactly the
+// operations it allowed, in order, moving the same paths (lockstep); a
+// read-only key's stream holds no write operation.
 func FuzzFilter(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, which uint8, serverVersion uint16, client []byte) {
-		proto, server := policy.ProtocolWorker, workerServerHello(uint64(serverVersion))
+		proto, server := policy.ProtocolWorker, slices.Concat(workerServerHello(uint64(serverVersion)), workerServerTail(uint64(serverVersion), uint64(which>>1)%3))
 		if which%2 == 1 {
 			proto, server = policy.ProtocolServe, serveServerHello(uint64(serverVersion))
 		}
-		r := filterSession(t, Options{Protocol: proto, Policy: fullTrust}, client, server)
-		if r.err == nil && r.audit.Version != "" && clientVersionKept(proto, client) && !bytes.Equal(r.toNix, client) {
-			t.Fatalf("full trust: Nix got %x; want the client's %x", r.toNix, client)
-		}
-		if len(r.toNix) > len(client) {
-			t.Fatalf("full trust: Nix got more than the client sent")
-		}
-		ro := filterSession(t, Options{Protocol: proto, Policy: readOnlyKey}, client, server)
-		if len(ro.toNix) > len(client) {
-			t.Fatalf("read-only: Nix got %d bytes, more than the %d the client sent", len(ro.toNix), len(client))
-		}
-		if n := writeOps(t, proto, serverVersion, ro.toNix); n > 0 {
-			t.Fatalf("read-only: %d write operations reached Nix", n)
+		for _, pol := range []policy.OpPolicy{fullTrust, buildKey, readOnlyKey} {
+			first := observedSession(t, Options{Protocol: proto, Policy: pol}, client, server)
+			again := observedSession(t, Options{Protocol: proto, Policy: fullTrust}, first.toNix, server)
+			checkLockstep(t, pol, first, again)
+			if pol.Role == policy.RoleSubstitute {
+				if n := writeOps(t, proto, serverVersion, first.toNix); n > 0 {
+					t.Fatalf("read-only: %d write operations reached Nix", n)
+				}
+			}
 		}
 	})
 }
 
-// clientVersionKept reports whether the client's hello needs no lowering
-// (so that the filter's output can equal its input).
-func clientVersionKept(proto policy.Protocol, client []byte) bool {
-	if len(client) < 16 {
-		return true
-	}
-	v := uint64(client[8]) | uint64(client[9])<<8
-	for _, b := range client[10:16] {
-		if b != 0 {
-			return false
+// observed is a filtered session with the operations the filter decided,
+// in order.
+type observed struct {
+	run
+	passed  []string // the operations allowed, in order
+	refused int
+}
+
+func observedSession(t testing.TB, opt Options, client, server []byte) observed {
+	t.Helper()
+	var o observed
+	var mu sync.Mutex
+	opt.Observe = func(op string, allowed bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if allowed {
+			o.passed = append(o.passed, op)
+		} else {
+			o.refused++
 		}
 	}
-	if proto == policy.ProtocolWorker {
-		if minor(v) >= 38 {
-			return false // the feature set may be rewritten
-		}
-		return v <= WorkerMaxVersion
+	o.run = filterSession(t, opt, client, server)
+	mu.Lock()
+	defer mu.Unlock()
+	return o
+}
+
+// checkLockstep checks that what the first session wrote toward Nix,
+// filtered again with everything allowed, is the operations the first
+// session allowed and nothing else: the same ops in order, the same paths
+// imported, built and read, the same number of bytes imported, and no
+// error where the first session ended cleanly.
+func checkLockstep(t *testing.T, pol policy.OpPolicy, first, again observed) {
+	t.Helper()
+	if !slices.Equal(again.passed, first.passed) || again.refused != 0 {
+		t.Fatalf("%s: Nix would read the ops %v (and %d refused); the filter allowed %v", pol.Role, again.passed, again.refused, first.passed)
 	}
-	return v <= ServeMaxVersion
+	a, b := first.audit, again.audit
+	if !slices.Equal(a.Imported.Paths, b.Imported.Paths) || !slices.Equal(a.Built.Paths, b.Built.Paths) || !slices.Equal(a.Read.Paths, b.Read.Paths) {
+		t.Fatalf("%s: paths differ: imported %q / %q, built %q / %q, read %q / %q", pol.Role, a.Imported.Paths, b.Imported.Paths, a.Built.Paths, b.Built.Paths, a.Read.Paths, b.Read.Paths)
+	}
+	if a.Imported.Bytes != b.Imported.Bytes {
+		t.Fatalf("%s: %d bytes imported, Nix would read %d", pol.Role, a.Imported.Bytes, b.Imported.Bytes)
+	}
+	if first.err == nil && again.err != nil {
+		t.Fatalf("%s: the filter ended cleanly, but what it wrote toward Nix does not parse: %v", pol.Role, again.err)
+	}
 }
 
 // writeOps parses what reached Nix, as Nix would, with the filter itself

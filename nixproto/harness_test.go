@@ -77,6 +77,19 @@ func workerServerHello(v uint64, features ...string) []byte {
 	return e.b
 }
 
+// workerServerTail is the rest of Nix's hello after its feature set:
+// its version (1.33) and whether it trusts the client (1.35).
+func workerServerTail(v, trust uint64) []byte {
+	e := &enc{}
+	if minor(v) >= 33 {
+		e.str("2.99.0")
+	}
+	if minor(v) >= 35 {
+		e.u64(trust)
+	}
+	return e.b
+}
+
 func serveHello(v uint64) []byte       { return (&enc{}).u64(ServeMagicClient, v).b }
 func serveServerHello(v uint64) []byte { return (&enc{}).u64(ServeMagicServer, v).b }
 

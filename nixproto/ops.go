@@ -22,6 +22,10 @@ type op struct {
 	// optionsAt is the offset of a serve build's options (max silent
 	// time, build timeout, max log size, …), or -1.
 	optionsAt int
+	// invalid, when set, is why nixgate refuses the op whatever the
+	// policy says: Nix might refuse it at a point where it would not
+	// read the payload (checkAddToStore).
+	invalid string
 	// payload, when set, streams what follows the arguments (to Nix, or
 	// nowhere for a refused op).
 	payload func() error

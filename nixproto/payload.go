@@ -26,31 +26,53 @@ func (t tee) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// frames is a payload source over framed data (a length, that many raw
-// bytes, repeated, ending with a zero length): it passes the frames on
-// unchanged and reads as the bytes inside them.
+// frames is a payload source over the client's framed data (a length,
+// that many raw bytes, repeated, ending with a zero length): it reads as
+// the bytes inside the frames, which it passes on to r.out, and keeps the
+// client's frame headers to itself. What reaches Nix is framed again by
+// a frameWriter, with headers of nixgate's choosing.
 type frames struct {
 	r     *reader
 	left  uint64
 	ended bool
+	// err is the error that ended the reading of the frames themselves
+	// (not of what is inside them): it stays, and nothing more is read.
+	err error
 	// n counts the bytes inside the frames.
 	n uint64
 }
 
+// next reads the client's next frame header; false at the end marker.
+func (f *frames) next() (bool, error) {
+	if f.ended || f.err != nil {
+		return false, f.err
+	}
+	size, err := f.r.readU64()
+	if err != nil {
+		f.err = err
+		return false, err
+	}
+	if size == 0 {
+		f.ended = true
+		return false, nil
+	}
+	if size > maxClientFrame {
+		// Nix reads a frame's length as 32 bits: no Nix client sends
+		// more, and what Nix would make of it is not nixgate's.
+		f.err = protoErr("frame of %d bytes: Nix reads frames of less than 4 GiB", size)
+		return false, f.err
+	}
+	f.left = size
+	return true, nil
+}
+
 func (f *frames) Read(p []byte) (int, error) {
 	for f.left == 0 {
-		if f.ended {
-			return 0, io.EOF
-		}
-		size, err := f.r.passU64()
-		if err != nil {
+		if more, err := f.next(); err != nil {
 			return 0, err
-		}
-		if size == 0 {
-			f.ended = true
+		} else if !more {
 			return 0, io.EOF
 		}
-		f.left = size
 	}
 	if uint64(len(p)) > f.left {
 		p = p[:f.left]
@@ -74,18 +96,11 @@ func (f *frames) Read(p []byte) (int, error) {
 func (f *frames) skip(n uint64) error {
 	for n > 0 {
 		if f.left == 0 {
-			if f.ended {
-				return io.ErrUnexpectedEOF
-			}
-			size, err := f.r.passU64()
-			if err != nil {
+			if more, err := f.next(); err != nil {
 				return err
-			}
-			if size == 0 {
-				f.ended = true
+			} else if !more {
 				return io.ErrUnexpectedEOF
 			}
-			f.left = size
 		}
 		k := min(n, f.left)
 		if err := f.r.copyN(k); err != nil {
@@ -98,30 +113,134 @@ func (f *frames) skip(n uint64) error {
 	return nil
 }
 
-// drain passes on the rest of the frames, to the end marker.
-func (f *frames) drain(buf []byte) error {
-	if f.left > 0 {
-		if err := f.r.copyN(f.left); err != nil {
+// drain passes on the rest of the frames' contents, to the end marker.
+func (f *frames) drain() error {
+	for {
+		if f.left > 0 {
+			if err := f.r.copyN(f.left); err != nil {
+				return err
+			}
+			f.n += f.left
+			f.left = 0
+		}
+		if more, err := f.next(); err != nil || !more {
 			return err
 		}
-		f.n += f.left
-		f.left = 0
 	}
-	for !f.ended {
-		size, err := f.r.passU64()
-		if err != nil {
+}
+
+// firstFrame is the length of the first frame nixgate writes toward Nix
+// when the payload holds that much: 2, an operation number that no Nix
+// has ever had. Nix's daemon reads framed data only after it has started
+// answering the operation, and a check that fails in between leaves the
+// frames unread: Nix then reads its next operation from the first frame
+// header. nixgate checks first what Nix checks there (checkPayloadOp), so
+// this is the second line: such a Nix reads operation 2 and ends the
+// connection, and reads nothing of the client's as an operation. A
+// payload of one byte gets a first frame of 1 followed by the end marker,
+// which Nix would read as IsValidPath of a path that starts with a NUL:
+// invalid, and the connection ends too; an empty payload's end marker
+// reads as operation 0, also invalid.
+const firstFrame = 2
+
+// maxClientFrame is the longest frame a client may send: Nix reads a
+// frame's length as an unsigned 32-bit integer.
+const maxClientFrame = 1<<32 - 1
+
+// maxFrame bounds the frames nixgate writes toward Nix, far below the
+// 32-bit lengths Nix reads (and the memory Nix takes for a frame).
+const maxFrame = 1 << 20
+
+// coalesceFrame is the size up to which a frameWriter gathers small
+// writes (the structure of AddMultipleToStore's contents arrives a
+// string at a time) into one frame; larger writes go out as they come.
+const coalesceFrame = 64 << 10
+
+// frameWriter writes the contents of a framed payload toward Nix as
+// frames of nixgate's own: the first of firstFrame bytes, then frames of
+// up to coalesceFrame gathered bytes or of what a large write brings (at
+// most maxFrame each), and the end marker at end. A client's frame
+// headers never reach Nix.
+type frameWriter struct {
+	w       io.Writer
+	started bool
+	held    []byte // the first frame's bytes, until there are firstFrame
+	buf     []byte // gathered small writes
+	hdr     [8]byte
+}
+
+func (fw *frameWriter) frame(p []byte) error {
+	for len(p) > 0 {
+		k := min(len(p), maxFrame)
+		binary.LittleEndian.PutUint64(fw.hdr[:], uint64(k))
+		if _, err := fw.w.Write(fw.hdr[:]); err != nil {
 			return err
 		}
-		if size == 0 {
-			f.ended = true
-			break
-		}
-		if err := f.r.copyN(size); err != nil {
+		if _, err := fw.w.Write(p[:k]); err != nil {
 			return err
 		}
-		f.n += size
+		p = p[k:]
 	}
 	return nil
+}
+
+func (fw *frameWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if !fw.started {
+		take := min(firstFrame-len(fw.held), len(p))
+		fw.held = append(fw.held, p[:take]...)
+		p = p[take:]
+		if len(fw.held) < firstFrame {
+			return n, nil
+		}
+		fw.started = true
+		if err := fw.frame(fw.held); err != nil {
+			return 0, err
+		}
+	}
+	for len(p) > 0 {
+		if len(fw.buf) == 0 && len(p) >= coalesceFrame {
+			k := min(len(p), maxFrame)
+			if err := fw.frame(p[:k]); err != nil {
+				return 0, err
+			}
+			p = p[k:]
+			continue
+		}
+		if fw.buf == nil {
+			fw.buf = make([]byte, 0, coalesceFrame)
+		}
+		k := min(coalesceFrame-len(fw.buf), len(p))
+		fw.buf = append(fw.buf, p[:k]...)
+		p = p[k:]
+		if len(fw.buf) == coalesceFrame {
+			if err := fw.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (fw *frameWriter) flush() error {
+	err := fw.frame(fw.buf)
+	fw.buf = fw.buf[:0]
+	return err
+}
+
+// end writes what is held and the end marker.
+func (fw *frameWriter) end() error {
+	if !fw.started {
+		fw.started = true
+		if err := fw.frame(fw.held); err != nil {
+			return err
+		}
+	}
+	if err := fw.flush(); err != nil {
+		return err
+	}
+	_, err := fw.w.Write(make([]byte, 8))
+	return err
 }
 
 // src reads the structure of a payload from a source.
@@ -151,7 +270,33 @@ func (s src) str(max uint64) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if !zeros(b[n:]) {
+		return "", protoErr("string padding is not zero")
+	}
 	return string(b[:n]), nil
+}
+
+// zeros reports whether b is all zero bytes.
+func zeros(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// padding reads the zero padding after n bytes of contents.
+func (s src) padding(n uint64) error {
+	var b [8]byte
+	p := b[:padded(n)-n]
+	if _, err := io.ReadFull(s.r, p); err != nil {
+		return eof(err)
+	}
+	if !zeros(p) {
+		return protoErr("NAR: padding is not zero")
+	}
+	return nil
 }
 
 func (s src) strs(max uint64) ([]string, error) {
@@ -249,7 +394,10 @@ func (s src) narNode(depth int) error {
 		if err != nil {
 			return err
 		}
-		if err := s.skip(padded(n)); err != nil {
+		if err := s.skip(n); err != nil {
+			return err
+		}
+		if err := s.padding(n); err != nil {
 			return err
 		}
 	case "symlink":

@@ -26,11 +26,14 @@ type vector struct {
 	Source   string   `toml:"source"`
 	// Substitute and Build say what a key of that role gets: "pass" or
 	// "refuse".
-	Substitute string   `toml:"substitute"`
-	Build      string   `toml:"build"`
-	Imported   []string `toml:"imported"`
-	Built      []string `toml:"built"`
-	Read       []string `toml:"read"`
+	Substitute string `toml:"substitute"`
+	Build      string `toml:"build"`
+	// Nixgate is "refuse" for an op nixgate refuses whatever the key
+	// (Nix might refuse it where it would not read its payload).
+	Nixgate  string   `toml:"nixgate"`
+	Imported []string `toml:"imported"`
+	Built    []string `toml:"built"`
+	Read     []string `toml:"read"`
 }
 
 func loadVectors(t testing.TB) []vector {
@@ -49,8 +52,32 @@ func loadVectors(t testing.TB) []vector {
 	return file.Vector
 }
 
-// encodeArgs builds an operation's bytes from the vector's tokens.
+// encodeArgs builds an operation's bytes from the vector's tokens, as
+// the client sends them.
 func encodeArgs(t testing.TB, code uint64, args []string) []byte {
+	t.Helper()
+	return encodeArgsFramed(t, code, args, (*enc).framed)
+}
+
+// nixgateFramed appends data framed as nixgate frames a payload toward
+// Nix (frameWriter): a first frame of firstFrame bytes, the rest (under
+// coalesceFrame here) in one frame, the end marker.
+func nixgateFramed(e *enc, data []byte, _ int) *enc {
+	if len(data) > 0 {
+		first := min(len(data), firstFrame)
+		e.u64(uint64(first))
+		e.b = append(e.b, data[:first]...)
+		if rest := data[first:]; len(rest) > 0 {
+			e.u64(uint64(len(rest)))
+			e.b = append(e.b, rest...)
+		}
+	}
+	return e.u64(0)
+}
+
+// encodeArgsFramed builds an operation's bytes from the vector's
+// tokens, with framed data framed by framed.
+func encodeArgsFramed(t testing.TB, code uint64, args []string, framed func(e *enc, data []byte, size int) *enc) []byte {
 	t.Helper()
 	e := (&enc{}).u64(code)
 	for _, a := range args {
@@ -75,9 +102,9 @@ func encodeArgs(t testing.TB, code uint64, args []string) []byte {
 		case "nar":
 			e.nar(val)
 		case "framed-nar":
-			e.framed((&enc{}).nar(val).b, 7)
+			framed(e, (&enc{}).nar(val).b, 7)
 		case "framed":
-			e.framed([]byte(val), 5)
+			framed(e, []byte(val), 5)
 		case "framed-multiple":
 			inner := (&enc{}).u64(uint64(len(list())))
 			for _, p := range list() {
@@ -85,7 +112,7 @@ func encodeArgs(t testing.TB, code uint64, args []string) []byte {
 				inner.str(p, "", "sha256:0000").strs().u64(0, uint64(len(nar)), 0).strs().str("")
 				inner.b = append(inner.b, nar...)
 			}
-			e.framed(inner.b, 100)
+			framed(e, inner.b, 100)
 		case "export":
 			for _, p := range list() {
 				e.u64(1).nar(p).u64(exportMagic).str(p).strs().str("").u64(0)
@@ -143,7 +170,7 @@ func TestVectors(t *testing.T) {
 func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 	var hello, server []byte
 	if proto == policy.ProtocolWorker {
-		hello, server = workerHello(v, vec.Features...), workerServerHello(v, vec.Features...)
+		hello, server = workerHello(v, vec.Features...), slices.Concat(workerServerHello(v, vec.Features...), workerServerTail(v, trustTrusted))
 	} else {
 		hello, server = serveHello(v), serveServerHello(v)
 	}
@@ -152,21 +179,30 @@ func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 	client := slices.Concat(hello, opBytes, tail)
 	name := policy.OpName(proto, vec.Op)
 
-	// Everything allowed: Nix gets exactly what the client sent.
+	if vec.Nixgate == "refuse" {
+		for _, pol := range []policy.OpPolicy{fullTrust, buildKey, readOnlyKey} {
+			r := filterSession(t, Options{Protocol: proto, Policy: pol}, client, server)
+			checkRefused(t, proto, v, pol, r, hello, tail, name)
+		}
+		return
+	}
+	// Everything allowed: Nix gets what the client sent, with framed
+	// data framed by nixgate.
+	want := slices.Concat(hello, encodeArgsFramed(t, vec.Op, vec.Args, nixgateFramed), tail)
 	r := filterSession(t, Options{Protocol: proto, Policy: fullTrust}, client, server)
 	if r.err != nil {
 		t.Fatalf("full trust: %v (stderr %q)", r.err, r.stderr)
 	}
-	if !bytes.Equal(r.toNix, client) {
-		t.Fatalf("full trust: Nix got %d bytes, want the client's %d unchanged", len(r.toNix), len(client))
+	if !bytes.Equal(r.toNix, want) {
+		t.Fatalf("full trust: Nix got %d bytes, want the client's %d with nixgate's frames (%d)\ngot  %x\nwant %x", len(r.toNix), len(client), len(want), r.toNix, want)
 	}
-	if r.audit.BytesToNix != uint64(len(client)) {
-		t.Errorf("full trust: audit counts %d bytes to Nix; want %d", r.audit.BytesToNix, len(client))
+	if r.audit.BytesToNix != uint64(len(want)) {
+		t.Errorf("full trust: audit counts %d bytes to Nix; want %d", r.audit.BytesToNix, len(want))
 	}
 	sentinelName := policy.OpName(proto, sentinelCode(proto))
-	want := map[string]int{name: 1}
-	want[sentinelName]++
-	if r.audit.Ops[name] != want[name] || r.audit.Ops[sentinelName] != want[sentinelName] {
+	wantOps := map[string]int{name: 1}
+	wantOps[sentinelName]++
+	if r.audit.Ops[name] != wantOps[name] || r.audit.Ops[sentinelName] != wantOps[sentinelName] {
 		t.Fatalf("full trust: ops %v; want %s and the sentinel", r.audit.Ops, name)
 	}
 	checkPaths(t, "imported", r.audit.Imported.Paths, vec.Imported)
@@ -184,7 +220,7 @@ func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 		r := filterSession(t, Options{Protocol: proto, Policy: role.pol}, client, server)
 		switch role.want {
 		case "pass":
-			if r.audit.Ops[name] != want[name] || r.audit.RefusedCount != 0 {
+			if r.audit.Ops[name] != wantOps[name] || r.audit.RefusedCount != 0 {
 				t.Errorf("role %s: ops %v, refused %v; want %s passed", role.pol.Role, r.audit.Ops, r.audit.Refused, name)
 			}
 		case "refuse":

@@ -102,10 +102,18 @@ func (r *reader) u64() (uint64, error) {
 	return binary.LittleEndian.Uint64(b), nil
 }
 
-// bool reads an integer used as a flag.
+// bool reads an integer used as a flag, and re-encodes it in raw as 0
+// or 1: Nix reads some flags as any non-zero integer and others as
+// exactly 0 or 1, so Nix gets the one form all read alike.
 func (r *reader) bool() (bool, error) {
 	n, err := r.u64()
-	return n != 0, err
+	if err != nil {
+		return false, err
+	}
+	if n > 1 {
+		binary.LittleEndian.PutUint64(r.raw[len(r.raw)-8:], 1)
+	}
+	return n != 0, nil
 }
 
 // str reads a string: a length, the bytes, zero padding to 8.
@@ -194,14 +202,12 @@ func (r *reader) copyN(n uint64) error {
 	return nil
 }
 
-// passU64 reads one integer of a payload and streams it to r.out.
-func (r *reader) passU64() (uint64, error) {
+// readU64 reads one integer of a payload's structure, which is not
+// passed on.
+func (r *reader) readU64() (uint64, error) {
 	var b [8]byte
 	if _, err := io.ReadFull(r.br, b[:]); err != nil {
 		return 0, eof(err)
-	}
-	if _, err := r.out.Write(b[:]); err != nil {
-		return 0, err
 	}
 	return binary.LittleEndian.Uint64(b[:]), nil
 }

@@ -213,6 +213,11 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			*list = append(*list, p)
 		}
 	}
+	str := func(dst *string) {
+		if err == nil {
+			*dst, err = r.str()
+		}
+	}
 	paths := func(list *[]string) {
 		if err != nil {
 			return
@@ -283,15 +288,17 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		o.req.Repair = f.buildMode(&err)
 	case 7: // AddToStore
 		if minor(v) >= 25 {
-			var name string
+			var name, method string
+			var refs []string
 			if name, err = r.str(); err == nil {
 				o.imported = append(o.imported, name)
 			}
-			path(nil) // content-address method
-			paths(nil)
+			str(&method)
+			paths(&refs)
 			if err == nil {
 				o.req.Repair, err = r.bool()
 			}
+			o.invalid = checkAddToStore(name, method, refs)
 			o.payload = f.framedImport(o)
 		} else {
 			var name string
@@ -300,6 +307,10 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			}
 			u64s(2) // fixed, recursive
 			path(nil)
+			// Nix reads this NAR after it starts answering, and stops
+			// where it finds fault: no released Nix speaks 1.23 or
+			// 1.24, so nixgate need not follow.
+			o.invalid = "before worker protocol 1.25 Nix reads its NAR after it starts answering (no released Nix speaks 1.23 or 1.24)"
 			o.payload = func() error {
 				n, err := src{r: tee{r.br, r.out}, buf: f.buf}.nar()
 				o.importedBytes += n
@@ -333,9 +344,29 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		u64s(1)
 		o.payload = f.framedMultiple(o)
 	case 45: // AddBuildLog: path, framed log
-		path(nil)
+		var p string
+		str(&p)
+		switch {
+		case err != nil:
+		case !validBaseName(p):
+			// Nix reads the derivation's base name.
+			o.invalid = "not a store path name"
+		case !f.nixTrusts():
+			// Nix refuses an untrusted client after it starts answering
+			// and before it reads the log: before 1.35 Nix does not
+			// say whether it trusts the client, so nixgate cannot be
+			// sure.
+			o.invalid = "Nix has not said it trusts this client (it says so from worker protocol 1.35), and refuses the log of one it does not without reading it"
+		}
 		o.payload = f.framedImport(nil)
+	case 43: // QueryRealisation
+		path(nil)
+		if f.hasFeature(FeatureRealisationWithPath) {
+			path(nil)
+		}
+		o.invalid = argsAfterStartWork
 	case 42: // RegisterDrvOutput
+		o.invalid = argsAfterStartWork
 		if f.hasFeature(FeatureRealisationWithPath) {
 			path(nil)  // drv path
 			path(nil)  // output name
@@ -346,11 +377,6 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			path(nil) // output path
 		} else {
 			path(nil) // realisation as JSON
-		}
-	case 43: // QueryRealisation
-		path(nil)
-		if f.hasFeature(FeatureRealisationWithPath) {
-			path(nil)
 		}
 	case 12: // AddIndirectRoot
 		path(nil)
@@ -399,6 +425,14 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 }
 
 var errUnknownOp = errorf("unknown operation")
+
+// argsAfterStartWork is why RegisterDrvOutput and QueryRealisation are
+// refused: Nix reads their arguments after it starts answering (and Nix
+// 2.35 refuses them there, unread, without the realisation feature), so
+// a client could have Nix read an argument as its next operation. Both
+// serve the experimental content-addressed derivations; Lix has dropped
+// them.
+const argsAfterStartWork = "Nix reads its arguments after it starts answering, where an error leaves them to be read as operations (experimental content-addressed derivations)"
 
 // opaque reports whether every derived path names a store path rather
 // than outputs of a derivation: "drv!out" is an output; before 1.30
@@ -473,16 +507,33 @@ func readDerivation(r *reader) ([]string, error) {
 	return outs, nil
 }
 
+// reframed runs the copy of a framed payload: the client's frames are
+// read by fr, and what their contents pass on is framed again toward Nix
+// by a frameWriter.
+func (f *Filter) reframed(copy func(fr *frames) error) error {
+	r := f.req
+	out := r.out
+	fw := &frameWriter{w: out}
+	r.out = fw
+	err := copy(&frames{r: r})
+	r.out = out
+	if err != nil {
+		return err
+	}
+	return fw.end()
+}
+
 // framedImport streams framed data, counting its bytes as imported by o
 // (nil: not an import).
 func (f *Filter) framedImport(o *op) func() error {
 	return func() error {
-		fr := &frames{r: f.req}
-		err := fr.drain(f.buf)
-		if o != nil {
-			o.importedBytes += fr.n
-		}
-		return err
+		return f.reframed(func(fr *frames) error {
+			err := fr.drain()
+			if o != nil {
+				o.importedBytes += fr.n
+			}
+			return err
+		})
 	}
 }
 
@@ -490,65 +541,63 @@ func (f *Filter) framedImport(o *op) func() error {
 // path infos inside to audit them.
 func (f *Filter) framedMultiple(o *op) func() error {
 	return func() error {
-		fr := &frames{r: f.req}
-		s := src{r: fr, buf: f.buf}
-		err := func() error {
-			n, err := s.u64()
-			if err != nil {
+		return f.reframed(func(fr *frames) error {
+			err := readMultiple(src{r: fr, buf: f.buf}, o)
+			if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrProtocol) {
 				return err
 			}
-			for i := uint64(0); i < n; i++ {
-				p, err := s.str(MaxStringLen)
-				if err != nil {
-					return err
-				}
-				o.imported = append(o.imported, p)
-				if _, err := s.str(MaxStringLen); err != nil { // deriver
-					return err
-				}
-				if _, err := s.str(MaxStringLen); err != nil { // NAR hash
-					return err
-				}
-				if _, err := s.strs(MaxStringLen); err != nil { // references
-					return err
-				}
-				if _, err := s.u64(); err != nil { // registration time
-					return err
-				}
-				size, err := s.u64()
-				if err != nil {
-					return err
-				}
-				if _, err := s.u64(); err != nil { // ultimate
-					return err
-				}
-				if _, err := s.strs(MaxStringLen); err != nil { // signatures
-					return err
-				}
-				if _, err := s.str(MaxStringLen); err != nil { // content address
-					return err
-				}
-				if err := s.skip(size); err != nil {
-					return err
-				}
-			}
-			return nil
-		}()
-		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrProtocol) {
+			// Nix judges what is inside the frames (and drains them
+			// when it fails); nixgate only needs their end.
+			derr := fr.drain()
+			o.importedBytes += fr.n
+			return derr
+		})
+	}
+}
+
+// readMultiple reads the contents of AddMultipleToStore's frames: a
+// count, then each path's info and NAR.
+func readMultiple(s src, o *op) error {
+	n, err := s.u64()
+	if err != nil {
+		return err
+	}
+	for i := uint64(0); i < n; i++ {
+		p, err := s.str(MaxStringLen)
+		if err != nil {
 			return err
 		}
-		// Nix judges what is inside the frames; nixgate only needs their
-		// end.
-		derr := fr.drain(f.buf)
-		o.importedBytes += fr.n
-		if derr != nil {
-			return derr
+		o.imported = append(o.imported, p)
+		if _, err := s.str(MaxStringLen); err != nil { // deriver
+			return err
 		}
-		if fr.left == 0 && !fr.ended {
-			return io.ErrUnexpectedEOF
+		if _, err := s.str(MaxStringLen); err != nil { // NAR hash
+			return err
 		}
-		return nil
+		if _, err := s.strs(MaxStringLen); err != nil { // references
+			return err
+		}
+		if _, err := s.u64(); err != nil { // registration time
+			return err
+		}
+		size, err := s.u64()
+		if err != nil {
+			return err
+		}
+		if _, err := s.u64(); err != nil { // ultimate
+			return err
+		}
+		if _, err := s.strs(MaxStringLen); err != nil { // signatures
+			return err
+		}
+		if _, err := s.str(MaxStringLen); err != nil { // content address
+			return err
+		}
+		if err := s.skip(size); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // readWorkerHello reads Nix's side of the worker hello from what Nix has
@@ -614,12 +663,10 @@ func (rw *replyWriter) readWorkerHello(p []byte) ([]byte, error) {
 		out = appendStrings(out, kept)
 		rw.phase = 3
 	}
-	if f.inject {
-		tail, done := rw.readHelloTail()
-		out = append(out, tail...)
-		if !done {
-			return out, nil
-		}
+	tail, done := rw.readHelloTail()
+	out = append(out, tail...)
+	if !done {
+		return out, nil
 	}
 	rw.finishHello()
 	return append(out, rw.takeHello()...), nil
@@ -629,11 +676,12 @@ func (rw *replyWriter) readWorkerHello(p []byte) ([]byte, error) {
 // answer the SetOptions that puts the key's build limits on the session.
 const limitsUnseen = "nixgate could not see Nix take the key's build limits"
 
-// readHelloTail reads, for a session that starts with nixgate's own
-// SetOptions (sessionOptions), the rest of Nix's hello — its version
-// (1.33), whether it trusts the client (1.35), and its messages up to
-// LAST — which it returns to be passed on, and then Nix's answer to that
-// SetOptions, which the client never sees. done reports that both have
+// readHelloTail reads the rest of Nix's hello — its version (1.33) and
+// whether it trusts the client (1.35), which it keeps (setTrust) — and,
+// for a session that starts with nixgate's own SetOptions
+// (sessionOptions), Nix's messages up to LAST, which it returns to be
+// passed on, and then Nix's answer to that SetOptions, which the client
+// never sees. done reports that both have
 // been read, or that the stream is not what nixgate expects (the
 // session's builds are then refused: the limits may not hold), and the
 // rest is to be passed on.
@@ -651,8 +699,9 @@ func (rw *replyWriter) readHelloTail() (out []byte, done bool) {
 			if minor(v) >= 33 {
 				c.str() // Nix's version
 			}
+			trust := uint64(trustNot) // before 1.35 Nix does not say
 			if minor(v) >= 35 {
-				c.u64() // trust
+				trust = c.u64()
 			}
 			switch {
 			case c.status == incomplete && len(rw.hello) <= maxHeldReply:
@@ -661,9 +710,13 @@ func (rw *replyWriter) readHelloTail() (out []byte, done bool) {
 				f.settleLimits(limitsUnseen)
 				return out, true
 			}
+			f.setTrust(trust == trustTrusted || trust == trustUnknown)
 			out = append(out, rw.hello[:c.off]...)
 			rw.hello = rw.hello[c.off:]
 			rw.phase = 4
+			if !f.inject {
+				return out, true
+			}
 		}
 		n, kind, msg, status := parseStderr(rw.hello, v)
 		switch status {
@@ -713,6 +766,7 @@ func (rw *replyWriter) featuresKnown() {
 // on as it comes.
 func (rw *replyWriter) finishHello() {
 	rw.helloDone = true
+	rw.f.setTrust(false)
 	rw.featuresKnown()
 	rw.f.settleLimits(limitsUnseen)
 }

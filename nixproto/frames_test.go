@@ -1,0 +1,90 @@
+package nixproto
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+	"testing"
+
+	"github.com/nixgate/nixgate/policy"
+)
+
+// TestFrameWriter checks the frames nixgate writes toward Nix: the
+// contents whole, the first frame firstFrame bytes long (1 or none for a
+// shorter payload), no frame over maxFrame, the end marker last, however
+// the contents arrive.
+func TestFrameWriter(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789"), (3*maxFrame)/10)
+	for _, tt := range []struct {
+		name   string
+		writes [][]byte
+	}{
+		{"empty", nil},
+		{"one byte", [][]byte{{'a'}}},
+		{"two bytes", [][]byte{{'a', 'b'}}},
+		{"one byte at a time", [][]byte{{'a'}, {'b'}, {'c'}, {'d'}}},
+		{"small then large", [][]byte{[]byte("abc"), big}},
+		{"large", [][]byte{big}},
+		{"many small", slices.Repeat([][]byte{[]byte("12345678")}, 20000)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			fw := &frameWriter{w: &out}
+			var want []byte
+			for _, w := range tt.writes {
+				if n, err := fw.Write(w); n != len(w) || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+				want = append(want, w...)
+			}
+			if err := fw.end(); err != nil {
+				t.Fatal(err)
+			}
+			b := out.Bytes()
+			var got []byte
+			for i := 0; ; i++ {
+				if len(b) < 8 {
+					t.Fatalf("frame %d: stream ends without the end marker", i)
+				}
+				n := binary.LittleEndian.Uint64(b)
+				b = b[8:]
+				if n == 0 {
+					break
+				}
+				if i == 0 && n != uint64(min(len(want), firstFrame)) {
+					t.Errorf("first frame of %d bytes; want %d", n, min(len(want), firstFrame))
+				}
+				if n > maxFrame || n > uint64(len(b)) {
+					t.Fatalf("frame %d of %d bytes (%d left)", i, n, len(b))
+				}
+				got = append(got, b[:n]...)
+				b = b[n:]
+			}
+			if len(b) != 0 {
+				t.Errorf("%d bytes after the end marker", len(b))
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("contents differ: got %d bytes, want %d", len(got), len(want))
+			}
+		})
+	}
+}
+
+// TestClientFrameTooLong is the first way found to hide operations: a
+// frame length of 2^32 or more, which Nix cannot read. nixgate ends the
+// session, and Nix has the operation's arguments but nothing of the
+// frame.
+func TestClientFrameTooLong(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	hidden := slices.Concat(setOptions1("post-build-hook", "/tmp/x"), (&enc{}).u64(1).str("/nix/store/a").b)
+	op := (&enc{}).u64(44, 0, 0).u64(1<<32 | uint64(len(hidden)))
+	client := slices.Concat(workerHello(v), op.b, hidden, (&enc{}).u64(0).b)
+	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: fullTrust}, client, workerServerHello(v))
+	if r.err == nil {
+		t.Fatalf("the session went on after a frame Nix cannot read")
+	}
+	want := slices.Concat(workerHello(v), (&enc{}).u64(44, 0, 0).b)
+	if !bytes.Equal(r.toNix, want) {
+		t.Errorf("Nix got %x; want the hello and the operation's arguments only, %x", r.toNix, want)
+	}
+}
