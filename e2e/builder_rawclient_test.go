@@ -37,9 +37,20 @@ func (b *builder) dialWorker(t testing.TB, key string, version uint64) *rawWorke
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	cmd := exec.CommandContext(ctx, "ssh", "-F", b.sshConfig, b.Host(key), "--", "nix-daemon --stdio")
+	return startWorker(t, cmd, cancel, version)
+}
+
+// startWorker starts cmd, a program that speaks nix-daemon --stdio on
+// its standard streams, and says hello at version; cancel ends cmd's
+// context.
+func startWorker(t testing.TB, cmd *exec.Cmd, cancel context.CancelFunc, version uint64) *rawWorker {
+	t.Helper()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	w, err := cmd.StdinPipe()
 	if err != nil {
@@ -79,6 +90,34 @@ func (b *builder) dialWorker(t testing.TB, key string, version uint64) *rawWorke
 
 // close ends the session (closing its stdin) and waits for ssh to exit.
 func (c *rawWorker) close() { c.closed.Do(c.doClose) }
+
+// endsWithin reports whether the session's stream from the builder
+// ends within d, reading (and dropping) what comes before; the client is
+// killed when it does not.
+func (c *rawWorker) endsWithin(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, c.r)
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		c.kill()
+		<-done
+		return false
+	}
+}
+
+// kill ends the client's process group at once and waits for it.
+func (c *rawWorker) kill() {
+	c.closed.Do(func() {
+		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		c.cmd.Wait()
+		c.cancel()
+	})
+}
 
 func (c *rawWorker) doClose() {
 	c.w.Close()

@@ -463,7 +463,12 @@ func waitBuilding(t testing.TB, b *builder) {
 // (/nix/store), a configuration of the test's own in which the build
 // account is a trusted user, and a socket of its own.
 type nixDaemon struct {
+	// socket and confDir are paths on the host, under chroot for a
+	// daemon in a chroot.
 	socket, confDir string
+	// chroot is the root of the Debian chroot the daemon runs in (a
+	// newer Nix, nixChroot); empty for the host's Nix.
+	chroot string
 	// stop ends the daemon, by its process group, and waits for it; the
 	// test's end calls it too.
 	stop func()
@@ -555,9 +560,18 @@ experimental-features = nix-command
 	return nil
 }
 
-// env is what a root client of the daemon needs.
+// env is what a root client of the daemon needs (in its chroot, for a
+// daemon in one).
 func (d *nixDaemon) env() []string {
-	return []string{"NIX_CONF_DIR=" + d.confDir, "NIX_DAEMON_SOCKET_PATH=" + d.socket, "NIX_REMOTE=daemon"}
+	return []string{"NIX_CONF_DIR=" + d.inside(d.confDir), "NIX_DAEMON_SOCKET_PATH=" + d.inside(d.socket), "NIX_REMOTE=daemon"}
+}
+
+// inside is hostPath as the daemon's chroot sees it.
+func (d *nixDaemon) inside(hostPath string) string {
+	if d.chroot == "" {
+		return hostPath
+	}
+	return "/" + strings.TrimPrefix(strings.TrimPrefix(hostPath, d.chroot), "/")
 }
 
 // instantiate writes a derivation whose builder is /bin/sh into the
@@ -579,7 +593,12 @@ func (d *nixDaemon) instantiateScript(t testing.TB, nonce, script string) string
   args = [ "-c" %q ];
 }
 `, nonce, script), 0o644)
-	r := run(t, d.env(), nil, "nix-instantiate", file)
+	var r result
+	if d.chroot != "" {
+		r = run(t, nil, nil, chrootArgv(d.chroot, append(d.env(), "nix-instantiate", d.inside(file))...)...)
+	} else {
+		r = run(t, d.env(), nil, "nix-instantiate", file)
+	}
 	if r.code != 0 {
 		t.Fatalf("nix-instantiate through the test's daemon: %s\ndaemon log:\n%s", r, readFile(t, filepath.Join(filepath.Dir(d.socket), "daemon.log")))
 	}

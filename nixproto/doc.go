@@ -8,7 +8,15 @@
 // framed and unframed NARs included (their contents are streamed, not
 // inspected). Package policy decides each operation; nixproto passes it
 // on, rewritten where the verdict says, or answers it with an error of
-// its own, and not one byte of a refused operation reaches Nix. What Nix
+// its own, and not one byte of a refused operation reaches Nix.
+//
+// Nix reads, as an operation, only what nixgate parsed and allowed: an
+// operation reaches Nix as nixgate parsed it, framed payloads in frames
+// of nixgate's own (frameWriter), and what Nix checks between starting
+// its answer and reading the payload nixgate checks first (check.go),
+// since an error there would leave the payload to be read as operations.
+// Should Nix stop there all the same, the first frame header it reads is
+// an operation no Nix has, and it ends the connection (firstFrame). What Nix
 // sends back reaches the client unchanged. Along the way it records what
 // the session moved: the store paths imported, built and read.
 //

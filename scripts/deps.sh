@@ -4,7 +4,8 @@
 # client, a static busybox for the remote-build test, systemd's
 # systemd-analyze and systemd-socket-activate, script(1), setpriv(1),
 # PRoot and bubblewrap for the sandbox tests, tmux to drive a terminal,
-# and ssh-audit. As root it runs
+# ssh-audit, and debootstrap with the chroots of Nix 2.26 and 2.34. As
+# root it runs
 # apt-get; otherwise it says what is missing. Under CI a missing package
 # is an error.
 set -euo pipefail
@@ -24,13 +25,23 @@ command -v proot >/dev/null || need+=(proot)
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v tmux >/dev/null || need+=(tmux)
 command -v ssh-audit >/dev/null || need+=(ssh-audit)
-[ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -eq 0 ]; then
+command -v debootstrap >/dev/null || need+=(debootstrap)
+if [ ${#need[@]} -eq 0 ]; then
+  :
+elif [ "$(id -u)" -eq 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 else
   echo "deps: missing ${need[*]}: run as root, or: sudo apt-get install ${need[*]}" >&2
+  [ -z "${CI:-}" ] || exit 1
+fi
+# Newer Nix beside Debian 12's 2.8: trixie's 2.26 and sid's 2.34 in
+# chroots, made once and cached (scripts/nix-chroots.sh).
+if [ "$(id -u)" -eq 0 ]; then
+  "$(dirname "$0")/nix-chroots.sh"
+else
+  echo "deps: the chroots of Nix 2.26 and 2.34 need root: sudo scripts/nix-chroots.sh" >&2
   [ -z "${CI:-}" ] || exit 1
 fi
