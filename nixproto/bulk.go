@@ -29,12 +29,14 @@ func (f *Filter) withBulk(run func() error) error {
 	b := bulkPool.Get().(*bulkBufs)
 	small := f.req.br
 	if b.r == nil {
-		b.r = bufio.NewReaderSize(small, bulkSize)
-		b.w = bufio.NewWriterSize(f.nix, bulkSize)
-	} else {
-		b.r.Reset(small)
-		b.w.Reset(f.nix)
+		// Not NewReaderSize(small, …): when small is a big reader kept
+		// from an earlier copy, that returns small itself, which the
+		// end of this copy would then reset under the session.
+		b.r = bufio.NewReaderSize(nil, bulkSize)
+		b.w = bufio.NewWriterSize(nil, bulkSize)
 	}
+	b.r.Reset(small)
+	b.w.Reset(f.nix)
 	f.req.br, f.req.out, f.bulk = b.r, b.w, b.w
 	err := run()
 	if ferr := b.w.Flush(); err == nil {
