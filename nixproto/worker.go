@@ -348,9 +348,10 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		str(&p)
 		switch {
 		case err != nil:
-		case !validBaseName(p):
-			// Nix reads the derivation's base name.
-			o.invalid = "not a store path name"
+		case !validBaseName(p) || !strings.HasSuffix(p, ".drv"):
+			// Nix reads the derivation's base name; Nix 2.26 and 2.34
+			// abort on a log for a path that is not a derivation.
+			o.invalid = "not the base name of a derivation"
 		case !f.nixTrusts():
 			// Nix refuses an untrusted client after it starts answering
 			// and before it reads the log: before 1.35 Nix does not
