@@ -23,19 +23,22 @@ var bulkPool = sync.Pool{New: func() any { return new(bulkBufs) }}
 // withBulk runs a payload copy with large buffers on both sides: a big
 // reader over the client's stream and a big writer over the stream to
 // Nix. Afterwards the big writer is flushed; the big reader is given back
-// only when it holds nothing read ahead (else it stays the session's
-// reader: those bytes come first).
+// only when it holds nothing read ahead. Else it stays the session's
+// reader (those bytes come first), kept in f.kept, and the next copy
+// uses it as it is: a session holds at most one big reader, however many
+// payloads a client sends at once.
 func (f *Filter) withBulk(run func() error) error {
-	b := bulkPool.Get().(*bulkBufs)
-	small := f.req.br
-	if b.r == nil {
-		// Not NewReaderSize(small, …): when small is a big reader kept
-		// from an earlier copy, that returns small itself, which the
-		// end of this copy would then reset under the session.
-		b.r = bufio.NewReaderSize(nil, bulkSize)
-		b.w = bufio.NewWriterSize(nil, bulkSize)
+	b := f.kept
+	if b == nil {
+		b = bulkPool.Get().(*bulkBufs)
+		if b.r == nil {
+			// Not NewReaderSize(small, …), which returns small itself
+			// when it is big enough.
+			b.r = bufio.NewReaderSize(nil, bulkSize)
+			b.w = bufio.NewWriterSize(nil, bulkSize)
+		}
+		b.r.Reset(f.req.small)
 	}
-	b.r.Reset(small)
 	b.w.Reset(f.nix)
 	f.req.br, f.req.out, f.bulk = b.r, b.w, b.w
 	err := run()
@@ -45,9 +48,12 @@ func (f *Filter) withBulk(run func() error) error {
 	f.req.out, f.bulk = io.Discard, nil
 	b.w.Reset(nil)
 	if b.r.Buffered() == 0 {
-		f.req.br = small
+		f.req.br = f.req.small
 		b.r.Reset(nil)
 		bulkPool.Put(b)
+		f.kept = nil
+	} else {
+		f.kept = b
 	}
 	return err
 }

@@ -71,7 +71,11 @@ type Filter struct {
 	nixPipe *os.File
 	// bulk, while a payload copy runs (withBulk), is the large buffer in
 	// front of nix; nil otherwise.
-	bulk  *bufio.Writer
+	bulk *bufio.Writer
+	// kept is the big buffers of the last payload copy while their
+	// reader still holds bytes read ahead (it is then the session's
+	// reader); nil otherwise.
+	kept  *bulkBufs
 	reply *replyWriter
 	buf   []byte
 

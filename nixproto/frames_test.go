@@ -3,6 +3,7 @@ package nixproto
 import (
 	"bytes"
 	"encoding/binary"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -86,5 +87,30 @@ func TestClientFrameTooLong(t *testing.T) {
 	want := slices.Concat(workerHello(v), (&enc{}).u64(44, 0, 0).b)
 	if !bytes.Equal(r.toNix, want) {
 		t.Errorf("Nix got %x; want the hello and the operation's arguments only, %x", r.toNix, want)
+	}
+}
+
+// TestPipelinedPayloadsHoldOneBuffer: payload operations sent at once
+// (each copy leaving bytes read ahead) keep one big reader for the
+// session, not one more per operation (2000 empty AddMultipleToStore held
+// about 500 MiB before).
+func TestPipelinedPayloadsHoldOneBuffer(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	op := (&enc{}).u64(44, 0, 0).framed((&enc{}).u64(0).b, 8).b
+	client := slices.Concat(workerHello(v), bytes.Repeat(op, 2000))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey}), bytes.NewReader(client), workerServerHello(v))
+	s.nixGot(t)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	a, err := s.f.Result()
+	s.nixExited()
+	if err != nil || a.Ops["AddMultipleToStore"] != 2000 {
+		t.Fatalf("ops %v, err %v; want 2000 AddMultipleToStore", a.Ops, err)
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 64<<20 {
+		t.Errorf("the live heap grew by %d MiB for one session", grew>>20)
 	}
 }

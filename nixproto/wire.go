@@ -42,15 +42,20 @@ func protoErr(format string, args ...any) error {
 // on or dropped; payloads (NARs, framed data) are streamed by the copy
 // methods instead.
 type reader struct {
-	br  *bufio.Reader
-	raw []byte
+	br *bufio.Reader
+	// small is the session's own reader of bufSize; br is small, or a
+	// big reader over it while a payload is copied (withBulk) or while
+	// one holds bytes read ahead of the last copy.
+	small *bufio.Reader
+	raw   []byte
 	// out is where streamed payload bytes go: Nix's stdin, or
 	// io.Discard for a refused operation.
 	out io.Writer
 }
 
 func newReader(r io.Reader) *reader {
-	return &reader{br: bufio.NewReaderSize(r, bufSize), out: io.Discard}
+	small := bufio.NewReaderSize(r, bufSize)
+	return &reader{br: small, small: small, out: io.Discard}
 }
 
 // startOp forgets the previous operation's bytes.
