@@ -325,6 +325,11 @@ func (f *Filter) decide(o *op) policy.OpVerdict {
 	if o.invalid != "" && v.Allow {
 		v = policy.OpVerdict{Reason: fmt.Sprintf("key %q: %s refused: %s", f.opt.Policy.Key, name, o.invalid)}
 	}
+	if o.needsTrust && v.Allow && !f.nixTrusts() {
+		// Before 1.35 Nix does not say whether it trusts the client,
+		// so nixgate cannot be sure.
+		v = policy.OpVerdict{Reason: fmt.Sprintf("key %q: %s refused: Nix has not said it trusts this client (it says so from worker protocol 1.35), and refuses the log of one it does not without reading it", f.opt.Policy.Key, name)}
+	}
 	if f.opt.Observe != nil {
 		f.opt.Observe(name, v.Allow)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nixgate/nixgate/policy"
@@ -112,5 +113,66 @@ func TestPipelinedPayloadsHoldOneBuffer(t *testing.T) {
 	}
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 64<<20 {
 		t.Errorf("the live heap grew by %d MiB for one session", grew>>20)
+	}
+}
+
+// TestPayloadChecks: what Nix checks after it starts answering and
+// before it reads the payload, nixgate checks first: the refused op's
+// payload is read to its end and nothing of it reaches Nix, the op after
+// it arrives whole; a passed op reaches Nix with nixgate's frames.
+func TestPayloadChecks(t *testing.T) {
+	const drv = "6cp643dzvlxxpkgbg5kzmwj47sam9zs2-hello-2.12.1.drv"
+	addToStore := func(method string) []byte {
+		return (&enc{}).u64(7).str("x", method).strs().u64(0).framed([]byte("text"), 3).b
+	}
+	buildLog := func(path string) []byte {
+		return (&enc{}).u64(45).str(path).framed([]byte("log\n"), 1).b
+	}
+	for _, tt := range []struct {
+		name    string
+		version uint64
+		trust   uint64
+		op      []byte
+		pass    bool
+	}{
+		{"text:sha256", 1<<8 | 34, trustTrusted, addToStore("text:sha256"), true},
+		{"fixed:r:sha512", 1<<8 | 38, trustTrusted, addToStore("fixed:r:sha512"), true},
+		{"fixed:md5", 1<<8 | 25, trustTrusted, addToStore("fixed:md5"), true},
+		{"text:sha1 (Nix 2.8 refuses)", 1<<8 | 34, trustTrusted, addToStore("text:sha1"), false},
+		{"fixed:git:sha1 (experimental)", 1<<8 | 38, trustTrusted, addToStore("fixed:git:sha1"), false},
+		{"fixed:blake3 (experimental)", 1<<8 | 38, trustTrusted, addToStore("fixed:blake3"), false},
+		{"fixed:sha256:junk", 1<<8 | 38, trustTrusted, addToStore("fixed:sha256:junk"), false},
+		{"nar:sha256", 1<<8 | 38, trustTrusted, addToStore("nar:sha256"), false},
+		{"AddBuildLog trusted", 1<<8 | 35, trustTrusted, buildLog(drv), true},
+		{"AddBuildLog trust unknown (trusted by a store that did not say)", 1<<8 | 38, trustUnknown, buildLog(drv), true},
+		{"AddBuildLog untrusted", 1<<8 | 38, trustNot, buildLog(drv), false},
+		{"AddBuildLog trust not said (1.34)", 1<<8 | 34, trustTrusted, buildLog(drv), false},
+		{"AddBuildLog of a path not a derivation", 1<<8 | 38, trustTrusted, buildLog("6cp643dzvlxxpkgbg5kzmwj47sam9zs2-hello-2.12.1"), false},
+		{"AddBuildLog of a full path", 1<<8 | 38, trustTrusted, buildLog("/nix/store/" + drv), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hello := workerHello(tt.version)
+			client := slices.Concat(hello, tt.op, sentinel(policy.ProtocolWorker))
+			server := slices.Concat(workerServerHello(tt.version), workerServerTail(tt.version, tt.trust))
+			o := observedSession(t, Options{Protocol: policy.ProtocolWorker, Policy: fullTrust}, client, server)
+			if o.err != nil {
+				t.Fatalf("the session ended: %v", o.err)
+			}
+			if !bytes.HasSuffix(o.toNix, sentinel(policy.ProtocolWorker)) {
+				t.Fatalf("the op after it did not arrive whole: the filter lost its place")
+			}
+			if tt.pass {
+				if len(o.passed) != 2 || o.refused != 0 {
+					t.Errorf("passed %v, %d refused; want it passed", o.passed, o.refused)
+				}
+				return
+			}
+			if want := slices.Concat(hello, sentinel(policy.ProtocolWorker)); !bytes.Equal(o.toNix, want) {
+				t.Errorf("Nix got %x; want nothing of the refused op", o.toNix)
+			}
+			if msgs := workerErrorMessages(o.toClient, tt.version); len(msgs) != 1 || !strings.Contains(msgs[0], "refused") {
+				t.Errorf("the client got %q; want one refusal", msgs)
+			}
+		})
 	}
 }

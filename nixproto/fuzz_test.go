@@ -15,6 +15,13 @@ func fuzzSeeds(f *testing.F) {
 		f.Add(uint8(0), uint16(v), slices.Concat(workerHello(v), (&enc{}).u64(1).str("/nix/store/a").b))
 		f.Add(uint8(0), uint16(v), slices.Concat(workerHello(v), setOptions1("post-build-hook", "/x")))
 		f.Add(uint8(0), uint16(v), slices.Concat(workerHello(v), (&enc{}).u64(39).str("/nix/store/a", "", "h").strs().u64(0, 8, 0).strs().str("").u64(0, 0).framed((&enc{}).nar("x").b, 9).b))
+		// The payload operations, with Nix trusting the client (which 2),
+		// not (4) or not saying (0).
+		for _, which := range []uint8{0, 2, 4} {
+			f.Add(which, uint16(v), slices.Concat(workerHello(v), (&enc{}).u64(7).str("x", "fixed:r:sha256").strs().u64(0).framed((&enc{}).nar("x").b, 5).u64(1).str("/nix/store/a").b))
+			f.Add(which, uint16(v), slices.Concat(workerHello(v), (&enc{}).u64(44, 0, 0).framed((&enc{}).u64(0).b, 1).u64(13).b))
+			f.Add(which, uint16(v), slices.Concat(workerHello(v), (&enc{}).u64(45).str("6cp643dzvlxxpkgbg5kzmwj47sam9zs2-a.drv").framed([]byte("log"), 2).u64(13).b))
+		}
 	}
 	for _, v := range []uint64{2<<8 | 5, 2<<8 | 7, 2<<8 | 8} {
 		f.Add(uint8(1), uint16(v), slices.Concat(serveHello(v), (&enc{}).u64(4, 1).nar("x").u64(exportMagic).str("/nix/store/a").strs().str("").u64(0, 0).b))
@@ -105,7 +112,7 @@ func checkLockstep(t *testing.T, pol policy.OpPolicy, first, again observed) {
 func writeOps(t *testing.T, proto policy.Protocol, serverVersion uint16, toNix []byte) int {
 	var server []byte
 	if proto == policy.ProtocolWorker {
-		server = workerServerHello(uint64(serverVersion))
+		server = slices.Concat(workerServerHello(uint64(serverVersion)), workerServerTail(uint64(serverVersion), trustTrusted))
 	} else {
 		server = serveServerHello(uint64(serverVersion))
 	}

@@ -26,6 +26,9 @@ type op struct {
 	// policy says: Nix might refuse it at a point where it would not
 	// read the payload (checkAddToStore).
 	invalid string
+	// needsTrust is set for an op nixgate passes only when Nix said, in
+	// its hello, that it trusts the client (AddBuildLog).
+	needsTrust bool
 	// payload, when set, streams what follows the arguments (to Nix, or
 	// nowhere for a refused op).
 	payload func() error
@@ -82,11 +85,8 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 				// session before nix-store sees a byte of the command.
 				return f.refuseSession(v.Reason)
 			}
-			if o.payload != nil {
-				r.out = io.Discard
-				if err := o.payload(); err != nil {
-					return err
-				}
+			if err := f.dropPayload(o); err != nil {
+				return err
 			}
 			if err := refuse(o, v.Reason); err != nil {
 				return err
@@ -100,6 +100,9 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 		if err != nil {
 			if f.opt.Protocol == policy.ProtocolServe {
 				return f.refuseSession(policy.Line(err))
+			}
+			if err := f.dropPayload(o); err != nil {
+				return err
 			}
 			if err := refuse(o, policy.Line(err)); err != nil {
 				return err
@@ -117,6 +120,16 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 		f.record(o)
 		prev = o
 	}
+}
+
+// dropPayload reads a refused op's payload to its end, passing nothing
+// on: the client's next op follows it.
+func (f *Filter) dropPayload(o *op) error {
+	if o.payload == nil {
+		return nil
+	}
+	f.req.out = io.Discard
+	return o.payload()
 }
 
 // rewrite returns the bytes of an allowed op as Nix must see them: the

@@ -63,7 +63,7 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 	}
 	switch code {
 	case 1: // QueryValidPaths: lock, substitute, paths
-		if err = r.skipU64s(1); err == nil {
+		if _, err = r.bool(); err == nil {
 			o.substituteAt = len(r.raw)
 			o.req.Substitute, err = r.bool()
 		}
@@ -76,7 +76,7 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 	case 4: // ImportPaths: exported paths follow
 		o.payload = f.importPaths(o)
 	case 5: // ExportPaths: obsolete flag, paths
-		if err = r.skipU64s(1); err == nil {
+		if _, err = r.bool(); err == nil {
 			strs(&o.read)
 		}
 		o.readsContents = true
@@ -87,7 +87,7 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 			err = f.serveBuildOptions()
 		}
 	case 7: // QueryClosure: include outputs, paths
-		if err = r.skipU64s(1); err == nil {
+		if _, err = r.bool(); err == nil {
 			strs(nil)
 		}
 	case 8: // BuildDerivation: drv path, derivation, build options

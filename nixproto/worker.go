@@ -232,6 +232,11 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			err = r.skipU64s(n)
 		}
 	}
+	flag := func() {
+		if err == nil {
+			_, err = r.bool()
+		}
+	}
 	v := f.version
 	switch code {
 	case 1, 3, 4, 5, 6, 11, 18, 21, 22, 26, 28, 33, 41:
@@ -252,7 +257,7 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 	case 13, 14, 23, 34: // SyncWithGC, FindRoots, QueryAllValidPaths, OptimiseStore
 	case 16: // ExportPath: path, sign
 		path(&o.read)
-		u64s(1)
+		flag()
 		o.readsContents = true
 	case 31: // QueryValidPaths
 		paths(nil)
@@ -335,13 +340,13 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		if err == nil {
 			o.req.Repair, err = r.bool()
 		}
-		u64s(1) // dontCheckSigs
+		flag() // dontCheckSigs
 		o.payload = f.framedImport(o)
 	case 44: // AddMultipleToStore: repair, dontCheckSigs, framed paths
 		if err == nil {
 			o.req.Repair, err = r.bool()
 		}
-		u64s(1)
+		flag() // dontCheckSigs
 		o.payload = f.framedMultiple(o)
 	case 45: // AddBuildLog: path, framed log
 		var p string
@@ -352,12 +357,10 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			// Nix reads the derivation's base name; Nix 2.26 and 2.34
 			// abort on a log for a path that is not a derivation.
 			o.invalid = "not the base name of a derivation"
-		case !f.nixTrusts():
+		default:
 			// Nix refuses an untrusted client after it starts answering
-			// and before it reads the log: before 1.35 Nix does not
-			// say whether it trusts the client, so nixgate cannot be
-			// sure.
-			o.invalid = "Nix has not said it trusts this client (it says so from worker protocol 1.35), and refuses the log of one it does not without reading it"
+			// and before it reads the log (decide asks nixTrusts).
+			o.needsTrust = true
 		}
 		o.payload = f.framedImport(nil)
 	case 43: // QueryRealisation
@@ -388,7 +391,7 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		path(nil)
 		paths(nil)
 	case 35: // VerifyStore: check contents, repair
-		u64s(1)
+		flag()
 		if err == nil {
 			o.req.Repair, err = r.bool()
 		}
@@ -403,7 +406,8 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		} else {
 			paths(nil)
 		}
-		u64s(5) // ignoreLiveness, maxFreed, three obsolete
+		flag()  // ignoreLiveness
+		u64s(4) // maxFreed, three obsolete
 	case 19: // SetOptions
 		u64s(12)
 		if err == nil {
