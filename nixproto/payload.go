@@ -134,13 +134,17 @@ func (f *frames) drain() error {
 // has ever had. Nix's daemon reads framed data only after it has started
 // answering the operation, and a check that fails in between leaves the
 // frames unread: Nix then reads its next operation from the first frame
-// header. nixgate checks first what Nix checks there (checkPayloadOp), so
-// this is the second line: such a Nix reads operation 2 and ends the
+// header. nixgate checks first what Nix checks there (check.go), so this
+// is the second line: such a Nix reads operation 2 and ends the
 // connection, and reads nothing of the client's as an operation. A
 // payload of one byte gets a first frame of 1 followed by the end marker,
 // which Nix would read as IsValidPath of a path that starts with a NUL:
 // invalid, and the connection ends too; an empty payload's end marker
-// reads as operation 0, also invalid.
+// reads as operation 0, also invalid. Only the first header needs the
+// rule: once Nix has begun the frames, its FramedSource reads them to the
+// end marker even when what consumes them fails (in Nix 2.8 a failure to
+// do so aborts the process), and every length nixgate writes is one Nix
+// can read.
 const firstFrame = 2
 
 // maxClientFrame is the longest frame a client may send: Nix reads a
