@@ -157,8 +157,9 @@ const maxFrame = 1 << 20
 
 // coalesceFrame is the size up to which a frameWriter gathers small
 // writes (the structure of AddMultipleToStore's contents arrives a
-// string at a time) into one frame; larger writes go out as they come.
-const coalesceFrame = 64 << 10
+// string at a time) into one frame; larger writes go out as they come,
+// without a copy.
+const coalesceFrame = 4 << 10
 
 // frameWriter writes the contents of a framed payload toward Nix as
 // frames of nixgate's own: the first of firstFrame bytes, then frames of
@@ -203,13 +204,16 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 		}
 	}
 	for len(p) > 0 {
-		if len(fw.buf) == 0 && len(p) >= coalesceFrame {
-			k := min(len(p), maxFrame)
-			if err := fw.frame(p[:k]); err != nil {
+		if len(p) >= coalesceFrame {
+			if len(fw.buf) > 0 {
+				if err := fw.flush(); err != nil {
+					return 0, err
+				}
+			}
+			if err := fw.frame(p); err != nil {
 				return 0, err
 			}
-			p = p[k:]
-			continue
+			break
 		}
 		if fw.buf == nil {
 			fw.buf = make([]byte, 0, coalesceFrame)
