@@ -76,8 +76,8 @@ func TestDifferentialFilter(t *testing.T) {
 			for i := 0; i < diffSessions(t); i++ {
 				v := versions[rng.IntN(len(versions))]
 				pol := pols[rng.IntN(len(pols))]
-				client := genSession(rng, v)
-				passed, read, last, err := d.run(t, pol, client)
+				client, cut := genSession(rng, v)
+				passed, read, last, err := d.run(t, pol, client, !cut)
 				if err != nil {
 					t.Fatalf("session %d: %v", i, err)
 				}
@@ -132,11 +132,12 @@ func newStdioDaemon(t testing.TB, n nixUnderTest) *stdioDaemon {
 
 // run filters one session of client bytes into a fresh nix-daemon
 // --stdio and returns the operations the filter passed and the ones Nix
-// read, as op codes, and the last line Nix logged. The client's stream
-// ends only when Nix has read as many operations as the filter passed (or
-// has not read more for a while, at most diffHold): newer Nix stops
-// reading when its client hangs up.
-func (d *stdioDaemon) run(t testing.TB, pol policy.OpPolicy, client []byte) (passed, read []uint64, last string, err error) {
+// read, as op codes, and the last line Nix logged. With hold, the
+// client's stream ends only when Nix has read as many operations as the
+// filter passed (or has not read more for a while, at most diffHold):
+// newer Nix stops reading when its client hangs up. A session cut short
+// is not held: Nix waits for the rest of its last operation.
+func (d *stdioDaemon) run(t testing.TB, pol policy.OpPolicy, client []byte, hold bool) (passed, read []uint64, last string, err error) {
 	t.Helper()
 	codes := map[string]uint64{}
 	for c := uint64(0); c < 64; c++ {
@@ -155,6 +156,9 @@ func (d *stdioDaemon) run(t testing.TB, pol policy.OpPolicy, client []byte) (pas
 		},
 	})
 	release := make(chan struct{})
+	if !hold {
+		close(release)
+	}
 	in := &holdingReader{r: bytes.NewReader(client), release: release}
 	nixIn, nixOut, err := f.Attach(in, io.Discard)
 	if err != nil {
@@ -178,7 +182,9 @@ func (d *stdioDaemon) run(t testing.TB, pol policy.OpPolicy, client []byte) (pas
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if err := cmd.Start(); err != nil {
 		nixIn.Close()
-		close(release)
+		if hold {
+			close(release)
+		}
 		f.Close()
 		return nil, nil, "", err
 	}
@@ -187,6 +193,9 @@ func (d *stdioDaemon) run(t testing.TB, pol policy.OpPolicy, client []byte) (pas
 	go func() { cmd.Wait(); close(exited) }()
 	// Hold the client's end open until Nix has caught up.
 	deadline := time.After(diffHold)
+	if !hold {
+		deadline = time.After(0)
+	}
 	seen, still := -1, 0
 hold:
 	for {
@@ -212,7 +221,9 @@ hold:
 			break
 		}
 	}
-	close(release)
+	if hold {
+		close(release)
+	}
 	<-exited
 	<-f.Done()
 	f.Close()
@@ -277,8 +288,8 @@ func (l *lockedBuffer) Bytes() []byte {
 var receivedOp = regexp.MustCompile(`received daemon op (\d+)`)
 
 // genSession generates a client's session at version v: the hello, then
-// operations, some of them mutated.
-func genSession(rng *rand.Rand, v uint64) []byte {
+// operations, some of them mutated; cut reports a session cut short.
+func genSession(rng *rand.Rand, v uint64) (b []byte, cut bool) {
 	g := &gen{rng: rng, v: v}
 	g.u64(0x6e697863, v)
 	if v&0xff >= 38 {
@@ -289,11 +300,10 @@ func genSession(rng *rand.Rand, v uint64) []byte {
 	for i := 0; i < n; i++ {
 		g.op()
 	}
-	b := g.b
-	if rng.IntN(8) == 0 && len(b) > 40 {
-		b = b[:40+rng.IntN(len(b)-40)] // truncated
+	if rng.IntN(8) == 0 && len(g.b) > 40 {
+		return g.b[:40+rng.IntN(len(g.b)-40)], true
 	}
-	return b
+	return g.b, false
 }
 
 type gen struct {
