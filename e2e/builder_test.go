@@ -529,7 +529,17 @@ experimental-features = nix-command
 	cmd := exec.Command("nix-daemon")
 	// Not NIX_REMOTE=daemon: the daemon would be its own client.
 	cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+d.confDir, "NIX_DAEMON_SOCKET_PATH="+d.socket, "NIX_REMOTE=")
-	logFile, err := os.Create(filepath.Join(filepath.Dir(socket), "daemon.log"))
+	d.start(t, cmd)
+	return d
+}
+
+// start runs cmd, the daemon, in a process group of its own with its
+// output in daemon.log beside the socket, sets d.stop (SIGTERM to the
+// group, SIGKILL after 10 s; the test's end calls it too), and waits up
+// to 10 s for the socket.
+func (d *nixDaemon) start(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	logFile, err := os.Create(filepath.Join(filepath.Dir(d.socket), "daemon.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,14 +560,17 @@ experimental-features = nix-command
 		}
 	})
 	t.Cleanup(d.stop)
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(socket); err == nil {
-			return d
+	for i := 0; i < 400; i++ {
+		if _, err := os.Stat(d.socket); err == nil {
+			return
 		}
-		time.Sleep(25 * time.Millisecond)
+		select {
+		case <-exited:
+			t.Fatalf("nix-daemon exited: %s", readFile(t, logFile.Name()))
+		case <-time.After(25 * time.Millisecond):
+		}
 	}
-	t.Fatalf("nix-daemon did not create %s within 5 s: %s", socket, readFile(t, logFile.Name()))
-	return nil
+	t.Fatalf("nix-daemon did not create %s within 10 s: %s", d.socket, readFile(t, logFile.Name()))
 }
 
 // env is what a root client of the daemon needs (in its chroot, for a

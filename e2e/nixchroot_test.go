@@ -11,10 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // nixUnderTest is one Nix version the tests run against.
@@ -81,40 +79,8 @@ substituters =
 experimental-features = nix-command
 `, trusted), 0o644)
 	argv := chrootArgv(root, "NIX_CONF_DIR="+d.inside(d.confDir), "NIX_DAEMON_SOCKET_PATH="+d.inside(d.socket), "nix-daemon")
-	cmd := exec.Command(argv[0], argv[1:]...)
-	logFile, err := os.Create(filepath.Join(dir, "daemon.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logFile.Close(); close(exited) }()
-	d.stop = sync.OnceFunc(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	t.Cleanup(d.stop)
-	for i := 0; i < 400; i++ {
-		if _, err := os.Stat(d.socket); err == nil {
-			return d
-		}
-		select {
-		case <-exited:
-			t.Fatalf("the chroot's nix-daemon exited: %s", readFile(t, logFile.Name()))
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
-	t.Fatalf("the chroot's nix-daemon did not create %s within 10 s: %s", d.socket, readFile(t, logFile.Name()))
-	return nil
+	d.start(t, exec.Command(argv[0], argv[1:]...))
+	return d
 }
 
 // newDaemonBuilderOf is newDaemonBuilder for the Nix n: a builder of mode
