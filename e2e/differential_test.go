@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -67,7 +68,9 @@ func TestDifferentialFilter(t *testing.T) {
 	for _, n := range nixVersions(t) {
 		t.Run("Nix"+n.name, func(t *testing.T) {
 			d := newStdioDaemon(t, n)
-			rng := rand.New(rand.NewPCG(seed, uint64(len(n.name))))
+			name := fnv.New64a()
+			name.Write([]byte(n.name))
+			rng := rand.New(rand.NewPCG(seed, name.Sum64())) // a stream of its own per Nix
 			versions := []uint64{1<<8 | 34, n.protocol}
 			if n.chroot == "" {
 				versions = []uint64{1<<8 | 25, 1<<8 | 32, 1<<8 | 34}
