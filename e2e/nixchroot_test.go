@@ -50,9 +50,36 @@ func nixVersions(t testing.TB) []nixUnderTest {
 			t.Logf("Nix %s left out: no chroot at %s; run scripts/nix-chroots.sh as root", c.name, root)
 			continue
 		}
+		if v := chrootNixVersion(root); v != c.name {
+			t.Logf("the %s chroot has Nix %s (Debian %s moved on from %s)", c.suite, v, c.suite, c.name)
+			c.name = v
+		}
 		out = append(out, nixUnderTest{name: c.name, chroot: root, protocol: 1<<8 | 38})
 	}
 	return out
+}
+
+// chrootNixVersion returns the major.minor version of the nix-bin package
+// installed in the chroot at root, from its dpkg status; "?" when none.
+func chrootNixVersion(root string) string {
+	status, err := os.ReadFile(filepath.Join(root, "var/lib/dpkg/status"))
+	if err != nil {
+		return "?"
+	}
+	for _, para := range strings.Split(string(status), "\n\n") {
+		if !strings.Contains(para, "Package: nix-bin\n") {
+			continue
+		}
+		for _, line := range strings.Split(para, "\n") {
+			if v, ok := strings.CutPrefix(line, "Version: "); ok {
+				parts := strings.SplitN(v, ".", 3)
+				if len(parts) >= 2 {
+					return parts[0] + "." + parts[1]
+				}
+			}
+		}
+	}
+	return "?"
 }
 
 // chrootArgv is argv run in root with /proc and /dev mounted (Nix

@@ -15,8 +15,14 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "nix-chroots: needs root (debootstrap, chroot); run as root" >&2
   exit 1
 fi
-# The Debian mirror of the machine's own apt sources.
-mirror=$(grep -rhoE 'https?://[^ ]*debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | head -n1 || true)
+# The Debian mirror of the machine's own apt sources: the URIs of its
+# deb822 .sources files and the deb lines of its .list files (not their
+# comments, which may name a snapshot), the first that ends in /debian.
+mirror=$({
+  grep -hE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+  grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break }}'
+} | grep -E '/debian/?$' | head -n1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 command -v debootstrap >/dev/null || {
   echo "nix-chroots: installing debootstrap" >&2
