@@ -493,9 +493,7 @@ func daemonSocketFor(t testing.TB) string {
 // answer (waitHealthy).
 func newDaemonBuilder(t testing.TB, mode string) (*builder, *nixDaemon) {
 	t.Helper()
-	socket := daemonSocketFor(t)
-	b := newBuilderWith(t, mode, builderOptions{daemonSocket: socket})
-	return b, startNixDaemon(t, socket, b.account.name)
+	return newDaemonBuilderOf(t, mode, hostNix, true)
 }
 
 // limitBuildKey adds settings (TOML lines) to the key "build" in the
@@ -519,18 +517,26 @@ func (b *builder) limitBuildKey(t testing.TB, settings string) {
 func startNixDaemon(t testing.TB, socket, trustedUser string) *nixDaemon {
 	t.Helper()
 	d := &nixDaemon{socket: socket, confDir: filepath.Join(filepath.Dir(socket), "conf")}
-	writeFile(t, filepath.Join(d.confDir, "nix.conf"), fmt.Sprintf(`trusted-users = root %s
-build-users-group =
-sandbox = false
-substituters =
-experimental-features = nix-command
-`, trustedUser), 0o644)
+	d.writeConf(t, trustedUser)
 	os.Remove(socket) // a daemon's before: the new one must make its own
 	cmd := exec.Command("nix-daemon")
 	// Not NIX_REMOTE=daemon: the daemon would be its own client.
 	cmd.Env = append(os.Environ(), "NIX_CONF_DIR="+d.confDir, "NIX_DAEMON_SOCKET_PATH="+d.socket, "NIX_REMOTE=")
 	d.start(t, cmd)
 	return d
+}
+
+// writeConf writes the daemon's nix.conf: trusted (a user name or uid;
+// empty for none) and root in trusted-users, builds without users or a
+// sandbox, no substituters.
+func (d *nixDaemon) writeConf(t testing.TB, trusted string) {
+	t.Helper()
+	writeFile(t, filepath.Join(d.confDir, "nix.conf"), fmt.Sprintf(`trusted-users = root %s
+build-users-group =
+sandbox = false
+substituters =
+experimental-features = nix-command
+`, trusted), 0o644)
 }
 
 // start runs cmd, the daemon, in a process group of its own with its

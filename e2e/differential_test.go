@@ -68,6 +68,23 @@ func TestDifferentialFilter(t *testing.T) {
 	for _, n := range nixVersions(t) {
 		t.Run("Nix"+n.name, func(t *testing.T) {
 			d := newStdioDaemon(t, n)
+			// Flags reach Nix as 0 or 1: AddMultipleToStore's
+			// dontCheckSigs of 5, which Nix (reading it as exactly 0 or
+			// 1) would refuse before it starts answering, ending the
+			// connection before the IsValidPath after it.
+			g := &gen{v: n.protocol}
+			g.u64(0x6e697863, n.protocol)
+			if n.protocol&0xff >= 38 {
+				g.u64(0)
+			}
+			g.u64(0, 0, 44, 0, 5) // no affinity or reserveSpace; repair 0, dontCheckSigs 5
+			g.u64(8, 0, 0)        // one frame: no paths; the end
+			g.u64(1)
+			g.str("/nix/store/00000000000000000000000000000000-x")
+			if passed, read, last, err := d.run(t, pols[0], g.b, true); err != nil || !slices.Equal(read, []uint64{44, 1}) || !slices.Equal(passed, read) {
+				t.Errorf("a flag of 5: Nix read %v of %v (%v); want both: %s", read, passed, err, last)
+			}
+
 			name := fnv.New64a()
 			name.Write([]byte(n.name))
 			rng := rand.New(rand.NewPCG(seed, name.Sum64())) // a stream of its own per Nix

@@ -99,12 +99,7 @@ func chrootArgv(root string, envAndArgv ...string) []string {
 func startChrootDaemon(t testing.TB, root, dir, trusted string) *nixDaemon {
 	t.Helper()
 	d := &nixDaemon{socket: filepath.Join(dir, "socket"), confDir: filepath.Join(dir, "conf"), chroot: root}
-	writeFile(t, filepath.Join(d.confDir, "nix.conf"), fmt.Sprintf(`trusted-users = root %s
-build-users-group =
-sandbox = false
-substituters =
-experimental-features = nix-command
-`, trusted), 0o644)
+	d.writeConf(t, trusted)
 	argv := chrootArgv(root, "NIX_CONF_DIR="+d.inside(d.confDir), "NIX_DAEMON_SOCKET_PATH="+d.inside(d.socket), "nix-daemon")
 	d.start(t, exec.Command(argv[0], argv[1:]...))
 	return d
