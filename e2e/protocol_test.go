@@ -143,6 +143,14 @@ func TestRefusedOps(t *testing.T) {
 						ops["AddToStore"] = append(wop(7).str("injected").u64(1, 1).str("sha256").b, nar...)
 					}
 				}
+				// Refused for every key: Nix reads their arguments after
+				// it starts answering.
+				ops["QueryRealisation"] = wop(43).str("sha256:" + strings.Repeat("0", 64) + "!out").b
+				if version&0xff < 31 {
+					ops["RegisterDrvOutput"] = wop(42).str("sha256:"+strings.Repeat("0", 64)+"!out", kept).b
+				} else {
+					ops["RegisterDrvOutput"] = wop(42).str("{}").b
+				}
 				c := b.dialWorker(t, role, version)
 				names := slices.Sorted(maps.Keys(ops))
 				for _, name := range names {

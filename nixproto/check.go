@@ -111,13 +111,13 @@ func validCAMethod(m string) bool {
 func checkAddToStore(name, method string, refs []string) string {
 	switch {
 	case !validName(name):
-		return "not a store path name: " + quoteShort(name)
+		return "sent a name that is not a store path name, " + quoteShort(name)
 	case !validCAMethod(method):
-		return "content-address method " + quoteShort(method) + " is not one every Nix accepts"
+		return "sent content-address method " + quoteShort(method) + ", not one every Nix accepts"
 	}
 	for _, r := range refs {
 		if !validStorePath(r) {
-			return "reference " + quoteShort(r) + " is not a store path"
+			return "sent reference " + quoteShort(r) + ", not a store path"
 		}
 	}
 	return ""

@@ -322,13 +322,17 @@ func (f *Filter) waitServerHello() bool {
 func (f *Filter) decide(o *op) policy.OpVerdict {
 	v := f.opt.Policy.Decide(o.req)
 	name := policy.OpName(f.opt.Protocol, o.req.Code)
+	// In the policy's words: "key K (role R) why: Op refused".
+	refuse := func(why string) policy.OpVerdict {
+		return policy.OpVerdict{Reason: fmt.Sprintf("key %q (role %s) %s: %s refused", f.opt.Policy.Key, f.opt.Policy.Role, why, name)}
+	}
 	if o.invalid != "" && v.Allow {
-		v = policy.OpVerdict{Reason: fmt.Sprintf("key %q: %s refused: %s", f.opt.Policy.Key, name, o.invalid)}
+		v = refuse(o.invalid)
 	}
 	if o.needsTrust && v.Allow && !f.nixTrusts() {
 		// Before 1.35 Nix does not say whether it trusts the client,
 		// so nixgate cannot be sure.
-		v = policy.OpVerdict{Reason: fmt.Sprintf("key %q: %s refused: Nix has not said it trusts this client (it says so from worker protocol 1.35), and refuses the log of one it does not without reading it", f.opt.Policy.Key, name)}
+		v = refuse("cannot be sure Nix reads the log: Nix refuses a client it does not trust without reading it, and has not said it trusts this one (it says so from worker protocol 1.35)")
 	}
 	if f.opt.Observe != nil {
 		f.opt.Observe(name, v.Allow)

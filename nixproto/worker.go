@@ -315,7 +315,7 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			// Nix reads this NAR after it starts answering, and stops
 			// where it finds fault: no released Nix speaks 1.23 or
 			// 1.24, so nixgate need not follow.
-			o.invalid = "before worker protocol 1.25 Nix reads its NAR after it starts answering (no released Nix speaks 1.23 or 1.24)"
+			o.invalid = "cannot keep in step with Nix here: before worker protocol 1.25 Nix reads the NAR after it starts answering (no released Nix speaks 1.23 or 1.24)"
 			o.payload = func() error {
 				n, err := src{r: tee{r.br, r.out}, buf: f.buf}.nar()
 				o.importedBytes += n
@@ -356,7 +356,7 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		case !validBaseName(p) || !strings.HasSuffix(p, ".drv"):
 			// Nix reads the derivation's base name; Nix 2.26 and 2.34
 			// abort on a log for a path that is not a derivation.
-			o.invalid = "not the base name of a derivation"
+			o.invalid = "sent a path that is not the base name of a derivation"
 		default:
 			// Nix refuses an untrusted client after it starts answering
 			// and before it reads the log (decide asks nixTrusts).
@@ -437,7 +437,7 @@ var errUnknownOp = errorf("unknown operation")
 // a client could have Nix read an argument as its next operation. Both
 // serve the experimental content-addressed derivations; Lix has dropped
 // them.
-const argsAfterStartWork = "Nix reads its arguments after it starts answering, where an error leaves them to be read as operations (experimental content-addressed derivations)"
+const argsAfterStartWork = "cannot keep in step with Nix here: Nix reads the arguments after it starts answering, where an error leaves them to be read as operations (experimental content-addressed derivations)"
 
 // opaque reports whether every derived path names a store path rather
 // than outputs of a derivation: "drv!out" is an output; before 1.30
