@@ -99,7 +99,7 @@ func TestDifferentialFilter(t *testing.T) {
 				client, cut := genSession(rng, v)
 				passed, read, last, err := d.run(t, pol, client, !cut)
 				if err != nil {
-					t.Fatalf("session %d: %v", i, err)
+					t.Fatalf("session %d (%s at %d.%d): %v\nclient %x", i, pol.Key, v>>8, v&0xff, err, client)
 				}
 				sessions++
 				ops += len(passed)
@@ -247,6 +247,11 @@ hold:
 	<-exited
 	<-f.Done()
 	f.Close()
+	if _, ferr := f.Result(); ferr != nil && strings.Contains(ferr.Error(), "cannot follow") {
+		// nixgate failed closed on an answer of real Nix: its reading
+		// of Nix's answers is wrong.
+		return passed, nil, "", fmt.Errorf("the filter lost Nix's answers: %v", ferr)
+	}
 	for _, m := range receivedOp.FindAllSubmatch(stderr.Bytes(), -1) {
 		c, _ := strconv.ParseUint(string(m[1]), 10, 64)
 		read = append(read, c)
@@ -267,11 +272,13 @@ type holdingReader struct {
 	r       *bytes.Reader
 	release chan struct{}
 	mu      sync.Mutex
+	waiting bool
 }
 
 func (h *holdingReader) Read(p []byte) (int, error) {
 	h.mu.Lock()
 	n, _ := h.r.Read(p)
+	h.waiting = n == 0
 	h.mu.Unlock()
 	if n > 0 {
 		return n, nil
@@ -280,11 +287,12 @@ func (h *holdingReader) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
-// drained reports whether every byte has been read.
+// drained reports whether every byte has been read and the filter asks
+// for more: it has parsed and decided every operation of the session.
 func (h *holdingReader) drained() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.r.Len() == 0
+	return h.waiting
 }
 
 // lockedBuffer is a bytes.Buffer safe for a writer and a reader.

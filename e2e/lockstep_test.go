@@ -214,3 +214,48 @@ func recordTime(r map[string]any) time.Time {
 	tm, _ := time.Parse(time.RFC3339Nano, s)
 	return tm
 }
+
+// TestPayloadRefusedEndsSession: when Nix answers an operation that
+// carries a payload with an error, nixgate cannot know how much of the
+// payload Nix read, and ends the session: a raw client's AddToStoreNar
+// of a path without a signature, from an account Nix does not trust,
+// which every Nix refuses after it starts answering. The client gets
+// Nix's error and nothing after it (the IsValidPath it sent next is not
+// answered), and the session record says why it ended. Against Nix 2.8,
+// 2.26 and 2.34, in both modes, at 1.23 and each Nix's own version.
+func TestPayloadRefusedEndsSession(t *testing.T) {
+	for _, n := range nixVersions(t) {
+		for _, mode := range []string{modeExec, modeServe} {
+			t.Run(fmt.Sprintf("Nix%s/%s", n.name, mode), func(t *testing.T) {
+				b, _ := newDaemonBuilderOf(t, mode, n, false)
+				if mode == modeServe {
+					b.waitHealthy(t, 1)
+				}
+				for _, v := range []uint64{1<<8 | 23, n.protocol} {
+					start := time.Now()
+					nar := narOf("unsigned")
+					path := "/nix/store/" + strings.Repeat("1", 32) + "-unsigned"
+					c := b.dialWorker(t, "build", v)
+					c.send(wop(39).str(path, "", strings.Repeat("0", 64)).strs().
+						u64(0, uint64(len(nar)), 0).strs().str("").u64(0, 0).framed(nar).b)
+					c.send(wop(1).str(path).b)
+					msg, failed := c.stderrUntilLast()
+					if !failed || !strings.Contains(msg, "signature") {
+						t.Errorf("%d.%d: the client got %q (error %v); want Nix's refusal of the unsigned path", v>>8, v&0xff, msg, failed)
+					}
+					if !c.endsWithin(logWait) {
+						t.Errorf("%d.%d: the session went on after Nix refused a payload", v>>8, v&0xff)
+					}
+					c.close()
+					rec := findRecord(t, b, logWait, func(r map[string]any) bool {
+						return r["msg"] == "session ended" && r["key"] == "build" && !recordTime(r).Before(start) &&
+							strings.Contains(fmt.Sprint(r["filter"]), "Nix refused AddToStoreNar")
+					})
+					if rec == nil {
+						t.Errorf("%d.%d: no session record says Nix refused AddToStoreNar:\n%s", v>>8, v&0xff, readFile(t, b.log))
+					}
+				}
+			})
+		}
+	}
+}

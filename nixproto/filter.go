@@ -130,6 +130,9 @@ type Filter struct {
 	slot func()
 	// closed is set by Close: a slot granted later is given back at once.
 	closed bool
+	// failed is why the session failed closed (failClosed); empty while
+	// it has not.
+	failed string
 }
 
 // New returns a Filter for one session.
@@ -170,6 +173,9 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	f.req = newReader(flushingReader{f.in, f})
 	f.req.out = io.Discard
 	f.reply = &replyWriter{f: f, w: clientOut}
+	if f.opt.Protocol == policy.ProtocolWorker {
+		f.reply.track = newReplies(f)
+	}
 	go f.run()
 	return r, f.reply, nil
 }
@@ -211,6 +217,9 @@ func (f *Filter) Close() {
 	f.stopOnce.Do(func() {
 		close(f.stop)
 		f.reply.flush()
+		if f.reply.track != nil {
+			f.reply.track.close()
+		}
 	})
 	f.mu.Lock()
 	f.closed = true
@@ -241,7 +250,36 @@ func (f *Filter) Result() (Audit, error) {
 	a.BytesToNix = f.nixBytes.Load()
 	a.Version = versionString(f.opt.Protocol, f.version)
 	a.Features = f.features
+	if f.failed != "" {
+		return a, errorf("%w: %s", ErrRefused, f.failed)
+	}
 	return a, f.err
+}
+
+// hasFailed reports whether the session failed closed.
+func (f *Filter) hasFailed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed != ""
+}
+
+// failClosed ends the session when nixgate can no longer be sure what
+// Nix reads or what it answers: Nix's stdin is closed, so Nix reads
+// nothing more and exits, and the client is told why. The first reason
+// stands.
+func (f *Filter) failClosed(reason string) {
+	f.mu.Lock()
+	first := f.failed == ""
+	if first {
+		f.failed = reason
+	}
+	f.mu.Unlock()
+	if !first {
+		return
+	}
+	f.log.Warn("session ended", "reason", reason)
+	f.tell(reason)
+	f.nixPipe.Close()
 }
 
 func (f *Filter) run() {
@@ -368,14 +406,31 @@ func (f *Filter) record(o *op) {
 	f.audit.Read.add(o.read, 0)
 	if len(o.built) > 0 {
 		f.audit.Builds++
+	}
+}
+
+// sent notes that o is about to be passed to Nix: a build's time starts,
+// and Nix's answer is awaited.
+func (f *Filter) sent(o *op) {
+	if len(o.built) > 0 {
 		o.buildStart = time.Now()
+		f.mu.Lock()
 		f.building = o.buildStart
+		f.mu.Unlock()
+	}
+	if f.reply.track != nil {
+		f.reply.track.expect(o)
 	}
 }
 
 // attributeReplies counts the bytes Nix sent since the last call as read
-// by the operation before, when it reads store contents.
+// by the operation before, when it reads store contents, and a build's
+// time until now, in a session whose answers nixgate does not follow
+// (the serve protocol): its client sent the next operation, or ended.
 func (f *Filter) attributeReplies(prev *op, mark *uint64) {
+	if f.reply.track != nil {
+		return // replies.answered counts them
+	}
 	now := f.replyBytes.Load()
 	if prev != nil && prev.readsContents {
 		f.mu.Lock()
@@ -557,8 +612,9 @@ func (f *Filter) releaseSlot() {
 // version, then passes everything to the client, taking turns with the
 // errors nixgate answers itself.
 type replyWriter struct {
-	f  *Filter
-	mu sync.Mutex // held while writing to w
+	f *Filter
+	// mu is held while writing to w (and see replies.answered).
+	mu sync.Mutex
 	w  io.Writer
 
 	// helloMu guards the hello state; Write holds it while it reads the
@@ -567,6 +623,11 @@ type replyWriter struct {
 	hello     []byte
 	helloDone bool
 	phase     int
+
+	// track follows Nix's answers once the hello is read, in a worker
+	// session whose hello nixgate understood; nil passes them on as
+	// they come.
+	track *replies
 }
 
 func (rw *replyWriter) Write(p []byte) (int, error) {
@@ -582,9 +643,16 @@ func (rw *replyWriter) Write(p []byte) (int, error) {
 				return 0, err
 			}
 		}
+		if rw.helloDone && rw.track != nil {
+			// What follows the hello: Nix's first answers.
+			return len(p), rw.track.feed(rw.takeHello())
+		}
 		return len(p), nil
 	}
 	rw.helloMu.Unlock()
+	if rw.track != nil {
+		return len(p), rw.track.feed(p)
+	}
 	return len(p), rw.pass(p)
 }
 
@@ -607,20 +675,13 @@ func (rw *replyWriter) flush() {
 	}
 }
 
+// pass writes p to the client, in the hello and in a session whose
+// answers nixgate does not follow.
 func (rw *replyWriter) pass(p []byte) error {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	_, err := rw.w.Write(p)
 	rw.f.replyBytes.Add(uint64(len(p)))
-	return err
-}
-
-// inject sends the client a message of nixgate's own between Nix's
-// replies.
-func (rw *replyWriter) inject(p []byte) error {
-	rw.mu.Lock()
-	defer rw.mu.Unlock()
-	_, err := rw.w.Write(p)
 	return err
 }
 

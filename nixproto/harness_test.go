@@ -121,9 +121,24 @@ type run struct {
 
 func filterSession(t testing.TB, opt Options, client, server []byte) run {
 	t.Helper()
+	return filterSessionAnswering(t, opt, client, server)
+}
+
+// answer is what the test's Nix writes once it has read after bytes:
+// Nix answers an operation only once it has read it.
+type answer struct {
+	after int
+	delay time.Duration // how long Nix takes, after reading it, to answer
+	b     []byte
+}
+
+// filterSessionAnswering is filterSession with a Nix that answers its
+// hello with server, and then each of answers in turn.
+func filterSessionAnswering(t testing.TB, opt Options, client, server []byte, answers ...answer) run {
+	t.Helper()
 	var stderr syncBuffer
 	opt.Stderr = &stderr
-	s := attach(t, New(opt), bytes.NewReader(client), server)
+	s := attach(t, New(opt), bytes.NewReader(client), server, answers...)
 	toNix := s.nixGot(t)
 	s.nixExited()
 	a, err := s.f.Result()
@@ -140,8 +155,9 @@ type attached struct {
 	got      chan []byte
 }
 
-// attach starts f between client and a Nix that answers server.
-func attach(t testing.TB, f *Filter, client io.Reader, server []byte) *attached {
+// attach starts f between client and a Nix that answers server, then
+// each of answers once it has read as much as the answer waits for.
+func attach(t testing.TB, f *Filter, client io.Reader, server []byte, answers ...answer) *attached {
 	t.Helper()
 	s := &attached{f: f, toClient: &syncBuffer{}, got: make(chan []byte, 1)}
 	nixIn, nixOut, err := f.Attach(client, s.toClient)
@@ -151,7 +167,20 @@ func attach(t testing.TB, f *Filter, client io.Reader, server []byte) *attached 
 	s.nixIn = nixIn
 	go nixOut.Write(server)
 	go func() {
-		b, _ := io.ReadAll(nixIn)
+		var b []byte
+		buf := make([]byte, 32<<10)
+		for {
+			for len(answers) > 0 && len(b) >= answers[0].after {
+				time.Sleep(answers[0].delay)
+				nixOut.Write(answers[0].b)
+				answers = answers[1:]
+			}
+			n, err := nixIn.Read(buf)
+			b = append(b, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
 		s.got <- b
 	}()
 	return s

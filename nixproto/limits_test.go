@@ -155,13 +155,14 @@ func TestNoSetOptionsNoEscape(t *testing.T) {
 		// Nix's hello, two log messages and LAST for the SetOptions (a
 		// warning, as Nix 2.20 and later give an untrusted client), the
 		// build's answer.
-		answer := (&enc{}).u64(stderrNext).str("warning: ignoring the client-specified setting 'max-build-log-size'").
+		optionsAnswer := (&enc{}).u64(stderrNext).str("warning: ignoring the client-specified setting 'max-build-log-size'").
 			u64(stderrStartActivity, 7, 3, 0).str("x").u64(2, 0, 5, 1).str("y").u64(0).
 			u64(stderrResult, 7, 101).u64(1, 1).str("line").
 			u64(stderrStopActivity, 7).
 			u64(stderrLast).b
-		server := slices.Concat(workerServerHello(v, feats...), helloTail(v), answer, buildReply)
-		r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: pol}, client, server)
+		server := slices.Concat(workerServerHello(v, feats...), helloTail(v), optionsAnswer)
+		r := filterSessionAnswering(t, Options{Protocol: policy.ProtocolWorker, Policy: pol}, client, server,
+			answer{after: len(hello) + len(sessionOptions(lim)) + len(build), b: buildReply})
 		if r.err != nil {
 			t.Fatalf("%s: %v", versionName(v), r.err)
 		}
@@ -199,7 +200,8 @@ func TestNoLimitsNoSetOptions(t *testing.T) {
 	v := uint64(1<<8 | 34)
 	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
 	client := slices.Concat(workerHello(v), build)
-	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey}, client, slices.Concat(workerServerHello(v), helloTail(v), (&enc{}).u64(stderrLast, 1).b))
+	r := filterSessionAnswering(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey}, client, slices.Concat(workerServerHello(v), helloTail(v)),
+		answer{after: len(client), b: (&enc{}).u64(stderrLast, 1).b})
 	if r.err != nil || !bytes.Equal(r.toNix, client) {
 		t.Errorf("Nix got %x (err %v); want the client's bytes", r.toNix, r.err)
 	}

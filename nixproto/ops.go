@@ -109,6 +109,7 @@ func (f *Filter) ops(parse func(code uint64) (*op, error), refuse func(o *op, re
 			}
 			continue
 		}
+		f.sent(o)
 		if err := f.toNix(f.rewrite(o, v)); err != nil {
 			return err
 		}

@@ -337,10 +337,14 @@ func (s src) expect(tok string) error {
 	return nil
 }
 
+// skipper is a source that can pass over n bytes without copying them
+// out.
+type skipper interface{ skip(n uint64) error }
+
 // skip reads n bytes, which the source passes on.
 func (s src) skip(n uint64) error {
-	if fr, ok := s.r.(*frames); ok {
-		return fr.skip(n)
+	if sk, ok := s.r.(skipper); ok {
+		return sk.skip(n)
 	}
 	for n > 0 {
 		b := s.buf
@@ -358,7 +362,7 @@ func (s src) skip(n uint64) error {
 
 // nar reads one NAR (nix-archive-1) and returns its size in bytes.
 func (s src) nar() (uint64, error) {
-	c := &countingReader{r: s.r}
+	c := &countingReader{r: s.r, buf: s.buf}
 	s2 := src{r: c, buf: s.buf}
 	if err := s2.expect("nix-archive-1"); err != nil {
 		return c.n, err
@@ -453,8 +457,14 @@ func (s src) narNode(depth int) error {
 }
 
 type countingReader struct {
-	r io.Reader
-	n uint64
+	r   io.Reader
+	buf []byte
+	n   uint64
+}
+
+func (c *countingReader) skip(n uint64) error {
+	c.n += n
+	return src{r: c.r, buf: c.buf}.skip(n)
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {

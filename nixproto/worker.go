@@ -126,7 +126,7 @@ func (f *Filter) runWorker() error {
 // refuseWorkerOp answers a refused operation with an error the client
 // prints; the session goes on.
 func (f *Filter) refuseWorkerOp(o *op, reason string) error {
-	return f.reply.inject(WorkerError(f.version, "nixgate: "+reason))
+	return f.reply.track.refuse(WorkerError(f.version, "nixgate: "+reason))
 }
 
 func handshakeEOF(err error) error {
@@ -283,6 +283,12 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			o.built = nil // nothing is built: Nix makes sure they are valid
 		}
 		o.req.Repair = f.buildMode(&err)
+		if code == 46 && minor(v) < 34 {
+			// Nix 2.8 answers it in the form of 1.34 whatever the
+			// version, which nixgate could not follow; no client sends
+			// it earlier.
+			o.invalid = "sent BuildPathsWithResults, an operation of worker protocol 1.34 and later, at " + versionString(policy.ProtocolWorker, v)
+		}
 	case 36: // BuildDerivation: drv path, derivation, mode
 		path(&o.built)
 		if err == nil {
@@ -657,9 +663,9 @@ func (rw *replyWriter) readWorkerHello(p []byte) ([]byte, error) {
 		case incomplete:
 			return nil, nil
 		case malformed:
-			// Not a feature set: pass it on for the client to judge.
 			rw.finishHello()
-			return rw.takeHello(), nil
+			f.failClosed("Nix's hello is not what nixgate expects: no feature set")
+			return nil, nil
 		}
 		rw.hello = rw.hello[n:]
 		kept := understood(feats)
@@ -674,7 +680,9 @@ func (rw *replyWriter) readWorkerHello(p []byte) ([]byte, error) {
 		return out, nil
 	}
 	rw.finishHello()
-	return append(out, rw.takeHello()...), nil
+	// What follows, Nix's first answers, stays in rw.hello for Write to
+	// follow.
+	return out, nil
 }
 
 // limitsUnseen is why a build is refused when nixgate could not see Nix
@@ -682,14 +690,13 @@ func (rw *replyWriter) readWorkerHello(p []byte) ([]byte, error) {
 const limitsUnseen = "nixgate could not see Nix take the key's build limits"
 
 // readHelloTail reads the rest of Nix's hello — its version (1.33) and
-// whether it trusts the client (1.35), which it keeps (setTrust) — and,
-// for a session that starts with nixgate's own SetOptions
-// (sessionOptions), Nix's messages up to LAST, which it returns to be
-// passed on, and then Nix's answer to that SetOptions, which the client
-// never sees. done reports that both have
-// been read, or that the stream is not what nixgate expects (the
-// session's builds are then refused: the limits may not hold), and the
-// rest is to be passed on.
+// whether it trusts the client (1.35), which it keeps (setTrust) — and
+// Nix's messages up to LAST, which it returns to be passed on; for a
+// session that starts with nixgate's own SetOptions (sessionOptions),
+// then Nix's answer to that SetOptions, which the client never sees.
+// done reports that all of it has been read (what follows is Nix's
+// answers, left in rw.hello), or that the stream is not what nixgate
+// expects (the session then fails closed).
 func (rw *replyWriter) readHelloTail() (out []byte, done bool) {
 	f := rw.f
 	v := f.version
@@ -712,24 +719,20 @@ func (rw *replyWriter) readHelloTail() (out []byte, done bool) {
 			case c.status == incomplete && len(rw.hello) <= maxHeldReply:
 				return out, false
 			case c.status != complete:
-				f.settleLimits(limitsUnseen)
+				f.failClosed("Nix's hello is not what nixgate expects: its version or trust")
 				return out, true
 			}
 			f.setTrust(trust == trustTrusted || trust == trustUnknown)
 			out = append(out, rw.hello[:c.off]...)
 			rw.hello = rw.hello[c.off:]
 			rw.phase = 4
-			if !f.inject {
-				return out, true
-			}
 		}
 		n, kind, msg, status := parseStderr(rw.hello, v)
 		switch status {
 		case incomplete:
 			return out, false
 		case malformed:
-			f.log.Warn("Nix's reply is not what nixgate expects after the hello", "error", limitsUnseen)
-			f.settleLimits(limitsUnseen)
+			f.failClosed("Nix's answer after its hello is not what nixgate expects")
 			return out, true
 		}
 		if rw.phase == 4 {
@@ -738,6 +741,8 @@ func (rw *replyWriter) readHelloTail() (out []byte, done bool) {
 		}
 		rw.hello = rw.hello[n:]
 		switch {
+		case rw.phase == 4 && kind == stderrLast && !f.inject:
+			return out, true
 		case rw.phase == 4 && kind == stderrLast:
 			rw.phase = 5
 		case rw.phase == 4 && kind == stderrError:
