@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseAuthorizedKeys$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./admission -run '^$$' -fuzz '^FuzzParseKeptHealth$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./usage -run '^$$' -fuzz '^FuzzDamagedStore$$' -fuzztime 300x # a process per run
 
 # Every test: dependencies, formatting and vet, the cross-builds (macOS,
 # arm64), unit and end-to-end tests

@@ -380,7 +380,26 @@ func (g *gen) path() string {
 	if g.rng.IntN(20) == 0 {
 		name = []string{".hidden", "bad/name"}[g.rng.IntN(2)] // Nix ends the connection
 	}
-	return "/nix/store/" + string(h) + "-" + name
+	p := "/nix/store/" + string(h) + "-" + name
+	if g.rng.IntN(12) == 0 {
+		// Forms Nix cleans into p (canonPath) and nixgate refuses.
+		p = []string{p + "/", p + "//", "/nix/store/./" + string(h) + "-" + name, "//nix/store/" + string(h) + "-" + name, ""}[g.rng.IntN(5)]
+	}
+	return p
+}
+
+// derived is a path of BuildPaths or QueryMissing: a path, or a
+// derivation with outputs, now and then in a form not every Nix reads
+// alike.
+func (g *gen) derived() string {
+	p := g.path()
+	switch g.rng.IntN(8) {
+	case 0:
+		return p
+	case 1:
+		return p + []string{"!*", "!", "!out,", "!out!dev", "!bad name", "/!out"}[g.rng.IntN(6)]
+	}
+	return p + "!out"
 }
 
 // framed appends data as frames: split at random sizes, now and then a
@@ -421,7 +440,7 @@ func (g *gen) nar(contents string) []byte {
 // op appends one operation.
 func (g *gen) op() {
 	r := g.rng
-	switch r.IntN(16) {
+	switch r.IntN(17) {
 	case 0:
 		g.u64(1)
 		g.str(g.path())
@@ -482,8 +501,12 @@ func (g *gen) op() {
 		g.str(g.path())
 	case 10: // BuildPaths of paths that do not exist
 		g.u64(9)
-		g.strs(g.path() + "!out")
-		g.u64(g.rng.Uint64N(3))
+		g.strs(g.derived())
+		if r.IntN(8) == 0 {
+			g.u64(3 + g.rng.Uint64N(1<<32)) // Nix 2.8 builds; later Nix refuses
+		} else {
+			g.u64(g.rng.Uint64N(3))
+		}
 	case 11:
 		g.u64(43) // QueryRealisation
 		g.str("sha256:" + fmt.Sprintf("%064x", r.Uint64()) + "!out")
@@ -500,7 +523,14 @@ func (g *gen) op() {
 		g.strs()
 	case 14:
 		g.u64(40) // QueryMissing
-		g.strs(g.path())
+		g.strs(g.derived())
+	case 15:
+		if r.IntN(2) == 0 {
+			g.u64(38) // NarFromPath: Nix answers LAST, then fails on the invalid path
+		} else {
+			g.u64(10) // EnsurePath
+		}
+		g.str(g.path())
 	default:
 		if r.IntN(4) == 0 {
 			g.u64(uint64(r.IntN(60))) // any operation number, arguments or not

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -207,5 +209,94 @@ func TestUsageExecStateDir(t *testing.T) {
 	}
 	if r := b.ssh(t, "build", "nix-store --serve --write", nil); r.code == 0 || !strings.Contains(r.stderr, "nixgate: builder draining: layout") {
 		t.Errorf("a session while draining: %s", r)
+	}
+}
+
+// TestUsageExecDamaged: in exec mode the build account can write
+// usage.db. Damaged by the account — its pages overwritten, which makes
+// bbolt panic, or a branch page made its own child, which makes it
+// recurse until Go's stack overflows, fatal to the process that reads
+// it — the store costs nothing but the counting:
+// sessions run, a refusal still prints its line and writes its record,
+// the log says once that usage was not recorded and why, and nixgate
+// usage says the store is damaged and how to start a new one.
+func TestUsageExecDamaged(t *testing.T) {
+	b := newBuilder(t, modeExec)
+	state := filepath.Join(b.root, "serve-state")
+	db := filepath.Join(state, "usage.db")
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+	// The exec process adds the session once its record is written.
+	if !waitForFile(db, logWait) {
+		t.Fatalf("no usage.db after a session:\n%s", readFile(t, b.log))
+	}
+	time.Sleep(time.Second)
+	good, err := os.ReadFile(db)
+	if err != nil || len(good) < 4*4096 {
+		t.Fatalf("usage.db after a session: %d bytes, %v\n%s", len(good), err, readFile(t, b.log))
+	}
+	for _, damage := range []struct {
+		name string
+		do   func([]byte) []byte
+	}{
+		{"pages overwritten", func(b []byte) []byte {
+			for i := 2 * 4096; i < len(b); i++ {
+				b[i] = byte(i*7 + 3)
+			}
+			return b
+		}},
+		{"a page its own child", func(b []byte) []byte {
+			// The root bucket's page, by the newer of the two meta pages
+			// (bbolt's layout: a 16-byte page header; the meta's root
+			// page id at 16, its transaction id at 56), made a branch
+			// page whose one child is itself.
+			root, txid := uint64(0), uint64(0)
+			for _, meta := range [][]byte{b[16:4096], b[4096+16 : 2*4096]} {
+				if id := binary.LittleEndian.Uint64(meta[56:]); id >= txid {
+					root, txid = binary.LittleEndian.Uint64(meta[16:]), id
+				}
+			}
+			p := b[root*4096:]
+			binary.LittleEndian.PutUint16(p[8:], 0x01) // a branch page
+			binary.LittleEndian.PutUint16(p[10:], 1)   // of one element
+			binary.LittleEndian.PutUint32(p[12:], 0)   // no overflow
+			binary.LittleEndian.PutUint32(p[16:], 16)  // its key 16 bytes on
+			binary.LittleEndian.PutUint32(p[20:], 1)   // one byte long
+			binary.LittleEndian.PutUint64(p[24:], root)
+			p[32] = 'h'
+			return b
+		}},
+	} {
+		t.Run(damage.name, func(t *testing.T) {
+			damaged := damage.do(bytes.Clone(good))
+			asAccount := []string{"setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--"}
+			f := filepath.Join(b.root, "damaged.db")
+			writeFile(t, f, string(damaged), 0o644)
+			mustRun(t, nil, append(asAccount, "cp", f, db)...)
+			start := time.Now()
+
+			b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
+			b.drain(t, "--reason", "damaged")
+			r := b.ssh(t, "build", "nix-store --serve --write", nil)
+			if r.code == 0 || !strings.Contains(r.stderr, "nixgate: builder draining: damaged") {
+				t.Errorf("a session while draining: %s; want nixgate's refusal line", r)
+			}
+			mustRun(t, nil, nixgateBin, "drain", "--config", b.config, "--off")
+			after := func(r map[string]any) bool { return !recordTime(r).Before(start) && r["key"] == "build" }
+			if findRecord(t, b, logWait, func(r map[string]any) bool { return after(r) && r["msg"] == "session ended" }) == nil {
+				t.Errorf("no record of the session:\n%s", readFile(t, b.log))
+			}
+			if findRecord(t, b, logWait, func(r map[string]any) bool { return after(r) && r["msg"] == "refused" }) == nil {
+				t.Errorf("no record of the refusal:\n%s", readFile(t, b.log))
+			}
+			if findRecord(t, b, logWait, func(r map[string]any) bool {
+				return after(r) && r["msg"] == "usage not recorded" && strings.Contains(fmt.Sprint(r["error"]), "move it aside")
+			}) == nil {
+				t.Errorf("no warning that usage was not recorded, with the fix:\n%s", readFile(t, b.log))
+			}
+			u := run(t, nil, nil, nixgateBin, "usage", "--config", b.config)
+			if u.code == 0 || !strings.Contains(u.stderr, "move it aside") || strings.Contains(u.stderr, "panic") {
+				t.Errorf("nixgate usage on the damaged store: %s; want the error with its fix", u)
+			}
+		})
 	}
 }

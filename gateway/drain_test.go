@@ -143,8 +143,8 @@ func TestDrainLetsRunningSessionsFinish(t *testing.T) {
 	request = binary.LittleEndian.AppendUint64(request, nixproto.ServeMaxVersion)
 	request = binary.LittleEndian.AppendUint64(request, 2) // QueryPathInfos
 	request = binary.LittleEndian.AppendUint64(request, 1)
-	request = binary.LittleEndian.AppendUint64(request, 16)
-	request = append(request, "/nix/store/still"...)
+	request = binary.LittleEndian.AppendUint64(request, 56)
+	request = append(request, "/nix/store/00000000000000000000000000000000-stillrunning"...)
 	stdin.Write(request)
 	stdin.Close()
 	hello := binary.LittleEndian.AppendUint64(nil, nixproto.ServeMagicServer)

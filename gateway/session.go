@@ -56,8 +56,8 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	release, err := s.acquireKeySession(st.cfg.Key(name))
 	if err != nil {
 		s.metrics.session("refused")
-		s.recordUsage(ctx, usage.Refusal)
 		refuse(sess, log, "refused: "+err.Error(), "decision", "deny")
+		s.recordUsage(ctx, usage.Refusal)
 		return
 	}
 	defer release()
@@ -88,8 +88,8 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	case session.RunNix:
 	default:
 		s.metrics.session("refused")
-		s.recordUsage(ctx, usage.Refusal)
 		refuse(sess, log, v.Message, "decision", "deny")
+		s.recordUsage(ctx, usage.Refusal)
 		return
 	}
 	d := v.Decision

@@ -39,9 +39,11 @@ type Audit struct {
 	// built (BuildPaths of paths that are all valid already do not).
 	Builds int
 	// BuildTime is the time those operations took: each from reaching
-	// Nix until the client's next operation, or the end of the session
-	// (Nix answers a build when it is done, and clients wait for the
-	// answer). Zero when nothing was built.
+	// Nix until Nix answered it (worker protocol), or until the client's
+	// next operation (serve protocol, whose answers nixgate does not
+	// follow; nix-store --serve answers a build when it is done, and
+	// clients wait for the answer), or the end of the session. Zero when
+	// nothing was built.
 	BuildTime time.Duration
 	// SlotWait is the time those operations waited for a build slot
 	// (Options.AcquireBuild) before reaching Nix, refused ones included.

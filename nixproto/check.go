@@ -55,15 +55,54 @@ func validName(name string) bool {
 	return true
 }
 
-// validStorePath reports whether p is a store path: an absolute store
-// directory, a slash and a valid base name. The store directory itself
-// is Nix's to check (it does so before it answers).
+// validStorePath reports whether p is a store path in canonical form:
+// an absolute store directory, a slash and a valid base name, with no
+// empty, "." or ".." component anywhere. Nix cleans a path (canonPath)
+// before it reads it, so "/nix/store/…-x.drv/" is that derivation to
+// Nix: nixgate judges only paths Nix reads exactly as sent. Which store
+// directory is Nix's to check (it does so before it answers).
 func validStorePath(p string) bool {
 	slash := strings.LastIndexByte(p, '/')
 	if slash <= 0 || p[0] != '/' {
 		return false
 	}
+	for _, c := range strings.Split(p[1:slash], "/") {
+		if c == "" || c == "." || c == ".." {
+			return false
+		}
+	}
 	return validBaseName(p[slash+1:])
+}
+
+// checkDerivedPath is why a path of BuildPaths, BuildPathsWithResults
+// or QueryMissing (and the serve protocol's BuildPaths) is refused, or
+// empty when it may pass. Before worker protocol 1.30, and always in the
+// serve protocol, it is a store path with, after the first "!", a list of
+// outputs; from 1.30 a store path, or a derivation, "!" and "*" or a list
+// of outputs. Every form must be one every Nix reads the same way: a
+// canonical store path (validStorePath), outputs only of a derivation,
+// output names Nix takes (no empty ones: Nix 2.8 reads "drv!" as all
+// outputs), and at most one "!" (Nix 2.8 splits at the first, later Nix
+// at the last, for dynamic derivations).
+func checkDerivedPath(p string, legacy bool) string {
+	drv, outputs, withOutputs := strings.Cut(p, "!")
+	switch {
+	case !validStorePath(drv):
+		return "sent " + quoteShort(p) + ", not a store path in canonical form"
+	case !withOutputs:
+		return ""
+	case !strings.HasSuffix(drv, ".drv"):
+		// Nix 2.8 aborts on it.
+		return "sent outputs of " + quoteShort(drv) + ", not a derivation"
+	case !legacy && outputs == "*":
+		return ""
+	}
+	for _, name := range strings.Split(outputs, ",") {
+		if !validName(name) {
+			return "sent outputs " + quoteShort(outputs) + " of " + quoteShort(drv) + ", not a list of output names"
+		}
+	}
+	return ""
 }
 
 // validBaseName reports whether base is a store path's base name: a

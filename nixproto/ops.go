@@ -142,14 +142,21 @@ func (f *Filter) rewrite(o *op, v policy.OpVerdict) []byte {
 		binary.LittleEndian.PutUint64(b[o.substituteAt:], 0)
 	}
 	lim := f.opt.Policy.Limits
-	if o.optionsAt >= 0 && !lim.IsZero() {
-		at := o.optionsAt
+	if at := o.optionsAt; at >= 0 {
+		// The serve protocol's build options (serveBuildOptions).
 		get := func(i int) uint64 { return binary.LittleEndian.Uint64(b[at+8*i:]) }
 		put := func(i int, v uint64) { binary.LittleEndian.PutUint64(b[at+8*i:], v) }
 		put(0, lim.CapMaxSilentTime(get(0)))
 		put(1, lim.CapBuildTimeout(get(1)))
 		if minor(f.version) >= 2 {
 			put(2, lim.CapMaxLogSize(get(2)))
+		}
+		if minor(f.version) >= 3 {
+			// Repeats: Nix 2.12 and earlier build that many times more,
+			// each round with a fresh timeout; later Nix refuses any but
+			// 0. Enforce determinism only matters with repeats.
+			put(3, 0)
+			put(4, 0)
 		}
 	}
 	settings := v.Settings

@@ -2,6 +2,7 @@ package nixproto
 
 import (
 	"encoding/binary"
+	"strings"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -43,22 +44,49 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 	r := f.req
 	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolServe, Code: code}, substituteAt: -1, settingsAt: -1, optionsAt: -1}
 	var err error
-	str := func(list *[]string) {
-		if err != nil {
-			return
-		}
-		var s string
-		if s, err = r.str(); err == nil && list != nil {
-			*list = append(*list, s)
+	bad := func(why string) {
+		if o.invalid == "" {
+			o.invalid = why
 		}
 	}
-	strs := func(list *[]string) {
+	// path reads a store path in canonical form (validStorePath).
+	path := func(list *[]string) {
 		if err != nil {
 			return
 		}
-		var ss []string
-		if ss, err = r.strs(); err == nil && list != nil {
-			*list = append(*list, ss...)
+		var p string
+		if p, err = r.str(); err == nil {
+			if !validStorePath(p) {
+				bad("sent " + quoteShort(p) + ", not a store path in canonical form")
+			}
+			if list != nil {
+				*list = append(*list, p)
+			}
+		}
+	}
+	// paths reads store paths; with derived, paths that may name a
+	// derivation's outputs (checkDerivedPath).
+	paths := func(list *[]string, derived bool) {
+		if err != nil {
+			return
+		}
+		var ps []string
+		if ps, err = r.strs(); err == nil {
+			for _, p := range ps {
+				if derived {
+					bad(checkDerivedPath(p, true))
+				} else if !validStorePath(p) {
+					bad("sent " + quoteShort(p) + ", not a store path in canonical form")
+				}
+			}
+			if list != nil {
+				*list = append(*list, ps...)
+			}
+		}
+	}
+	skipStr := func() {
+		if err == nil {
+			_, err = r.str()
 		}
 	}
 	switch code {
@@ -67,34 +95,40 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 			o.substituteAt = len(r.raw)
 			o.req.Substitute, err = r.bool()
 		}
-		strs(nil)
+		paths(nil, false)
 	case 2: // QueryPathInfos
-		strs(nil)
+		paths(nil, false)
 	case 3: // DumpStorePath
-		str(&o.read)
+		path(&o.read)
 		o.readsContents = true
 	case 4: // ImportPaths: exported paths follow
 		o.payload = f.importPaths(o)
 	case 5: // ExportPaths: obsolete flag, paths
 		if _, err = r.bool(); err == nil {
-			strs(&o.read)
+			paths(&o.read, false)
 		}
 		o.readsContents = true
 	case 6: // BuildPaths: paths, build options
-		strs(&o.built)
+		paths(&o.built, true)
 		if err == nil {
 			o.optionsAt = len(r.raw)
 			err = f.serveBuildOptions()
 		}
 	case 7: // QueryClosure: include outputs, paths
 		if _, err = r.bool(); err == nil {
-			strs(nil)
+			paths(nil, false)
 		}
 	case 8: // BuildDerivation: drv path, derivation, build options
-		str(&o.built)
+		path(&o.built)
+		if err == nil && !strings.HasSuffix(o.built[0], ".drv") {
+			// Nix 2.8 aborts on it.
+			bad("sent " + quoteShort(o.built[0]) + " to build, not a derivation")
+		}
 		if err == nil {
 			var outs []string
-			outs, err = readDerivation(r)
+			var why string
+			outs, why, err = readDerivation(r)
+			bad(why)
 			o.built = append(o.built, outs...)
 		}
 		if err == nil {
@@ -102,10 +136,15 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 			err = f.serveBuildOptions()
 		}
 	case 9: // AddToStoreNar: path info, then a NAR of the size given
-		str(&o.imported)
-		str(nil) // deriver
-		str(nil) // NAR hash
-		strs(nil)
+		path(&o.imported)
+		if err == nil {
+			var deriver string
+			if deriver, err = r.str(); err == nil && deriver != "" && !validStorePath(deriver) {
+				bad("sent deriver " + quoteShort(deriver) + ", not a store path in canonical form")
+			}
+		}
+		skipStr() // NAR hash
+		paths(nil, false)
 		var size uint64
 		if err == nil {
 			err = r.skipU64s(1) // registration time
@@ -116,8 +155,10 @@ func (f *Filter) serveOp(code uint64) (*op, error) {
 		if err == nil {
 			err = r.skipU64s(1) // ultimate
 		}
-		strs(nil) // signatures
-		str(nil)  // content address
+		if err == nil {
+			_, err = r.strs() // signatures
+		}
+		skipStr() // content address
 		o.payload = func() error {
 			o.importedBytes += size
 			return r.copyN(size)

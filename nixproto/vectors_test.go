@@ -30,7 +30,11 @@ type vector struct {
 	Build      string `toml:"build"`
 	// Nixgate is "refuse" for an op nixgate refuses whatever the key
 	// (Nix might refuse it where it would not read its payload).
-	Nixgate  string   `toml:"nixgate"`
+	Nixgate string `toml:"nixgate"`
+	// NixLast, when set, are the op's last arguments as nixgate passes
+	// them to Nix for every key (it clears the serve protocol's repeats
+	// and enforce-determinism).
+	NixLast  []string `toml:"nix_last"`
 	Imported []string `toml:"imported"`
 	Built    []string `toml:"built"`
 	Read     []string `toml:"read"`
@@ -188,7 +192,11 @@ func checkVector(t *testing.T, proto policy.Protocol, v uint64, vec vector) {
 	}
 	// Everything allowed: Nix gets what the client sent, with framed
 	// data framed by nixgate.
-	want := slices.Concat(hello, encodeArgsFramed(t, vec.Op, vec.Args, nixgateFramed), tail)
+	nixArgs := vec.Args
+	if len(vec.NixLast) > 0 {
+		nixArgs = slices.Concat(vec.Args[:len(vec.Args)-len(vec.NixLast)], vec.NixLast)
+	}
+	want := slices.Concat(hello, encodeArgsFramed(t, vec.Op, nixArgs, nixgateFramed), tail)
 	r := filterSession(t, Options{Protocol: proto, Policy: fullTrust}, client, server)
 	if r.err != nil {
 		t.Fatalf("full trust: %v (stderr %q)", r.err, r.stderr)

@@ -204,13 +204,11 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 	r := f.req
 	o := &op{req: policy.OpRequest{Protocol: policy.ProtocolWorker, Code: code}, substituteAt: -1, settingsAt: -1, optionsAt: -1}
 	var err error
-	path := func(list *[]string) {
-		if err != nil {
-			return
-		}
-		var p string
-		if p, err = r.str(); err == nil && list != nil {
-			*list = append(*list, p)
+	v := f.version
+	// bad records the first reason the op's arguments are refused.
+	bad := func(why string) {
+		if o.invalid == "" {
+			o.invalid = why
 		}
 	}
 	str := func(dst *string) {
@@ -218,13 +216,70 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			*dst, err = r.str()
 		}
 	}
+	// skipStr reads past a string Nix does not read as a store path.
+	skipStr := func() {
+		if err == nil {
+			_, err = r.str()
+		}
+	}
+	skipStrs := func() {
+		if err == nil {
+			_, err = r.strs()
+		}
+	}
+	// path reads a store path, which must be in canonical form (Nix
+	// would clean any other, so that what nixgate judged is not what
+	// Nix reads), and adds it to list.
+	path := func(list *[]string) {
+		var p string
+		if str(&p); err == nil {
+			if !validStorePath(p) {
+				bad("sent " + quoteShort(p) + ", not a store path in canonical form")
+			}
+			if list != nil {
+				*list = append(*list, p)
+			}
+		}
+	}
+	// optPath reads a store path or nothing (an empty string).
+	optPath := func() {
+		var p string
+		if str(&p); err == nil && p != "" && !validStorePath(p) {
+			bad("sent " + quoteShort(p) + ", not a store path in canonical form")
+		}
+	}
 	paths := func(list *[]string) {
 		if err != nil {
 			return
 		}
 		var ps []string
-		if ps, err = r.strs(); err == nil && list != nil {
-			*list = append(*list, ps...)
+		if ps, err = r.strs(); err == nil {
+			for _, p := range ps {
+				if !validStorePath(p) {
+					bad("sent " + quoteShort(p) + ", not a store path in canonical form")
+				}
+			}
+			if list != nil {
+				*list = append(*list, ps...)
+			}
+		}
+	}
+	// derivedPaths reads the paths of BuildPaths, BuildPathsWithResults
+	// and QueryMissing: store paths, or derivations with outputs.
+	derivedPaths := func(list *[]string) {
+		if err != nil {
+			return
+		}
+		var ps []string
+		if ps, err = r.strs(); err == nil {
+			for _, p := range ps {
+				if why := checkDerivedPath(p, minor(v) < 30); why != "" {
+					bad(why)
+				}
+			}
+			if list != nil {
+				*list = append(*list, ps...)
+			}
 		}
 	}
 	u64s := func(n int) {
@@ -237,7 +292,21 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			_, err = r.bool()
 		}
 	}
-	v := f.version
+	// mode reads a build mode: normal, repair or check.
+	mode := func() {
+		if err != nil {
+			return
+		}
+		var m uint64
+		if m, err = r.u64(); err == nil {
+			o.req.Repair = m == buildModeRepair
+			if m > buildModeCheck {
+				// Nix 2.8 takes any number (and builds); 2.23 and
+				// later refuse all but these three.
+				bad(fmt.Sprintf("sent build mode %d, not 0 (normal), 1 (repair) or 2 (check)", m))
+			}
+		}
+	}
 	switch code {
 	case 1, 3, 4, 5, 6, 11, 18, 21, 22, 26, 28, 33, 41:
 		// IsValidPath, HasSubstitutes, QueryPathHash, QueryReferences,
@@ -246,8 +315,8 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		// QueryPathInfo, QueryDerivationOutputNames, QueryValidDerivers,
 		// QueryDerivationOutputMap: one path.
 		path(nil)
-	case 29: // QueryPathFromHashPart
-		path(nil)
+	case 29: // QueryPathFromHashPart: a hash part, not a path
+		skipStr()
 	case 38: // NarFromPath
 		path(&o.read)
 		o.readsContents = true
@@ -272,31 +341,40 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		if n, err = r.count(16); err == nil {
 			for i := uint64(0); i < n && err == nil; i++ {
 				path(nil)
-				path(nil)
+				skipStr() // content address
 			}
 		}
 	case 40: // QueryMissing
-		paths(nil)
+		derivedPaths(nil)
 	case 9, 46: // BuildPaths, BuildPathsWithResults: derived paths, mode
-		paths(&o.built)
+		derivedPaths(&o.built)
 		if o.req.Opaque = err == nil && opaque(o.built, v); o.req.Opaque {
 			o.built = nil // nothing is built: Nix makes sure they are valid
 		}
-		o.req.Repair = f.buildMode(&err)
+		mode()
 		if code == 46 && minor(v) < 34 {
 			// Nix 2.8 answers it in the form of 1.34 whatever the
 			// version, which nixgate could not follow; no client sends
 			// it earlier.
-			o.invalid = "sent BuildPathsWithResults, an operation of worker protocol 1.34 and later, at " + versionString(policy.ProtocolWorker, v)
+			bad("sent BuildPathsWithResults, an operation of worker protocol 1.34 and later, at " + versionString(policy.ProtocolWorker, v))
 		}
 	case 36: // BuildDerivation: drv path, derivation, mode
-		path(&o.built)
-		if err == nil {
+		var drv string
+		if str(&drv); err == nil {
+			if !validStorePath(drv) || !strings.HasSuffix(drv, ".drv") {
+				// Nix 2.8 aborts on it.
+				bad("sent " + quoteShort(drv) + " to build, not a derivation")
+			}
+			o.built = append(o.built, drv)
 			var outs []string
-			outs, err = readDerivation(r)
+			var why string
+			outs, why, err = readDerivation(r)
+			if why != "" {
+				bad(why)
+			}
 			o.built = append(o.built, outs...)
 		}
-		o.req.Repair = f.buildMode(&err)
+		mode()
 	case 7: // AddToStore
 		if minor(v) >= 25 {
 			var name, method string
@@ -309,19 +387,19 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 			if err == nil {
 				o.req.Repair, err = r.bool()
 			}
-			o.invalid = checkAddToStore(name, method, refs)
+			bad(checkAddToStore(name, method, refs))
 			o.payload = f.framedImport(o)
 		} else {
 			var name string
 			if name, err = r.str(); err == nil {
 				o.imported = append(o.imported, name)
 			}
-			u64s(2) // fixed, recursive
-			path(nil)
+			u64s(2)   // fixed, recursive
+			skipStr() // hash algorithm
 			// Nix reads this NAR after it starts answering, and stops
 			// where it finds fault: no released Nix speaks 1.23 or
 			// 1.24, so nixgate need not follow.
-			o.invalid = "cannot keep in step with Nix here: before worker protocol 1.25 Nix reads the NAR after it starts answering (no released Nix speaks 1.23 or 1.24)"
+			bad("cannot keep in step with Nix here: before worker protocol 1.25 Nix reads the NAR after it starts answering (no released Nix speaks 1.23 or 1.24)")
 			o.payload = func() error {
 				n, err := src{r: tee{r.br, r.out}, buf: f.buf}.nar()
 				o.importedBytes += n
@@ -330,19 +408,22 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		}
 	case 8: // AddTextToStore: name, text, references
 		var name string
-		if name, err = r.str(); err == nil {
+		if str(&name); err == nil {
 			o.imported = append(o.imported, name)
+			if !validName(name) {
+				bad("sent a name that is not a store path name, " + quoteShort(name))
+			}
 		}
-		path(nil)
+		skipStr() // the text
 		paths(nil)
 	case 39: // AddToStoreNar
 		path(&o.imported)
-		path(nil) // deriver
-		path(nil) // NAR hash
-		paths(nil)
-		u64s(3) // registration time, NAR size, ultimate
-		paths(nil)
-		path(nil) // content address
+		optPath()  // deriver
+		skipStr()  // NAR hash
+		paths(nil) // references
+		u64s(3)    // registration time, NAR size, ultimate
+		skipStrs() // signatures
+		skipStr()  // content address
 		if err == nil {
 			o.req.Repair, err = r.bool()
 		}
@@ -362,7 +443,7 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		case !validBaseName(p) || !strings.HasSuffix(p, ".drv"):
 			// Nix reads the derivation's base name; Nix 2.26 and 2.34
 			// abort on a log for a path that is not a derivation.
-			o.invalid = "sent a path that is not the base name of a derivation"
+			bad("sent a path that is not the base name of a derivation")
 		default:
 			// Nix refuses an untrusted client after it starts answering
 			// and before it reads the log (decide asks nixTrusts).
@@ -370,32 +451,32 @@ func (f *Filter) workerOp(code uint64) (*op, error) {
 		}
 		o.payload = f.framedImport(nil)
 	case 43: // QueryRealisation
-		path(nil)
+		bad(argsAfterStartWork)
+		skipStr()
 		if f.hasFeature(FeatureRealisationWithPath) {
-			path(nil)
+			skipStr()
 		}
-		o.invalid = argsAfterStartWork
 	case 42: // RegisterDrvOutput
-		o.invalid = argsAfterStartWork
+		bad(argsAfterStartWork)
 		if f.hasFeature(FeatureRealisationWithPath) {
-			path(nil)  // drv path
-			path(nil)  // output name
-			path(nil)  // output path
-			paths(nil) // signatures
+			skipStr()  // drv path
+			skipStr()  // output name
+			skipStr()  // output path
+			skipStrs() // signatures
 		} else if minor(v) < 31 {
-			path(nil) // drv output id
-			path(nil) // output path
+			skipStr() // drv output id
+			skipStr() // output path
 		} else {
-			path(nil) // realisation as JSON
+			skipStr() // realisation as JSON
 		}
-	case 12: // AddIndirectRoot
+	case 12: // AddIndirectRoot: a path outside the store
+		skipStr()
+	case 47: // AddPermRoot: store path, a path outside the store
 		path(nil)
-	case 47: // AddPermRoot
+		skipStr()
+	case 37: // AddSignatures: path, signatures
 		path(nil)
-		path(nil)
-	case 37: // AddSignatures
-		path(nil)
-		paths(nil)
+		skipStrs()
 	case 35: // VerifyStore: check contents, repair
 		flag()
 		if err == nil {
@@ -457,65 +538,81 @@ func opaque(paths []string, version uint64) bool {
 	return true
 }
 
-// buildMode reads a build mode and reports whether it is repair.
-func (f *Filter) buildMode(err *error) bool {
-	if *err != nil {
-		return false
-	}
-	m, e := f.req.u64()
-	*err = e
-	return m == 1
-}
+// The build modes of BuildPaths, BuildPathsWithResults and
+// BuildDerivation.
+const (
+	buildModeRepair = 1
+	buildModeCheck  = 2
+)
 
-// readDerivation reads a BasicDerivation and returns its output paths.
-func readDerivation(r *reader) ([]string, error) {
+// readDerivation reads a BasicDerivation and returns its output paths
+// and, when Nix could read a store path in it other than as sent, why
+// it is refused.
+func readDerivation(r *reader) (outs []string, invalid string, err error) {
+	bad := func(why string) {
+		if invalid == "" {
+			invalid = why
+		}
+	}
 	n, err := r.count(32)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	var outs []string
 	for i := uint64(0); i < n; i++ {
-		if _, err := r.str(); err != nil { // output name
-			return nil, err
+		name, err := r.str()
+		if err != nil {
+			return nil, "", err
+		}
+		if !validName(name) {
+			bad("sent output name " + quoteShort(name) + ", not one Nix takes")
 		}
 		p, err := r.str()
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if p != "" {
+			if !validStorePath(p) {
+				bad("sent output path " + quoteShort(p) + ", not a store path in canonical form")
+			}
 			outs = append(outs, p)
 		}
 		if _, err := r.str(); err != nil { // hash algorithm
-			return nil, err
+			return nil, "", err
 		}
 		if _, err := r.str(); err != nil { // hash
-			return nil, err
+			return nil, "", err
 		}
 	}
-	if _, err := r.strs(); err != nil { // input sources
-		return nil, err
+	srcs, err := r.strs() // input sources
+	if err != nil {
+		return nil, "", err
+	}
+	for _, p := range srcs {
+		if !validStorePath(p) {
+			bad("sent input source " + quoteShort(p) + ", not a store path in canonical form")
+		}
 	}
 	if _, err := r.str(); err != nil { // platform
-		return nil, err
+		return nil, "", err
 	}
 	if _, err := r.str(); err != nil { // builder
-		return nil, err
+		return nil, "", err
 	}
 	if _, err := r.strs(); err != nil { // args
-		return nil, err
+		return nil, "", err
 	}
 	if n, err = r.count(16); err != nil { // environment
-		return nil, err
+		return nil, "", err
 	}
 	for i := uint64(0); i < n; i++ {
 		if _, err := r.str(); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if _, err := r.str(); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return outs, nil
+	return outs, invalid, nil
 }
 
 // reframed runs the copy of a framed payload: the client's frames are

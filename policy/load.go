@@ -130,6 +130,9 @@ var neverClientSettings = map[string]string{
 	"store":                    "it changes the store",
 	"system-features":          "it claims features the builder lacks",
 	"extra-platforms":          "it claims platforms the builder lacks",
+	"repeat":                   "it runs every build again, each round with a fresh timeout (Nix 2.12 and earlier)",
+	"build-repeat":             "it runs every build again, each round with a fresh timeout (Nix 2.12 and earlier)",
+	"enforce-determinism":      "it goes with repeat (Nix 2.12 and earlier)",
 }
 
 // reservedEnv are variables nixgate sets itself; the configuration may not

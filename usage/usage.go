@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/nixgate/nixgate/nixproto"
 )
@@ -46,8 +48,7 @@ type Counters struct {
 	// built (nixproto.Audit.Builds).
 	Builds int64 `json:"builds"`
 	// BuildSeconds is the time those operations took, from each one
-	// reaching Nix until the client's next operation or the end of the
-	// session (nixproto.Audit.BuildTime).
+	// reaching Nix until Nix answered it (nixproto.Audit.BuildTime).
 	BuildSeconds float64 `json:"build_seconds"`
 	// BytesIn are the bytes the clients sent to Nix; BytesOut the bytes
 	// Nix sent back, its stderr (build logs) included.
@@ -92,6 +93,10 @@ func FromSession(a nixproto.Audit, in, out int64) Counters {
 // Refusal is the counters of one refused session.
 var Refusal = Counters{Refusals: 1}
 
+// recordGrace is how much longer than its lock timeout Record waits for
+// the store.
+const recordGrace = 3 * time.Second
+
 // writeMu makes the writers of one process take turns without polling
 // bbolt's file lock.
 var writeMu sync.Mutex
@@ -109,39 +114,69 @@ func Add(stateDir, key string, at time.Time, c Counters, timeout time.Duration) 
 	}
 	writeMu.Lock()
 	defer writeMu.Unlock()
-	db, err := bolt.Open(Path(stateDir), 0o600, &bolt.Options{Timeout: timeout})
-	if err != nil {
-		return errorf("%s: %w", Path(stateDir), err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		hours, err := tx.CreateBucketIfNotExists(hoursBucket)
+	p := Path(stateDir)
+	return guarded(p, func() error {
+		db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: timeout})
 		if err != nil {
 			return err
 		}
-		hour, err := hours.CreateBucketIfNotExists(hourKey(at))
-		if err != nil {
-			return err
-		}
-		var sum Counters
-		if v := hour.Get([]byte(key)); v != nil {
-			if err := json.Unmarshal(v, &sum); err != nil {
+		defer db.Close()
+		return db.Update(func(tx *bolt.Tx) error {
+			hours, err := tx.CreateBucketIfNotExists(hoursBucket)
+			if err != nil {
 				return err
 			}
-		}
-		sum.Add(c)
-		v, err := json.Marshal(sum)
-		if err != nil {
-			return err
-		}
-		return hour.Put([]byte(key), v)
+			hour, err := hours.CreateBucketIfNotExists(hourKey(at))
+			if err != nil {
+				return err
+			}
+			var sum Counters
+			if v := hour.Get([]byte(key)); v != nil {
+				if err := json.Unmarshal(v, &sum); err != nil {
+					return damage(err)
+				}
+			}
+			sum.Add(c)
+			v, err := json.Marshal(sum)
+			if err != nil {
+				return err
+			}
+			return hour.Put([]byte(key), v)
+		})
 	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return errorf("%s: %w", Path(stateDir), err)
-	}
-	return nil
+}
+
+// damagedError is an error that comes of a damaged store.
+type damagedError struct{ err error }
+
+func (e damagedError) Error() string { return e.err.Error() }
+func (e damagedError) Unwrap() error { return e.err }
+
+func damage(err error) error { return damagedError{err} }
+
+// guarded runs f, which opens the store at p with bbolt, and returns its
+// error, prefixed with p. A panic (bbolt's answer to pages it cannot
+// read) or a fault reading the store's mapping is recovered: a store the
+// build account can write (exec mode) must never break a session, only
+// its counting. A damaged store's error says how to start a new one.
+func guarded(p string, f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = damage(fmt.Errorf("%v", r))
+		}
+		if err == nil {
+			return
+		}
+		if errors.As(err, new(damagedError)) || errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) ||
+			errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping) ||
+			errors.Is(err, berrors.ErrIncompatibleValue) {
+			err = errorf("%s is damaged (%v): move it aside, and nixgate starts a new one (the counts in it are lost)", p, err)
+			return
+		}
+		err = errorf("%s: %w", p, err)
+	}()
+	return f()
 }
 
 // Sums returns each key's counters from the hour of since on (a zero
@@ -158,48 +193,50 @@ func Sums(stateDir string, since time.Time, timeout time.Duration) (map[string]C
 	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 		return sums, nil
 	}
-	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: true})
-	if err != nil {
-		return nil, errorf("%s: %w", p, err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		hours := tx.Bucket(hoursBucket)
-		if hours == nil {
-			return nil
+	err := guarded(p, func() error {
+		db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: true})
+		if err != nil {
+			return err
 		}
-		start := []byte(nil)
-		if !since.IsZero() {
-			start = hourKey(since)
-		}
-		c := hours.Cursor()
-		k, _ := c.First()
-		if start != nil {
-			k, _ = c.Seek(start)
-		}
-		for ; k != nil; k, _ = c.Next() {
-			hour := hours.Bucket(k)
-			if hour == nil {
-				continue
-			}
-			err := hour.ForEach(func(name, v []byte) error {
-				var n Counters
-				if err := json.Unmarshal(v, &n); err != nil {
-					return fmt.Errorf("key %q: %w", name, err)
-				}
-				sum := sums[string(name)]
-				sum.Add(n)
-				sums[string(name)] = sum
+		defer db.Close()
+		return db.View(func(tx *bolt.Tx) error {
+			hours := tx.Bucket(hoursBucket)
+			if hours == nil {
 				return nil
-			})
-			if err != nil {
-				return err
 			}
-		}
-		return nil
+			start := []byte(nil)
+			if !since.IsZero() {
+				start = hourKey(since)
+			}
+			c := hours.Cursor()
+			k, _ := c.First()
+			if start != nil {
+				k, _ = c.Seek(start)
+			}
+			for ; k != nil; k, _ = c.Next() {
+				hour := hours.Bucket(k)
+				if hour == nil {
+					continue
+				}
+				err := hour.ForEach(func(name, v []byte) error {
+					var n Counters
+					if err := json.Unmarshal(v, &n); err != nil {
+						return damage(fmt.Errorf("key %q: %w", name, err))
+					}
+					sum := sums[string(name)]
+					sum.Add(n)
+					sums[string(name)] = sum
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	})
 	if err != nil {
-		return nil, errorf("%s: %w", p, err)
+		return nil, err
 	}
 	return sums, nil
 }
@@ -217,6 +254,9 @@ type Recorder struct {
 	// Timeout bounds the wait for another process; zero means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// Exe, when set, is the nixgate binary whose process reads and
+	// writes the store (AddIn): for a store someone else may write.
+	Exe string
 	// Log gets one warning the first time the store cannot be written
 	// (later failures are logged at debug level); nil means
 	// slog.Default().
@@ -231,7 +271,21 @@ func (r *Recorder) Record(key string, c Counters) {
 	if r == nil || r.StateDir == "" || key == "" || c.IsZero() {
 		return
 	}
-	err := Add(r.StateDir, key, time.Now(), c, r.Timeout)
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	// A store damaged on purpose could keep bbolt busy for good: the
+	// session does not wait for it (in exec mode the process, and the
+	// goroutine with it, ends with the session).
+	done := make(chan error, 1)
+	go func() { done <- AddIn(r.Exe, r.StateDir, key, time.Now(), c, timeout) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(timeout + recordGrace):
+		err = errorf("%s: no answer within %v: it may be damaged; move it aside, and nixgate starts a new one", Path(r.StateDir), timeout+recordGrace)
+	}
 	if err == nil {
 		return
 	}

@@ -2,6 +2,8 @@ package usage
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -245,4 +247,176 @@ func TestConcurrentProcesses(t *testing.T) {
 	if got["ci"].Sessions != 80 {
 		t.Errorf("sessions %d; want 80", got["ci"].Sessions)
 	}
+}
+
+// damagedStore writes a store of real counts in dir and returns its
+// bytes.
+func damagedStore(t testing.TB, dir string) []byte {
+	t.Helper()
+	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for i := range 40 {
+		if err := Add(dir, fmt.Sprint("key", i), at.Add(time.Duration(i)*time.Hour), Counters{Sessions: 1, Builds: int64(i)}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(Path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestDamagedStore: a store whose pages were overwritten (in exec mode
+// the build account can write it) gives an error that says it is
+// damaged and how to fix it, from Add, Sums and Record alike — never a
+// panic — and a store moved aside is started anew.
+func TestDamagedStore(t *testing.T) {
+	dir := t.TempDir()
+	good := damagedStore(t, dir)
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+	}{
+		{"pages overwritten", func(b []byte) []byte {
+			for i := 2 * 4096; i < len(b); i++ {
+				b[i] = byte(i*7 + 3)
+			}
+			return b
+		}},
+		{"meta pages zeroed", func(b []byte) []byte {
+			clear(b[:2*4096])
+			return b
+		}},
+		{"truncated", func(b []byte) []byte { return b[:3*4096+100] }},
+		{"garbage", func([]byte) []byte { return bytes.Repeat([]byte("nixgate!"), 4096) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(Path(dir), tc.damage(bytes.Clone(good)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, serr := Sums(dir, time.Time{}, time.Second)
+			aerr := Add(dir, "ci", time.Now(), Refusal, time.Second)
+			if serr == nil && aerr == nil {
+				t.Fatalf("this damage went unseen: the test no longer damages the store")
+			}
+			for _, err := range []error{serr, aerr} {
+				if err != nil && !strings.Contains(err.Error(), "is damaged") && !strings.Contains(err.Error(), "move it aside") {
+					t.Errorf("error %q does not say the store is damaged and how to fix it", err)
+				}
+			}
+			var logged bytes.Buffer
+			r := &Recorder{StateDir: dir, Timeout: time.Second, Log: slog.New(slog.NewTextHandler(&logged, nil))}
+			r.Record("ci", Refusal)
+			if aerr != nil && !strings.Contains(logged.String(), "usage not recorded") {
+				t.Errorf("Record logged %q; want one warning that usage was not recorded", logged.String())
+			}
+			os.Rename(Path(dir), Path(dir)+".damaged")
+			if err := Add(dir, "ci", time.Now(), Refusal, time.Second); err != nil {
+				t.Errorf("a new store after the damaged one was moved aside: %v", err)
+			}
+			os.Remove(Path(dir))
+		})
+	}
+}
+
+// FuzzDamagedStore: whatever bytes the store holds at any place, AddIn
+// and SumsIn (each in a process of its own, as exec mode and nixgate
+// usage run them) return, an error or not, within their time bound.
+// (In this process a damaged store can make bbolt loop or allocate
+// without end: TestIsolatedStore.)
+func FuzzDamagedStore(f *testing.F) {
+	exe, err := os.Executable()
+	if err != nil {
+		f.Fatal(err)
+	}
+	good := damagedStore(f, f.TempDir())
+	f.Add(uint32(0), []byte{0xff})
+	f.Add(uint32(4096+16), []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add(uint32(3*4096), bytes.Repeat([]byte{0xff}, 64))
+	f.Fuzz(func(t *testing.T, at uint32, with []byte) {
+		b := bytes.Clone(good)
+		off := int(at) % len(b)
+		copy(b[off:], with)
+		dir := t.TempDir()
+		if err := os.WriteFile(Path(dir), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		const timeout = 500 * time.Millisecond
+		start := time.Now()
+		_, serr := SumsIn(exe, dir, time.Time{}, timeout)
+		aerr := AddIn(exe, dir, "ci", time.Now(), Refusal, timeout)
+		if took := time.Since(start); took > 2*(timeout+recordGrace)+5*time.Second {
+			t.Fatalf("took %v", took)
+		}
+		for _, err := range []error{serr, aerr} {
+			if err != nil && !strings.HasPrefix(err.Error(), "usage: ") {
+				t.Errorf("error %q is not one of usage's", err)
+			}
+		}
+	})
+}
+
+// TestMain lets the test binary be the process AddIn and SumsIn run.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == ChildCommand {
+		os.Exit(ChildMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// selfChild returns store b with its root bucket's page (by the newer
+// meta page: the root page id at 16, the transaction id at 56) made a
+// branch page whose one child is itself: bbolt, reading it, recurses
+// until Go's stack overflows, which no recover stops.
+func selfChild(b []byte) []byte {
+	b = bytes.Clone(b)
+	root, txid := uint64(0), uint64(0)
+	for _, meta := range [][]byte{b[16:4096], b[4096+16 : 2*4096]} {
+		if id := binary.LittleEndian.Uint64(meta[56:]); id >= txid {
+			root, txid = binary.LittleEndian.Uint64(meta[16:]), id
+		}
+	}
+	p := b[root*4096:]
+	binary.LittleEndian.PutUint16(p[8:], 0x01) // a branch page
+	binary.LittleEndian.PutUint16(p[10:], 1)   // of one element
+	binary.LittleEndian.PutUint32(p[12:], 0)   // no overflow
+	binary.LittleEndian.PutUint32(p[16:], 16)  // its key 16 bytes on
+	binary.LittleEndian.PutUint32(p[20:], 1)   // one byte long
+	binary.LittleEndian.PutUint64(p[24:], root)
+	p[32] = 'h'
+	return b
+}
+
+// TestIsolatedStore: AddIn and SumsIn in a process of their own count as
+// Add and Sums do, and a store damaged so that bbolt, reading it,
+// overflows its stack (selfChild) costs the caller an error that says the
+// store is damaged and how to fix it, not its process.
+func TestIsolatedStore(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good := damagedStore(t, dir)
+	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	if err := AddIn(exe, dir, "key1", at, Counters{Sessions: 2}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sums, err := SumsIn(exe, dir, time.Time{}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sums["key1"]; got.Sessions != 3 || got.Builds != 1 {
+		t.Errorf("key1: %+v; want 3 sessions (1 + the 2 added) and 1 build", got)
+	}
+
+	if err := os.WriteFile(Path(dir), selfChild(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = SumsIn(exe, dir, time.Time{}, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "move it aside") {
+		t.Errorf("the damaged store gave %v; want an error that says how to fix it", err)
+	}
+	t.Logf("%v after %v", err, time.Since(start))
 }

@@ -92,8 +92,10 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 			err = limits.session(k)
 		}
 		if err != nil {
-			(&keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}).Record(keyName, keyusage.Refusal)
-			return refuse(stderr, log, "refused: "+policy.Line(err), "decision", "deny")
+			// The refusal first: counting it must never cost its line.
+			status := refuse(stderr, log, "refused: "+policy.Line(err), "decision", "deny")
+			usageRecorder(cfg, log).Record(keyName, keyusage.Refusal)
+			return status
 		}
 	}
 
@@ -135,10 +137,11 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	log = log.With(v.LogAttrs()...)
 	// Usage goes to state_dir's store when the build account may write
 	// it; otherwise one warning, and the session goes on uncounted.
-	rec := &keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}
+	rec := usageRecorder(cfg, log)
 	if v.Kind != session.RunNix {
+		status := refuse(stderr, log, v.Message, "decision", "deny")
 		rec.Record(keyName, keyusage.Refusal)
-		return refuse(stderr, log, v.Message, "decision", "deny")
+		return status
 	}
 	if v.Config != nil {
 		cfg = v.Config
@@ -247,6 +250,19 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 		record(keyusage.FromSession(audit, in, out+errOut))
 	}
 	return status
+}
+
+// usageRecorder records exec-mode usage in state_dir's store, which the
+// build account can write: in a process of its own (keyusage.AddIn), so
+// that a store damaged on purpose costs the session nothing but its
+// counting.
+func usageRecorder(cfg *policy.Config, log *slog.Logger) *keyusage.Recorder {
+	exe, err := os.Executable()
+	if err != nil {
+		log.Warn("usage not recorded", "error", err.Error())
+		return nil
+	}
+	return &keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log, Exe: exe}
 }
 
 // remoteAddr returns the client address from SSH_CONNECTION

@@ -14,6 +14,7 @@ import (
 	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
+	keyusage "github.com/nixgate/nixgate/usage"
 )
 
 // command is one subcommand.
@@ -72,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return sandbox.HelperMain(args[1:], stderr)
 	case sandbox.HomeCheckCommand:
 		return sandbox.HomeCheckMain(args[1:], stdout, stderr)
+	case keyusage.ChildCommand:
+		return keyusage.ChildMain(args[1:], os.Stdin, stdout, stderr)
 	case admission.RuntimeDirCheckCommand:
 		return admission.RuntimeDirCheckMain(args[1:], stdout, stderr)
 	case sandbox.NestCommand:

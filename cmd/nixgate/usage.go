@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,7 +62,15 @@ func runUsage(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nixgate usage: "+policy.Line(err))
 		return exitRefused
 	}
-	sums, err := keyusage.Sums(cfg.Serve.StateDir, since, usageReadTimeout)
+	// In a process of its own: in exec mode the build account can write
+	// the store, and a damaged one could make bbolt loop or allocate
+	// without end.
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "nixgate usage: "+err.Error())
+		return exitRefused
+	}
+	sums, err := keyusage.SumsIn(exe, cfg.Serve.StateDir, since, usageReadTimeout)
 	if err != nil {
 		fmt.Fprintln(stderr, "nixgate usage: "+policy.Line(err))
 		return exitRefused
