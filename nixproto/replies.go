@@ -215,6 +215,27 @@ func (t *replies) u64() uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
+// prefixed reads prefix, then the rest of Nix's answer.
+type prefixed struct {
+	prefix []byte
+	t      *replies
+}
+
+func (p *prefixed) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.t.Read(b)
+}
+
+func (p *prefixed) skip(n uint64) error {
+	k := min(n, uint64(len(p.prefix)))
+	p.prefix = p.prefix[k:]
+	return p.t.skip(n - k)
+}
+
 // skip reads past n bytes.
 func (t *replies) skip(n uint64) error {
 	for n > 0 && t.need() {
@@ -471,8 +492,10 @@ func (t *replies) result(code, v uint64) {
 			t.buildResult(v)
 		}
 	case 38: // NarFromPath: the NAR, unframed
-		// Nix checks that the path is valid only now: for a path that
-		// is not, an error comes instead, and Nix ends the connection.
+		// Nix checks that the path is there only now, before the NAR
+		// (2.26 and later) or after its first string (2.8 and 2.26's
+		// local store): for a path that is not, an error comes, and
+		// Nix ends the connection.
 		const magic = "nix-archive-1"
 		switch n := t.u64(); n {
 		case stderrError:
@@ -488,7 +511,14 @@ func (t *replies) result(code, v uint64) {
 			t.malformed("Nix sent no NAR")
 			return
 		}
-		if err := (src{r: t}).narNode(0); err != nil {
+		first := t.u64()
+		if first == stderrError {
+			t.errorText(v)
+			return
+		}
+		// The rest of the NAR, from its first string's length on.
+		r := &prefixed{prefix: appendU64(nil, first), t: t}
+		if err := (src{r: r}).narNode(0); err != nil {
 			t.malformed("Nix's NAR: %v", err)
 		}
 	case 40: // QueryMissing: three lists of paths, two sizes

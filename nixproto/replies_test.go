@@ -245,6 +245,7 @@ func TestRepliesFailClosed(t *testing.T) {
 		{"AddBuildLog refused", 45, WorkerError(v, "bad"), "Nix refused AddBuildLog (bad)", false},
 		{"a query refused", 1, WorkerError(v, "bad"), "", false},
 		{"NAR of an invalid path", 38, slices.Concat((&enc{}).u64(stderrLast).b, WorkerError(v, "path is not valid"), WorkerError(v, "path is not valid")), "", true},
+		{"NAR of a missing path (Nix 2.8)", 38, slices.Concat((&enc{}).u64(stderrLast).str("nix-archive-1").b, WorkerError(v, "getting status of path"), WorkerError(v, "getting status of path")), "", true},
 		{"an error before Nix answers", 1, slices.Concat(WorkerError(v, "not a store path"), WorkerError(v, "not a store path")), "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
