@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -20,8 +21,10 @@ type ServeConfig struct {
 	StateDir string
 	// Limits bound what clients may use.
 	Limits Limits
-	// MetricsListen is the address of the Prometheus metrics listener.
-	// Empty means none.
+	// MetricsListen is the address of the Prometheus metrics listener:
+	// host:port, or "unix:" and the absolute path of a socket only
+	// serve's user may connect to (mode 0600; out of reach of builds on
+	// this machine, which may reach its loopback). Empty means none.
 	MetricsListen string
 }
 
@@ -98,8 +101,12 @@ func (v *validator) serve(f *fileServe) ServeConfig {
 		}
 	}
 	if s.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
-			v.fail("metrics.listen", "%q is not host:port", s.MetricsListen)
+		if path, ok := strings.CutPrefix(s.MetricsListen, "unix:"); ok {
+			if path == "" || path[0] != '/' {
+				v.fail("metrics.listen", "%q: a unix socket needs an absolute path (unix:/run/nixgate/metrics.sock)", s.MetricsListen)
+			}
+		} else if _, _, err := net.SplitHostPort(s.MetricsListen); err != nil {
+			v.fail("metrics.listen", "%q is not host:port or unix:/path", s.MetricsListen)
 		}
 	}
 	for i, p := range f.HostKeys {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -247,7 +248,7 @@ func checkHealth(srv *gateway.Server) (stop func()) {
 
 // serveMetrics serves the Prometheus metrics on addr.
 func serveMetrics(addr string, metrics *gateway.Metrics, log *slog.Logger) error {
-	ml, err := net.Listen("tcp", addr)
+	ml, err := metricsListener(addr)
 	if err != nil {
 		return err
 	}
@@ -255,6 +256,33 @@ func serveMetrics(addr string, metrics *gateway.Metrics, log *slog.Logger) error
 	go ms.Serve(ml)
 	log.Info("metrics", "listen", ml.Addr().String())
 	return nil
+}
+
+// metricsListener listens on addr: host:port, or unix:PATH, a socket
+// of mode 0600 (a stale socket there from an earlier start is replaced;
+// any other file is not).
+func metricsListener(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		os.Remove(path)
+	}
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // shutdown stops srv after sig: no new connections, running sessions
