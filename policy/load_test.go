@@ -226,6 +226,10 @@ listen = "127.0.0.1:9122"
 	if s.Limits != want {
 		t.Errorf("Limits = %+v; want %+v", s.Limits, want)
 	}
+	sock, err := Parse("m.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"unix:/run/nixgate/metrics.sock\"\n"))
+	if err != nil || sock.Serve.MetricsListen != "unix:/run/nixgate/metrics.sock" {
+		t.Errorf("a unix metrics socket: %v, %q", err, sock.Serve.MetricsListen)
+	}
 	def, err := Parse("d.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +244,8 @@ listen = "127.0.0.1:9122"
 		"user = \"b\"\nhost_keys = [\"rel\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                 "s.toml:2: host_keys[0]",
 		"user = \"b\"\nauthorized_keys = \"rel\"\n":                                                       "s.toml:2: authorized_keys",
 		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startup = 1\n":             "unknown setting \"limits.max_startup\"",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"unix:rel.sock\"\n": "s.toml:6: metrics.listen",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"9122\"\n":          "s.toml:6: metrics.listen",
 	} {
 		if _, err := Parse("s.toml", []byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(%q) = %v; want %q", doc, err, want)
