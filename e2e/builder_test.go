@@ -48,6 +48,8 @@ type builder struct {
 	// bin is the nixgate binary nixgate serve runs as; empty means
 	// nixgateBin.
 	bin string
+	// binDir is nixgate's nix.bin_dirs; empty means the default.
+	binDir string
 
 	sshExtra  []string  // extra ssh options for greet
 	sshd      *exec.Cmd // OpenSSH's sshd, in exec mode
@@ -132,6 +134,9 @@ type builderOptions struct {
 	// bin, when set, is the nixgate binary serve mode runs instead of
 	// nixgateBin (a variant a benchmark compares against).
 	bin string
+	// binDir, when set, is nixgate's nix.bin_dirs: where it finds
+	// nix-store and nix-daemon (the matrix's wrappers of another Nix).
+	binDir string
 }
 
 // newBuilderWith is newBuilder with the options o.
@@ -147,7 +152,7 @@ func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b := &builder{root: root, mode: mode, sandbox: sandbox, daemonSocket: o.daemonSocket, bin: o.bin}
+	b := &builder{root: root, mode: mode, sandbox: sandbox, daemonSocket: o.daemonSocket, bin: o.bin, binDir: o.binDir}
 	b.account = newBuildAccount(t, filepath.Join(root, "home"))
 	b.port = freePort(t)
 	b.metricsPort = freePort(t)
@@ -229,6 +234,9 @@ listen = "127.0.0.1:%d"
 		fmt.Fprintf(&cfg, "\n[[keys]]\nname = %q\n%s\npublic_key = %q\n", name, configuredKeys[name], b.keys[name].publicKey)
 	}
 	doc := cfg.String()
+	if b.binDir != "" {
+		doc = strings.Replace(doc, "[nix]\n", fmt.Sprintf("[nix]\nbin_dirs = [%q]\n", b.binDir), 1)
+	}
 	if b.daemonSocket != "" {
 		doc = strings.Replace(doc, fmt.Sprintf("store = %q\n", b.store), "store = \"daemon\"\n", 1)
 		doc = strings.Replace(doc, `env = { NIX_CONFIG`, fmt.Sprintf("env = { NIX_DAEMON_SOCKET_PATH = %q, NIX_CONFIG", b.daemonSocket), 1)
