@@ -378,7 +378,7 @@ func (g *gen) path() string {
 	}
 	name := []string{"x", "hello-2.12", "a.drv"}[g.rng.IntN(3)]
 	if g.rng.IntN(20) == 0 {
-		name = []string{".hidden", "bad/name"}[g.rng.IntN(2)] // Nix ends the connection
+		name = []string{".hidden", "bad/name"}[g.rng.IntN(2)] // Nix 2.19 and 2.20 refuse the one, every Nix the other
 	}
 	p := "/nix/store/" + string(h) + "-" + name
 	if g.rng.IntN(12) == 0 {

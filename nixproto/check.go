@@ -36,11 +36,15 @@ const hashPartLen = 32
 // maxNameLen is the longest name of a store path.
 const maxNameLen = 211
 
-// validName reports whether name is a store path name that every Nix
-// accepts: 1 to 211 characters of letters, digits and +-._?=, not
-// starting with a dot (Nix 2.8 refuses a leading dot).
+// validName reports whether name is a store path name (or an output
+// name) Nix takes: 1 to 211 characters of letters, digits and +-._?=,
+// not "." or "..", not starting with ".-" or "..-" (Nix 2.21 and later;
+// 2.8 takes those too, and only 2.19 and 2.20 refused any leading dot,
+// which Nix then took back).
 func validName(name string) bool {
-	if name == "" || len(name) > maxNameLen || name[0] == '.' {
+	switch {
+	case name == "" || len(name) > maxNameLen, name == ".", name == "..",
+		strings.HasPrefix(name, ".-"), strings.HasPrefix(name, "..-"):
 		return false
 	}
 	for i := 0; i < len(name); i++ {

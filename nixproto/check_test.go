@@ -36,10 +36,12 @@ func TestValidStorePath(t *testing.T) {
 		{"/nix/store/./6cp643dzvlxxpkgbg5kzmwj47sam9zs2-hello-2.12.1.drv", false},
 		{"/nix/store/zz/../6cp643dzvlxxpkgbg5kzmwj47sam9zs2-hello-2.12.1.drv", false},
 		{"/../nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2-hello-2.12.1.drv", false},
-		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2Xhello", false},  // Nix never checks the dash
-		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2!hello", false},  // nor here
-		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zse-hello", false},  // e is no base-32 digit
-		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2-.hello", false}, // 2.8 refuses a leading dot
+		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2Xhello", false}, // Nix never checks the dash
+		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2!hello", false}, // nor here
+		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zse-hello", false}, // e is no base-32 digit
+		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2-.vimrc", true}, // a dotfile's path literal
+		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2-.-x", false},
+		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2-..", false},
 		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2-hel lo", false},
 		{"/nix/store/6cp643dzvlxxpkgbg5kzmwj47sam9zs2-" + strings.Repeat("x", 212), false},
 	} {
@@ -114,7 +116,7 @@ func TestArgumentsAsNixReadsThem(t *testing.T) {
 			hello := workerHello(tc.version)
 			client := slices.Concat(hello, tc.op, sentinel(policy.ProtocolWorker))
 			for _, pol := range []policy.OpPolicy{fullTrust, buildKey, readOnlyKey} {
-				r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: pol}, client, workerServerHello(tc.version))
+				r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: pol}, client, workerServerWhole(tc.version))
 				if r.err != nil {
 					t.Fatalf("%s: %v", pol.Key, r.err)
 				}

@@ -250,7 +250,8 @@ func (f *Filter) Result() (Audit, error) {
 	a.BytesToNix = f.nixBytes.Load()
 	a.Version = versionString(f.opt.Protocol, f.version)
 	a.Features = f.features
-	if f.failed != "" {
+	if f.failed != "" && (f.err == nil || errors.Is(f.err, ErrRefused)) {
+		// (A client that left mid-payload is that, not a refusal.)
 		return a, errorf("%w: %s", ErrRefused, f.failed)
 	}
 	return a, f.err
@@ -264,9 +265,10 @@ func (f *Filter) hasFailed() bool {
 }
 
 // failClosed ends the session when nixgate can no longer be sure what
-// Nix reads or what it answers: Nix's stdin is closed, so Nix reads
-// nothing more and exits, and the client is told why. The first reason
-// stands.
+// Nix reads or what it answers: Nix's stdin is closed, so Nix gets
+// nothing more than what is in the pipe already (what keeps that in
+// step is nixgate's own framing, firstFrame), and exits; the client is
+// told why. The first reason stands.
 func (f *Filter) failClosed(reason string) {
 	f.mu.Lock()
 	first := f.failed == ""
@@ -279,6 +281,9 @@ func (f *Filter) failClosed(reason string) {
 	}
 	f.log.Warn("session ended", "reason", reason)
 	f.tell(reason)
+	if f.reply.track != nil {
+		f.reply.track.wake()
+	}
 	f.nixPipe.Close()
 }
 
@@ -419,7 +424,7 @@ func (f *Filter) sent(o *op) {
 		f.mu.Unlock()
 	}
 	if f.reply.track != nil {
-		f.reply.track.expect(o)
+		f.reply.track.expect(o, f.nix.Flush)
 	}
 }
 
@@ -644,6 +649,9 @@ func (rw *replyWriter) Write(p []byte) (int, error) {
 			}
 		}
 		if rw.helloDone && rw.track != nil {
+			if err := rw.track.helloPassed(); err != nil {
+				return 0, err
+			}
 			// What follows the hello: Nix's first answers.
 			return len(p), rw.track.feed(rw.takeHello())
 		}

@@ -1,8 +1,10 @@
 package nixproto
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -91,6 +93,42 @@ func TestClientFrameTooLong(t *testing.T) {
 	}
 }
 
+// answerAddMultiple is a Nix that answers each AddMultipleToStore it
+// reads (after the hello of version 1.34) with LAST, as Nix does: it
+// follows the frames to the operation's end.
+func answerAddMultiple(in io.Reader, out io.Writer) {
+	r := bufio.NewReader(in)
+	u64 := func() (uint64, error) {
+		var b [8]byte
+		_, err := io.ReadFull(r, b[:])
+		return binary.LittleEndian.Uint64(b[:]), err
+	}
+	for range 4 { // magic, version, affinity, reserveSpace
+		if _, err := u64(); err != nil {
+			return
+		}
+	}
+	for {
+		code, err := u64()
+		if err != nil || code != 44 {
+			return
+		}
+		u64()
+		u64()
+		for {
+			n, err := u64()
+			if err != nil {
+				return
+			}
+			if n == 0 {
+				break
+			}
+			r.Discard(int(n))
+		}
+		out.Write((&enc{}).u64(stderrLast).b)
+	}
+}
+
 // TestPipelinedPayloadsHoldOneBuffer: payload operations sent at once
 // (each copy leaving bytes read ahead) keep one big reader for the
 // session, not one more per operation (2000 empty AddMultipleToStore held
@@ -102,7 +140,7 @@ func TestPipelinedPayloadsHoldOneBuffer(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey}), bytes.NewReader(client), workerServerHello(v))
+	s := attachAnswering(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey}), bytes.NewReader(client), workerServerWhole(v), answerAddMultiple)
 	s.nixGot(t)
 	runtime.GC()
 	runtime.ReadMemStats(&after)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,7 +79,8 @@ func workerServerHello(v uint64, features ...string) []byte {
 }
 
 // workerServerTail is the rest of Nix's hello after its feature set:
-// its version (1.33) and whether it trusts the client (1.35).
+// its version (1.33), whether it trusts the client (1.35), and the end
+// of its messages (LAST), after which Nix reads operations.
 func workerServerTail(v, trust uint64) []byte {
 	e := &enc{}
 	if minor(v) >= 33 {
@@ -87,7 +89,13 @@ func workerServerTail(v, trust uint64) []byte {
 	if minor(v) >= 35 {
 		e.u64(trust)
 	}
-	return e.b
+	return e.u64(stderrLast).b
+}
+
+// workerServerWhole is Nix's whole hello at version v, trusting the
+// client.
+func workerServerWhole(v uint64, features ...string) []byte {
+	return slices.Concat(workerServerHello(v, features...), workerServerTail(v, trustTrusted))
 }
 
 func serveHello(v uint64) []byte       { return (&enc{}).u64(ServeMagicClient, v).b }
@@ -182,6 +190,31 @@ func attach(t testing.TB, f *Filter, client io.Reader, server []byte, answers ..
 			}
 		}
 		s.got <- b
+	}()
+	return s
+}
+
+// attachAnswering starts f between client and a Nix that answers its
+// hello with server and then runs nix on what it reads, which it writes
+// to Nix's stdout: a Nix of the test's own that answers as it reads.
+func attachAnswering(t testing.TB, f *Filter, client io.Reader, server []byte, nix func(in io.Reader, out io.Writer)) *attached {
+	t.Helper()
+	s := &attached{f: f, toClient: &syncBuffer{}, got: make(chan []byte, 1)}
+	nixIn, nixOut, err := f.Attach(client, s.toClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.nixIn = nixIn
+	nixOut.Write(server)
+	pr, pw := io.Pipe()
+	go func() {
+		b, _ := io.ReadAll(io.TeeReader(nixIn, pw))
+		pw.Close()
+		s.got <- b
+	}()
+	go func() {
+		nix(pr, nixOut)
+		io.Copy(io.Discard, pr)
 	}()
 	return s
 }

@@ -72,17 +72,29 @@ type replies struct {
 	// replyWriter.mu, then queueMu.
 	queueMu sync.Mutex
 	queue   []pending
+	// room is signalled, with queueMu, when the queue shrinks or will
+	// not any more (closed).
+	room   *sync.Cond
+	closed bool
 }
 
-// pending is what an answer in the queue is: Nix's answer to o, or, for
-// a nil o, nixgate's own answer refusal.
+// pending is what an answer in the queue is: Nix's answer to o; for a
+// nil o, nixgate's own answer refusal; or, first of all, Nix's hello
+// (hello), which refusals wait for too.
 type pending struct {
 	o       *op
 	refusal []byte
+	hello   bool
 }
 
+// maxQueued bounds the answers a session may owe its client: a client
+// that sends operations faster than Nix answers them (refused ones
+// cost Nix nothing) is read no further until Nix has caught up.
+const maxQueued = 1024
+
 func newReplies(f *Filter) *replies {
-	t := &replies{f: f}
+	t := &replies{f: f, queue: []pending{{hello: true}}}
+	t.room = sync.NewCond(&t.queueMu)
 	t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
 		t.yield = yield
 		t.follow()
@@ -90,16 +102,45 @@ func newReplies(f *Filter) *replies {
 	return t
 }
 
-// expect queues Nix's answer to o, before o is passed to Nix.
-func (t *replies) expect(o *op) {
-	t.queueMu.Lock()
-	t.queue = append(t.queue, pending{o: o})
-	t.queueMu.Unlock()
+// waitRoom waits, with queueMu held, until the queue has room, after
+// flush has given Nix what it was sent so far (Nix answers only what it
+// has read); false when the queue never will (the session is over).
+func (t *replies) waitRoom(flush func() error) bool {
+	for len(t.queue) >= maxQueued && !t.closed {
+		t.queueMu.Unlock()
+		err := flush()
+		t.queueMu.Lock()
+		if err != nil {
+			return false
+		}
+		if len(t.queue) >= maxQueued && !t.closed {
+			t.room.Wait()
+		}
+	}
+	return !t.closed
 }
 
-// refuse answers a refused operation with b: at once when Nix owes no
-// answer, else after the answers Nix owes.
-func (t *replies) refuse(b []byte) error {
+// expect queues Nix's answer to o, before o is passed to Nix; false
+// when the session is over.
+func (t *replies) expect(o *op, flush func() error) bool {
+	t.queueMu.Lock()
+	defer t.queueMu.Unlock()
+	if !t.waitRoom(flush) {
+		return false
+	}
+	t.queue = append(t.queue, pending{o: o})
+	return true
+}
+
+// refuse answers a refused operation with b: at once when nothing is
+// owed the client before it, else after the answers owed.
+func (t *replies) refuse(b []byte, flush func() error) error {
+	t.queueMu.Lock()
+	ok := t.waitRoom(flush)
+	t.queueMu.Unlock()
+	if !ok {
+		return nil
+	}
 	t.f.reply.mu.Lock()
 	defer t.f.reply.mu.Unlock()
 	t.queueMu.Lock()
@@ -111,6 +152,47 @@ func (t *replies) refuse(b []byte) error {
 	t.queueMu.Unlock()
 	_, err := t.f.reply.w.Write(b)
 	return err
+}
+
+// helloPassed takes Nix's hello off the queue once it has gone to the
+// client, and passes on the refusals that waited for it.
+func (t *replies) helloPassed() error {
+	t.f.reply.mu.Lock()
+	defer t.f.reply.mu.Unlock()
+	t.queueMu.Lock()
+	if len(t.queue) == 0 || !t.queue[0].hello {
+		t.queueMu.Unlock()
+		return nil
+	}
+	refusals := t.popLocked()
+	t.queueMu.Unlock()
+	for _, b := range refusals {
+		if _, err := t.f.reply.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// popLocked takes the queue's first entry off, with the refusals after
+// it, which it returns; queueMu is held.
+func (t *replies) popLocked() [][]byte {
+	t.queue = t.queue[1:]
+	var refusals [][]byte
+	for len(t.queue) > 0 && t.queue[0].o == nil && !t.queue[0].hello {
+		refusals = append(refusals, t.queue[0].refusal)
+		t.queue = t.queue[1:]
+	}
+	t.room.Broadcast()
+	return refusals
+}
+
+// wake releases whoever waits for room: the session is over.
+func (t *replies) wake() {
+	t.queueMu.Lock()
+	t.closed = true
+	t.room.Broadcast()
+	t.queueMu.Unlock()
 }
 
 // feed parses p, which Nix wrote next, and passes it on to the client.
@@ -139,6 +221,7 @@ func (t *replies) feed(p []byte) error {
 
 // close stops the parser, once Nix has exited.
 func (t *replies) close() {
+	t.wake()
 	t.feedMu.Lock()
 	defer t.feedMu.Unlock()
 	t.dead = true
@@ -256,9 +339,24 @@ func (t *replies) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// maxReplyString bounds the length of a string in Nix's answers (a
+// NAR's file contents are not strings here): longer is no answer nixgate
+// understands.
+const maxReplyString = 1 << 40
+
+// length reads a string's length.
+func (t *replies) length() uint64 {
+	n := t.u64()
+	if n > maxReplyString {
+		t.malformed("Nix sent a string of %d bytes", n)
+		return 0
+	}
+	return n
+}
+
 // text reads a string and returns at most its first maxReplyText bytes.
 func (t *replies) text() string {
-	n := t.u64()
+	n := t.length()
 	keep := min(n, maxReplyText)
 	b := make([]byte, 0, keep)
 	for uint64(len(b)) < keep && t.need() {
@@ -271,7 +369,7 @@ func (t *replies) text() string {
 }
 
 // str reads past a string.
-func (t *replies) str() { t.skip(padded(t.u64())) }
+func (t *replies) str() { t.skip(padded(t.length())) }
 
 // strs reads past a list of strings.
 func (t *replies) strs() {
@@ -331,7 +429,7 @@ func (t *replies) follow() {
 	for t.need() {
 		t.queueMu.Lock()
 		var o *op
-		if len(t.queue) > 0 {
+		if len(t.queue) > 0 && !t.queue[0].hello {
 			o = t.queue[0].o
 		}
 		t.queueMu.Unlock()
@@ -380,12 +478,7 @@ func (t *replies) answered(o *op, n uint64) {
 	defer t.f.reply.mu.Unlock()
 	err := t.write(t.p[t.passed:t.off])
 	t.queueMu.Lock()
-	t.queue = t.queue[1:]
-	var refusals [][]byte
-	for len(t.queue) > 0 && t.queue[0].o == nil {
-		refusals = append(refusals, t.queue[0].refusal)
-		t.queue = t.queue[1:]
-	}
+	refusals := t.popLocked()
 	t.queueMu.Unlock()
 	for _, b := range refusals {
 		if err == nil {

@@ -124,8 +124,12 @@ func followed(v uint64, features ...string) (*replies, *syncBuffer) {
 	out := &syncBuffer{}
 	f.reply = &replyWriter{f: f, w: out, helloDone: true}
 	f.reply.track = newReplies(f)
+	f.reply.track.helloPassed()
 	return f.reply.track, out
 }
+
+// noFlush is the flush of a Nix that has everything already.
+func noFlush() error { return nil }
 
 // feedInPieces feeds b to t in pieces of random sizes, some of a byte.
 func feedInPieces(rng *rand.Rand, t *replies, b []byte) {
@@ -159,7 +163,7 @@ func TestRepliesFollowEveryAnswer(t *testing.T) {
 				var want []byte
 				for range 1 + rng.IntN(12) {
 					code := answerCodes[rng.IntN(len(answerCodes))]
-					tr.expect(&op{req: policy.OpRequest{Code: code}})
+					tr.expect(&op{req: policy.OpRequest{Code: code}}, noFlush)
 					want = append(want, genAnswer(rng, code, v, withPath)...)
 				}
 				feedInPieces(rng, tr, want)
@@ -191,14 +195,14 @@ func TestRefusalsInPlace(t *testing.T) {
 		for i := range 6 {
 			if i%2 == 1 {
 				refusal := WorkerError(v, "nixgate: refused "+string(rune('a'+i)))
-				if err := tr.refuse(refusal); err != nil {
+				if err := tr.refuse(refusal, noFlush); err != nil {
 					t.Fatal(err)
 				}
 				want = append(want, refusal...)
 				continue
 			}
 			code := answerCodes[rng.IntN(len(answerCodes))]
-			tr.expect(&op{req: policy.OpRequest{Code: code}})
+			tr.expect(&op{req: policy.OpRequest{Code: code}}, noFlush)
 			a := genAnswer(rng, code, v, false)
 			nix = append(nix, a)
 			want = append(want, a...)
@@ -212,7 +216,7 @@ func TestRefusalsInPlace(t *testing.T) {
 	// Nothing owed: the refusal goes out at once.
 	tr, out := followed(v)
 	refusal := WorkerError(v, "nixgate: refused")
-	tr.refuse(refusal)
+	tr.refuse(refusal, noFlush)
 	if !bytes.Equal(out.Bytes(), refusal) {
 		t.Errorf("with no answer owed the client got %x; want the refusal at once", out.Bytes())
 	}
@@ -254,8 +258,8 @@ func TestRepliesFailClosed(t *testing.T) {
 			if tc.code == 7 || tc.code == 39 || tc.code == 44 || tc.code == 45 {
 				o.payload = func() error { return nil }
 			}
-			tr.expect(o)
-			tr.expect(&op{req: policy.OpRequest{Code: 1}})
+			tr.expect(o, noFlush)
+			tr.expect(&op{req: policy.OpRequest{Code: 1}}, noFlush)
 			tr.feed(slices.Clone(tc.answer))
 			if !tc.ends {
 				tr.feed(slices.Clone(isValid))
@@ -317,7 +321,7 @@ func FuzzReplies(f *testing.F) {
 		defer tr.close()
 		rng := rand.New(rand.NewPCG(seed, seed))
 		for range 1 + rng.IntN(4) {
-			tr.expect(&op{req: policy.OpRequest{Code: answerCodes[(int(code)+rng.IntN(3))%len(answerCodes)]}})
+			tr.expect(&op{req: policy.OpRequest{Code: answerCodes[(int(code)+rng.IntN(3))%len(answerCodes)]}}, noFlush)
 		}
 		feedInPieces(rng, tr, nix)
 		if got := out.Bytes(); !bytes.HasPrefix(nix, got) {
@@ -341,7 +345,7 @@ func BenchmarkRepliesNAR(b *testing.B) {
 	b.SetBytes(int64(len(nar)))
 	for b.Loop() {
 		tr, _ := followedDiscarding(1<<8 | 34)
-		tr.expect(&op{req: policy.OpRequest{Code: 38}})
+		tr.expect(&op{req: policy.OpRequest{Code: 38}}, noFlush)
 		for p := nar; len(p) > 0; {
 			n := min(32<<10, len(p))
 			tr.feed(p[:n])
@@ -360,5 +364,70 @@ func followedDiscarding(v uint64) (*replies, *Filter) {
 	f.version = v
 	f.reply = &replyWriter{f: f, w: io.Discard, helloDone: true}
 	f.reply.track = newReplies(f)
+	f.reply.track.helloPassed()
 	return f.reply.track, f
+}
+
+// TestRefusalsWaitForRoom: a client that sends refused operations while
+// Nix is slow to answer one before them is read no further once it owes
+// the client maxQueued answers; when Nix answers, every refusal reaches
+// the client, in order, after it.
+func TestRefusalsWaitForRoom(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	isValid := (&enc{}).u64(1).str(testPath).b
+	refused := (&enc{}).u64(1).str("").b // not a store path
+	const n = 3 * maxQueued
+	client := slices.Concat(workerHello(v), isValid, bytes.Repeat(refused, n))
+	release := make(chan struct{})
+	s := attachAnswering(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey}), bytes.NewReader(client), workerServerWhole(v),
+		func(in io.Reader, out io.Writer) {
+			<-release
+			out.Write((&enc{}).u64(stderrLast, 1).b)
+		})
+	tr := s.f.reply.track
+	queued := func() int {
+		tr.queueMu.Lock()
+		defer tr.queueMu.Unlock()
+		return len(tr.queue)
+	}
+	for i := 0; queued() < maxQueued && i < 2000; i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // room for a queue that would grow on
+	if q := queued(); q != maxQueued {
+		t.Errorf("%d answers owed the client while Nix is slow; want the queue full at %d, and no more", q, maxQueued)
+	}
+	close(release)
+	s.nixGot(t)
+	s.nixExited()
+	out := s.toClient.Bytes()
+	answer := (&enc{}).u64(stderrLast, 1).b
+	i := bytes.Index(out, answer)
+	if i < 0 {
+		t.Fatal("Nix's answer did not reach the client")
+	}
+	if msgs := workerErrorMessages(out[:i], v); len(msgs) != 0 {
+		t.Errorf("%d refusals reached the client before Nix's answer to the operation before them", len(msgs))
+	}
+	if msgs := workerErrorMessages(out[i:], v); len(msgs) != n {
+		t.Errorf("%d refusals reached the client; want %d", len(msgs), n)
+	}
+}
+
+// TestRefusalWaitsForHello: a refusal of an operation a client sent
+// before Nix's hello was whole reaches the client after the hello.
+func TestRefusalWaitsForHello(t *testing.T) {
+	v := uint64(1<<8 | 34)
+	hello := workerHello(v)
+	client := slices.Concat(hello, (&enc{}).u64(1).str("").b)
+	whole := workerServerWhole(v)
+	last := (&enc{}).u64(stderrLast).b
+	r := filterSessionAnswering(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey}, client, whole[:len(whole)-len(last)],
+		answer{after: len(hello), delay: 100 * time.Millisecond, b: last})
+	if !bytes.HasPrefix(r.toClient, whole) {
+		t.Fatalf("the client got %x; want Nix's whole hello first, %x", r.toClient, whole)
+	}
+	if msgs := workerErrorMessages(r.toClient[len(whole):], v); len(msgs) != 1 {
+		t.Errorf("after the hello the client got %q; want the one refusal", msgs)
+	}
 }

@@ -72,7 +72,7 @@ func TestWorkerBuildSlot(t *testing.T) {
 	valid := (&enc{}).u64(9).strs("/nix/store/11111111111111111111111111111111-x").u64(0).b
 	isValid := (&enc{}).u64(1).str("/nix/store/11111111111111111111111111111111-x").b
 	h := &slotHook{}
-	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build, valid, isValid), workerServerHello(v))
+	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build, valid, isValid), workerServerWhole(v))
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -81,7 +81,7 @@ func TestWorkerBuildSlot(t *testing.T) {
 	}
 
 	h = &slotHook{err: errors.New("no build slot within 1s (max_builds 1, 1 waiting)")}
-	r = filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build, isValid), workerServerHello(v))
+	r = filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build, isValid), workerServerWhole(v))
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -115,9 +115,9 @@ func TestBuildSlotHeldUntilNixExits(t *testing.T) {
 		protocol       policy.Protocol
 		client, server []byte
 	}{
-		{"worker, the next op pipelined", policy.ProtocolWorker, slices.Concat(workerHello(wv), build, isValid), workerServerHello(wv)},
-		{"worker, the stream ends after the build", policy.ProtocolWorker, slices.Concat(workerHello(wv), build), workerServerHello(wv)},
-		{"worker, two builds", policy.ProtocolWorker, slices.Concat(workerHello(wv), build, isValid, build), workerServerHello(wv)},
+		{"worker, the next op pipelined", policy.ProtocolWorker, slices.Concat(workerHello(wv), build, isValid), workerServerWhole(wv)},
+		{"worker, the stream ends after the build", policy.ProtocolWorker, slices.Concat(workerHello(wv), build), workerServerWhole(wv)},
+		{"worker, two builds", policy.ProtocolWorker, slices.Concat(workerHello(wv), build, isValid, build), workerServerWhole(wv)},
 		{"serve, the next command pipelined", policy.ProtocolServe, slices.Concat(serveHello(sv), drv, query), serveServerHello(sv)},
 		{"serve, two builds", policy.ProtocolServe, slices.Concat(serveHello(sv), drv, drv), serveServerHello(sv)},
 	} {
@@ -172,7 +172,7 @@ func TestSlotWaitEndsWithTheClient(t *testing.T) {
 	v := uint64(1<<8 | 34)
 	build := (&enc{}).u64(9).strs("/nix/store/00000000000000000000000000000000-x.drv!out").u64(0).b
 	h := newWaitingHook()
-	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build), workerServerHello(v))
+	r := filterSession(t, Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}, slices.Concat(workerHello(v), build), workerServerWhole(v))
 	if !h.stopped.Load() {
 		t.Fatal("the slot wait was not stopped when the client's stream ended")
 	}
@@ -194,7 +194,7 @@ func TestSlotWaitReadsAhead(t *testing.T) {
 	isValid := (&enc{}).u64(1).str("/nix/store/11111111111111111111111111111111-x").b
 	h := newWaitingHook()
 	cr, cw := io.Pipe()
-	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}), cr, workerServerHello(v))
+	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: h.acquire}), cr, workerServerWhole(v))
 	wrote := make(chan error, 1)
 	go func() {
 		if _, err := cw.Write(slices.Concat(workerHello(v), build)); err != nil {
@@ -257,7 +257,7 @@ func TestSlotWaitTwiceWhileReadingAhead(t *testing.T) {
 		return func() {}, nil
 	}
 	cr, cw := io.Pipe()
-	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: acquire}), cr, workerServerHello(v))
+	s := attach(t, New(Options{Protocol: policy.ProtocolWorker, Policy: buildKey, AcquireBuild: acquire}), cr, workerServerWhole(v))
 	wrote := make(chan error, 1)
 	go func() {
 		if _, err := cw.Write(slices.Concat(workerHello(v), build, build, isValid)); err != nil {

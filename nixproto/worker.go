@@ -126,7 +126,7 @@ func (f *Filter) runWorker() error {
 // refuseWorkerOp answers a refused operation with an error the client
 // prints; the session goes on.
 func (f *Filter) refuseWorkerOp(o *op, reason string) error {
-	return f.reply.track.refuse(WorkerError(f.version, "nixgate: "+reason))
+	return f.reply.track.refuse(WorkerError(f.version, "nixgate: "+reason), f.nix.Flush)
 }
 
 func handshakeEOF(err error) error {

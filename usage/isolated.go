@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -134,6 +135,15 @@ func ChildMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		n, err := strconv.ParseInt(s, 10, 64)
 		return time.Unix(0, n), err
 	}
+	// The process ends itself at its deadline too: its parent may be
+	// gone by then (an exec-mode session that ended), and a store
+	// damaged on purpose could keep bbolt, and its lock, busy for good.
+	deadline := func(timeout time.Duration) {
+		time.AfterFunc(timeout+recordGrace, func() {
+			fmt.Fprintf(stderr, "usage: no answer from the store within %v: it may be damaged; move it aside, and nixgate starts a new one\n", timeout+recordGrace)
+			os.Exit(3)
+		})
+	}
 	switch {
 	case len(args) == 5 && args[0] == "add":
 		at, err := nanos(args[3])
@@ -142,6 +152,7 @@ func ChildMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil || err2 != nil {
 			return fail(errorf("%s: bad arguments %q", ChildCommand, args))
 		}
+		deadline(timeout)
 		if err := json.NewDecoder(io.LimitReader(stdin, 1<<20)).Decode(&c); err != nil {
 			return fail(errorf("%s: %w", ChildCommand, err))
 		}
@@ -155,6 +166,7 @@ func ChildMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil || err2 != nil {
 			return fail(errorf("%s: bad arguments %q", ChildCommand, args))
 		}
+		deadline(timeout)
 		sums, err := Sums(args[1], since, timeout)
 		if err != nil {
 			return fail(err)

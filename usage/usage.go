@@ -283,8 +283,8 @@ func (r *Recorder) Record(key string, c Counters) {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(timeout + recordGrace):
-		err = errorf("%s: no answer within %v: it may be damaged; move it aside, and nixgate starts a new one", Path(r.StateDir), timeout+recordGrace)
+	case <-time.After(timeout + 2*recordGrace): // the child's own deadline comes first
+		err = errorf("%s: no answer within %v: it may be damaged, or another process holds it; move it aside, and nixgate starts a new one", Path(r.StateDir), timeout+2*recordGrace)
 	}
 	if err == nil {
 		return
