@@ -195,8 +195,10 @@ func Run(cfg *policy.Config, o Options) []Result {
 		return rs
 	}
 	add(Result{"account", OK, fmt.Sprintf("build user %s (uid %d), home %s, shell %s", a.name, a.uid, a.home, a.shell), ""})
-	rs = append(rs, checkNix(cfg, a)...)
+	nix := checkNix(cfg, a)
+	rs = append(rs, nix...)
 	rs = append(rs, checkStore(cfg, a)...)
+	rs = append(rs, checkProtocols(cfg, a, nixVersionIn(nix))...)
 	rs = append(rs, checkHealth(cfg, a, o.Mode)...)
 	rs = append(rs, checkTrust(cfg, a)...)
 	rs = append(rs, checkSigning(cfg, a)...)

@@ -205,6 +205,20 @@ func testMatrixBuilder(t *testing.T, bn nixUnderTest, mode string, clients []nix
 		}
 		return strings.TrimSpace(r.stdout)
 	}
+	// nixgate check names the builder's Nix and the protocols it speaks.
+	t.Run("check", func(t *testing.T) {
+		rs, _ := runCheck(t, "--config", b.config, "--mode", mode)
+		finding(t, rs, "protocol", "ok", "Nix "+bn.name+".", "")
+		for _, r := range rs {
+			if r.Name == "protocol" {
+				t.Logf("check: %s", r.Message)
+				want := fmt.Sprintf("serve protocol 2.7 over ssh:// and worker protocol %d.%d over ssh-ng://", bn.protocol>>8, bn.protocol&0xff)
+				if !strings.Contains(r.Message, want) {
+					t.Errorf("check says %q; want %q", r.Message, want)
+				}
+			}
+		}
+	})
 	for _, cn := range clients {
 		c := newMatrixClient(t, cn, b)
 		for _, scheme := range []string{"ssh", "ssh-ng"} {
