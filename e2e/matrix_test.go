@@ -106,6 +106,25 @@ sandbox = false
 	return c
 }
 
+// addBuilder lets the client reach builder fb too, as prefix-KEY (its
+// hosts are builder-KEY to fb's own clients).
+func (c *matrixClient) addBuilder(t testing.TB, fb *builder, prefix string) {
+	t.Helper()
+	src := filepath.Dir(fb.sshConfig)
+	cfg := readFile(t, fb.sshConfig)
+	for name, k := range fb.keys {
+		key := filepath.Join(c.dir, "keys", prefix+name)
+		writeFile(t, key, readFile(t, k.path), 0o600)
+		cfg = strings.ReplaceAll(cfg, k.path+"\n", c.inside(key)+"\n")
+	}
+	known := filepath.Join(c.dir, prefix+"known_hosts")
+	writeFile(t, known, readFile(t, filepath.Join(src, "known_hosts")), 0o644)
+	cfg = strings.ReplaceAll(cfg, filepath.Join(src, "known_hosts"), c.inside(known))
+	cfg = strings.ReplaceAll(cfg, "Host builder-", "Host "+prefix)
+	f := filepath.Join(c.dir, "ssh_config")
+	writeFile(t, f, readFile(t, f)+cfg, 0o644)
+}
+
 // nix runs a Nix command as this client.
 func (c *matrixClient) nix(t testing.TB, argv ...string) result {
 	t.Helper()
@@ -172,10 +191,12 @@ func (m *matrixResults) add(c *matrixCell) {
 func TestVersionMatrix(t *testing.T) {
 	versions := nixVersions(t)
 	results := &matrixResults{}
+	// Where builds go while a builder drains.
+	fallback := newBuilder(t, modeServe)
 	for _, bn := range versions {
 		for _, mode := range []string{modeServe, modeExec} {
 			t.Run(fmt.Sprintf("builder%s/%s", bn.name, mode), func(t *testing.T) {
-				testMatrixBuilder(t, bn, mode, versions, results)
+				testMatrixBuilder(t, bn, mode, versions, results, fallback)
 			})
 		}
 	}
@@ -187,23 +208,35 @@ func TestVersionMatrix(t *testing.T) {
 	checkMatrixTable(t, results)
 }
 
-func testMatrixBuilder(t *testing.T, bn nixUnderTest, mode string, clients []nixUnderTest, results *matrixResults) {
+func testMatrixBuilder(t *testing.T, bn nixUnderTest, mode string, clients []nixUnderTest, results *matrixResults, fallback *builder) {
 	b, d := newMatrixBuilder(t, mode, bn)
+	// The builder signs what it serves with a key of its own (nix store
+	// sign, as root through its daemon); clients trust its public half.
+	keyDir := filepath.Dir(d.socket)
+	secret, public := filepath.Join(keyDir, "signing.sec"), filepath.Join(keyDir, "signing.pub")
+	mustRun(t, nil, "nix-store", "--generate-binary-cache-key", "nixgate-matrix-"+bn.name, secret, public)
+	pub := strings.TrimSpace(readFile(t, public))
+	onDaemon := func(argv ...string) result {
+		t.Helper()
+		argv = append(d.env(), argv...)
+		if d.chroot != "" {
+			return run(t, nil, nil, chrootArgv(d.chroot, argv...)...)
+		}
+		return run(t, nil, nil, append([]string{"env", "PATH=/usr/bin:/bin"}, argv...)...)
+	}
 	onBuilder := func(name, content string) string {
 		t.Helper()
 		f := filepath.Join(filepath.Dir(d.socket), name)
 		writeFile(t, f, content, 0o644)
-		argv := append(d.env(), "nix-store", "--add", d.inside(f))
-		var r result
-		if d.chroot != "" {
-			r = run(t, nil, nil, chrootArgv(d.chroot, argv...)...)
-		} else {
-			r = run(t, nil, nil, append([]string{"env"}, argv...)...)
-		}
+		r := onDaemon("nix-store", "--add", d.inside(f))
 		if r.code != 0 {
 			t.Fatalf("adding %s on the builder: %s", name, r)
 		}
-		return strings.TrimSpace(r.stdout)
+		p := strings.TrimSpace(r.stdout)
+		if r := onDaemon("nix", "store", "sign", "--key-file", d.inside(secret), p); r.code != 0 {
+			t.Fatalf("signing %s on the builder: %s", p, r)
+		}
+		return p
 	}
 	// nixgate check names the builder's Nix and the protocols it speaks.
 	t.Run("check", func(t *testing.T) {
@@ -263,6 +296,11 @@ func testMatrixBuilder(t *testing.T, bn nixUnderTest, mode string, clients []nix
 					"--builders", store+" x86_64-linux - 1")
 				step("remote build", r, r.code == 0 && strings.Contains(readOutput(t, c, r.stdout), "built remotely "+nonce))
 
+				sub := onBuilder("substituted-"+nonce, "substituted from the builder\n")
+				r = c.nix(t, "nix-store", "--realise", sub, "--option", "substituters", scheme+"://"+b.Host("substitute"),
+					"--option", "trusted-public-keys", pub)
+				step("substituter (substitute key)", r, r.code == 0 && strings.TrimSpace(r.stdout) == sub)
+
 				s := c.addPath(t, "refused-"+nonce, "not for a substitute key\n")
 				r = c.nix(t, "nix", "copy", "--to", scheme+"://"+b.Host("substitute"), s)
 				step("substitute key read-only", r, r.code != 0 && strings.Contains(r.stderr, "nixgate: "))
@@ -275,6 +313,29 @@ func testMatrixBuilder(t *testing.T, bn nixUnderTest, mode string, clients []nix
 			})
 		}
 	}
+	// Drained, the builder turns its clients away with a line they print,
+	// and Nix builds on the next builder it has.
+	for _, cn := range clients {
+		if cn.name != bn.name {
+			continue
+		}
+		t.Run("drain", func(t *testing.T) {
+			c := newMatrixClient(t, cn, b)
+			c.addBuilder(t, fallback, "fallback-")
+			b.drain(t, "--reason", "matrix")
+			defer mustRun(t, nil, nixgateBin, "drain", "--config", b.config, "--off")
+			for _, scheme := range []string{"ssh", "ssh-ng"} {
+				nonce := fmt.Sprint("drain-", cn.name, "-", mode, "-", scheme, "-", time.Now().UnixNano())
+				// The drained builder is the faster: Nix tries it first.
+				builders := scheme + "://" + b.Host("build") + " x86_64-linux - 1 10 ; " + scheme + "://fallback-build x86_64-linux - 1 1"
+				r := c.nix(t, "nix-build", c.derivation(t, nonce, 0), "--no-out-link", "-j0", "--builders", builders)
+				if r.code != 0 || !strings.Contains(r.stderr, "builder draining: matrix") || !strings.Contains(readOutput(t, c, r.stdout), "built remotely "+nonce) {
+					t.Errorf("client %s, builder %s, %s, %s://: a build while the builder drains: %s; want nixgate's line and the build on the next builder", cn.name, bn.name, mode, scheme, r)
+				}
+			}
+		})
+	}
+
 	// The build key's build_timeout, for a client of the builder's own
 	// version (the caps reach its Nix however it is asked).
 	for _, cn := range clients {
