@@ -39,6 +39,64 @@ func (a *account) canChange(p string) string {
 	}
 }
 
+// othersCanChange returns why every user can change p: it, or a
+// directory on the way to it (the path as given, and what its symbolic
+// links name), is writable by everyone, a directory without the sticky
+// bit that keeps them from replacing what is not theirs; empty when
+// not. (The build account's own ways in, its groups among them, are
+// canChange's.)
+func othersCanChange(p string) string {
+	paths := []string{filepath.Clean(p)}
+	if real, err := filepath.EvalSymlinks(p); err == nil && real != paths[0] {
+		paths = append(paths, real)
+	}
+	for _, q := range paths {
+		for cur, file := q, true; ; file = false {
+			var st syscall.Stat_t
+			if syscall.Lstat(cur, &st) == nil && st.Mode&syscall.S_IFMT != syscall.S_IFLNK {
+				sticky := !file && st.Mode&syscall.S_ISVTX != 0
+				if st.Mode&0o002 != 0 && !sticky {
+					return cur + " is writable by everyone"
+				}
+			}
+			dir := filepath.Dir(cur)
+			if dir == cur {
+				break
+			}
+			cur = dir
+		}
+	}
+	return ""
+}
+
+// Files is the check of nixgate's own files (the configuration, the keys
+// file, the drain state) that serve and exec run before they use cfg:
+// what check reports about them. With asAccount (serve run by the build
+// account itself, a builder without root, whose files are its own) only
+// what anyone can change is reported. Nil when the build user is unknown
+// (the commands say so themselves).
+func Files(cfg *policy.Config, asAccount bool) []Result {
+	a, err := lookupAccount(cfg.User)
+	if err != nil {
+		return nil
+	}
+	rs := checkFiles(cfg, a)
+	if asAccount {
+		var anyone []Result
+		for _, r := range rs {
+			if strings.Contains(r.Message, anyoneCan) {
+				anyone = append(anyone, r)
+			}
+		}
+		return anyone
+	}
+	return rs
+}
+
+// anyoneCan is in the message of a file anyone can change.
+const anyoneCan = "can be changed by anyone"
+
+
 // checkFiles reports the files of nixgate's that the build account can
 // change, and what a build running as the account could then do: the
 // configuration and the keys file (give its key another role, add keys,
@@ -66,10 +124,26 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 	}
 	var rs []Result
 	for _, f := range files {
-		if f.path == "" || !filepath.IsAbs(f.path) {
+		if f.path == "" || strings.HasPrefix(f.path, "(") { // none, or "(embedded)"
 			continue
 		}
-		via := a.canChange(f.path)
+		// Wherever the path came from: relative to the working
+		// directory, or through a symbolic link (both the link and what
+		// it names are the file).
+		abs, err := filepath.Abs(f.path)
+		if err != nil {
+			continue
+		}
+		f.path = abs
+		if other := othersCanChange(abs); other != "" {
+			rs = append(rs, Result{"files", Fail, fmt.Sprintf("the %s %s %s on this machine (%s), so anyone could %s", f.what, abs, anyoneCan, other, f.could),
+				fmt.Sprintf("chmod o-w %s", strings.Fields(other)[0])})
+			continue
+		}
+		via := a.canChange(abs)
+		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs && via == "" {
+			via = a.canChange(real)
+		}
 		if via == "" {
 			rs = append(rs, Result{"files", OK, fmt.Sprintf("the %s %s cannot be changed by %s", f.what, f.path, a.name), ""})
 			continue

@@ -37,7 +37,9 @@ func TestConfigWritableByAccount(t *testing.T) {
 		os.Chown(p, uid, uid)
 	}
 	mkdir("sticky", os.ModeSticky|0o777, 0)
-	mkdir("open", 0o777, 0)
+	mkdir("open", 0o775, 0)
+	os.Chown(filepath.Join(dir, "open"), 0, 4242) // the account's group may write it
+	mkdir("world", 0o777, 0)
 	mkdir("mine", 0o555, 4242)
 	tests := []struct {
 		path, via string
@@ -51,6 +53,7 @@ func TestConfigWritableByAccount(t *testing.T) {
 		{mk("mine/n.toml", 0o644, 0), "mine"},
 		{filepath.Join(dir, "etc", "missing"), ""},
 		{filepath.Join(dir, "open", "missing"), "open"},
+		{mk("world/n.toml", 0o644, 0), "world"},
 	}
 	for _, tt := range tests {
 		want := ""
@@ -95,6 +98,33 @@ func TestConfigWritableByAccount(t *testing.T) {
 			t.Errorf("%s: drain state: %+v; want %s saying %q", tt.mode, rs[2], tt.drain, tt.says)
 		}
 	}
+	// Wherever the path came from: relative to the working directory
+	// (check --config nixgate.toml in /etc/nixgate), through a symbolic
+	// link in a directory of root's; and a directory everyone may write
+	// fails in every mode, for anyone could.
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(dir)
+	link := filepath.Join(dir, "etc", "link.toml")
+	os.Symlink(filepath.Join(dir, "open", "n.toml"), link)
+	for _, tt := range []struct {
+		source string
+		mode   policy.SandboxMode
+		status Status
+		says   string
+	}{
+		{"open/n.toml", policy.SandboxDirect, Fail, "configuration " + filepath.Join(dir, "open", "n.toml") + " can be changed by builder"},
+		{link, policy.SandboxDirect, Fail, "configuration " + link + " can be changed by builder through " + filepath.Join(dir, "open")},
+		{"world/n.toml", policy.SandboxUserNS, Fail, "can be changed by anyone on this machine (" + filepath.Join(dir, "world") + " is writable by everyone)"},
+		{filepath.Join(dir, "world", "n.toml"), policy.SandboxDirect, Fail, "can be changed by anyone"},
+	} {
+		c := &policy.Config{Source: tt.source, AuthorizedKeys: filepath.Join(dir, "etc", "ok.toml")}
+		c.Sandbox.Mode = tt.mode
+		if rs := checkFiles(c, a); len(rs) == 0 || rs[0].Status != tt.status || !strings.Contains(rs[0].Message, tt.says) {
+			t.Errorf("configuration %s (%s): %+v; want %s saying %q", tt.source, tt.mode, rs, tt.status, tt.says)
+		}
+	}
+
 	// A state_dir of root's, others searching it, as exec mode's is laid
 	// out (README): the drain is root's.
 	cfg.Sandbox.Mode, cfg.Serve.StateDir = policy.SandboxDirect, filepath.Join(dir, "etc")

@@ -173,10 +173,15 @@ func TestBuildContained(t *testing.T) {
 				// profile, later sessions would still not run it: bin_dirs
 				// inside the account's store are not trusted by default.
 				planted := filepath.Join(b.storeDir, "var", "nix", "profiles", "default", "bin", "nix-store")
-				ran := filepath.Join(b.root, "planted-ran-"+nonce)
+				// (Where it would leave its mark is a directory anyone may
+				// write; not the builder's root, whose etc/ would then be
+				// anyone's too, which nixgate refuses.)
+				marks := filepath.Join(b.root, "marks")
+				os.MkdirAll(marks, 0o755)
+				os.Chmod(marks, 0o777)
+				ran := filepath.Join(marks, "planted-ran-"+nonce)
 				writeFile(t, planted, "#!/bin/sh\ntouch "+ran+"\nexec /usr/bin/nix-store \"$@\"\n", 0o755)
 				b.account.chown(t, filepath.Join(b.storeDir, "var"))
-				os.Chmod(b.root, 0o777)
 				// And the builder still serves.
 				b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
 				if _, err := os.Lstat(ran); err == nil {

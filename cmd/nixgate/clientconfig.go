@@ -70,6 +70,9 @@ func keysHost(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cfg, err := config.Load(*configFile)
+	if err == nil {
+		err = heldFiles(cfg, servingAs(cfg.User)) // host keys vouched for from a configuration anyone could rewrite
+	}
 	if err != nil {
 		return keysFail(stderr, "host", err)
 	}
@@ -135,6 +138,9 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("--protocol %q: want ssh or ssh-ng", *protocol))
 	}
 	cfg, err := config.Load(*configFile)
+	if err == nil {
+		err = heldFiles(cfg, servingAs(cfg.User))
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	osuser "os/user"
+	"strconv"
 
+	"github.com/nixgate/nixgate/check"
 	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/policy"
 )
@@ -69,6 +73,41 @@ func (s configSource) load() (*policy.Config, error) {
 		cfg.Serve.Listen = s.listen
 	}
 	return cfg, err
+}
+
+// loadHeld is load for a command that acts on the configuration (serve
+// at start and on every reload): a configuration whose files the build
+// account, or anyone, can change is refused (heldFiles).
+func (s configSource) loadHeld() (*policy.Config, error) {
+	cfg, err := s.load()
+	if err == nil && !s.embedded() {
+		err = heldFiles(cfg, servingAs(cfg.User))
+	}
+	return cfg, err
+}
+
+// servingAs reports whether this process runs as the account user: a
+// builder without root, whose serve (and keys, client-config) runs as
+// its build account, with files of its own. (Exec mode always runs as
+// the account, and never counts as this: its files are root's.)
+func servingAs(user string) bool {
+	u, err := osuser.Lookup(user)
+	return err == nil && u.Uid == strconv.Itoa(os.Geteuid())
+}
+
+// heldFiles is why nixgate refuses cfg: a file of its own — the
+// configuration, its keys file, the drain state — that the build
+// account (where a build runs as it, unhidden) or anyone can change,
+// as nixgate check reports it, with the fix; nil when none. With
+// asAccount (serve run by the build account, whose files are its own)
+// only what anyone can change.
+func heldFiles(cfg *policy.Config, asAccount bool) error {
+	for _, r := range check.Files(cfg, asAccount) {
+		if r.Status == check.Fail {
+			return fmt.Errorf("%s; fix: %s", r.Message, r.Fix)
+		}
+	}
+	return nil
 }
 
 // settings returns the configuration without the keys of its

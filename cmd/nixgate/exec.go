@@ -69,6 +69,11 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		defer closeLog()
 		return refuse(stderr, log, "configuration error, nothing was run: "+err.Error(), "mode", "exec", "key", keyName)
 	}
+	if err := heldFiles(cfg, false); err != nil {
+		log, closeLog := execLog("")
+		defer closeLog()
+		return refuse(stderr, log, "refused, nothing was run: "+err.Error(), "mode", "exec", "key", keyName)
+	}
 	log, closeLog := execLog(cfg.Log.File)
 	defer closeLog()
 	raw := getenv("SSH_ORIGINAL_COMMAND")
@@ -110,6 +115,9 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		// as it is then, so that a key revoked meanwhile is refused.
 		Live: func() *policy.Engine {
 			live, err := config.Load(configPath)
+			if err == nil {
+				err = heldFiles(live, false)
+			}
 			if err != nil {
 				log.Warn("configuration error after Lix's start-up", "reason", err.Error())
 				return nil

@@ -132,6 +132,9 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 		g.Expires = t
 	}
 	cfg, err := config.Load(*configFile)
+	if err == nil {
+		err = heldFiles(cfg, servingAs(cfg.User)) // a key added where the build account can rewrite it
+	}
 	if err != nil {
 		return keysFail(stderr, "authorize", err)
 	}

@@ -129,7 +129,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	writeKnownHosts(cfg, listeners, signers, log)
 	fmt.Fprintln(stderr, connectHint(cfg, listeners, identity))
 	daemon.SdNotify(false, daemon.SdNotifyReady)
-	if err := serveUntilStopped(srv, src.load, changed, drainChanged, errc, log, stderr); err != nil {
+	if err := serveUntilStopped(srv, src.loadHeld, changed, drainChanged, errc, log, stderr); err != nil {
 		return fail("%v", err)
 	}
 	return exitOK
@@ -186,7 +186,7 @@ func hostSigners(cfg *policy.Config, log *slog.Logger) ([]gossh.Signer, error) {
 // that key's private key file as identity; else identity is "". It fails
 // when no key may log in.
 func startConfig(src configSource, stderr io.Writer) (cfg *policy.Config, identity string, err error) {
-	if cfg, err = src.load(); err != nil {
+	if cfg, err = src.loadHeld(); err != nil {
 		return nil, "", err
 	}
 	if src.embedded() {
@@ -198,7 +198,7 @@ func startConfig(src configSource, stderr io.Writer) (cfg *policy.Config, identi
 		if identity, err = embeddedClientKey(cfg, stderr); err != nil {
 			return nil, "", err
 		}
-		if cfg, err = src.load(); err != nil {
+		if cfg, err = src.loadHeld(); err != nil {
 			return nil, "", err
 		}
 	}
