@@ -96,7 +96,6 @@ func Files(cfg *policy.Config, asAccount bool) []Result {
 // anyoneCan is in the message of a file anyone can change.
 const anyoneCan = "can be changed by anyone"
 
-
 // checkFiles reports the files of nixgate's that the build account can
 // change, and what a build running as the account could then do: the
 // configuration and the keys file (give its key another role, add keys,
