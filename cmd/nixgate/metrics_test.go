@@ -4,7 +4,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/nixgate/nixgate/policy"
 )
 
 // TestMetricsUnixSocket: a unix: metrics address is a socket only its
@@ -37,5 +40,36 @@ func TestMetricsUnixSocket(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(file); string(b) != "keep" {
 		t.Error("the file was replaced")
+	}
+}
+
+// TestConnectHint: serve's "ready … try:" line for a real configuration
+// names the -i a pasted command needs (the person's key, which serve
+// cannot know, as KEY, and where it must be one of), and, when the
+// known_hosts it names is in a state_dir others cannot read, how a
+// client gets its lines.
+func TestConnectHint(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := &policy.Config{User: "nixremote", Source: "/etc/nixgate/nixgate.toml"}
+	cfg.Serve.StateDir = dir
+	hint := connectHint(cfg, []net.Listener{l}, "")
+	for _, want := range []string{"-i KEY -o IdentitiesOnly=yes", "KEY the private half of a key in /etc/nixgate/nixgate.toml",
+		"-o UserKnownHostsFile=" + filepath.Join(dir, "known_hosts"), "root's to read here", "nixgate client-config"} {
+		if !strings.Contains(hint, want) {
+			t.Errorf("the hint lacks %q:\n%s", want, hint)
+		}
+	}
+	// The embedded default's own key is named, and a readable state_dir
+	// needs no word.
+	os.Chmod(dir, 0o755)
+	hint = connectHint(cfg, []net.Listener{l}, "/root/.local/share/nixgate/client_ed25519")
+	if !strings.Contains(hint, "-i /root/.local/share/nixgate/client_ed25519") || strings.Contains(hint, "KEY") || strings.Contains(hint, "root's to read") {
+		t.Errorf("the embedded default's hint:\n%s", hint)
 	}
 }

@@ -404,10 +404,20 @@ func connectHint(cfg *policy.Config, ls []net.Listener, identity string) string 
 	if port != "22" {
 		opts = append(opts, "-p "+port)
 	}
-	if identity != "" {
-		opts = append(opts, "-i "+identity, "-o IdentitiesOnly=yes")
+	with := ""
+	if identity == "" {
+		// A real configuration: the client's private key is the
+		// person's, not serve's to name.
+		identity = "KEY"
+		with = ", KEY the private half of a key in " + cfg.Source
 	}
-	opts = append(opts, "-o UserKnownHostsFile="+filepath.Join(cfg.Serve.StateDir, "known_hosts"))
-	return fmt.Sprintf("nixgate serve: ready on %s; try:\n  NIX_SSHOPTS=%q nix --extra-experimental-features nix-command store ping --store ssh://%s@%s",
-		where, strings.Join(opts, " "), cfg.User, host)
+	opts = append(opts, "-i "+identity, "-o IdentitiesOnly=yes")
+	knownHosts := filepath.Join(cfg.Serve.StateDir, "known_hosts")
+	opts = append(opts, "-o UserKnownHostsFile="+knownHosts)
+	hint := fmt.Sprintf("nixgate serve: ready on %s; try%s:\n  NIX_SSHOPTS=%q nix --extra-experimental-features nix-command store ping --store ssh://%s@%s",
+		where, with, strings.Join(opts, " "), cfg.User, host)
+	if fi, err := os.Stat(cfg.Serve.StateDir); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
+		hint += fmt.Sprintf("\n  (%s is root's to read here: a client needs its lines, which nixgate client-config prints)", knownHosts)
+	}
+	return hint
 }
