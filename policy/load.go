@@ -78,6 +78,21 @@ func Parse(name string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
+// wrongTypeRE matches go-toml's error for a value of the wrong type:
+// the TOML type given and the Go type of the field.
+var wrongTypeRE = regexp.MustCompile(`^cannot decode TOML (\w+) into struct field \S+ of type (\S+)$`)
+
+// goTypeWords say, for a field's Go type, what a configuration must
+// give, with an example of its form.
+var goTypeWords = map[string]struct{ what, example string }{
+	"[]string": {"a list of strings", `["…", "…"]`},
+	"string":   {"a string", `"…"`},
+	"int":      {"a number", "4"},
+	"int64":    {"a number", "4"},
+	"uint64":   {"a number", "4"},
+	"bool":     {"true or false", "true"},
+}
+
 // decodeError turns a go-toml error into one with file and line.
 func decodeError(name string, err error) error {
 	var strict *toml.StrictMissingError
@@ -90,6 +105,12 @@ func decodeError(name string, err error) error {
 	if errors.As(err, &de) {
 		row, _ := de.Position()
 		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if m := wrongTypeRE.FindStringSubmatch(msg); m != nil && len(de.Key()) > 0 {
+			if words, ok := goTypeWords[m[2]]; ok {
+				k := de.Key()
+				return errorf("%s:%d: %s: a TOML %s where %s belongs: write %s = %s", name, row, strings.Join(k, "."), m[1], words.what, k[len(k)-1], words.example)
+			}
+		}
 		return errorf("%s:%d: %s", name, row, msg)
 	}
 	return errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "toml: "))

@@ -246,6 +246,8 @@ listen = "127.0.0.1:9122"
 		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startup = 1\n":             "unknown setting \"limits.max_startup\"",
 		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"unix:rel.sock\"\n": "s.toml:6: metrics.listen",
 		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"9122\"\n":          "s.toml:6: metrics.listen",
+		"user = \"b\"\nlisten = \"0.0.0.0:2222\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":             "s.toml:2: listen: a TOML string where a list of strings belongs: write listen = [",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startups = \"ten\"\n":      "s.toml:6: limits.max_startups: a TOML string where a number belongs: write max_startups = 4",
 	} {
 		if _, err := Parse("s.toml", []byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(%q) = %v; want %q", doc, err, want)

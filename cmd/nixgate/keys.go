@@ -116,6 +116,9 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return keysFail(stderr, "authorize", err)
 	}
+	if strings.Contains(string(data), "PRIVATE KEY-----") {
+		return keysFail(stderr, "authorize", fmt.Errorf("%s is a private key: give its public half (%s.pub, or ssh-keygen -y -f %s), and keep the private key where it is", fs.Arg(0), fs.Arg(0), fs.Arg(0)))
+	}
 	entry, err := keys.ParseGrantKey(strings.TrimSpace(string(data)))
 	if err != nil {
 		return keysFail(stderr, "authorize", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -78,5 +79,30 @@ func TestListAuthorizedKeys(t *testing.T) {
 	}
 	if _, err := listRows(fileFlags{authorizedKeys: filepath.Join(t.TempDir(), "none")}); err == nil {
 		t.Error("listRows(a missing file) succeeded")
+	}
+}
+
+// TestAuthorizeMistakes: what a person gets wrong with keys authorize,
+// and what they are told. Options after the key file are read as meant;
+// a private key is refused with the way to its public half.
+func TestAuthorizeMistakes(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "nixgate.toml")
+	ak := filepath.Join(dir, "authorized_keys")
+	os.WriteFile(ak, nil, 0o644)
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf("user = \"nobody\"\nauthorized_keys = %q\n", ak)), 0o644)
+	priv := filepath.Join(dir, "ci")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", priv).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"keys", "authorize", priv + ".pub", "--config", cfgFile, "--name", "ci", "--role", "build"}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "authorized ci") {
+		t.Errorf("options after the key file: exit %d, %q %q; want it authorized", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"keys", "authorize", "--config", cfgFile, "--name", "ci2", "--role", "build", priv}, &out, &errOut); code == exitOK ||
+		!strings.Contains(errOut.String(), priv+" is a private key: give its public half ("+priv+".pub") {
+		t.Errorf("a private key: exit %d, %q; want it refused, naming its public half", code, errOut.String())
 	}
 }

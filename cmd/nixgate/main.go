@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nixgate/nixgate/admission"
 	"github.com/nixgate/nixgate/policy"
@@ -136,11 +137,47 @@ func parseFlagsAndArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (bool,
 			return false, exitOK
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(optionsFirst(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return false, exitOK
 		}
 		return false, exitUsage
 	}
 	return true, exitOK
+}
+
+// optionsFirst moves the options of args before its other arguments, so
+// that "keys authorize ci.pub --name ci --role build" is read as it was
+// meant: Go's flag package stops at the first argument that is not an
+// option. After "--" everything is an argument.
+func optionsFirst(fs *flag.FlagSet, args []string) []string {
+	var opts, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i+1:]...)
+			i = len(args)
+		case len(a) > 1 && a[0] == '-':
+			opts = append(opts, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			f := fs.Lookup(name)
+			if f == nil {
+				continue // fs.Parse says it is unknown
+			}
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue
+			}
+			if i+1 < len(args) { // the option's value
+				i++
+				opts = append(opts, args[i])
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return append(append(opts, "--"), rest...)
 }
