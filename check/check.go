@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -240,9 +241,17 @@ func checkKeys(cfg *policy.Config, o Options) []Result {
 	if cfg.AuthorizedKeys != "" {
 		where = cfg.AuthorizedKeys
 	}
+	missing := false
+	if cfg.AuthorizedKeys != "" {
+		_, err := os.Stat(cfg.AuthorizedKeys)
+		missing = errors.Is(err, fs.ErrNotExist)
+	}
 	switch {
 	case n > 0:
 		return []Result{{"keys", OK, fmt.Sprintf("%d key(s) may log in", n), ""}}
+	case missing && !o.GeneratesKey:
+		return []Result{{"keys", Fail, fmt.Sprintf("no key may log in: the authorized_keys file %s that %s names does not exist", cfg.AuthorizedKeys, cfg.Source),
+			"fix the path in " + cfg.Source + " (a typo?), or create it: nixgate keys authorize --config " + cfg.Source + " --name NAME --role build KEY.pub"}}
 	case o.GeneratesKey:
 		return []Result{{"keys", OK, "no key yet: nixgate serve generates and authorizes one in " + cfg.Serve.StateDir, ""}}
 	case o.Mode == Exec:

@@ -118,6 +118,8 @@ func TestServeStartRefusals(t *testing.T) {
 		{"broken config", "user = \"nobody\"\n[[keys]]\nname = \"k\"\nrole = \"admin\"\n", "policy: " + filepath.Join(dir, "broken config.toml") + ":4: keys[0].role: unknown role"},
 		{"no key may log in", "user = \"nobody\"\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"" + dir + "\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "no key may log in"},
 		{"root as build user", "user = \"root\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n", "root is refused"},
+		{"authorized_keys mistyped", "user = \"nobody\"\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"" + dir + "\"\nauthorized_keys = \"" + filepath.Join(dir, "authorised_keys") + "\"\n",
+			"the authorized_keys file " + filepath.Join(dir, "authorised_keys") + " that " + filepath.Join(dir, "authorized_keys mistyped.toml") + " names does not exist: fix the path there (a typo?)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

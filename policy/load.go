@@ -99,7 +99,11 @@ func decodeError(name string, err error) error {
 	if errors.As(err, &strict) && len(strict.Errors) > 0 {
 		e := strict.Errors[0]
 		row, _ := e.Position()
-		return errorf("%s:%d: unknown setting %q", name, row, strings.Join(e.Key(), "."))
+		key := strings.Join(e.Key(), ".")
+		if near := suggestSetting(key); near != "" {
+			return errorf("%s:%d: unknown setting %q: did you mean %q?", name, row, key, near)
+		}
+		return errorf("%s:%d: unknown setting %q", name, row, key)
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {

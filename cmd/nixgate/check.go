@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os/user"
+	"regexp"
 	"strings"
 
 	"github.com/nixgate/nixgate/check"
@@ -76,7 +79,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	var results []check.Result
 	if err != nil {
-		results = []check.Result{{Name: "config", Status: check.Fail, Message: what + ": " + policy.Line(err), Fix: "edit " + source}}
+		results = []check.Result{{Name: "config", Status: check.Fail, Message: what + ": " + policy.Line(err), Fix: configFix(err, source)}}
 	} else {
 		results = append([]check.Result{{Name: "config", Status: check.OK, Message: fmt.Sprintf("%s is valid: user %s, %d key(s), sandbox %s", what, cfg.User, len(cfg.Keys), cfg.Sandbox.Mode)}},
 			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak, GeneratesKey: src.embedded()})...)
@@ -97,4 +100,20 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitRefused
 	}
 	return exitOK
+}
+
+// fileLineRE finds the file and line an error names ("/etc/x.toml:14:").
+var fileLineRE = regexp.MustCompile(`(/[^\s:]+):(\d+):`)
+
+// configFix is the fix check gives for a configuration that does not
+// load: the file and line the error names (the keys file's, when it is
+// there), or how to read a file check may not.
+func configFix(err error, source string) string {
+	if errors.Is(err, fs.ErrPermission) {
+		return "run nixgate check as root (or as the user that may read " + source + ")"
+	}
+	if m := fileLineRE.FindStringSubmatch(policy.Line(err)); m != nil {
+		return "edit " + m[1] + ", line " + m[2]
+	}
+	return "edit " + source
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,5 +74,24 @@ func TestConnectHint(t *testing.T) {
 	hint = connectHint(cfg, []net.Listener{l}, "/root/.local/share/nixgate/client_ed25519")
 	if !strings.Contains(hint, "-i /root/.local/share/nixgate/client_ed25519") || strings.Contains(hint, "KEY") || strings.Contains(hint, "root's to read") {
 		t.Errorf("the embedded default's hint:\n%s", hint)
+	}
+}
+
+// TestConfigFix: check's fix for a configuration that does not load
+// names the file and line at fault (the keys file's, when the error is
+// there), and for a file check may not read, how to read it.
+func TestConfigFix(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New("policy: /etc/nixgate/authorized_keys:3: bad key"), "edit /etc/nixgate/authorized_keys, line 3"},
+		{errors.New("policy: /etc/nixgate/nixgate.toml:14: keys[0].role: unknown role"), "edit /etc/nixgate/nixgate.toml, line 14"},
+		{fmt.Errorf("policy: %w", fs.ErrPermission), "run nixgate check as root"},
+		{errors.New("policy: no user"), "edit /etc/nixgate/nixgate.toml"},
+	} {
+		if got := configFix(tc.err, "/etc/nixgate/nixgate.toml"); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("configFix(%v) = %q; want %q", tc.err, got, tc.want)
+		}
 	}
 }

@@ -208,6 +208,11 @@ func startConfig(src configSource, stderr io.Writer) (cfg *policy.Config, identi
 	case src.embedded():
 		return nil, "", fmt.Errorf("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys)
 	}
+	if cfg.AuthorizedKeys != "" {
+		if _, err := os.Stat(cfg.AuthorizedKeys); errors.Is(err, fs.ErrNotExist) {
+			return nil, "", fmt.Errorf("no key may log in: the authorized_keys file %s that %s names does not exist: fix the path there (a typo?), or create it with one line per client key, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys, src.name())
+		}
+	}
 	return nil, "", fmt.Errorf("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop, or a [[keys]] entry with public_key to %s", orNone(cfg.AuthorizedKeys), src.name())
 }
 
