@@ -38,20 +38,26 @@ func checkReach(cfg *policy.Config) []Result {
 	if cfg.Nix.Store != "" {
 		store = cfg.Nix.Store
 	}
-	return []Result{{"builds", OK, fmt.Sprintf("builds run in the daemon of %s, as its build users, contained as far as the daemon's own sandbox setting says (%s): nixgate does not change the daemon's settings, and no client can", store, strings.TrimSpace(daemonSandbox())), "set sandbox = true in the daemon's nix.conf to keep builds in Nix's build sandbox"}}
+	setting, off := daemonSandbox()
+	if off {
+		return []Result{{"builds", Warn, fmt.Sprintf("builds run in the daemon of %s, as its build users, without Nix's build sandbox (%s): a build key's build reads and changes what those users may, and reaches the network", store, setting),
+			"set sandbox = true in the daemon's nix.conf and restart nix-daemon: nixgate does not change the daemon's settings, and no client can"}}
+	}
+	return []Result{{"builds", OK, fmt.Sprintf("builds run in the daemon of %s, as its build users, in Nix's build sandbox (%s): nixgate does not change the daemon's settings, and no client can", store, setting), ""}}
 }
 
-// daemonSandbox reads the sandbox setting of the machine's nix.conf.
-func daemonSandbox() string {
+// daemonSandbox reads the sandbox setting of the machine's nix.conf, and
+// reports whether it turns Nix's build sandbox off (false, or relaxed).
+func daemonSandbox() (setting string, off bool) {
 	raw, err := os.ReadFile("/etc/nix/nix.conf")
-	data := string(raw)
 	if err != nil {
-		return "nix.conf unreadable; Nix's default is sandbox = true on Linux"
+		return "nix.conf unreadable; Nix's default is sandbox = true on Linux", false
 	}
-	for _, line := range strings.Split(data, "\n") {
+	for _, line := range strings.Split(string(raw), "\n") {
 		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == "sandbox" {
-			return "/etc/nix/nix.conf: sandbox =" + " " + strings.TrimSpace(v)
+			v = strings.TrimSpace(v)
+			return "/etc/nix/nix.conf: sandbox = " + v, v == "false" || v == "relaxed"
 		}
 	}
-	return "/etc/nix/nix.conf sets no sandbox: Nix's default, true on Linux"
+	return "/etc/nix/nix.conf sets no sandbox: Nix's default, true on Linux", false
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -253,4 +254,21 @@ func TestCheckWhatServeUses(t *testing.T) {
 			t.Errorf("exit %d; want 1", code)
 		}
 	})
+}
+
+// TestCheckDaemonSandboxOff: with the machine's daemon store and its
+// nix.conf saying sandbox = false (Debian's nix-bin ships it so), check
+// warns that builds run unsandboxed as Nix's build users, and says how
+// to turn the sandbox on.
+func TestCheckDaemonSandboxOff(t *testing.T) {
+	conf, err := os.ReadFile("/etc/nix/nix.conf")
+	if err != nil || !regexp.MustCompile(`(?m)^\s*sandbox\s*=\s*false\s*$`).Match(conf) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI's Debian nix-bin is to say sandbox = false in /etc/nix/nix.conf: %v", err)
+		}
+		t.Skipf("this machine's /etc/nix/nix.conf does not say sandbox = false (Debian's nix-bin does): %v", err)
+	}
+	b, _ := newDaemonBuilder(t, modeServe)
+	rs, _ := runCheck(t, "--config", b.config, "--mode", "serve")
+	finding(t, rs, "builds", "warn", "without Nix's build sandbox (/etc/nix/nix.conf: sandbox = false)", "set sandbox = true in the daemon's nix.conf")
 }

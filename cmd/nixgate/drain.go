@@ -50,8 +50,13 @@ func runDrain(args []string, stdout, stderr io.Writer) int {
 	}
 	dir := cfg.Serve.StateDir
 	if *off {
+		was, rerr := admission.ReadDrain(dir)
 		if err := admission.ClearDrain(dir); err != nil {
 			return fail(err)
+		}
+		if rerr == nil && !was.On {
+			fmt.Fprintf(stdout, "not draining: new sessions are taken (it was not draining: nothing to do)\n")
+			return exitOK
 		}
 		fmt.Fprintf(stdout, "not draining: new sessions are taken (%s removed)\n", admission.DrainPath(dir))
 		return exitOK

@@ -132,6 +132,9 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return keysFail(stderr, "authorize", err)
 		}
+		if !t.After(time.Now()) {
+			return keysFail(stderr, "authorize", fmt.Errorf("--expires %s is past: the key would never log in; give a date to come", *expires))
+		}
 		g.Expires = t
 	}
 	cfg, err := config.Load(*configFile)

@@ -106,3 +106,27 @@ func TestAuthorizeMistakes(t *testing.T) {
 		t.Errorf("a private key: exit %d, %q; want it refused, naming its public half", code, errOut.String())
 	}
 }
+
+// TestSmallMistakes: an --expires already past is refused (the key
+// would never log in); drain --off on a builder that is not draining
+// says there was nothing to do, not that it removed something.
+func TestSmallMistakes(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "nixgate.toml")
+	ak := filepath.Join(dir, "authorized_keys")
+	os.WriteFile(ak, nil, 0o644)
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf("user = \"nobody\"\nauthorized_keys = %q\nstate_dir = %q\n", ak, filepath.Join(dir, "state"))), 0o644)
+	priv := filepath.Join(dir, "ci")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", priv).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"keys", "authorize", "--config", cfgFile, "--name", "ci", "--role", "build", "--expires", "2020-01-01", priv + ".pub"}, &out, &errOut); code == exitOK ||
+		!strings.Contains(errOut.String(), "--expires 2020-01-01 is past: the key would never log in") {
+		t.Errorf("--expires in the past: exit %d, %q; want it refused, saying why", code, errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"drain", "--config", cfgFile, "--off"}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "it was not draining: nothing to do") {
+		t.Errorf("drain --off when not draining: exit %d, %q", code, out.String())
+	}
+}
