@@ -203,6 +203,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 	rs = append(rs, checkHealth(cfg, a, o.Mode)...)
 	rs = append(rs, checkTrust(cfg, a)...)
 	rs = append(rs, checkSigning(cfg, a)...)
+	rs = append(rs, checkSecretKeys(cfg, a)...)
 	if cfg.Sandbox.Mode != policy.SandboxDirect {
 		if sandbox.CheckStoreDir(cfg, a.sandboxAccount()) == nil { // else the store check says why
 			rs = append(rs, checkSandbox(cfg, a)...)

@@ -213,6 +213,25 @@ func checkSigning(cfg *policy.Config, a *account) []Result {
 	return []Result{{"signing", Warn, "substitute keys exist but the builder does not sign its paths, so clients must set require-sigs = false to use it (" + sandbox.SigningWhy + ")", fix}}
 }
 
+// checkSecretKeys fails a secret key file Nix is given (by the machine's
+// nix.conf, or [nix] env) that the build account cannot read, where Nix
+// runs as the account (a store of its own): Nix opens it for every build
+// it signs, and every build then fails with "Permission denied" — the
+// admin's root-only key in /etc/nix/nix.conf, on a builder without root.
+func checkSecretKeys(cfg *policy.Config, a *account) []Result {
+	if !sandbox.OwnStore(cfg, a.sandboxAccount()) {
+		return nil // the daemon signs, as root
+	}
+	var rs []Result
+	for _, f := range sandbox.SecretKeyFiles(cfg, a.sandboxAccount()) {
+		if ok, err := a.access(f, 4); err == nil && !ok {
+			rs = append(rs, Result{"signing", Fail, fmt.Sprintf("Nix, running as %s, is given the secret key %s (secret-key-files, from /etc/nix/nix.conf or [nix] env), which %s cannot read: every build it signs fails with Permission denied", a.name, f, a.name),
+				fmt.Sprintf("give Nix no key there: [nix] env = { NIX_CONFIG = \"secret-key-files =\" } (then a key of %s's own, as check's signing fix says), or let %s read %s", a.name, a.name, f)})
+		}
+	}
+	return rs
+}
+
 // checkSandbox runs nix-store --version in the configured sandbox, as
 // the build user.
 func checkSandbox(cfg *policy.Config, a *account) []Result {

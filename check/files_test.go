@@ -161,3 +161,32 @@ func TestConfigWritableByAccount(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretKeysUnreadable: Nix running as the account (a store of its
+// own) that the machine's nix.conf gives a root-only secret key fails
+// every build it signs; check fails it with the fix. With the daemon's
+// store the daemon signs, as root: nothing to say.
+func TestSecretKeysUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	key := filepath.Join(dir, "cache-priv-key.pem")
+	os.WriteFile(key, []byte("secret"), 0o600)
+	os.WriteFile(filepath.Join(dir, "nix.conf"), []byte("secret-key-files = "+key+"\n"), 0o644)
+	t.Setenv("NIX_CONF_DIR", dir)
+	a := &account{name: "builder", uid: 4242, gid: 4242, home: dir}
+	cfg := &policy.Config{}
+	cfg.Nix.Store = "local?root=" + filepath.Join(dir, "store")
+	rs := checkSecretKeys(cfg, a)
+	if len(rs) != 1 || rs[0].Status != Fail || !strings.Contains(rs[0].Message, "secret key "+key) || !strings.Contains(rs[0].Fix, `NIX_CONFIG = "secret-key-files ="`) {
+		t.Errorf("a root-only key for the account's Nix: %+v; want a failure with the fix", rs)
+	}
+	os.Chmod(key, 0o644)
+	if rs := checkSecretKeys(cfg, a); len(rs) != 0 {
+		t.Errorf("a key the account can read: %+v; want nothing", rs)
+	}
+	os.Chmod(key, 0o600)
+	cfg.Nix.Store = "daemon"
+	if rs := checkSecretKeys(cfg, a); len(rs) != 0 {
+		t.Errorf("the daemon's store: %+v; want nothing", rs)
+	}
+}

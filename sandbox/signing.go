@@ -195,3 +195,12 @@ func tomlString(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// OwnStore reports whether Nix, for a, uses a store of the account's own
+// (a sandbox mode, or nix.store local or local?root=…), so that Nix runs
+// as the account and signs, builds and writes itself; false for the
+// daemon's store.
+func OwnStore(cfg *policy.Config, a Account) bool {
+	_, _, own := accountStore(cfg, a)
+	return own
+}
