@@ -157,7 +157,13 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 			continue
 		}
 		msg += fmt.Sprintf(", so a build running as %s could %s", a.name, f.could)
-		rs = append(rs, Result{"files", f.status, msg, fmt.Sprintf("chown root: %s && chmod go-w %s", via, via)})
+		fix := fmt.Sprintf("chown root: %s && chmod go-w %s", via, via)
+		if os.Geteuid() == a.uid && a.uid != 0 {
+			// A builder without root: its files are its own, and
+			// chown root: is not its to run.
+			fix = "set sandbox.mode = \"userns\" (or nix-user-chroot), which hides nixgate's files from Nix and its builds; or ask root to " + fix
+		}
+		rs = append(rs, Result{"files", f.status, msg, fix})
 	}
 	return rs
 }

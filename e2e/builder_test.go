@@ -137,6 +137,9 @@ type builderOptions struct {
 	// binDir, when set, is nixgate's nix.bin_dirs: where it finds
 	// nix-store and nix-daemon (the matrix's wrappers of another Nix).
 	binDir string
+	// binInHome puts the nixgate serve runs where the README installs
+	// it without root, the account's ~/.local/bin.
+	binInHome bool
 }
 
 // newBuilderWith is newBuilder with the options o.
@@ -154,6 +157,14 @@ func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
 	}
 	b := &builder{root: root, mode: mode, sandbox: sandbox, daemonSocket: o.daemonSocket, bin: o.bin, binDir: o.binDir}
 	b.account = newBuildAccount(t, filepath.Join(root, "home"))
+	if o.binInHome {
+		bin := filepath.Join(b.account.home, ".local", "bin", "nixgate")
+		writeFile(t, bin, readFile(t, nixgateBin), 0o755)
+		b.account.chown(t, filepath.Join(b.account.home, ".local"))
+		b.account.chown(t, filepath.Dir(bin))
+		b.account.chown(t, bin)
+		b.bin = bin
+	}
 	b.port = freePort(t)
 	b.metricsPort = freePort(t)
 	b.config = filepath.Join(root, "etc", "nixgate.toml")

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,4 +58,25 @@ func TestExecProotChecksReadOnlyHome(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "nixgate: refused: "+b.account.home+" is writable by "+b.account.name) {
 		t.Fatalf("exec under proot with a writable home: %s", r)
 	}
+}
+
+// TestProotBinaryInHome: proot mode shows Nix an empty home; nixgate
+// installed where the README puts it without root, ~/.local/bin, is
+// shown there too, so its helper runs (it was "not found" before).
+func TestProotBinaryInHome(t *testing.T) {
+	b := newBuilderWith(t, modeServe, builderOptions{sandbox: "proot", binInHome: true})
+	if !strings.HasPrefix(b.bin, b.account.home) {
+		t.Fatalf("serve runs %s, not a nixgate in the home", b.bin)
+	}
+	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
+
+	// check, run by the account itself, reports its own files in proot
+	// mode with a fix it can apply (not chown root: alone).
+	r := run(t, nil, nil, "setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--",
+		"env", "HOME="+b.account.home, b.bin, "check", "--json", "--config", b.config, "--mode", "serve")
+	var rs []checkResult
+	if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
+		t.Fatalf("check as %s: %v\n%s", b.account.name, err, r)
+	}
+	finding(t, rs, "files", "warn", "the drain state "+filepath.Join(b.root, "serve-state", "drain")+" can be changed by "+b.account.name, `set sandbox.mode = "userns"`)
 }

@@ -58,6 +58,11 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 				return nil, err
 			}
 			argv = append(argv, "-b", empty+":"+a.Home)
+			if under(self, a.Home) {
+				// nixgate itself where the README installs it without
+				// root, ~/.local/bin: shown in the empty home too.
+				argv = append(argv, "-b", self+":"+self)
+			}
 			argv = append(argv, self, HelperCommand)
 			return &Command{Path: bin, Argv: append(argv, spec.args()...), Env: env, scratch: []string{empty}}, nil
 		}
@@ -65,6 +70,12 @@ func prepareSandbox(cfg *policy.Config, argv []string, a Account, env []string) 
 		return &Command{Path: bin, Argv: append(argv, spec.args()...), Env: env}, nil
 	}
 	return nil, errorf("unknown mode %q", cfg.Sandbox.Mode)
+}
+
+// under reports whether path is dir or inside it.
+func under(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // secretPaths are the files of nixgate's that Nix has no need to see:
