@@ -166,6 +166,17 @@ func TestClientConfig(t *testing.T) {
 		t.Errorf("client-config's last line %q: %s", prove, ping)
 	}
 
+	// For a substitute key: no builder lines, the substituter over the
+	// protocol asked for; and the NixOS ssh settings.
+	sub := run(t, nil, nil, nixgateBin, "client-config", "--config", b.config, "--host", "nixgate-builder", "--address", "127.0.0.1",
+		"--key", b.keys["substitute"].path, "--role", "substitute", "--protocol", "ssh-ng")
+	if sub.code != 0 || strings.Contains(sub.stdout, "/etc/nix/machines") || strings.Contains(sub.stdout, "buildMachines") ||
+		!strings.Contains(sub.stdout, "extra-substituters = ssh-ng://"+b.account.name+"@nixgate-builder") ||
+		!strings.Contains(sub.stdout, fmt.Sprintf("(required: no Nix setting gives ssh the port %d)", b.port)) ||
+		!strings.Contains(sub.stdout, "programs.ssh.knownHosts") {
+		t.Errorf("client-config --role substitute --protocol ssh-ng:\n%s", sub)
+	}
+
 	// The host key: client-config, keys host and the server agree.
 	host := run(t, nil, nil, nixgateBin, "keys", "host", "--config", b.config, "--host", "127.0.0.1")
 	scan := run(t, nil, nil, "ssh-keyscan", "-t", "ed25519", "-p", fmt.Sprint(b.port), "127.0.0.1")

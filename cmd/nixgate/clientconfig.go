@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -120,8 +121,13 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	mandatory := fs.String("mandatory-features", "", "comma-separated `FEATURES` a build must ask for to be sent here")
 	protocol := fs.String("protocol", "ssh", "the store `PROTOCOL`: ssh (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
 	hostKey := fs.String("host-key", "", "the host's public key `FILE` clients pin (default: serve mode's, or /etc/ssh/ssh_host_*_key.pub for exec)")
+	role := fs.String("role", "build", "the `ROLE` of the client's key: build (a remote builder and a substituter) or substitute (a substituter only)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
+	}
+	if *role != string(policy.RoleBuild) && *role != string(policy.RoleSubstitute) {
+		fmt.Fprintf(stderr, "nixgate client-config: --role %q: want build or substitute\n", *role)
+		return exitUsage
 	}
 	if !checkMode("client-config", *mode, stderr) {
 		return exitUsage
@@ -179,21 +185,33 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	pub := keys.MachinesHostKey(hk)
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
-	fmt.Fprintf(w, "# /etc/nix/machines (nix.conf: builders = @/etc/nix/machines)\n")
-	fmt.Fprintf(w, "%s://%s@%s %s %s %d %d %s %s %s\n\n", *protocol, u, *host, *systems, *key, *maxJobs, *speed, orDash(*features), orDash(*mandatory), pub)
+	if *role == string(policy.RoleBuild) {
+		fmt.Fprintf(w, "# /etc/nix/machines (nix.conf: builders = @/etc/nix/machines)\n")
+		fmt.Fprintf(w, "%s://%s@%s %s %s %d %d %s %s %s\n\n", *protocol, u, *host, *systems, *key, *maxJobs, *speed, orDash(*features), orDash(*mandatory), pub)
 
-	fmt.Fprintf(w, "# NixOS or nix-darwin configuration\n")
-	fmt.Fprintf(w, "nix.distributedBuilds = true;\nnix.buildMachines = [{\n")
-	fmt.Fprintf(w, "  hostName = %q;\n  sshUser = %q;\n  sshKey = %q;\n  protocol = %q;\n", *host, u, *key, *protocol)
-	fmt.Fprintf(w, "  systems = [ %s ];\n  maxJobs = %d;\n  speedFactor = %d;\n", nixList(list(*systems)), *maxJobs, *speed)
-	fmt.Fprintf(w, "  supportedFeatures = [ %s ];\n  mandatoryFeatures = [ %s ];\n  publicHostKey = %q;\n}];\n\n", nixList(list(*features)), nixList(list(*mandatory)), pub)
+		fmt.Fprintf(w, "# NixOS or nix-darwin configuration\n")
+		fmt.Fprintf(w, "nix.distributedBuilds = true;\nnix.buildMachines = [{\n")
+		fmt.Fprintf(w, "  hostName = %q;\n  sshUser = %q;\n  sshKey = %q;\n  protocol = %q;\n", *host, u, *key, *protocol)
+		fmt.Fprintf(w, "  systems = [ %s ];\n  maxJobs = %d;\n  speedFactor = %d;\n", nixList(list(*systems)), *maxJobs, *speed)
+		fmt.Fprintf(w, "  supportedFeatures = [ %s ];\n  mandatoryFeatures = [ %s ];\n  publicHostKey = %q;\n}];\n\n", nixList(list(*features)), nixList(list(*mandatory)), pub)
+	}
 
 	fmt.Fprintf(w, "# ~/.ssh/config of the user that runs the builds (root, for the Nix daemon)\n")
+	if p != 22 {
+		fmt.Fprintf(w, "# (required: no Nix setting gives ssh the port %d)\n", p)
+	}
 	fmt.Fprintf(w, "Host %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  HostKeyAlias %s\n\n", *host, addr, p, u, *key, *host)
 	fmt.Fprintf(w, "# ~/.ssh/known_hosts of that user\n%s\n\n", keys.KnownHostsLine(*host, hk))
+	fmt.Fprintf(w, "# NixOS: the same for root's ssh, in configuration.nix\n")
+	fmt.Fprintf(w, "programs.ssh.extraConfig = ''\n  Host %s\n    HostName %s\n    Port %d\n    User %s\n    IdentityFile %s\n    IdentitiesOnly yes\n    HostKeyAlias %s\n'';\n", *host, addr, p, u, *key, *host)
+	fmt.Fprintf(w, "programs.ssh.knownHosts.%s = { hostNames = [ %q ]; publicKey = %q; };\n\n", nixAttrName(*host), *host, strings.TrimSpace(keys.AuthorizedKey(hk)))
 
-	fmt.Fprintf(w, "# Use the builder as a substituter too (nix.conf)\n")
-	fmt.Fprintf(w, "extra-substituters = ssh://%s@%s\n", u, *host)
+	if *role == string(policy.RoleBuild) {
+		fmt.Fprintf(w, "# Use the builder as a substituter too (nix.conf)\n")
+	} else {
+		fmt.Fprintf(w, "# Use the builder as a substituter (nix.conf): a substitute key reads, never builds or writes\n")
+	}
+	fmt.Fprintf(w, "extra-substituters = %s://%s@%s\n", *protocol, u, *host)
 	account := buildAccount(cfg)
 	if cachePub, err := builderCachePublicKey(cfg, account); err == nil {
 		fmt.Fprintf(w, "extra-trusted-public-keys = %s\n\n", cachePub)
@@ -202,6 +220,15 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(w, "# Prove it works (the nix command is experimental: Nix 2.8 needs the flag)\nnix --extra-experimental-features nix-command store ping --store %s://%s@%s\n", *protocol, u, *host)
 	return exitOK
+}
+
+// nixAttrName is name as a Nix attribute name: quoted unless it is a
+// plain identifier.
+func nixAttrName(name string) string {
+	if regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_'-]*$`).MatchString(name) {
+		return name
+	}
+	return strconv.Quote(name)
 }
 
 func nixList(xs []string) string {

@@ -97,6 +97,14 @@ type fileFlags struct {
 	config, authorizedKeys string
 }
 
+// defaults gives the configuration the other commands use when neither
+// file is named.
+func (ff *fileFlags) defaults() {
+	if ff.config == "" && ff.authorizedKeys == "" {
+		ff.config = defaultConfigPath
+	}
+}
+
 func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys authorize", "--config FILE --name NAME --role ROLE [options] KEY.pub (or - for stdin)", "Example:\n  nixgate keys authorize --config /etc/nixgate/nixgate.toml --name ci --role build ci_key.pub", stdout, stderr)
 	configFile := fs.String("config", defaultConfigPath, "the nixgate configuration `FILE`; the key goes into its authorized_keys file")
@@ -225,12 +233,13 @@ type keyRow struct {
 func keysList(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys list", "--config FILE | --authorized-keys FILE [--json]", "Examples:\n  nixgate keys list --config /etc/nixgate/nixgate.toml\n  nixgate keys list --authorized-keys ~nixremote/.ssh/authorized_keys", stdout, stderr)
 	var ff fileFlags
-	fs.StringVar(&ff.config, "config", "", "list the keys of this nixgate configuration `FILE`")
+	fs.StringVar(&ff.config, "config", "", "list the keys of this nixgate configuration `FILE` (default: "+defaultConfigPath+", as the other commands, unless --authorized-keys is given)")
 	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "list the keys of this OpenSSH authorized_keys `FILE`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
+	ff.defaults()
 	rows, err := listRows(ff)
 	if err != nil {
 		return keysFail(stderr, "list", err)
@@ -312,11 +321,12 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 func keysRevoke(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keys revoke", "(--config FILE | --authorized-keys FILE) NAME|SHA256:…", "Examples:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n  nixgate keys revoke --authorized-keys ~nixremote/.ssh/authorized_keys SHA256:abc…", stdout, stderr)
 	var ff fileFlags
-	fs.StringVar(&ff.config, "config", "", "revoke from the authorized_keys file of this nixgate configuration `FILE`")
+	fs.StringVar(&ff.config, "config", "", "revoke from the authorized_keys file of this nixgate configuration `FILE` (default: "+defaultConfigPath+", unless --authorized-keys is given)")
 	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "revoke from this OpenSSH authorized_keys `FILE`")
 	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
 		return code
 	}
+	ff.defaults()
 	if fs.NArg() != 1 || (ff.config == "") == (ff.authorizedKeys == "") {
 		fmt.Fprintln(stderr, "nixgate keys revoke: give --config or --authorized-keys, and one name or fingerprint")
 		return exitUsage

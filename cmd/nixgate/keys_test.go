@@ -130,3 +130,15 @@ func TestSmallMistakes(t *testing.T) {
 		t.Errorf("drain --off when not draining: exit %d, %q", code, out.String())
 	}
 }
+
+// TestKeysListDefaultConfig: keys list and revoke, like the other
+// commands, use /etc/nixgate/nixgate.toml when no file is named.
+func TestKeysListDefaultConfig(t *testing.T) {
+	for _, args := range [][]string{{"keys", "list"}, {"keys", "revoke", "ci"}} {
+		var out, errOut bytes.Buffer
+		run(args, &out, &errOut)
+		if !strings.Contains(errOut.String()+out.String(), defaultConfigPath) || strings.Contains(errOut.String(), "give --config") {
+			t.Errorf("%q: %q %q; want it to use %s", args, out.String(), errOut.String(), defaultConfigPath)
+		}
+	}
+}
