@@ -73,6 +73,8 @@ fuzz:
 # take about 8 minutes on a 2-core machine, too near go test's default
 # of 10 (each test bounds its own waits).
 test: deps lint cross
+	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests to come.
+	@if [ -d ../shared/nixpkgs-lib/lib ]; then echo "nixpkgs lib: $$(cd ../shared/nixpkgs-lib && pwd)"; else echo "nixpkgs lib: none at ../shared/nixpkgs-lib (in $$PWD)"; fi
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '^TestSoak$$' ./e2e
 	$(MAKE) fuzz
