@@ -37,6 +37,43 @@ let
         default = 0;
         description = "Concurrent sessions for this key; 0 means no limit.";
       };
+      maxBuilds = lib.mkOption {
+        type = lib.types.ints.unsigned;
+        default = 0;
+        description = "Builds this key may run at once (build keys); 0 means only the builder's own limit.";
+      };
+      fullTrust = lib.mkOption {
+        type = lib.types.bool;
+        default = false;
+        description = "Pass this key's Nix operations unfiltered (with the build account in trusted-users it is root on the builder).";
+      };
+      buildTimeout = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "2h";
+        description = "The longest a build of this key may run, whatever the client asks; null: the client's.";
+      };
+      maxSilentTime = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "30m";
+        description = "The longest a build of this key may be silent; null: the client's.";
+      };
+      maxLogSize = lib.mkOption {
+        type = lib.types.nullOr lib.types.ints.positive;
+        default = null;
+        description = "The largest build log of this key, in bytes; null: the client's.";
+      };
+      buildCores = lib.mkOption {
+        type = lib.types.nullOr lib.types.ints.positive;
+        default = null;
+        description = "The most cores a build of this key may use; null: the client's.";
+      };
+      maxJobs = lib.mkOption {
+        type = lib.types.nullOr lib.types.ints.positive;
+        default = null;
+        description = "The most builds of one session of this key at once; null: the client's.";
+      };
     };
   };
 
@@ -44,7 +81,14 @@ let
     inherit (k) name role from;
     public_key = k.publicKey;
     max_sessions = k.maxSessions;
-  } // lib.optionalAttrs (k.expires != null) { inherit (k) expires; };
+    max_builds = k.maxBuilds;
+    full_trust = k.fullTrust;
+  } // lib.optionalAttrs (k.expires != null) { inherit (k) expires; }
+    // lib.optionalAttrs (k.buildTimeout != null) { build_timeout = k.buildTimeout; }
+    // lib.optionalAttrs (k.maxSilentTime != null) { max_silent_time = k.maxSilentTime; }
+    // lib.optionalAttrs (k.maxLogSize != null) { max_log_size = k.maxLogSize; }
+    // lib.optionalAttrs (k.buildCores != null) { build_cores = k.buildCores; }
+    // lib.optionalAttrs (k.maxJobs != null) { max_jobs = k.maxJobs; };
 
   settings = lib.recursiveUpdate {
     user = cfg.user;
@@ -56,7 +100,12 @@ let
 
   configFile = toml.generate "nixgate.toml" settings;
 
-  ports = map (a: lib.toInt (lib.last (lib.splitString ":" a))) cfg.listen;
+  # The dual-stack default listens on one port twice.
+  ports = lib.unique (map (a: lib.toInt (lib.last (lib.splitString ":" a))) cfg.listen);
+
+  # Whether nixgate's store is the Nix daemon's (no [nix] store, or
+  # "daemon"): only then does the build account need the daemon's trust.
+  daemonStore = (settings.nix.store or "daemon") == "daemon";
 in
 {
   options.services.nixgate = {
@@ -108,6 +157,11 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [{
+      assertion = cfg.keys != { } || settings ? authorized_keys;
+      message = "services.nixgate: no key may log in: add one to services.nixgate.keys (or an authorized_keys file through services.nixgate.settings); nixgate refuses to start with none";
+    }];
+
     users.users.${cfg.user} = {
       isSystemUser = true;
       group = cfg.user;
@@ -115,8 +169,9 @@ in
       shell = "/bin/sh";
     };
     users.groups.${cfg.user} = { };
-    # ssh-ng:// builds need the build user trusted by the Nix daemon.
-    nix.settings.trusted-users = [ cfg.user ];
+    # ssh-ng:// builds need the build user trusted by the Nix daemon:
+    # added to, never in place of, trusted-users.
+    nix.settings.extra-trusted-users = lib.mkIf daemonStore [ cfg.user ];
 
     networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall ports;
 
@@ -143,7 +198,8 @@ in
         NoNewPrivileges = true;
         SecureBits = "noroot-locked";
         ProtectSystem = "strict";
-        ReadWritePaths = [ "-/nix" ];
+        ReadWritePaths = [ "-/nix" "-/var/lib/nixgate-store" ];
+        LogsDirectory = "nixgate";
         ProtectHome = "read-only";
         PrivateTmp = true;
         PrivateDevices = true;
