@@ -33,7 +33,7 @@ lint:
 	$(GO) vet ./...
 	scripts/check-imports.sh
 	$(GO) vet -tags bench ./e2e
-	nix-instantiate --parse flake.nix nix/module.nix nix/package.nix >/dev/null
+	nix-instantiate --parse flake.nix nix/module.nix nix/common.nix nix/darwin.nix nix/package.nix nix/tests/nixos.nix nix/tests/darwin.nix nix/tests/stubs.nix >/dev/null
 
 # The other platforms nixgate builds for: go vet (which compiles every
 # package and its tests, and the benchmarks behind the bench tag) and a

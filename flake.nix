@@ -24,5 +24,33 @@
         services.nixgate.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.nixgate;
       };
       nixosModules.nixgate = self.nixosModules.default;
+
+      # services.nixgate for nix-darwin (macOS builders): the launch daemon.
+      darwinModules.default = { pkgs, lib, ... }: {
+        imports = [ ./nix/darwin.nix ];
+        services.nixgate.package = lib.mkDefault (pkgs.callPackage ./nix/package.nix { });
+      };
+      darwinModules.nixgate = self.darwinModules.default;
+
+      # nix flake check: the modules evaluated as e2e's TestNixOSModule
+      # and TestDarwinModule evaluate them (nix/tests), with this flake's
+      # nixpkgs' lib.
+      checks = forAllSystems (pkgs:
+        let
+          eval = file: import file {
+            inherit (nixpkgs) lib;
+            config.services.nixgate = {
+              enable = true;
+              keys.check = { role = "build"; publicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBDXbJ9NkJ+yCDkbWPPEx+8AmJpJYqTOcaw5PbXdu4cJ check"; };
+            };
+          };
+          ok = name: r: pkgs.runCommand name { } (
+            assert r.assertions == [ ] && r.configFile != null;
+            "echo ${builtins.toJSON r.assertions} > $out");
+        in
+        {
+          nixos-module = ok "nixgate-nixos-module" (eval ./nix/tests/nixos.nix);
+          darwin-module = ok "nixgate-darwin-module" (eval ./nix/tests/darwin.nix);
+        });
     };
 }

@@ -188,3 +188,55 @@ func anyStrings(v any) []string {
 	}
 	return out
 }
+
+// TestDarwinModule evaluates nix/darwin.nix as nix-darwin would: the
+// launch daemon as launchd/org.nixgate.serve.plist has it, the build
+// account nix-darwin creates (a known user with a uid), the daemon's
+// trust, and a configuration nixgate's loader takes; a sandbox mode
+// macOS cannot run fails the evaluation's assertions.
+func TestDarwinModule(t *testing.T) {
+	requireTools(t)
+	lib := nixpkgsLib(t)
+	eval := func(expr string) (map[string]any, result) {
+		t.Helper()
+		r := run(t, nil, nil, "nix-instantiate", "--eval", "--read-write-mode", "--strict", "--json",
+			filepath.Join("..", "nix", "tests", "darwin.nix"), "--arg", "lib", "import "+lib, "--arg", "config", expr)
+		var out map[string]any
+		if r.code == 0 {
+			if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+				t.Fatalf("the evaluation's JSON: %v\n%s", err, r.stdout)
+			}
+		}
+		return out, r
+	}
+	out, r := eval(`{ services.nixgate = { enable = true; keys.ci = { role = "build"; publicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBDXbJ9NkJ+yCDkbWPPEx+8AmJpJYqTOcaw5PbXdu4cJ ci@example"; buildTimeout = "1h"; }; }; }`)
+	if r.code != 0 || len(anyStrings(out["assertions"])) != 0 {
+		t.Fatalf("evaluation: %s %v", r, out["assertions"])
+	}
+	daemon, _ := out["daemon"].(map[string]any)
+	args := anyStrings(daemon["ProgramArguments"])
+	if daemon["Label"] != "org.nixgate.serve" || len(args) != 4 || !strings.HasSuffix(args[0], "/bin/nixgate") || strings.Join(args[1:], " ") != "serve --config /etc/nixgate/nixgate.toml" ||
+		daemon["RunAtLoad"] != true || daemon["ExitTimeOut"] != float64(360) {
+		t.Errorf("the launch daemon: %v", daemon)
+	}
+	if strings.Join(anyStrings(out["knownUsers"]), ",") != "nixremote" {
+		t.Errorf("known users %v: nix-darwin creates only those", out["knownUsers"])
+	}
+	settings, _ := out["settings"].(map[string]any)
+	if strings.Join(anyStrings(settings["extra-trusted-users"]), ",") != "nixremote" {
+		t.Errorf("nix.settings %v", settings)
+	}
+	text, _ := out["configFile"].(string)
+	cfg, err := config.Parse("/etc/nixgate/nixgate.toml", []byte(text))
+	if err != nil {
+		t.Fatalf("nixgate refuses what the module generated: %v\n%s", err, text)
+	}
+	if k := cfg.Key("ci"); k == nil || k.Limits.BuildTimeout != time.Hour {
+		t.Errorf("key ci as nixgate loads it: %+v", k)
+	}
+
+	out, r = eval(`{ services.nixgate = { enable = true; keys.ci = { role = "build"; publicKey = "k"; }; settings.sandbox.mode = "userns"; }; }`)
+	if r.code != 0 || !strings.Contains(strings.Join(anyStrings(out["assertions"]), "\n"), `only "direct" works on macOS`) {
+		t.Errorf("sandbox.mode userns on macOS: %s %v; want the module's assertion", r, out["assertions"])
+	}
+}
