@@ -240,3 +240,50 @@ func TestDarwinModule(t *testing.T) {
 		t.Errorf("sandbox.mode userns on macOS: %s %v; want the module's assertion", r, out["assertions"])
 	}
 }
+
+// TestReadmeModules evaluates the README's NixOS and nix-darwin examples
+// as they are written there, and loads the configuration each makes with
+// nixgate's loader; the NixOS unit's ExecStart points at it.
+func TestReadmeModules(t *testing.T) {
+	requireTools(t)
+	lib := nixpkgsLib(t)
+	lines, first, err := readmeSection(readFile(t, filepath.Join("..", "README.md")), "## NixOS and nix-darwin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := readmeBlocks(lines, first)
+	if len(blocks) != 2 {
+		t.Fatalf("the section has %d code blocks; want the NixOS and the nix-darwin example", len(blocks))
+	}
+	for i, file := range []string{"nixos.nix", "darwin.nix"} {
+		r := run(t, nil, nil, "nix-instantiate", "--eval", "--read-write-mode", "--strict", "--json",
+			filepath.Join("..", "nix", "tests", file), "--arg", "lib", "import "+lib, "--arg", "config", blocks[i].text)
+		if r.code != 0 {
+			t.Fatalf("README line %d, evaluated as %s: %s", blocks[i].line, file, r)
+		}
+		var out struct {
+			Assertions []string        `json:"assertions"`
+			ConfigFile string          `json:"configFile"`
+			Service    *map[string]any `json:"service"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Assertions) != 0 {
+			t.Errorf("README line %d: the module's assertions fail: %v", blocks[i].line, out.Assertions)
+		}
+		cfg, err := config.Parse("/etc/nixgate/nixgate.toml", []byte(out.ConfigFile))
+		if err != nil {
+			t.Fatalf("README line %d: nixgate refuses the configuration the example makes: %v\n%s", blocks[i].line, err, out.ConfigFile)
+		}
+		if cfg.Key("ci") == nil {
+			t.Errorf("README line %d: no key ci in the configuration it makes", blocks[i].line)
+		}
+		if file == "nixos.nix" {
+			sc, _ := (*out.Service)["serviceConfig"].(map[string]any)
+			if exec, _ := sc["ExecStart"].(string); !strings.HasSuffix(exec, "serve --config /etc/nixgate/nixgate.toml") {
+				t.Errorf("the unit's ExecStart %q does not point at the configuration", exec)
+			}
+		}
+	}
+}
