@@ -157,22 +157,31 @@ func (a *account) access(path string, want uint32) (bool, error) {
 func asAccount(a *account, env []string, argv ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	cmd, err := accountCommand(ctx, a, env, argv)
+	if err != nil {
+		return "", "", err
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// accountCommand is argv to run as a in /, with env.
+func accountCommand(ctx context.Context, a *account, env, argv []string) (*exec.Cmd, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = "/"
 	cred, err := a.runAs()
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	// The program may be the account's (its profile's nix-store): a
 	// process it leaves behind with its output open does not keep check
 	// waiting.
 	cmd.WaitDelay = time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	return out.String(), errb.String(), err
+	return cmd, nil
 }
 
 // Run runs every check that applies to cfg in o.Mode.

@@ -5,10 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nixgate/nixgate/nixproto"
@@ -103,15 +101,10 @@ func versionOf(v uint64) string { return fmt.Sprintf("%d.%d", v>>8, v&0xff) }
 func helloAsAccount(a *account, env, argv []string, hello []byte, magic uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
-	cmd.Dir = "/"
-	cred, err := a.runAs()
+	cmd, err := accountCommand(ctx, a, env, argv)
 	if err != nil {
 		return 0, err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	cmd.WaitDelay = time.Second
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return 0, err
