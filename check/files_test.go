@@ -190,3 +190,21 @@ func TestSecretKeysUnreadable(t *testing.T) {
 		t.Errorf("the daemon's store: %+v; want nothing", rs)
 	}
 }
+
+// TestDemoFiles: trying nixgate out (make run, the embedded default,
+// as a user), the demo's own files are a warning that says where a
+// builder's go, not a failure whose fix needs root; what anyone can
+// change stays a failure.
+func TestDemoFiles(t *testing.T) {
+	rs := demoFiles([]Result{
+		{"files", Fail, "the keys file /x can be changed by u, so a build running as u could rewrite the keys and their roles", "chown root: /x"},
+		{"files", Fail, "the configuration /y " + anyoneCan + " on this machine", "chmod o-w /y"},
+		{"files", OK, "fine", ""},
+	})
+	if rs[0].Status != Warn || !strings.Contains(rs[0].Fix, "make run") || strings.Contains(rs[0].Fix, "chown") {
+		t.Errorf("the demo's own keys file: %+v", rs[0])
+	}
+	if rs[1].Status != Fail || rs[2].Status != OK {
+		t.Errorf("what anyone can change, and what is fine: %+v", rs[1:])
+	}
+}
