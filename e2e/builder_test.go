@@ -427,16 +427,22 @@ func newBuildAccount(t testing.TB, home string) buildAccount {
 	mustRun(t, nil, "useradd", "--system", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", "--user-group", name)
 	t.Cleanup(func() {
 		// The account's last processes may still be exiting after their
-		// client left: try for a while.
+		// client left (a session's Nix gets SIGTERM when its client is
+		// gone, SIGKILL 5 s later, then exec mode adds the session to
+		// usage): try for a while.
 		var out []byte
 		var err error
-		for i := 0; i < 50; i++ {
+		var left []byte
+		for i := 0; i < 150; i++ {
 			if out, err = exec.Command("userdel", name).CombinedOutput(); err == nil {
 				return
 			}
+			if i == 0 {
+				left, _ = exec.Command("ps", "-o", "pid,etime,args", "-u", name).CombinedOutput()
+			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Errorf("userdel %s: %v: %s", name, err, out)
+		t.Errorf("userdel %s: %v: %s\nthe account's processes then:\n%s", name, err, out, left)
 	})
 	mustRun(t, nil, "usermod", "-p", "*", name)
 	u, err := user.Lookup(name)

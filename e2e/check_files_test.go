@@ -20,6 +20,14 @@ func TestCheckFilesWritableByAccount(t *testing.T) {
 	mustRun(t, nil, "chmod", "o+w", b.config)
 	rs, code := runCheck(t, args...)
 	mustRun(t, nil, "chmod", "o-w", b.config)
+	finding(t, rs, "files", "fail", "the configuration "+b.config+" can be changed by anyone on this machine", "chmod o-w "+b.config)
+	if code != 1 {
+		t.Errorf("exit %d; want 1", code)
+	}
+
+	b.account.chown(t, b.config)
+	rs, code = runCheck(t, args...)
+	mustRun(t, nil, "chown", "0:0", b.config)
 	finding(t, rs, "files", "fail", "the configuration "+b.config+" can be changed by "+b.account.name, "chmod go-w "+b.config)
 	if code != 1 {
 		t.Errorf("exit %d; want 1", code)

@@ -45,7 +45,12 @@ func TestUsage(t *testing.T) {
 	if _, errOut, err := runCmd(t, c, "sh -c ls"); err == nil {
 		t.Fatalf("sh -c ls allowed (stderr %q)", errOut)
 	}
-	got, err := usage.Sums(cfg.Serve.StateDir, time.Time{}, 0)
+	// The refusal is counted after its line reaches the client.
+	var got map[string]usage.Counters
+	eventually(t, "the refusal counted", func() bool {
+		got, err = usage.Sums(cfg.Serve.StateDir, time.Time{}, 0)
+		return err == nil && got["ci"].Refusals == 1
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
