@@ -125,6 +125,9 @@ type run struct {
 	toNix, toClient, stderr []byte
 	audit                   Audit
 	err                     error
+	// failedClosed is set when the filter ended the session on Nix's
+	// side (failClosed): Nix then got a prefix of what was allowed.
+	failedClosed bool
 }
 
 func filterSession(t testing.TB, opt Options, client, server []byte) run {
@@ -150,7 +153,7 @@ func filterSessionAnswering(t testing.TB, opt Options, client, server []byte, an
 	toNix := s.nixGot(t)
 	s.nixExited()
 	a, err := s.f.Result()
-	return run{toNix: toNix, toClient: s.toClient.Bytes(), stderr: stderr.Bytes(), audit: a, err: err}
+	return run{toNix: toNix, toClient: s.toClient.Bytes(), stderr: stderr.Bytes(), audit: a, err: err, failedClosed: s.f.hasFailed()}
 }
 
 // attached is a filter at work between a client's stream and a Nix of
