@@ -46,12 +46,50 @@ type nixosEval struct {
 	ConfigFile *string        `json:"configFile"`
 }
 
+// moduleEval runs nix-instantiate on the module evaluations of nix/tests
+// with one Nix: the host's, or a chroot's, with nix/ and nixpkgs' lib
+// copied into it.
+type moduleEval struct {
+	n           nixUnderTest
+	nixDir, lib string // as that Nix sees them
+}
+
+func newModuleEval(t *testing.T, n nixUnderTest, lib string) *moduleEval {
+	t.Helper()
+	nixDir, err := filepath.Abs(filepath.Join("..", "nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.chroot == "" {
+		return &moduleEval{n: n, nixDir: nixDir, lib: lib}
+	}
+	dir, err := os.MkdirTemp(filepath.Join(n.chroot, "tmp"), "nixgate-modules-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	mustRun(t, nil, "cp", "-r", nixDir, filepath.Join(dir, "nix"))
+	mustRun(t, nil, "cp", "-r", lib, filepath.Join(dir, "lib"))
+	inside := "/" + strings.TrimPrefix(strings.TrimPrefix(dir, n.chroot), "/")
+	return &moduleEval{n: n, nixDir: inside + "/nix", lib: inside + "/lib"}
+}
+
+// eval evaluates nix/tests/file with the module configuration expr.
+func (m *moduleEval) eval(t *testing.T, file, expr string) result {
+	t.Helper()
+	argv := []string{"nix-instantiate", "--eval", "--read-write-mode", "--strict", "--json",
+		m.nixDir + "/tests/" + file, "--arg", "lib", "import " + m.lib, "--arg", "config", expr}
+	if m.n.chroot != "" {
+		return run(t, nil, nil, chrootArgv(m.n.chroot, argv...)...)
+	}
+	return run(t, nil, nil, argv...)
+}
+
 // evalNixOS evaluates the module with the NixOS configuration expr;
 // the result, or the evaluation's error.
-func evalNixOS(t *testing.T, lib, expr string) (nixosEval, result) {
+func evalNixOS(t *testing.T, m *moduleEval, expr string) (nixosEval, result) {
 	t.Helper()
-	r := run(t, nil, nil, "nix-instantiate", "--eval", "--read-write-mode", "--strict", "--json",
-		filepath.Join("..", "nix", "tests", "nixos.nix"), "--arg", "lib", "import "+lib, "--arg", "config", expr)
+	r := m.eval(t, "nixos.nix", expr)
 	var e nixosEval
 	if r.code == 0 {
 		if err := json.Unmarshal([]byte(r.stdout), &e); err != nil {
@@ -83,6 +121,12 @@ func loadGenerated(t *testing.T, e nixosEval) *policy.Config {
 func TestNixOSModule(t *testing.T) {
 	requireTools(t)
 	lib := nixpkgsLib(t)
+	for _, n := range nixVersions(t) {
+		t.Run("Nix"+n.name, func(t *testing.T) { testNixOSModule(t, newModuleEval(t, n, lib)) })
+	}
+}
+
+func testNixOSModule(t *testing.T, lib *moduleEval) {
 	const key = `"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBDXbJ9NkJ+yCDkbWPPEx+8AmJpJYqTOcaw5PbXdu4cJ ci@example"`
 
 	t.Run("defaults", func(t *testing.T) {
@@ -197,10 +241,15 @@ func anyStrings(v any) []string {
 func TestDarwinModule(t *testing.T) {
 	requireTools(t)
 	lib := nixpkgsLib(t)
+	for _, n := range nixVersions(t) {
+		t.Run("Nix"+n.name, func(t *testing.T) { testDarwinModule(t, newModuleEval(t, n, lib)) })
+	}
+}
+
+func testDarwinModule(t *testing.T, m *moduleEval) {
 	eval := func(expr string) (map[string]any, result) {
 		t.Helper()
-		r := run(t, nil, nil, "nix-instantiate", "--eval", "--read-write-mode", "--strict", "--json",
-			filepath.Join("..", "nix", "tests", "darwin.nix"), "--arg", "lib", "import "+lib, "--arg", "config", expr)
+		r := m.eval(t, "darwin.nix", expr)
 		var out map[string]any
 		if r.code == 0 {
 			if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
@@ -255,9 +304,9 @@ func TestReadmeModules(t *testing.T) {
 	if len(blocks) != 2 {
 		t.Fatalf("the section has %d code blocks; want the NixOS and the nix-darwin example", len(blocks))
 	}
+	m := newModuleEval(t, hostNix, lib)
 	for i, file := range []string{"nixos.nix", "darwin.nix"} {
-		r := run(t, nil, nil, "nix-instantiate", "--eval", "--read-write-mode", "--strict", "--json",
-			filepath.Join("..", "nix", "tests", file), "--arg", "lib", "import "+lib, "--arg", "config", blocks[i].text)
+		r := m.eval(t, file, blocks[i].text)
 		if r.code != 0 {
 			t.Fatalf("README line %d, evaluated as %s: %s", blocks[i].line, file, r)
 		}
