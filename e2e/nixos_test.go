@@ -172,7 +172,12 @@ func testNixOSModule(t *testing.T, lib *moduleEval) {
     keys.ci = { role = "build"; publicKey = `+key+`; from = [ "10.0.0.0/8" ]; expires = "2030-01-31";
       maxSessions = 4; maxBuilds = 2; fullTrust = false; buildTimeout = "2h"; maxSilentTime = "30m";
       maxLogSize = 1048576; buildCores = 4; maxJobs = 2; };
-    settings = { limits.max_startups = 32; metrics.listen = "unix:/run/nixgate/metrics.sock"; };
+    clientSettings = [ "max-silent-time" "timeout" ];
+    limits = { max_startups = 32; drain_timeout = "2m"; };
+    admission.max_builds = 3;
+    metricsListen = "unix:/run/nixgate/metrics.sock";
+    logFile = "/var/log/nixgate/audit.log";
+    settings.limits.per_source_rate = 60;
   };
 }`)
 		if r.code != 0 {
@@ -190,8 +195,12 @@ func testNixOSModule(t *testing.T, lib *moduleEval) {
 			k.Limits.MaxLogSize != 1<<20 || k.Limits.BuildCores != 4 || k.Limits.MaxJobs != 2 || len(k.From) != 1 || k.Expires.Year() != 2030 {
 			t.Errorf("key ci as nixgate loads it: %+v", k)
 		}
-		if cfg.Serve.Limits.MaxStartups != 32 || cfg.Serve.MetricsListen != "unix:/run/nixgate/metrics.sock" || cfg.User != "builder" {
+		if cfg.Serve.Limits.MaxStartups != 32 || cfg.Serve.Limits.DrainTimeout != 2*time.Minute || cfg.Serve.Limits.PerSourceRate != 60 ||
+			cfg.Serve.MetricsListen != "unix:/run/nixgate/metrics.sock" || cfg.User != "builder" {
 			t.Errorf("settings as nixgate loads them: %+v", cfg.Serve)
+		}
+		if strings.Join(cfg.Nix.ClientSettings, ",") != "max-silent-time,timeout" || cfg.Log.File != "/var/log/nixgate/audit.log" || cfg.Admission.MaxBuilds != 3 {
+			t.Errorf("client_settings %v, log file %q, admission %+v", cfg.Nix.ClientSettings, cfg.Log.File, cfg.Admission)
 		}
 	})
 

@@ -92,13 +92,18 @@ let
     // lib.optionalAttrs (k.buildCores != null) { build_cores = k.buildCores; }
     // lib.optionalAttrs (k.maxJobs != null) { max_jobs = k.maxJobs; };
 
-  settings = lib.recursiveUpdate {
+  settings = lib.recursiveUpdate ({
     user = cfg.user;
     listen = cfg.listen;
     state_dir = "/var/lib/nixgate";
-    nix.bin_dirs = [ "/run/current-system/sw/bin" "/nix/var/nix/profiles/default/bin" ];
+    nix = {
+      bin_dirs = [ "/run/current-system/sw/bin" "/nix/var/nix/profiles/default/bin" ];
+    } // lib.optionalAttrs (cfg.clientSettings != null) { client_settings = cfg.clientSettings; };
     keys = map renderKey (lib.attrValues cfg.keys);
-  } cfg.settings;
+  } // lib.optionalAttrs (cfg.limits != { }) { inherit (cfg) limits; }
+    // lib.optionalAttrs (cfg.admission != { }) { inherit (cfg) admission; }
+    // lib.optionalAttrs (cfg.metricsListen != null) { metrics.listen = cfg.metricsListen; }
+    // lib.optionalAttrs (cfg.logFile != null) { log.file = cfg.logFile; }) cfg.settings;
 
   configFile = toml.generate "nixgate.toml" settings;
 
@@ -144,6 +149,40 @@ in
           }
         '';
         description = "The client keys that may log in, by name.";
+      };
+
+      clientSettings = lib.mkOption {
+        type = lib.types.nullOr (lib.types.listOf lib.types.str);
+        default = null;
+        example = [ "max-silent-time" "timeout" ];
+        description = "The SetOptions overrides clients may send ([nix] client_settings); null: nixgate's default.";
+      };
+
+      limits = lib.mkOption {
+        type = lib.types.attrsOf (lib.types.oneOf [ lib.types.int lib.types.str ]);
+        default = { };
+        example = { max_startups = 32; drain_timeout = "5m"; };
+        description = "nixgate.toml's [limits]: connections, sessions and the drain (see the README).";
+      };
+
+      admission = lib.mkOption {
+        type = lib.types.attrsOf (lib.types.oneOf [ lib.types.int lib.types.str lib.types.bool ]);
+        default = { };
+        example = { max_builds = 4; build_queue_timeout = "5m"; };
+        description = "nixgate.toml's [admission]: build slots and health (see the README).";
+      };
+
+      metricsListen = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "unix:/run/nixgate/metrics.sock";
+        description = "Where Prometheus metrics are served ([metrics] listen): host:port, or unix:PATH (a socket only nixgate's user may use); null: none.";
+      };
+
+      logFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        description = "A file for the JSON audit log ([log] file); null: the journal.";
       };
 
       settings = lib.mkOption {
