@@ -73,8 +73,9 @@ fuzz:
 # take about 14 minutes on a 2-core machine, past go test's default
 # of 10 (each test bounds its own waits).
 test: deps lint cross
-	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests to come.
-	@if [ -d ../shared/nixpkgs-lib/lib ]; then echo "nixpkgs lib: $$(cd ../shared/nixpkgs-lib && pwd)"; else echo "nixpkgs lib: none at ../shared/nixpkgs-lib (in $$PWD)"; fi
+	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests
+	@# (e2e's nixpkgsLib looks the same way; under CI none is a failure).
+	@d=$$PWD; lib=$${NIXGATE_NIXPKGS_LIB:-}; while [ -z "$$lib" ] && [ "$$d" != / ]; do [ -f "$$d/../shared/nixpkgs-lib/lib/default.nix" ] && lib=$$(cd "$$d/../shared/nixpkgs-lib" && pwd); d=$$(dirname "$$d"); done; echo "nixpkgs lib: $${lib:-none beside $$PWD or above it}"
 	$(GO) test -race -count=1 -timeout 25m ./...
 	$(GO) test -count=1 -run '^TestSoak$$' ./e2e
 	$(MAKE) fuzz
