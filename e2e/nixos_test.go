@@ -379,6 +379,9 @@ func TestReadmeModules(t *testing.T) {
 			Assertions []string        `json:"assertions"`
 			ConfigFile string          `json:"configFile"`
 			Service    *map[string]any `json:"service"`
+			Daemon     *struct {
+				ProgramArguments []string `json:"ProgramArguments"`
+			} `json:"daemon"`
 		}
 		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 			t.Fatal(err)
@@ -398,6 +401,8 @@ func TestReadmeModules(t *testing.T) {
 			if exec, _ := sc["ExecStart"].(string); !strings.HasSuffix(exec, "serve --config /etc/nixgate/nixgate.toml") {
 				t.Errorf("the unit's ExecStart %q does not point at the configuration", exec)
 			}
+		} else if out.Daemon == nil || !strings.HasSuffix(strings.Join(out.Daemon.ProgramArguments, " "), "serve --config /etc/nixgate/nixgate.toml") {
+			t.Errorf("the launch daemon %+v does not run serve with the configuration", out.Daemon)
 		}
 	}
 }
