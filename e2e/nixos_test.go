@@ -355,13 +355,14 @@ func testDarwinModule(t *testing.T, m *moduleEval) {
 	}
 }
 
-// TestReadmeModules evaluates the README's NixOS and nix-darwin examples
+// TestReadmeModules evaluates docs/nixos.md's NixOS and nix-darwin examples
 // as they are written there, and loads the configuration each makes with
 // nixgate's loader; the NixOS unit's ExecStart points at it.
 func TestReadmeModules(t *testing.T) {
 	requireTools(t)
 	lib := nixpkgsLib(t)
-	lines, first, err := readmeSection(readFile(t, filepath.Join("..", "README.md")), "## NixOS and nix-darwin")
+	const doc = "docs/nixos.md"
+	lines, first, err := readmeSection(readFile(t, filepath.Join("..", doc)), "## NixOS and nix-darwin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +374,7 @@ func TestReadmeModules(t *testing.T) {
 	for i, file := range []string{"nixos.nix", "darwin.nix"} {
 		r := m.eval(t, file, blocks[i].text)
 		if r.code != 0 {
-			t.Fatalf("README line %d, evaluated as %s: %s", blocks[i].line, file, r)
+			t.Fatalf("%s:%d, evaluated as %s: %s", doc, blocks[i].line, file, r)
 		}
 		var out struct {
 			Assertions []string        `json:"assertions"`
@@ -387,14 +388,14 @@ func TestReadmeModules(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(out.Assertions) != 0 {
-			t.Errorf("README line %d: the module's assertions fail: %v", blocks[i].line, out.Assertions)
+			t.Errorf("%s:%d: the module's assertions fail: %v", doc, blocks[i].line, out.Assertions)
 		}
 		cfg, err := config.Parse("/etc/nixgate/nixgate.toml", []byte(out.ConfigFile))
 		if err != nil {
-			t.Fatalf("README line %d: nixgate refuses the configuration the example makes: %v\n%s", blocks[i].line, err, out.ConfigFile)
+			t.Fatalf("%s:%d: nixgate refuses the configuration the example makes: %v\n%s", doc, blocks[i].line, err, out.ConfigFile)
 		}
 		if cfg.Key("ci") == nil {
-			t.Errorf("README line %d: no key ci in the configuration it makes", blocks[i].line)
+			t.Errorf("%s:%d: no key ci in the configuration it makes", doc, blocks[i].line)
 		}
 		if file == "nixos.nix" {
 			sc, _ := (*out.Service)["serviceConfig"].(map[string]any)

@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// TestReadmePathsWritableUnderUnit checks that the README's example store
+// TestReadmePathsWritableUnderUnit checks that docs/configuration.md's example store
 // and log file can be written under systemd/nixgate.service, whose
 // ProtectSystem=strict makes everything else read-only.
 func TestReadmePathsWritableUnderUnit(t *testing.T) {
-	readme := readFile(t, repoFile(t, "README.md"))
+	readme := readFile(t, repoFile(t, "docs/configuration.md"))
 	unit := readFile(t, repoFile(t, "systemd/nixgate.service"))
 	var writable []string
 	for _, m := range regexp.MustCompile(`(?m)^ReadWritePaths=(.*)$`).FindAllStringSubmatch(unit, -1) {
@@ -35,7 +35,7 @@ func TestReadmePathsWritableUnderUnit(t *testing.T) {
 		paths = append(paths, m[1])
 	}
 	if len(paths) < 3 {
-		t.Fatalf("found only %q in the README's example configuration", paths)
+		t.Fatalf("found only %q in docs/configuration.md's example configuration", paths)
 	}
 	for _, p := range paths {
 		ok := false
@@ -43,7 +43,7 @@ func TestReadmePathsWritableUnderUnit(t *testing.T) {
 			ok = ok || p == w || strings.HasPrefix(p, w+"/")
 		}
 		if !ok {
-			t.Errorf("the README's %s is not writable under systemd/nixgate.service (writable: %q)", p, writable)
+			t.Errorf("docs/configuration.md's %s is not writable under systemd/nixgate.service (writable: %q)", p, writable)
 		}
 	}
 }
