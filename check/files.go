@@ -100,9 +100,10 @@ const anyoneCan = "can be changed by anyone"
 // change, and what a build running as the account could then do: the
 // configuration and the keys file (give its key another role, add keys,
 // turn the filtering off), and the drain state in state_dir (end a
-// drain, nixgate drain). In direct and proot mode a build runs as the
-// account, or Nix does, and nothing hides them from it: a failure for
-// the keys, a warning for the drain. The userns and nix-user-chroot
+// drain, nixgate drain; and through state_dir itself, where the drain
+// file may not exist yet, replace serve's generated host key). In direct
+// and proot mode a build runs as the account, or Nix does, and nothing
+// hides them from it: a failure for each. The userns and nix-user-chroot
 // modes hide all of them from Nix and its builds (sandbox: the
 // configuration, keys file, host keys and state_dir, wherever they are,
 // and the home), so there the account's own write access is no way in
@@ -111,15 +112,14 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 	hidden := cfg.Sandbox.Mode == policy.SandboxUserNS || cfg.Sandbox.Mode == policy.SandboxNixUserChroot
 	type file struct {
 		what, path string
-		status     Status // when a build could change it
-		could      string // what a build could then do
+		could      string // what a build could do if it could change it
 	}
 	files := []file{
-		{"configuration", cfg.Source, Fail, "rewrite the keys and their roles"},
-		{"keys file", cfg.AuthorizedKeys, Fail, "rewrite the keys and their roles"},
+		{"configuration", cfg.Source, "rewrite the keys and their roles"},
+		{"keys file", cfg.AuthorizedKeys, "rewrite the keys and their roles"},
 	}
 	if cfg.Serve.StateDir != "" {
-		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), Warn, "end a drain (nixgate drain) or start one"})
+		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), "end a drain (nixgate drain) or start one, and, through state_dir, replace serve's generated host key (which clients pin) and the usage records"})
 	}
 	var rs []Result
 	for _, f := range files {
@@ -163,7 +163,7 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 			// chown root: is not its to run.
 			fix = "set sandbox.mode = \"userns\" (or nix-user-chroot), which hides nixgate's files from Nix and its builds; or ask root to " + fix
 		}
-		rs = append(rs, Result{"files", f.status, msg, fix})
+		rs = append(rs, Result{"files", Fail, msg, fix})
 	}
 	return rs
 }
