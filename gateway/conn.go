@@ -32,6 +32,7 @@ type connState struct {
 	unauthed  bool        // still counted as unauthenticated
 	sessions  int
 	idle      *time.Timer
+	keepalive bool // its keepalives have started
 	requests  int // global requests in the current minute
 	reqWindow time.Time
 }

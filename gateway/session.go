@@ -49,6 +49,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	defer s.sessionEnded(c)
+	s.startKeepalive(c, ctx)
 
 	st := s.state.Load()
 	// The session counts against the key's max_sessions from here, Lix's
