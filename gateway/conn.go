@@ -33,7 +33,7 @@ type connState struct {
 	sessions  int
 	idle      *time.Timer
 	keepalive bool // its keepalives have started
-	requests  int // global requests in the current minute
+	requests  int  // global requests in the current minute
 	reqWindow time.Time
 }
 
