@@ -23,6 +23,7 @@ type fileConfig struct {
 	AuthorizedKeys string        `toml:"authorized_keys"`
 	Sandbox        SandboxConfig `toml:"sandbox"`
 	Admission      fileAdmission `toml:"admission"`
+	BuildLogs      fileBuildLogs `toml:"build_logs"`
 	fileServe
 }
 
@@ -204,6 +205,7 @@ func (v *validator) config(f *fileConfig) *Config {
 	cfg.Serve = v.serve(&f.fileServe)
 	cfg.Sandbox = v.sandbox(f.Sandbox)
 	cfg.Admission = v.admission(f.Admission)
+	cfg.BuildLogs = v.buildLogs(f.BuildLogs)
 	if f.AuthorizedKeys != "" && !strings.HasPrefix(f.AuthorizedKeys, "/") {
 		v.fail("authorized_keys", "%q must be an absolute path", f.AuthorizedKeys)
 	}
