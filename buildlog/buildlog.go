@@ -15,10 +15,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -52,16 +52,9 @@ func (s *Store) clock() time.Time {
 	return time.Now()
 }
 
-// drvName matches the file name of a derivation in the store: a store
-// path's hash and name (Nix's name characters), ending in .drv.
-var drvName = regexp.MustCompile(`^[0123456789abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-._?=]{1,207}\.drv$`)
-
-// ValidDrv reports whether drv is a derivation's store path: an
-// absolute path whose last element is a derivation's name, with no "."
-// or ".." elements.
-func ValidDrv(drv string) bool {
-	return strings.HasPrefix(drv, "/") && filepath.Clean(drv) == drv && drvName.MatchString(filepath.Base(drv))
-}
+// ValidDrv reports whether drv is a derivation's store path
+// (policy.ValidDrvPath).
+func ValidDrv(drv string) bool { return policy.ValidDrvPath(drv) }
 
 // keyDir is the directory of key's logs: its name escaped, so that any
 // key name is one plain directory name.
@@ -81,19 +74,19 @@ var ErrNoLog = errors.New("buildlog: no log kept")
 // it was kept.
 func (s *Store) Open(key, drv string) (io.ReadCloser, time.Time, error) {
 	if !ValidDrv(drv) {
-		return nil, time.Time{}, fmt.Errorf("buildlog: %q is not a derivation's store path", drv)
+		return nil, time.Time{}, policy.Errorf("buildlog", "%q is not a derivation's store path", drv)
 	}
 	f, err := os.Open(s.path(key, drv))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, time.Time{}, ErrNoLog
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("buildlog: %w", err)
+		return nil, time.Time{}, policy.Errorf("buildlog", "%w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, time.Time{}, fmt.Errorf("buildlog: %w", err)
+		return nil, time.Time{}, policy.Errorf("buildlog", "%w", err)
 	}
 	if s.cfg.Retention > 0 && s.clock().Sub(fi.ModTime()) > s.cfg.Retention {
 		f.Close()
@@ -102,7 +95,7 @@ func (s *Store) Open(key, drv string) (io.ReadCloser, time.Time, error) {
 	z, err := gzip.NewReader(bufio.NewReader(f))
 	if err != nil {
 		f.Close()
-		return nil, time.Time{}, fmt.Errorf("buildlog: %s: %w", f.Name(), err)
+		return nil, time.Time{}, policy.Errorf("buildlog", "%s: %w", f.Name(), err)
 	}
 	return &gzipFile{z, f}, fi.ModTime(), nil
 }
@@ -184,7 +177,7 @@ func (s *Store) Prune() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("buildlog: %w", err)
+		return policy.Errorf("buildlog", "%w", err)
 	}
 	var total int64
 	for _, f := range files {
@@ -253,13 +246,13 @@ type piece struct {
 func (s *Store) Recorder(key string) (*Recorder, error) {
 	dir := filepath.Join(s.dir, sessionDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("buildlog: %w", err)
+		return nil, policy.Errorf("buildlog", "%w", err)
 	}
 	var name [8]byte
 	rand.Read(name[:])
 	f, err := os.OpenFile(filepath.Join(dir, hex.EncodeToString(name[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("buildlog: %w", err)
+		return nil, policy.Errorf("buildlog", "%w", err)
 	}
 	r := &Recorder{s: s, key: key, byName: map[string]*drvLog{}, pieces: make(chan piece, queued), written: make(chan struct{}), file: f}
 	go r.write()
@@ -355,14 +348,14 @@ func (r *Recorder) Close() ([]string, error) {
 		os.Remove(r.file.Name())
 	}()
 	if r.err != nil {
-		return nil, fmt.Errorf("buildlog: %w", r.err)
+		return nil, policy.Errorf("buildlog", "%w", r.err)
 	}
 	if len(r.drvs) == 0 {
 		return nil, nil
 	}
 	dir := r.s.keyDir(r.key)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("buildlog: %w", err)
+		return nil, policy.Errorf("buildlog", "%w", err)
 	}
 	var kept []string
 	var errs []error
@@ -383,7 +376,7 @@ func (r *Recorder) Close() ([]string, error) {
 func (r *Recorder) keep(dir string, d *drvLog) error {
 	tmp, err := os.CreateTemp(dir, ".new-")
 	if err != nil {
-		return fmt.Errorf("buildlog: %w", err)
+		return policy.Errorf("buildlog", "%w", err)
 	}
 	defer os.Remove(tmp.Name())
 	z, _ := gzip.NewWriterLevel(tmp, gzip.BestSpeed)
@@ -391,7 +384,7 @@ func (r *Recorder) keep(dir string, d *drvLog) error {
 	for _, sp := range d.spans {
 		if _, err := io.Copy(z, io.NewSectionReader(r.file, sp.off, sp.n)); err != nil {
 			tmp.Close()
-			return fmt.Errorf("buildlog: %w", err)
+			return policy.Errorf("buildlog", "%w", err)
 		}
 	}
 	if d.lost > 0 {
@@ -402,13 +395,96 @@ func (r *Recorder) keep(dir string, d *drvLog) error {
 	}
 	if err := z.Close(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("buildlog: %w", err)
+		return policy.Errorf("buildlog", "%w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("buildlog: %w", err)
+		return policy.Errorf("buildlog", "%w", err)
 	}
 	if err := os.Rename(tmp.Name(), r.s.path(r.key, d.drv)); err != nil {
-		return fmt.Errorf("buildlog: %w", err)
+		return policy.Errorf("buildlog", "%w", err)
+	}
+	return nil
+}
+
+// DirName is the directory in state_dir that holds the logs.
+const DirName = "build-logs"
+
+// ForConfig returns the Store of cfg, state_dir/build-logs; nil when
+// [build_logs] keep = false.
+func ForConfig(cfg *policy.Config) *Store {
+	if cfg.BuildLogs.Off {
+		return nil
+	}
+	return New(filepath.Join(cfg.Serve.StateDir, DirName), cfg.BuildLogs)
+}
+
+// Start starts keeping the build logs of a session of key under cfg;
+// nil when they are not kept, or cannot be (log says why).
+func Start(cfg *policy.Config, key string, log *slog.Logger) *Recorder {
+	store := ForConfig(cfg)
+	if store == nil {
+		return nil
+	}
+	rec, err := store.Recorder(key)
+	if err != nil {
+		log.Warn("build logs not kept", "error", err.Error())
+		return nil
+	}
+	return rec
+}
+
+// Func returns r's Add for nixproto.Options.BuildLog: nil for a nil r.
+func (r *Recorder) Func() func(drv string, p []byte) {
+	if r == nil {
+		return nil
+	}
+	return r.Add
+}
+
+// End closes r and returns what a session's record says of its logs:
+// the derivations whose logs were kept ("build_logs"), and why some
+// were not ("build_logs_error"). Nothing for a nil r.
+func (r *Recorder) End() []any {
+	if r == nil {
+		return nil
+	}
+	kept, err := r.Close()
+	var attrs []any
+	if len(kept) > 0 {
+		attrs = append(attrs, "build_logs", kept)
+	}
+	if err != nil {
+		attrs = append(attrs, "build_logs_error", err.Error())
+	}
+	return attrs
+}
+
+// days writes d in days when it is whole days.
+func days(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// Show writes the log of drv kept for key under cfg to w, uncompressed.
+// The error, when there is no such log, says so in a line for the
+// client.
+func Show(cfg *policy.Config, key, drv string, w io.Writer) error {
+	store := ForConfig(cfg)
+	if store == nil {
+		return policy.Errorf("buildlog", "this builder keeps no build logs ([build_logs] keep = false)")
+	}
+	r, _, err := store.Open(key, drv)
+	if errors.Is(err, ErrNoLog) {
+		return policy.Errorf("buildlog", "no build log of %s is kept for key %q (a log is kept for the key that built the derivation here, for %s)", drv, key, days(cfg.BuildLogs.Retention))
+	}
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if _, err := io.Copy(w, r); err != nil {
+		return policy.Errorf("buildlog", "%s: %w", drv, err)
 	}
 	return nil
 }

@@ -197,11 +197,13 @@ func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
 		// files are its own.
 		b.account.chown(t, state)
 	case mode == modeExec:
-		if err := os.Mkdir(filepath.Join(state, "run"), 0o700); err != nil {
-			t.Fatal(err)
+		for _, d := range []string{"run", "build-logs"} {
+			if err := os.Mkdir(filepath.Join(state, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			b.account.chown(t, filepath.Join(state, d))
 		}
 		writeFile(t, filepath.Join(state, "usage.db"), "", 0o600)
-		b.account.chown(t, filepath.Join(state, "run"))
 		b.account.chown(t, filepath.Join(state, "usage.db"))
 	}
 	client := filepath.Join(root, "client")

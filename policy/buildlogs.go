@@ -1,8 +1,23 @@
 package policy
 
 import (
+	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 )
+
+// drvName matches the file name of a derivation in the store: a store
+// path's hash and name (Nix's name characters), ending in .drv.
+var drvName = regexp.MustCompile(`^[0123456789abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-._?=]{1,207}\.drv$`)
+
+// ValidDrvPath reports whether drv is a derivation's store path, as
+// "nixgate log DRV" takes it: an absolute, clean path (no ".", ".." or
+// empty elements, no trailing slash) whose last element is a
+// derivation's name.
+func ValidDrvPath(drv string) bool {
+	return strings.HasPrefix(drv, "/") && filepath.Clean(drv) == drv && drvName.MatchString(filepath.Base(drv))
+}
 
 // BuildLogsConfig is the [build_logs] table: the build logs nixgate keeps, per
 // derivation and key, of the builds that pass through it.
