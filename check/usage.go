@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 
 	"github.com/nixgate/nixgate/admission"
-	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/buildlog"
+	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/usage"
 )
 
