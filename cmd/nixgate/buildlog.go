@@ -37,7 +37,7 @@ func runLog(args []string, stdout, stderr io.Writer) int {
 	configFile := fs.String("config", "", "the nixgate configuration `FILE` (default: what nixgate serve would use)")
 	embedded := fs.Bool("embedded", false, "use the embedded default configuration, as nixgate serve --embedded (make run) does")
 	key := fs.String("key", "", "the key `NAME` whose log to show, when several keys built the derivation")
-	if ok, code := parseFlags(fs, optionsFirst(fs, args), stdout); !ok {
+	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
 		return code
 	}
 	if fs.NArg() != 1 {
