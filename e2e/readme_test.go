@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nixgate/nixgate/policy"
 )
 
 // TestReadmePathsWritableUnderUnit checks that docs/configuration.md's example store
@@ -45,5 +47,27 @@ func TestReadmePathsWritableUnderUnit(t *testing.T) {
 		if !ok {
 			t.Errorf("docs/configuration.md's %s is not writable under systemd/nixgate.service (writable: %q)", p, writable)
 		}
+	}
+}
+
+// TestConfigurationExampleLoads: docs/configuration.md's full example,
+// every setting written out, is one nixgate's loader takes, and its
+// [build_logs] and [limits] say what the comments say are the defaults.
+func TestConfigurationExampleLoads(t *testing.T) {
+	doc := readFile(t, repoFile(t, "docs/configuration.md"))
+	_, example, ok := strings.Cut(doc, "A full example with every setting:\n\n```toml\n")
+	example, _, _ = strings.Cut(example, "```")
+	if !ok || example == "" {
+		t.Fatal("docs/configuration.md has no full example")
+	}
+	cfg, err := policy.Parse("docs/configuration.md", []byte(example))
+	if err != nil {
+		t.Fatalf("nixgate refuses docs/configuration.md's example: %v", err)
+	}
+	if cfg.BuildLogs != (policy.BuildLogsConfig{MaxLogSize: policy.DefaultMaxLogSize, MaxTotal: policy.DefaultMaxLogsTotal, Retention: policy.DefaultLogRetention}) {
+		t.Errorf("[build_logs] of the example: %+v; the comments say these are the defaults", cfg.BuildLogs)
+	}
+	if cfg.Serve.Limits != policy.DefaultLimits {
+		t.Errorf("[limits] of the example: %+v; the comments say these are the defaults %+v", cfg.Serve.Limits, policy.DefaultLimits)
 	}
 }
