@@ -112,7 +112,9 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	}
 	observe := func(op string, allowed bool) { s.metrics.op(name, op, allowed) }
 	logs := buildlog.Start(cfg, name, log)
-	s.run(sess, log.With("argv", cmd.Argv), cmd, v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name), logs.Func()), nil, logs)
+	filter := v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name), logs.Func())
+	defer s.track(name, raw, c.remote, filter)()
+	s.run(sess, log.With("argv", cmd.Argv), cmd, filter, nil, logs)
 }
 
 // run starts cmd wired to the session through filter, kills its process

@@ -190,6 +190,24 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	return r, f.reply, nil
 }
 
+// Live is what a running session is doing, for nixgate status.
+type Live struct {
+	// Building are the derivations of the build operation Nix is
+	// working on, since BuildStarted; nil when none.
+	Building     []string
+	BuildStarted time.Time
+	// BytesToNix and BytesFromNix are what passed so far.
+	BytesToNix, BytesFromNix uint64
+}
+
+// Live returns what the session is doing now. It may be called at any
+// time from any goroutine.
+func (f *Filter) Live() Live {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Live{Building: f.buildingDrvs, BuildStarted: f.building, BytesToNix: f.nixBytes.Load(), BytesFromNix: f.replyBytes.Load()}
+}
+
 // NixStderr returns the writer Nix's stderr must write to, which
 // passes it on to w, the client's stderr: in a serve-protocol session
 // with Options.BuildLog, what reaches the client while a build operation

@@ -517,6 +517,7 @@ func (t *replies) answered(o *op, n uint64) {
 		f.audit.BuildTime += time.Since(o.buildStart)
 		if f.building.Equal(o.buildStart) {
 			f.building = time.Time{}
+			f.buildingDrvs = nil
 		}
 	}
 	f.mu.Unlock()
