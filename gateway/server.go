@@ -82,8 +82,8 @@ type Server struct {
 	sessions map[string]int // running sessions by key name
 	procs    map[*sandbox.Process]struct{}
 	live     map[*liveSession]struct{} // the Nix sessions running, for Status
-	active   int           // sessions started and not yet answered
-	drained  chan struct{} // closed when no session runs during shutdown
+	active   int                       // sessions started and not yet answered
+	drained  chan struct{}             // closed when no session runs during shutdown
 }
 
 // state is one loaded configuration with its key index.
