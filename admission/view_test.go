@@ -62,6 +62,8 @@ func TestReadView(t *testing.T) {
 	defer endA()
 	endB, _ := d.AcquireSession("cache", 4)
 	endB()
+	endC := d.Announce("free") // a key without max_sessions
+	defer endC()
 	release, _, _, err := d.AcquireBuild(nil, SlotRequest{Key: "ci", Max: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +89,7 @@ func TestReadView(t *testing.T) {
 	if err != nil || v.Running["ci"] != 1 || queueKeys(v) != "other" {
 		t.Errorf("ReadView = %+v, %v", v, err)
 	}
-	if len(sessions) != 1 || sessions[0].Key != "ci" || sessions[0].Pid == 0 || sessions[0].Since.IsZero() {
-		t.Errorf("sessions %s; want the one of ci still open", fmt.Sprint(sessions))
+	if len(sessions) != 2 || sessions[0].Key != "ci" || sessions[1].Key != "free" || sessions[0].Pid == 0 || sessions[0].Since.IsZero() {
+		t.Errorf("sessions %s; want those of ci and free still open", fmt.Sprint(sessions))
 	}
 }

@@ -95,7 +95,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	if k := cfg.Key(keyName); admission.NeedsLockDir(cfg, k) {
 		err := limits.open(cfg.Serve.StateDir)
 		if err == nil {
-			err = limits.session(k)
+			err = limits.session(k, cfg.Serve.StateDir)
 		}
 		if err != nil {
 			// The refusal first: counting it must never cost its line.
@@ -103,6 +103,8 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 			usageRecorder(cfg, log).Record(keyName, keyusage.Refusal)
 			return status
 		}
+	} else if k != nil {
+		limits.session(k, cfg.Serve.StateDir) // only announced: never refuses
 	}
 
 	v := session.Decide(session.Request{
