@@ -88,6 +88,7 @@ bench: deps
 	bench/protocol-filter.sh
 	bench/admission-overhead.sh
 	bench/handshake-ack.sh
+	bench/build-logs.sh
 	bench/run.sh
 
 clean:
