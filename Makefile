@@ -63,6 +63,8 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseAuthorizedKeys$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./admission -run '^$$' -fuzz '^FuzzParseKeptHealth$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./buildlog -run '^$$' -fuzz '^FuzzValidDrv$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./status -run '^$$' -fuzz '^FuzzText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./usage -run '^$$' -fuzz '^FuzzDamagedStore$$' -fuzztime 300x # a process per run
 
 # Every test: dependencies, formatting and vet, the cross-builds (macOS,

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nixgate/nixgate/admission"
 )
@@ -56,9 +58,9 @@ func (s Status) Text(w io.Writer) {
 	state := "taking sessions"
 	switch {
 	case s.Draining:
-		state = "draining: " + s.DrainReason
+		state = "draining: " + clean(s.DrainReason)
 	case !s.Healthy:
-		state = "unhealthy: " + s.HealthReason
+		state = "unhealthy: " + clean(s.HealthReason)
 	}
 	fmt.Fprintf(w, "nixgate %s, %s, at %s\n", s.Mode, state, now.Format("15:04:05"))
 	running := 0
@@ -74,7 +76,7 @@ func (s Status) Text(w io.Writer) {
 	}
 	var by []string
 	for _, k := range keys {
-		by = append(by, fmt.Sprintf("%s %d", k, s.Slots.Running[k]))
+		by = append(by, fmt.Sprintf("%s %d", clean(k), s.Slots.Running[k]))
 	}
 	fmt.Fprintf(w, "builds: %d running (%s)", running, limit)
 	if len(by) > 0 {
@@ -86,7 +88,7 @@ func (s Status) Text(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  #\tkey\twaiting")
 		for i, q := range s.Slots.Queue {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\n", i+1, q.Key, age(now, q.Since))
+			fmt.Fprintf(tw, "  %d\t%s\t%s\n", i+1, clean(q.Key), age(now, q.Since))
 		}
 		tw.Flush()
 	}
@@ -99,7 +101,7 @@ func (s Status) Text(w io.Writer) {
 	for _, se := range s.Sessions {
 		building := "-"
 		if len(se.Building) > 0 {
-			building = strings.Join(se.Building, " ")
+			building = clean(strings.Join(se.Building, " "))
 			if se.BuildStarted != nil {
 				building += " (" + age(now, *se.BuildStarted) + ")"
 			}
@@ -108,9 +110,28 @@ func (s Status) Text(w io.Writer) {
 		if remote == "" {
 			remote = fmt.Sprintf("pid %d", se.Pid)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", se.Key, age(now, se.Started), remote, size(se.BytesIn), size(se.BytesOut), building)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", clean(se.Key), age(now, se.Started), clean(remote), size(se.BytesIn), size(se.BytesOut), building)
 	}
 	tw.Flush()
+}
+
+// clean is s for a terminal: control characters and invalid UTF-8, which
+// a key name read from exec mode's lock directory (the build account's
+// to write) or a derivation's name could hold, are shown escaped, never
+// sent to the terminal.
+func clean(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // age is how long ago t was, to the second.
