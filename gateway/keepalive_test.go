@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 )
 
 // stallingProxy forwards one TCP connection to addr until stall, after
@@ -80,19 +78,6 @@ func (p *stallingProxy) stall() {
 	p.mu.Unlock()
 }
 
-func dialVia(t *testing.T, ts *testServer, addr string) *gossh.Client {
-	t.Helper()
-	c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
-		User: "builder", Auth: []gossh.AuthMethod{gossh.PublicKeys(ts.client)},
-		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // TestKeepaliveEndsVanishedClient: a client that answers keepalives
 // keeps its session however long it is silent; once its path goes dark
 // (nothing arrives, nothing is closed) serve closes the connection after
@@ -111,7 +96,7 @@ func TestKeepaliveEndsVanishedClient(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t, "cat", "[limits]\n"+tc.limits)
 			p := newStallingProxy(t, ts.addr)
-			c := dialVia(t, ts, p.addr)
+			c := ts.dialAddr(t, p.addr)
 			s, err := c.NewSession()
 			if err != nil {
 				t.Fatal(err)
