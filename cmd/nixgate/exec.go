@@ -212,6 +212,14 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// nixgate writes to sshd's pipes itself (Nix's answers; over ssh://
+	// Nix's stderr too, for its build log): once sshd has closed them a
+	// write must fail with EPIPE, not kill nixgate with SIGPIPE before
+	// the session's record is written. Caught, not ignored: Nix starts
+	// with SIGPIPE as it would have.
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	defer signal.Stop(pipes)
 	nixIn, nixOut, err := filter.Attach(os.Stdin, os.Stdout)
 	if err != nil {
 		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")
