@@ -57,6 +57,7 @@ fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzReadLixBootstrap$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./policy -run '^$$' -fuzz '^FuzzCertKey$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./nixproto -run '^$$' -fuzz '^FuzzFilter$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./nixproto -run '^$$' -fuzz '^FuzzReplies$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)

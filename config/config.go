@@ -62,7 +62,7 @@ func complete(cfg *policy.Config) (*policy.Config, error) {
 func keySpecs(fks []keys.FileKey) []policy.KeySpec {
 	specs := make([]policy.KeySpec, len(fks))
 	for i, k := range fks {
-		specs[i] = policy.KeySpec{Name: k.Name, Role: policy.Role(k.Role), PublicKey: k.PublicKey(), From: k.From, MaxSessions: k.MaxSessions, Line: k.Line}
+		specs[i] = policy.KeySpec{Name: k.Name, PublicKey: k.PublicKey(), KeySettings: policy.KeySettings{Role: policy.Role(k.Role), From: k.From, MaxSessions: k.MaxSessions}, Line: k.Line}
 		if !k.Expires.IsZero() {
 			specs[i].Expires = k.Expires
 		}

@@ -21,6 +21,7 @@ type fileConfig struct {
 	Log            LogConfig     `toml:"log"`
 	Keys           []KeySpec     `toml:"keys"`
 	AuthorizedKeys string        `toml:"authorized_keys"`
+	CAs            []CASpec      `toml:"cas"`
 	Sandbox        SandboxConfig `toml:"sandbox"`
 	Admission      fileAdmission `toml:"admission"`
 	fileServe
@@ -29,9 +30,20 @@ type fileConfig struct {
 // KeySpec is a key as written, in a [[keys]] entry or an authorized_keys
 // line, before validation.
 type KeySpec struct {
-	Name        string   `toml:"name"`
+	Name      string `toml:"name"`
+	PublicKey string `toml:"public_key"`
+	KeySettings
+
+	// Line is where the key is written, for messages.
+	Line int `toml:"-"`
+}
+
+// KeySettings are what a key may do and how much, as written: the
+// settings a [[keys]] entry and a certificate principal's
+// [[cas.principals]] entry share. The zero KeySettings has no role, so a
+// key or principal written with it is refused by validation.
+type KeySettings struct {
 	Role        Role     `toml:"role"`
-	PublicKey   string   `toml:"public_key"`
 	From        []string `toml:"from"`
 	Expires     any      `toml:"expires"`
 	MaxSessions int      `toml:"max_sessions"`
@@ -43,9 +55,6 @@ type KeySpec struct {
 	MaxLogSize    int64  `toml:"max_log_size"`
 	BuildCores    int64  `toml:"build_cores"`
 	MaxJobs       int64  `toml:"max_jobs"`
-
-	// Line is where the key is written, for messages.
-	Line int `toml:"-"`
 }
 
 // Load reads and validates the configuration file at path. Every error
@@ -251,14 +260,18 @@ func (v *validator) config(f *fileConfig) *Config {
 			v.fail(at, "%q may never come from a client: %s (a key that needs it needs full_trust)", name, why)
 		}
 	}
-	if len(f.Keys) == 0 && f.AuthorizedKeys == "" {
-		v.fail("keys", "no [[keys]] entry and no authorized_keys file: add a key, or nothing can connect")
+	if len(f.Keys) == 0 && f.AuthorizedKeys == "" && len(f.CAs) == 0 {
+		v.fail("keys", "no [[keys]] entry, no authorized_keys file and no [[cas]]: add a key, or nothing can connect")
 	}
 	seen := map[string]bool{}
 	for i, fk := range f.Keys {
 		at := fmt.Sprintf("keys[%d]", i)
 		fk.Line = v.line(at)
 		cfg.Keys = append(cfg.Keys, v.key(at, fk, seen))
+	}
+	seenCAs := map[string]bool{}
+	for i, fc := range f.CAs {
+		cfg.CAs = append(cfg.CAs, v.ca(fmt.Sprintf("cas[%d]", i), fc, cfg, seen, seenCAs))
 	}
 	return cfg
 }
