@@ -63,6 +63,8 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseLine$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseFile$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseAuthorizedKeys$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseRevoked$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./krl -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./admission -run '^$$' -fuzz '^FuzzParseKeptHealth$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./usage -run '^$$' -fuzz '^FuzzDamagedStore$$' -fuzztime 300x # a process per run
 

@@ -16,9 +16,10 @@ import (
 )
 
 // Load reads the configuration file at path and returns it complete:
-// validated, with the keys of its authorized_keys file added to Keys, and
+// validated, with the keys of its authorized_keys file added to Keys,
 // every public key parsed and checked (one OpenSSH key without options,
-// no key listed twice). Every error names the file and, where it can,
+// no key listed twice), and each CA's key parsed and its revoked file
+// read. Every error names the file and, where it can,
 // the line.
 func Load(path string) (*policy.Config, error) {
 	cfg, err := policy.Load(path)
@@ -39,8 +40,8 @@ func Parse(name string, data []byte) (*policy.Config, error) {
 	return complete(cfg)
 }
 
-// complete adds the keys of cfg's authorized_keys file and checks every
-// public key.
+// complete adds the keys of cfg's authorized_keys file, checks every
+// public key, and reads the CAs' keys and revoked files.
 func complete(cfg *policy.Config) (*policy.Config, error) {
 	if cfg.AuthorizedKeys != "" {
 		fks, err := keys.LoadFile(cfg.AuthorizedKeys)
@@ -52,6 +53,9 @@ func complete(cfg *policy.Config) (*policy.Config, error) {
 		}
 	}
 	if err := parsePublicKeys(cfg); err != nil {
+		return nil, err
+	}
+	if err := loadCAs(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
