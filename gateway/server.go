@@ -93,8 +93,8 @@ type state struct {
 }
 
 // newState indexes cfg's keys by the fingerprints config.Load parsed. A
-// key with a public_key but no fingerprint (a configuration that did not
-// come from config.Load) is an error. So is a configuration in which no
+// key with a public_key but no fingerprint, or a CA without its parsed
+// key (a configuration that did not come from config.Load), is an error. So is a configuration in which no
 // key has a public_key, when requireKey is set (starting a server nobody
 // can use); on reload it is allowed, so that revoking the last key takes
 // effect.
@@ -113,11 +113,19 @@ func newState(cfg *policy.Config, requireKey bool) (*state, error) {
 		}
 		st.byFP[k.Fingerprint] = k
 	}
-	if requireKey && len(st.byFP) == 0 {
-		return nil, errorf("no key has a public_key, so nobody could log in")
+	for _, ca := range cfg.CAs {
+		if ca.Key == nil {
+			return nil, errorf("CA %q: its key was not parsed (load the configuration with config.Load)", ca.Name)
+		}
+	}
+	if requireKey && !st.canLogIn() {
+		return nil, errorf("no key has a public_key and there is no [[cas]], so nobody could log in")
 	}
 	return st, nil
 }
+
+// canLogIn reports whether any key or certificate may log in under st.
+func (st *state) canLogIn() bool { return len(st.byFP) > 0 || len(st.cfg.CAs) > 0 }
 
 // New returns a Server for o. It fails when o lacks a configuration, a
 // host key, or any key with a public_key.
@@ -199,7 +207,7 @@ func (s *Server) Reload(cfg *policy.Config) error {
 	if err != nil {
 		return err
 	}
-	if len(st.byFP) == 0 {
+	if !st.canLogIn() {
 		s.log.Warn("no key may log in any more", "config", cfg.Source)
 	}
 	s.state.Store(st)

@@ -39,7 +39,18 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	name, fp, ok := identity(ctx)
-	log := c.log.With("user", sess.User(), "key", name, "fingerprint", fp, "command", raw)
+	log := c.log.With("user", sess.User(), "key", name, "fingerprint", fp)
+	cert, force, hasForce := certOf(ctx)
+	if cert != nil {
+		log = log.With(cert...)
+	}
+	if hasForce {
+		// The certificate's command runs, whatever the client asked
+		// for, as under OpenSSH's sshd.
+		log = log.With("client_command", raw)
+		raw = force
+	}
+	log = log.With("command", raw)
 	if !ok {
 		refuse(sess, log, "refused: the connection has no verified key")
 		return
