@@ -100,7 +100,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 				c.log.Warn("authentication refused", refusedAttrs(meta.User(), key, err)...)
 				return nil, err
 			}
-			s.authenticated(c, l.key.Role)
+			s.authenticated(c, l.key.Role, l.cert)
 			c.log.Info("authenticated", append([]any{"user", meta.User()}, append(l.logAttrs(), "algorithm", alg, "client", string(meta.ClientVersion()))...)...)
 			s.metrics.auth("accepted")
 			// A new object: nothing shared with what an offered key saw.

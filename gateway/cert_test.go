@@ -269,8 +269,17 @@ func TestCertRevokedWithoutRestart(t *testing.T) {
 			t.Fatalf("before revocation: %v", err)
 		}
 	}
+	open, err := ts.dialWith(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
 	if _, err := keys.AddRevoked(ts.revoked, "serial:7"); err != nil {
 		t.Fatal(err)
+	}
+	// A connection that logged in before opens no new session.
+	if _, stderr, err := runCmd(t, open, "nix-store --serve --write"); err == nil || !strings.Contains(stderr, "nixgate: refused: the certificate is no longer accepted: certificate revoked: serial 7 is revoked") {
+		t.Fatalf("a new session of a revoked certificate's connection: %q, %v", stderr, err)
 	}
 	if _, err := ts.dialWith(first); err == nil {
 		t.Fatal("the certificate revoked by serial logged in")

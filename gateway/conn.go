@@ -10,6 +10,7 @@ import (
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -27,7 +28,8 @@ type connState struct {
 	log    *slog.Logger
 
 	authed    bool
-	role      policy.Role // of the verified key
+	role      policy.Role        // of the verified key
+	cert      *gossh.Certificate // the verified certificate; nil for a plain key
 	started   time.Time   // when the connection was admitted
 	unauthed  bool        // still counted as unauthenticated
 	sessions  int
@@ -153,13 +155,14 @@ func (s *Server) connClosed(c *connState) {
 	s.mu.Unlock()
 }
 
-// authenticated marks c as authenticated with a key of role and starts
-// its idle timer.
-func (s *Server) authenticated(c *connState, role policy.Role) {
+// authenticated marks c as authenticated with a key of role (with cert,
+// when the key is a certificate) and starts its idle timer.
+func (s *Server) authenticated(c *connState, role policy.Role, cert *gossh.Certificate) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.authed = true
 	c.role = role
+	c.cert = cert
 	c.unauthed = false
 	if c.conn != nil {
 		c.conn.handshake.Store(false)
@@ -213,6 +216,14 @@ func (s *Server) sessionEnded(c *connState) {
 		return
 	}
 	s.armIdle(c)
+}
+
+// certOfConn returns c's verified certificate; nil when c logged in
+// with a plain key.
+func (s *Server) certOfConn(c *connState) *gossh.Certificate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.cert
 }
 
 // roleOf returns the role of c's verified key.

@@ -62,6 +62,21 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	defer s.sessionEnded(c)
 
 	st := s.state.Load()
+	if crt := s.certOfConn(c); crt != nil {
+		// Each session checks the certificate again, under the
+		// configuration and revoked file in force now: one revoked,
+		// expired or no longer trusted since the connection logged in
+		// opens no new session.
+		if l, err := st.checkCert(crt, c, time.Now()); err != nil || l.key.Name != name {
+			why := "it now logs in as another key"
+			if err != nil {
+				why = err.Error()
+			}
+			s.metrics.session("refused")
+			refuse(sess, log, "refused: the certificate is no longer accepted: "+why, "decision", "deny")
+			return
+		}
+	}
 	// The session counts against the key's max_sessions from here, Lix's
 	// start-up dialogue and the operator's shell included.
 	release, err := s.acquireKeySession(st.cfg.Key(name))

@@ -203,7 +203,7 @@ func startConfig(src configSource, stderr io.Writer) (cfg *policy.Config, identi
 		}
 	}
 	switch {
-	case hasLoginKey(cfg):
+	case hasLoginKey(cfg), len(cfg.CAs) > 0:
 		return cfg, identity, nil
 	case src.embedded():
 		return nil, "", fmt.Errorf("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys)
