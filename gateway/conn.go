@@ -30,8 +30,8 @@ type connState struct {
 	authed    bool
 	role      policy.Role        // of the verified key
 	cert      *gossh.Certificate // the verified certificate; nil for a plain key
-	started   time.Time   // when the connection was admitted
-	unauthed  bool        // still counted as unauthenticated
+	started   time.Time          // when the connection was admitted
+	unauthed  bool               // still counted as unauthenticated
 	sessions  int
 	idle      *time.Timer
 	requests  int // global requests in the current minute
