@@ -99,7 +99,8 @@ const anyoneCan = "can be changed by anyone"
 // checkFiles reports the files of nixgate's that the build account can
 // change, and what a build running as the account could then do: the
 // configuration and the keys file (give its key another role, add keys,
-// turn the filtering off), and the drain state in state_dir (end a
+// turn the filtering off), a CA's key and revoked files (trust a CA of
+// its own, lift a revocation), and the drain state in state_dir (end a
 // drain, nixgate drain). In direct and proot mode a build runs as the
 // account, or Nix does, and nothing hides them from it: a failure for
 // the keys, a warning for the drain. The userns and nix-user-chroot
@@ -117,6 +118,14 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 	files := []file{
 		{"configuration", cfg.Source, Fail, "rewrite the keys and their roles"},
 		{"keys file", cfg.AuthorizedKeys, Fail, "rewrite the keys and their roles"},
+	}
+	for _, ca := range cfg.CAs {
+		if strings.HasPrefix(ca.PublicKey, "/") {
+			files = append(files, file{fmt.Sprintf("CA %q's key file", ca.Name), ca.PublicKey, Fail, "put a CA of its own there and log in as any of its principals"})
+		}
+		if ca.Revoked != "" {
+			files = append(files, file{fmt.Sprintf("CA %q's revoked file", ca.Name), ca.Revoked, Fail, "take revoked certificates off it"})
+		}
 	}
 	if cfg.Serve.StateDir != "" {
 		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), Warn, "end a drain (nixgate drain) or start one"})
