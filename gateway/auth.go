@@ -3,11 +3,13 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/nixgate/nixgate/certauth"
 	"github.com/nixgate/nixgate/keys"
 )
 
@@ -27,10 +29,15 @@ func (st *state) checkKey(user string, key gossh.PublicKey, c *connState) (*logi
 	now := time.Now()
 	var l *login
 	if cert, ok := key.(*gossh.Certificate); ok {
-		var err error
-		if l, err = st.checkCert(cert, c, now); err != nil {
+		var remote netip.Addr
+		if c != nil {
+			remote = c.remote
+		}
+		cl, err := certauth.Check(st.cfg, cert, remote, now)
+		if err != nil {
 			return nil, err
 		}
+		l = &login{key: cl.Key, fingerprint: keys.Fingerprint(cert.Key), cert: cl}
 	} else {
 		fp := keys.Fingerprint(key)
 		k := st.byFP[fp]
@@ -56,7 +63,7 @@ func refusedAttrs(user string, key gossh.PublicKey, err error) []any {
 	attrs := []any{"user", user, "fingerprint", keys.Fingerprint(key), "reason", err.Error()}
 	if cert, ok := key.(*gossh.Certificate); ok {
 		attrs[3] = keys.Fingerprint(cert.Key)
-		attrs = append(attrs, certAttrs(cert)...)
+		attrs = append(attrs, certauth.Attrs(cert)...)
 	}
 	return attrs
 }
@@ -100,7 +107,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 				c.log.Warn("authentication refused", refusedAttrs(meta.User(), key, err)...)
 				return nil, err
 			}
-			s.authenticated(c, l.key.Role, l.cert)
+			s.authenticated(c, l.key.Role, l.certificate())
 			c.log.Info("authenticated", append([]any{"user", meta.User()}, append(l.logAttrs(), "algorithm", alg, "client", string(meta.ClientVersion()))...)...)
 			s.metrics.auth("accepted")
 			// A new object: nothing shared with what an offered key saw.

@@ -13,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
+	"github.com/nixgate/nixgate/certauth"
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -67,7 +68,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		// configuration and revoked file in force now: one revoked,
 		// expired or no longer trusted since the connection logged in
 		// opens no new session.
-		if l, err := st.checkCert(crt, c, time.Now()); err != nil || l.key.Name != name {
+		if l, err := certauth.Check(st.cfg, crt, c.remote, time.Now()); err != nil || l.Key.Name != name {
 			why := "it now logs in as another key"
 			if err != nil {
 				why = err.Error()
