@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -24,7 +25,15 @@ type certEnv struct {
 
 func newCertEnv(t *testing.T) *certEnv {
 	t.Helper()
-	b := newBuilder(t, modeServe)
+	return newCertEnvIn(t, modeServe)
+}
+
+// newCertEnvIn is newCertEnv for mode: in exec mode, nixgate keys
+// authorize --ca writes the CA's cert-authority lines into the build
+// account's authorized_keys, and sshd checks the certificates first.
+func newCertEnvIn(t *testing.T, mode string) *certEnv {
+	t.Helper()
+	b := newBuilder(t, mode)
 	e := &certEnv{b: b, dir: filepath.Join(b.root, "client", "certs"), revoked: filepath.Join(b.root, "etc", "ci.revoked")}
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -48,7 +57,15 @@ name = "ci-cache"
 role = "substitute"
 `, filepath.Join(e.dir, "ca.pub"), e.revoked)
 	writeFile(t, b.config, doc, 0o644)
-	b.waitReload(t)
+	if mode == modeServe {
+		b.waitReload(t)
+		return e
+	}
+	ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
+	r := mustRun(t, nil, nixgateBin, "keys", "authorize", "--config", b.config, "--ca", "ci", "--exec", ak)
+	if !strings.Contains(r.stdout, "certificates of CA ci for principal ci-build: cert-authority line in "+ak) {
+		t.Fatalf("keys authorize --ca: %s", r)
+	}
 	return e
 }
 
@@ -310,4 +327,141 @@ func (a anotherKeySigner) PublicKey() ssh.PublicKey { return a.cert }
 
 func (a anotherKeySigner) Sign(r io.Reader, data []byte) (*ssh.Signature, error) {
 	return a.signer.Sign(r, data)
+}
+
+// TestCertExec: the same certificates behind OpenSSH's sshd, with the
+// cert-authority lines nixgate keys authorize --ca writes. sshd checks
+// the CA, the principal, the validity and the source-address, and logs
+// its refusals; nixgate exec checks the certificate sshd accepted
+// against the CA's revoked file, and names it in its records.
+func TestCertExec(t *testing.T) {
+	e := newCertEnvIn(t, modeExec)
+	b := e.b
+	e.issue(t, "cert-build", "ca", "-I", "exec-run-1", "-n", "ci-build", "-V", "-5m:+15m", "-z", "31")
+
+	t.Run("valid build certificate", func(t *testing.T) {
+		url := "ssh-ng://" + b.Host("cert-build")
+		content := "copied with a certificate through sshd\n"
+		p := b.addPath(t, "cert-exec", content)
+		b.mustNix(t, "nix", "copy", "--to", url, p)
+		if got := readStore(t, b.storeDir, p); got != content {
+			t.Fatalf("builder store has %q", got)
+		}
+		rec := auditRecord(t, b, "ci-build", "imported", p)
+		if rec == nil {
+			t.Fatalf("no session record of ci-build imports %s", p)
+		}
+		caFP := strings.Fields(mustRun(t, nil, "ssh-keygen", "-l", "-f", filepath.Join(e.dir, "ca.pub")).stdout)[1]
+		for k, want := range map[string]string{"principal": "ci-build", "cert_key_id": "exec-run-1", "cert_serial": "31", "ca": "ci", "ca_fingerprint": caFP} {
+			if fmt.Sprint(rec[k]) != want {
+				t.Errorf("session record %s = %v; want %s (%v)", k, rec[k], want, rec)
+			}
+		}
+	})
+
+	t.Run("substitute principal cannot write", func(t *testing.T) {
+		e.issue(t, "cert-cache", "ca", "-I", "exec-cache-1", "-n", "ci-cache", "-V", "-5m:+15m")
+		url := "ssh://" + b.Host("cert-cache")
+		b.mustNix(t, "nix", "store", "ping", "--store", url)
+		q := b.addPath(t, "from-cert-cache-exec", "must not reach the builder\n")
+		if r := b.nix(t, "nix", "copy", "--to", url, q); r.code == 0 || inStore(b.storeDir, q) || !strings.Contains(r.stderr, `nixgate: key "ci-cache" (role substitute) is read-only:`) {
+			t.Fatalf("copy --to with the substitute principal's certificate: %s", r)
+		}
+	})
+
+	// sshd refuses these before nixgate runs, and says why in its log.
+	for i, tt := range []struct {
+		name   string
+		ca     string
+		opts   []string
+		sshdIs string
+	}{
+		{"expired", "ca", []string{"-n", "ci-build", "-V", "20200101:20200102"}, "Certificate invalid: expired"},
+		{"not yet valid", "ca", []string{"-n", "ci-build", "-V", "+1h:+2h"}, "Certificate invalid: not yet valid"},
+		{"wrong principal", "ca", []string{"-n", "someone-else", "-V", "-5m:+15m"}, "Certificate does not contain an authorized principal"},
+		{"unknown CA", "other-ca", []string{"-n", "ci-build", "-V", "-5m:+15m"}, ""},
+		{"source-address mismatch", "ca", []string{"-n", "ci-build", "-V", "-5m:+15m", "-O", "source-address=10.9.9.9/32"}, "not from a permitted source address (127.0.0.1)"},
+		{"force-command other than Nix's", "ca", []string{"-n", "ci-build", "-V", "-5m:+15m", "-O", "force-command=/bin/sh -c id"}, "forced command options do not match"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			name := fmt.Sprintf("cert-exec-bad-%d", i)
+			e.issue(t, name, tt.ca, append([]string{"-I", name}, tt.opts...)...)
+			r := b.ssh(t, name, "nix-store --serve --write", nil)
+			if r.code == 0 || r.stdout != "" {
+				t.Fatalf("the certificate of %s was not refused: %s", name, r)
+			}
+			// sshd's record of the refusal names the certificate; its
+			// reason comes on lines before it.
+			failed := "ssh2: ED25519-CERT "
+			deadline := time.Now().Add(logWait)
+			for {
+				log := readFile(t, b.sshdLog)
+				i := strings.Index(log, " ID "+name+" (serial ")
+				if i >= 0 && strings.Contains(log[strings.LastIndex(log[:i], "\n")+1:i], "Failed publickey") && strings.Contains(log[:i], failed) && strings.Contains(log[:i], tt.sshdIs) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("sshd's log has no refusal of %s saying %q:\n%s", name, tt.sshdIs, log)
+				}
+				time.Sleep(logPoll)
+			}
+		})
+	}
+
+	t.Run("host certificate and certificate for another key", func(t *testing.T) {
+		// The x/crypto client, which sends what OpenSSH's will not.
+		e.issue(t, "cert-exec-host", "ca", "-h", "-I", "cert-exec-host", "-n", "ci-build", "-V", "-5m:+15m")
+		host, err := ssh.NewCertSigner(e.certOf(t, "cert-exec-host"), e.signerOf(t, "cert-exec-host"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, signer := range map[string]ssh.Signer{
+			"host certificate":         host,
+			"certificate of other key": anotherKeySigner{cert: e.certOf(t, "cert-build"), signer: signerFor(t, b, "build")},
+		} {
+			if c, err := dialKey(b, signer); err == nil {
+				c.Close()
+				t.Errorf("%s: logged in", name)
+			}
+		}
+		// The control: the client and certificate with its own key.
+		user, err := ssh.NewCertSigner(e.certOf(t, "cert-build"), e.signerOf(t, "cert-build"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := dialKey(b, user)
+		if err != nil {
+			t.Fatalf("the valid certificate through the same client: %v", err)
+		}
+		c.Close()
+	})
+
+	t.Run("revoked by nixgate's revoked file", func(t *testing.T) {
+		e.issue(t, "cert-exec-serial", "ca", "-I", "exec-serial", "-n", "ci-build", "-V", "-5m:+15m", "-z", "41")
+		e.issue(t, "cert-exec-id", "ca", "-I", "exec-by-id", "-n", "ci-build", "-V", "-5m:+15m", "-z", "42")
+		for _, name := range []string{"cert-exec-serial", "cert-exec-id"} {
+			b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host(name))
+		}
+		mustRun(t, nil, nixgateBin, "keys", "revoke", "--config", b.config, "--ca", "ci", "--serial", "41")
+		checkCertRevoked(t, b, "cert-exec-serial", "certificate revoked: serial 41 is revoked ("+e.revoked+":1)")
+		b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("cert-exec-id"))
+		spec := filepath.Join(e.dir, "krl-spec-exec")
+		writeFile(t, spec, "id: exec-by-id\n", 0o644)
+		mustRun(t, nil, "ssh-keygen", "-k", "-f", e.revoked, "-s", filepath.Join(e.dir, "ca.pub"), spec)
+		checkCertRevoked(t, b, "cert-exec-id", `certificate revoked: key ID "exec-by-id" is revoked (`+e.revoked+")")
+		// The control.
+		b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("cert-build"))
+	})
+}
+
+// checkCertRevoked checks that sshd let the certificate of name in and
+// nixgate exec refused it, with one line for the client and the reason
+// in its log.
+func checkCertRevoked(t *testing.T, b *builder, name, detail string) {
+	t.Helper()
+	r := b.ssh(t, name, "nix-store --serve --write", nil)
+	if r.code == 0 || r.stdout != "" || strings.TrimSpace(r.stderr) != "nixgate: refused: the certificate is not accepted here" {
+		t.Fatalf("the revoked certificate of %s: %s", name, r)
+	}
+	waitLog(t, b, "refused", map[string]string{"detail": detail})
 }

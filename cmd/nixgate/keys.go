@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/keys"
 	"github.com/nixgate/nixgate/krl"
@@ -27,6 +29,9 @@ const keysExample = `Manages the keys nixgate lets in.
       substitute, or shell for the operator's login shell in serve mode); with
       --exec, also write the forced-command line into the build account's
       OpenSSH authorized_keys
+  nixgate keys authorize --config FILE --ca NAME --exec AUTHORIZED_KEYS
+      exec mode: trust the certificates of the [[cas]] CA NAME, one
+      cert-authority line per principal forcing nixgate exec --key PRINCIPAL
   nixgate keys list --config FILE | --authorized-keys FILE
   nixgate keys revoke --config FILE | --authorized-keys FILE NAME|SHA256:…
   nixgate keys revoke [--config FILE] --ca NAME --serial N | --key-id ID | --fingerprint SHA256:…
@@ -116,8 +121,16 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "comma-separated `NETWORKS` the key may connect from")
 	expires := fs.String("expires", "", "when the key stops working: an RFC 3339 `DATE` or date-time")
 	execFile := fs.String("exec", "", "also write the forced-command line for exec mode into this OpenSSH authorized_keys `FILE`")
+	caName := fs.String("ca", "", "instead of a key: write exec mode's cert-authority lines for the CA of this `NAME`, one per principal, into the --exec file")
 	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
 		return code
+	}
+	if *caName != "" {
+		if fs.NArg() != 0 || *name != "" || *role != "" || *from != "" || *expires != "" || *execFile == "" {
+			fmt.Fprintln(stderr, "nixgate keys authorize: with --ca NAME, give --exec AUTHORIZED_KEYS and no key, --name, --role, --from or --expires (the principals' settings are in the [[cas.principals]] entries)")
+			return exitUsage
+		}
+		return authorizeCA(*configFile, *caName, *execFile, stdout, stderr)
 	}
 	if fs.NArg() != 1 || *name == "" || *role == "" {
 		fmt.Fprintln(stderr, "nixgate keys authorize: give --name, --role and one public key file (or -)")
@@ -426,5 +439,44 @@ func (cr certRevocation) revoke(ff fileFlags, nargs int, stdout, stderr io.Write
 		return exitOK
 	}
 	fmt.Fprintf(stdout, "revoked %s of CA %s: added to %s; nixgate serve refuses it from the next login\n", entry, ca.Name, ca.Revoked)
+	return exitOK
+}
+
+// authorizeCA writes exec mode's cert-authority line of each principal of
+// the CA named name into the OpenSSH authorized_keys file execFile.
+func authorizeCA(configFile, name, execFile string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(configFile)
+	if err == nil {
+		err = heldFiles(cfg, servingAs(cfg.User))
+	}
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	ca := cfg.CA(name)
+	if ca == nil {
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no CA %q", configFile, name))
+	}
+	key, err := ssh.ParsePublicKey(ca.Key)
+	if err != nil {
+		return keysFail(stderr, "authorize", fmt.Errorf("CA %q: %v", ca.Name, err))
+	}
+	entry := keys.Entry{Key: key, Comment: ca.Name + "-ca"}
+	self, err := os.Executable()
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	abs, _ := filepath.Abs(configFile)
+	for _, p := range ca.Principals {
+		added, err := keys.AddCertAuthority(execFile, entry, p, self, abs)
+		if err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		if added {
+			fmt.Fprintf(stdout, "certificates of CA %s for principal %s: cert-authority line in %s\n", ca.Name, p, execFile)
+		} else {
+			fmt.Fprintf(stdout, "certificates of CA %s for principal %s are trusted already in %s\n", ca.Name, p, execFile)
+		}
+	}
+	fmt.Fprintf(stderr, "nixgate keys authorize: sshd needs ExposeAuthInfo yes, for nixgate exec to check the certificate's revocation and log its key ID (sshd_config)\n")
 	return exitOK
 }
