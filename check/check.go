@@ -278,6 +278,8 @@ func checkKeys(cfg *policy.Config, o Options) []Result {
 	switch {
 	case n > 0:
 		return []Result{{"keys", OK, fmt.Sprintf("%d key(s) or certificate principal(s) may log in", n), ""}}
+	case len(cfg.KeySource.Command) > 0 && o.Mode != Exec:
+		return []Result{{"keys", OK, "the keys the key source command answers may log in", ""}}
 	case missing && !o.GeneratesKey:
 		return []Result{{"keys", Fail, fmt.Sprintf("no key may log in: the authorized_keys file %s that %s names does not exist", cfg.AuthorizedKeys, cfg.Source),
 			"fix the path in " + cfg.Source + " (a typo?), or create it: nixgate keys authorize --config " + cfg.Source + " --name NAME --role build KEY.pub"}}

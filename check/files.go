@@ -114,21 +114,28 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 		what, path string
 		status     Status // when a build could change it
 		could      string // what a build could then do
+		// exposed is set for a file the sandbox modes do not hide
+		// (they hide the configuration, keys file, host keys and
+		// state_dir): a CA's files, the key source command.
+		exposed bool
 	}
 	files := []file{
-		{"configuration", cfg.Source, Fail, "rewrite the keys and their roles"},
-		{"keys file", cfg.AuthorizedKeys, Fail, "rewrite the keys and their roles"},
+		{"configuration", cfg.Source, Fail, "rewrite the keys and their roles", false},
+		{"keys file", cfg.AuthorizedKeys, Fail, "rewrite the keys and their roles", false},
 	}
 	for _, ca := range cfg.CAs {
 		if strings.HasPrefix(ca.PublicKey, "/") {
-			files = append(files, file{fmt.Sprintf("CA %q's key file", ca.Name), ca.PublicKey, Fail, "put a CA of its own there and log in as any of its principals"})
+			files = append(files, file{fmt.Sprintf("CA %q's key file", ca.Name), ca.PublicKey, Fail, "put a CA of its own there and log in as any of its principals", true})
 		}
 		if ca.Revoked != "" {
-			files = append(files, file{fmt.Sprintf("CA %q's revoked file", ca.Name), ca.Revoked, Fail, "take revoked certificates off it"})
+			files = append(files, file{fmt.Sprintf("CA %q's revoked file", ca.Name), ca.Revoked, Fail, "take revoked certificates off it", true})
 		}
 	}
+	if len(cfg.KeySource.Command) > 0 {
+		files = append(files, file{"key source command", cfg.KeySource.Command[0], Fail, "answer any key with any role, and run as nixgate serve's user", true})
+	}
 	if cfg.Serve.StateDir != "" {
-		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), Warn, "end a drain (nixgate drain) or start one"})
+		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), Warn, "end a drain (nixgate drain) or start one", false})
 	}
 	var rs []Result
 	for _, f := range files {
@@ -160,7 +167,7 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 		if via != f.path {
 			msg += " through " + via
 		}
-		if hidden {
+		if hidden && !f.exposed {
 			msg += fmt.Sprintf(", but not by a build: sandbox.mode %s hides nixgate's files (configuration, keys file, host keys, state_dir) and the home from Nix and its builds", cfg.Sandbox.Mode)
 			rs = append(rs, Result{"files", OK, msg, ""})
 			continue

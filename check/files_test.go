@@ -141,6 +141,11 @@ func TestConfigWritableByAccount(t *testing.T) {
 		!strings.Contains(rs[1].Message, "put a CA of its own there") || rs[2].Status != OK || !strings.Contains(rs[2].Message, `CA "ci"'s revoked file`) {
 		t.Errorf("a CA's files: %+v; want its key file failed and its revoked file ok", rs)
 	}
+	// The sandbox modes hide nixgate's own files, not these.
+	ca.Sandbox.Mode = policy.SandboxUserNS
+	if rs := checkFiles(ca, a); len(rs) != 3 || rs[1].Status != Fail {
+		t.Errorf("a CA's key file in userns mode: %+v; want it failed", rs)
+	}
 
 	// Exec mode's log: the account can always change a file it writes;
 	// the system log is a socket that may be missing.

@@ -136,3 +136,29 @@ func Granted(cfg *policy.Config, g keys.Grant) *policy.Key {
 	}
 	return nil
 }
+
+// AnswerKey returns the key of cfg's key source answer data (keys-file
+// lines, as the [key_source] command prints them; named source in
+// messages) whose public key has fingerprint fp, validated as a keys
+// file's key is: its name may be none of cfg's keys'. Nil when no line
+// has that key; the first line that has it counts, as in OpenSSH. Any
+// line that does not parse is an error: the answer is not used.
+func AnswerKey(cfg *policy.Config, source string, data []byte, fp string) (*policy.Key, error) {
+	fks, err := keys.ParseFile(source, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, fk := range fks {
+		if keys.Fingerprint(fk.Key) != fp {
+			continue
+		}
+		probe := &policy.Config{Keys: slices.Clone(cfg.Keys), CAs: cfg.CAs}
+		if err := probe.AddKeys(source, keySpecs([]keys.FileKey{fk})); err != nil {
+			return nil, err
+		}
+		k := probe.Keys[len(probe.Keys)-1]
+		k.Fingerprint = fp
+		return &k, nil
+	}
+	return nil, nil
+}

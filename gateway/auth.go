@@ -11,6 +11,7 @@ import (
 
 	"github.com/nixgate/nixgate/certauth"
 	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/policy"
 )
 
 // The Permissions extensions that carry the identity of the key that
@@ -41,10 +42,24 @@ func (st *state) checkKey(user string, key gossh.PublicKey, c *connState) (*logi
 	} else {
 		fp := keys.Fingerprint(key)
 		k := st.byFP[fp]
+		sourced := false
+		if k == nil && st.source != nil {
+			var err error
+			if k, err = st.source.Lookup(user, key); err != nil {
+				return nil, fmt.Errorf("key %s: %s", fp, policy.Line(err))
+			}
+			sourced = true
+		}
 		if k == nil {
+			if st.source != nil {
+				return nil, fmt.Errorf("key %s is not configured, and the key source answered no line for it", fp)
+			}
 			return nil, fmt.Errorf("key %s is not configured", fp)
 		}
 		l = &login{key: k, fingerprint: fp}
+		if sourced {
+			l.sourced = key
+		}
 	}
 	k := l.key
 	if k.Expired(now) {
@@ -107,7 +122,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 				c.log.Warn("authentication refused", refusedAttrs(meta.User(), key, err)...)
 				return nil, err
 			}
-			s.authenticated(c, l.key.Role, l.certificate())
+			s.authenticated(c, l.key.Role, l.certificate(), l.sourced)
 			c.log.Info("authenticated", append([]any{"user", meta.User()}, append(l.logAttrs(), "algorithm", alg, "client", string(meta.ClientVersion()))...)...)
 			s.metrics.auth("accepted")
 			// A new object: nothing shared with what an offered key saw.

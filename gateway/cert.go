@@ -35,6 +35,9 @@ type login struct {
 	// cert is what certauth said of the certificate; nil for a plain
 	// key.
 	cert *certauth.Login
+	// sourced is the public key when the key source answered the key;
+	// nil for a key of the configuration's.
+	sourced gossh.PublicKey
 }
 
 // certificate returns the login's certificate; nil for a plain key.
@@ -74,6 +77,9 @@ func (l *login) permissions() *gossh.Permissions {
 // there is one.
 func (l *login) logAttrs() []any {
 	attrs := []any{"key", l.key.Name, "fingerprint", l.fingerprint}
+	if l.sourced != nil {
+		attrs = append(attrs, "key_source", true)
+	}
 	if l.cert != nil {
 		attrs = append(attrs, l.cert.LogAttrs()...)
 	}

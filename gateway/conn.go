@@ -30,6 +30,7 @@ type connState struct {
 	authed    bool
 	role      policy.Role        // of the verified key
 	cert      *gossh.Certificate // the verified certificate; nil for a plain key
+	sourced   gossh.PublicKey    // the verified key, when the key source answered it
 	started   time.Time          // when the connection was admitted
 	unauthed  bool               // still counted as unauthenticated
 	sessions  int
@@ -156,13 +157,15 @@ func (s *Server) connClosed(c *connState) {
 }
 
 // authenticated marks c as authenticated with a key of role (with cert,
-// when the key is a certificate) and starts its idle timer.
-func (s *Server) authenticated(c *connState, role policy.Role, cert *gossh.Certificate) {
+// when the key is a certificate; with sourced, the key, when the key
+// source answered it) and starts its idle timer.
+func (s *Server) authenticated(c *connState, role policy.Role, cert *gossh.Certificate, sourced gossh.PublicKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.authed = true
 	c.role = role
 	c.cert = cert
+	c.sourced = sourced
 	c.unauthed = false
 	if c.conn != nil {
 		c.conn.handshake.Store(false)
@@ -224,6 +227,14 @@ func (s *Server) certOfConn(c *connState) *gossh.Certificate {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return c.cert
+}
+
+// sourcedOf returns c's verified key when the key source answered it;
+// nil otherwise.
+func (s *Server) sourcedOf(c *connState) gossh.PublicKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.sourced
 }
 
 // roleOf returns the role of c's verified key.

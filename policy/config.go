@@ -56,6 +56,9 @@ type Config struct {
 	// in, each as the key of the principal it maps (serve mode). Nil
 	// means certificates are refused.
 	CAs []CA `toml:"-"`
+	// KeySource is the program that answers which further keys may log
+	// in (serve mode); its zero value has none.
+	KeySource KeySourceConfig `toml:"-"`
 	// Sandbox says how the Nix command runs.
 	Sandbox SandboxConfig `toml:"sandbox"`
 	// Serve holds the settings of serve mode.

@@ -22,6 +22,7 @@ type fileConfig struct {
 	Keys           []KeySpec     `toml:"keys"`
 	AuthorizedKeys string        `toml:"authorized_keys"`
 	CAs            []CASpec      `toml:"cas"`
+	KeySource      fileKeySource `toml:"key_source"`
 	Sandbox        SandboxConfig `toml:"sandbox"`
 	Admission      fileAdmission `toml:"admission"`
 	fileServe
@@ -213,6 +214,7 @@ func (v *validator) config(f *fileConfig) *Config {
 	cfg.Serve = v.serve(&f.fileServe)
 	cfg.Sandbox = v.sandbox(f.Sandbox)
 	cfg.Admission = v.admission(f.Admission)
+	cfg.KeySource = v.keySource(f.KeySource)
 	if f.AuthorizedKeys != "" && !strings.HasPrefix(f.AuthorizedKeys, "/") {
 		v.fail("authorized_keys", "%q must be an absolute path", f.AuthorizedKeys)
 	}
@@ -260,8 +262,8 @@ func (v *validator) config(f *fileConfig) *Config {
 			v.fail(at, "%q may never come from a client: %s (a key that needs it needs full_trust)", name, why)
 		}
 	}
-	if len(f.Keys) == 0 && f.AuthorizedKeys == "" && len(f.CAs) == 0 {
-		v.fail("keys", "no [[keys]] entry, no authorized_keys file and no [[cas]]: add a key, or nothing can connect")
+	if len(f.Keys) == 0 && f.AuthorizedKeys == "" && len(f.CAs) == 0 && len(f.KeySource.Command) == 0 {
+		v.fail("keys", "no [[keys]] entry, no authorized_keys file, no [[cas]] and no [key_source]: add a key, or nothing can connect")
 	}
 	seen := map[string]bool{}
 	for i, fk := range f.Keys {
