@@ -66,6 +66,8 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz '^FuzzParseRevoked$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./krl -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./admission -run '^$$' -fuzz '^FuzzParseKeptHealth$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./buildlog -run '^$$' -fuzz '^FuzzValidDrv$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./status -run '^$$' -fuzz '^FuzzText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./usage -run '^$$' -fuzz '^FuzzDamagedStore$$' -fuzztime 300x # a process per run
 
 # Every test: dependencies, formatting and vet, the cross-builds (macOS,
@@ -76,8 +78,9 @@ fuzz:
 # take about 14 minutes on a 2-core machine, past go test's default
 # of 10 (each test bounds its own waits).
 test: deps lint cross
-	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests to come.
-	@if [ -d ../shared/nixpkgs-lib/lib ]; then echo "nixpkgs lib: $$(cd ../shared/nixpkgs-lib && pwd)"; else echo "nixpkgs lib: none at ../shared/nixpkgs-lib (in $$PWD)"; fi
+	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests
+	@# (e2e's nixpkgsLib looks the same way; under CI none is a failure).
+	@d=$$PWD; lib=$${NIXGATE_NIXPKGS_LIB:-}; while [ -z "$$lib" ] && [ "$$d" != / ]; do [ -f "$$d/../shared/nixpkgs-lib/lib/default.nix" ] && lib=$$(cd "$$d/../shared/nixpkgs-lib" && pwd); d=$$(dirname "$$d"); done; echo "nixpkgs lib: $${lib:-none beside $$PWD or above it}"
 	$(GO) test -race -count=1 -timeout 25m ./...
 	$(GO) test -count=1 -run '^TestSoak$$' ./e2e
 	$(MAKE) fuzz
@@ -90,6 +93,7 @@ bench: deps
 	bench/protocol-filter.sh
 	bench/admission-overhead.sh
 	bench/handshake-ack.sh
+	bench/build-logs.sh
 	bench/run.sh
 
 clean:

@@ -170,6 +170,28 @@ func (d *LockDir) AcquireSession(key string, max int) (release func(), err error
 	return h.release, nil
 }
 
+// Announce holds a session file of key without counting it against any
+// limit, so that nixgate status (ReadView) sees the session, and sweeps
+// the files of sessions whose process has ended. It returns the
+// function that removes the file (the process's end lets go of it too);
+// when the directory cannot take it, nothing is held and the session
+// goes on unseen.
+func (d *LockDir) Announce(key string) (release func()) {
+	var h *holder
+	d.locked(func() error {
+		if _, err := d.scan(kindSession + "."); err != nil {
+			return err
+		}
+		var err error
+		h, err = d.hold(kindSession + "." + keyName(key) + "." + uniqueID())
+		return err
+	})
+	if h == nil {
+		return func() {}
+	}
+	return h.release
+}
+
 // Busy reports whether max builds hold a slot (max is [admission]
 // max_builds; zero means no limit, and then Busy is false).
 func (d *LockDir) Busy(max int) (bool, error) {

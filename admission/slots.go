@@ -43,6 +43,7 @@ type keySlots struct {
 type waiter struct {
 	key     string
 	seq     uint64
+	since   time.Time
 	ready   chan struct{}
 	granted bool
 }
@@ -73,7 +74,7 @@ func (s *Slots) Acquire(stop <-chan struct{}, r SlotRequest) (release func(), wa
 	k := s.key(r.Key)
 	k.max = r.KeyMax
 	s.seq++
-	w := &waiter{key: r.Key, seq: s.seq, ready: make(chan struct{})}
+	w := &waiter{key: r.Key, seq: s.seq, since: start, ready: make(chan struct{})}
 	k.queue = append(k.queue, w)
 	s.waiting++
 	s.dispatch()

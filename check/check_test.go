@@ -149,7 +149,7 @@ func TestCheckUsageWritable(t *testing.T) {
 	cfg := &policy.Config{}
 	cfg.Serve.StateDir = filepath.Join(t.TempDir(), "state")
 	a := &account{name: "nixremote", uid: 4242, gid: 4242}
-	layout := "install -d -m 755 " + cfg.Serve.StateDir + " && install -d -o nixremote -m 700 " + cfg.Serve.StateDir + "/run && touch " + cfg.Serve.StateDir + "/usage.db && chown nixremote " + cfg.Serve.StateDir + "/usage.db && chmod 600 " + cfg.Serve.StateDir + "/usage.db"
+	layout := "install -d -m 755 " + cfg.Serve.StateDir + " && install -d -o nixremote -m 700 " + cfg.Serve.StateDir + "/run " + cfg.Serve.StateDir + "/build-logs && touch " + cfg.Serve.StateDir + "/usage.db && chown nixremote " + cfg.Serve.StateDir + "/usage.db && chmod 600 " + cfg.Serve.StateDir + "/usage.db"
 	if rs := checkUsageWritable(cfg, a); len(rs) != 1 || rs[0].Status != Warn || !strings.Contains(rs[0].Message, "does not exist") || rs[0].Fix != layout {
 		t.Errorf("no state_dir: %+v; want a warning fixed by %q", rs, layout)
 	}

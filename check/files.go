@@ -100,10 +100,12 @@ const anyoneCan = "can be changed by anyone"
 // change, and what a build running as the account could then do: the
 // configuration and the keys file (give its key another role, add keys,
 // turn the filtering off), a CA's key and revoked files (trust a CA of
-// its own, lift a revocation), and the drain state in state_dir (end a
-// drain, nixgate drain). In direct and proot mode a build runs as the
-// account, or Nix does, and nothing hides them from it: a failure for
-// the keys, a warning for the drain. The userns and nix-user-chroot
+// its own, lift a revocation), the key source command (answer any key),
+// and the drain state in state_dir (end a
+// drain, nixgate drain; and through state_dir itself, where the drain
+// file may not exist yet, replace serve's generated host key). In direct
+// and proot mode a build runs as the account, or Nix does, and nothing
+// hides them from it: a failure for each. The userns and nix-user-chroot
 // modes hide all of them from Nix and its builds (sandbox: the
 // configuration, keys file, host keys and state_dir, wherever they are,
 // and the home), so there the account's own write access is no way in
@@ -112,30 +114,29 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 	hidden := cfg.Sandbox.Mode == policy.SandboxUserNS || cfg.Sandbox.Mode == policy.SandboxNixUserChroot
 	type file struct {
 		what, path string
-		status     Status // when a build could change it
-		could      string // what a build could then do
+		could      string // what a build could do if it could change it
 		// exposed is set for a file the sandbox modes do not hide
 		// (they hide the configuration, keys file, host keys and
 		// state_dir): a CA's files, the key source command.
 		exposed bool
 	}
 	files := []file{
-		{"configuration", cfg.Source, Fail, "rewrite the keys and their roles", false},
-		{"keys file", cfg.AuthorizedKeys, Fail, "rewrite the keys and their roles", false},
+		{"configuration", cfg.Source, "rewrite the keys and their roles", false},
+		{"keys file", cfg.AuthorizedKeys, "rewrite the keys and their roles", false},
 	}
 	for _, ca := range cfg.CAs {
 		if strings.HasPrefix(ca.PublicKey, "/") {
-			files = append(files, file{fmt.Sprintf("CA %q's key file", ca.Name), ca.PublicKey, Fail, "put a CA of its own there and log in as any of its principals", true})
+			files = append(files, file{fmt.Sprintf("CA %q's key file", ca.Name), ca.PublicKey, "put a CA of its own there and log in as any of its principals", true})
 		}
 		if ca.Revoked != "" {
-			files = append(files, file{fmt.Sprintf("CA %q's revoked file", ca.Name), ca.Revoked, Fail, "take revoked certificates off it", true})
+			files = append(files, file{fmt.Sprintf("CA %q's revoked file", ca.Name), ca.Revoked, "take revoked certificates off it", true})
 		}
 	}
 	if len(cfg.KeySource.Command) > 0 {
-		files = append(files, file{"key source command", cfg.KeySource.Command[0], Fail, "answer any key with any role, and run as nixgate serve's user", true})
+		files = append(files, file{"key source command", cfg.KeySource.Command[0], "answer any key with any role, and run as nixgate serve's user", true})
 	}
 	if cfg.Serve.StateDir != "" {
-		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), Warn, "end a drain (nixgate drain) or start one", false})
+		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), "end a drain (nixgate drain) or start one, and, through state_dir, replace serve's generated host key (which clients pin) and the usage records", false})
 	}
 	var rs []Result
 	for _, f := range files {
@@ -179,7 +180,7 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 			// chown root: is not its to run.
 			fix = "set sandbox.mode = \"userns\" (or nix-user-chroot), which hides nixgate's files from Nix and its builds; or ask root to " + fix
 		}
-		rs = append(rs, Result{"files", f.status, msg, fix})
+		rs = append(rs, Result{"files", Fail, msg, fix})
 	}
 	return rs
 }

@@ -66,8 +66,7 @@ func TestConfigWritableByAccount(t *testing.T) {
 	}
 
 	// Where a build runs as the account, or Nix does, unhidden (direct,
-	// proot), a configuration it can change fails and a drain state it
-	// can change is a warning; the userns and nix-user-chroot modes hide
+	// proot), a configuration or a drain state it can change fails; the userns and nix-user-chroot modes hide
 	// them all from Nix and its builds: ok, saying so.
 	cfg := &policy.Config{Source: filepath.Join(dir, "open", "n.toml"), AuthorizedKeys: filepath.Join(dir, "etc", "ok.toml")}
 	cfg.Serve.StateDir = filepath.Join(dir, "mine")
@@ -77,8 +76,8 @@ func TestConfigWritableByAccount(t *testing.T) {
 		fix           string
 		says          string
 	}{
-		{policy.SandboxDirect, Fail, Warn, "chmod go-w", "so a build running as builder could"},
-		{policy.SandboxProot, Fail, Warn, "chmod go-w", "so a build running as builder could"},
+		{policy.SandboxDirect, Fail, Fail, "chmod go-w", "so a build running as builder could"},
+		{policy.SandboxProot, Fail, Fail, "chmod go-w", "so a build running as builder could"},
 		{policy.SandboxUserNS, OK, OK, "", "but not by a build: sandbox.mode userns hides nixgate's files"},
 		{policy.SandboxNixUserChroot, OK, OK, "", "but not by a build: sandbox.mode nix-user-chroot hides nixgate's files"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/buildlog"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/usage"
 )
@@ -16,11 +17,12 @@ import (
 // is out of the account's reach (a build running as the account could
 // otherwise end a drain); in it, the account's own lock directory (run,
 // 0700: max_sessions and the build slots) and usage store (usage.db,
-// 0600, which bbolt fills on first use: nixgate usage). Run again, it
-// loses nothing: touch does not empty a usage store that is there.
+// 0600, which bbolt fills on first use: nixgate usage) and build logs
+// (build-logs, 0700: nixgate log). Run again, it loses nothing: touch
+// does not empty a usage store that is there.
 func execStateDir(dir, account string) string {
-	return fmt.Sprintf("install -d -m 755 %s && install -d -o %s -m 700 %s && %s",
-		dir, account, filepath.Join(dir, admission.RuntimeDirName), makeUsageStore(account, usage.Path(dir)))
+	return fmt.Sprintf("install -d -m 755 %s && install -d -o %s -m 700 %s %s && %s",
+		dir, account, filepath.Join(dir, admission.RuntimeDirName), filepath.Join(dir, buildlog.DirName), makeUsageStore(account, usage.Path(dir)))
 }
 
 // makeUsageStore is the command that gives account a usage store at p:

@@ -176,12 +176,35 @@ func newBuilderWith(t testing.TB, mode string, o builderOptions) *builder {
 	b.otherStore = "local?root=" + filepath.Join(root, "stores", "other")
 	b.clientStoreDir = filepath.Join(root, "client-store")
 
-	// The builder's stores, log and serve state belong to the build account.
-	for _, d := range []string{b.storeDir, b.allowedDir, filepath.Dir(b.log), filepath.Join(root, "serve-state")} {
+	// The builder's stores and log belong to the build account.
+	for _, d := range []string{b.storeDir, b.allowedDir, filepath.Dir(b.log)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		b.account.chown(t, d)
+	}
+	// state_dir is root's, as docs/exec-mode.md lays it out (nixgate
+	// refuses one the account can change: a build could end a drain or
+	// replace serve's host key), with, for exec mode, the account's lock
+	// directory and usage store in it.
+	state := filepath.Join(root, "serve-state")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case mode == modeServe && sandbox != "":
+		// A builder without root: serve runs as the account, whose
+		// files are its own.
+		b.account.chown(t, state)
+	case mode == modeExec:
+		for _, d := range []string{"run", "build-logs"} {
+			if err := os.Mkdir(filepath.Join(state, d), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			b.account.chown(t, filepath.Join(state, d))
+		}
+		writeFile(t, filepath.Join(state, "usage.db"), "", 0o600)
+		b.account.chown(t, filepath.Join(state, "usage.db"))
 	}
 	client := filepath.Join(root, "client")
 	b.keys = map[string]clientKey{}

@@ -12,7 +12,8 @@ import (
 )
 
 // TestConfigAnyoneCanChangeRefused: a configuration the build account,
-// or anyone, can change is refused by every entry point, wherever its
+// or anyone, can change, or a state_dir the account can change (its
+// drain; serve's generated host key), is refused by every entry point, wherever its
 // path came from: nixgate check fails it given relative to the working
 // directory (cd /etc/nixgate && nixgate check --config nixgate.toml
 // skipped the check before), exec mode runs nothing, serve refuses to
@@ -22,14 +23,19 @@ func TestConfigAnyoneCanChangeRefused(t *testing.T) {
 	for _, how := range []struct {
 		name   string
 		change func(t *testing.T, b *builder)
-		says   string
+		what   string // the file, as the message names it: %c the configuration, %s state_dir
+		by     string // %a: the account
 	}{
-		{"world-writable", func(t *testing.T, b *builder) { os.Chmod(b.config, 0o666) }, "can be changed by anyone on this machine"},
-		{"the account's", func(t *testing.T, b *builder) { b.account.chown(t, b.config) }, "can be changed by " + "%a"},
+		{"world-writable", func(t *testing.T, b *builder) { os.Chmod(b.config, 0o666) }, "configuration %c", "can be changed by anyone on this machine"},
+		{"the account's", func(t *testing.T, b *builder) { b.account.chown(t, b.config) }, "configuration %c", "can be changed by %a"},
+		// state_dir holds the drain and serve's generated host key.
+		{"state_dir the account's", func(t *testing.T, b *builder) { b.account.chown(t, filepath.Join(b.root, "serve-state")) }, "drain state %s/drain", "can be changed by %a"},
 	} {
 		t.Run(how.name, func(t *testing.T) {
 			b := newBuilder(t, modeExec)
-			says := strings.ReplaceAll(how.says, "%a", b.account.name)
+			rp := strings.NewReplacer("%a", b.account.name, "%c", b.config, "%s", filepath.Join(b.root, "serve-state"))
+			by := rp.Replace(how.by)
+			says := rp.Replace(how.what) + " " + by
 			b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("build"))
 			how.change(t, b)
 
@@ -41,7 +47,7 @@ func TestConfigAnyoneCanChangeRefused(t *testing.T) {
 			if err := json.Unmarshal(out, &rs); err != nil {
 				t.Fatalf("nixgate check output is not JSON: %v\n%s", err, out)
 			}
-			finding(t, rs, "files", "fail", "configuration "+b.config+" "+says, "chmod")
+			finding(t, rs, "files", "fail", says, "chmod")
 
 			// exec mode: nothing runs, the client is told.
 			r := b.ssh(t, "build", "nix-store --serve --write", nil)
@@ -56,8 +62,10 @@ func TestConfigAnyoneCanChangeRefused(t *testing.T) {
 			defer cancel()
 			serve := exec.CommandContext(ctx, nixgateBin, "serve", "--config", link)
 			msg, err := serve.CombinedOutput()
-			if ctx.Err() != nil || err == nil || !strings.Contains(string(msg), says) {
-				t.Errorf("serve --config %s: %v %s; want it refused at start, saying %q", link, err, msg, says)
+			// The configuration is named by the link it was given as.
+			what := strings.Fields(how.what)[0]
+			if ctx.Err() != nil || err == nil || !strings.Contains(string(msg), what) || !strings.Contains(string(msg), by) {
+				t.Errorf("serve --config %s: %v %s; want it refused at start, saying %q and %q", link, err, msg, what, by)
 			}
 		})
 	}

@@ -166,6 +166,27 @@ func TestClientConfig(t *testing.T) {
 		t.Errorf("client-config's last line %q: %s", prove, ping)
 	}
 
+	// Its nixgate_log function, defined as printed, fetches a failed
+	// build's log through the ssh configuration it printed (ssh reads
+	// it as ~/.ssh/config; here a wrapper gives it -F).
+	failing := writeFailingDerivation(t, b.root, nonce+"-fails", 3)
+	failingDrv := b.instantiate(t, failing)
+	if fr := run(t, env, nil, "nix-build", failing, "--no-out-link", "-j0", "--builders", "@"+machines); fr.code == 0 {
+		t.Fatalf("the failing build succeeded: %s", fr)
+	}
+	findRecord(t, b, logWait, func(r map[string]any) bool {
+		logs, _ := r["build_logs"].([]any)
+		return r["msg"] == "session ended" && len(logs) > 0 && logs[0] == failingDrv
+	})
+	wrapper := filepath.Join(b.root, "client", "bin")
+	writeFile(t, filepath.Join(wrapper, "ssh"), fmt.Sprintf("#!/bin/sh\nexec /usr/bin/ssh -F %s -o UserKnownHostsFile=%s \"$@\"\n", sshCfg, knownHosts), 0o755)
+	fn := section("# A failed remote build's log")
+	fn = fn[strings.Index(fn, "\nnixgate_log()")+1:]
+	got := run(t, []string{"PATH=" + wrapper + ":" + os.Getenv("PATH")}, nil, "sh", "-c", fn+"\nnixgate_log "+failingDrv)
+	if got.code != 0 || !strings.HasPrefix(got.stdout, "first line of "+nonce+"-fails\nlog line 1\nlog line 2\n") {
+		t.Errorf("client-config's nixgate_log %s: %s", failingDrv, got)
+	}
+
 	// For a substitute key: no builder lines, the substituter over the
 	// protocol asked for; and the NixOS ssh settings.
 	sub := run(t, nil, nil, nixgateBin, "client-config", "--config", b.config, "--host", "nixgate-builder", "--address", "127.0.0.1",
@@ -173,7 +194,7 @@ func TestClientConfig(t *testing.T) {
 	if sub.code != 0 || strings.Contains(sub.stdout, "/etc/nix/machines") || strings.Contains(sub.stdout, "buildMachines") ||
 		!strings.Contains(sub.stdout, "extra-substituters = ssh-ng://"+b.account.name+"@nixgate-builder") ||
 		!strings.Contains(sub.stdout, fmt.Sprintf("(required: no Nix setting gives ssh the port %d)", b.port)) ||
-		!strings.Contains(sub.stdout, "programs.ssh.knownHosts") {
+		!strings.Contains(sub.stdout, "programs.ssh.knownHosts") || strings.Contains(sub.stdout, "nixgate_log") {
 		t.Errorf("client-config --role substitute --protocol ssh-ng:\n%s", sub)
 	}
 

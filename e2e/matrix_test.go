@@ -185,8 +185,8 @@ func (m *matrixResults) add(c *matrixCell) {
 // store (--store ssh-ng:// --eval-store auto). Each builder also holds a
 // build key's build_timeout for a client of its own version. A failure
 // names the client's and the builder's version, the mode and the scheme
-// in its subtest's name. The README's version table is made from the
-// cells (NIXGATE_MATRIX_README=1 writes it; otherwise a README that
+// in its subtest's name. docs/development.md's version table is made from the
+// cells (NIXGATE_MATRIX_README=1 writes it; otherwise a table that
 // differs fails the test).
 func TestVersionMatrix(t *testing.T) {
 	versions := nixVersions(t)
@@ -398,7 +398,7 @@ func newMatrixBuilder(t testing.TB, mode string, n nixUnderTest) (*builder, *nix
 	return b, d
 }
 
-// The README's version table lies between these lines.
+// docs/development.md's version table lies between these lines.
 const (
 	matrixBegin = "<!-- version matrix: made by TestVersionMatrix (NIXGATE_MATRIX_README=1 make e2e) -->\n"
 	matrixEnd   = "<!-- end of the version matrix -->\n"
@@ -456,18 +456,18 @@ func versionCompare(a, b string) int {
 	return an - bn
 }
 
-// checkMatrixTable compares the README's version table with the one
+// checkMatrixTable compares docs/development.md's version table with the one
 // this run made, or, with NIXGATE_MATRIX_README=1, writes it there.
 func checkMatrixTable(t *testing.T, results *matrixResults) {
 	t.Helper()
 	table := matrixTable(results.cells)
 	t.Logf("the version matrix:\n%s", table)
-	readme := filepath.Join("..", "README.md")
+	readme := filepath.Join("..", "docs", "development.md")
 	doc := readFile(t, readme)
 	i := strings.Index(doc, matrixBegin)
 	j := strings.Index(doc, matrixEnd)
 	if i < 0 || j < i {
-		t.Fatalf("README.md has no version matrix between %q and %q", matrixBegin, matrixEnd)
+		t.Fatalf("docs/development.md has no version matrix between %q and %q", matrixBegin, matrixEnd)
 	}
 	current := doc[i+len(matrixBegin) : j]
 	if current == table {
@@ -475,8 +475,8 @@ func checkMatrixTable(t *testing.T, results *matrixResults) {
 	}
 	if os.Getenv("NIXGATE_MATRIX_README") == "1" {
 		writeFile(t, readme, doc[:i+len(matrixBegin)]+table+doc[j:], 0o644)
-		t.Logf("README.md's version matrix written")
+		t.Logf("docs/development.md's version matrix written")
 		return
 	}
-	t.Errorf("README.md's version matrix is not what this run found (NIXGATE_MATRIX_README=1 make e2e writes it):\nREADME:\n%s\nthis run:\n%s", current, table)
+	t.Errorf("docs/development.md's version matrix is not what this run found (NIXGATE_MATRIX_README=1 make e2e writes it):\ndocs/development.md:\n%s\nthis run:\n%s", current, table)
 }

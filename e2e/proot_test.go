@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -70,13 +71,22 @@ func TestProotBinaryInHome(t *testing.T) {
 	}
 	b.mustNix(t, "nix", "store", "ping", "--store", "ssh://"+b.Host("substitute"))
 
-	// check, run by the account itself, reports its own files in proot
-	// mode with a fix it can apply (not chown root: alone).
+	// check, run by the account itself on a configuration of its own
+	// (as a builder without root has), reports its own state_dir in
+	// proot mode with a fix it can apply (not chown root: alone).
+	own := filepath.Join(b.root, "own")
+	state := filepath.Join(own, "state")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(own, "nixgate.toml")
+	writeFile(t, config, strings.Replace(readFile(t, b.config), filepath.Join(b.root, "serve-state"), state, 1), 0o644)
+	b.account.chown(t, state)
 	r := run(t, nil, nil, "setpriv", "--reuid", fmt.Sprint(b.account.uid), "--regid", fmt.Sprint(b.account.gid), "--init-groups", "--",
-		"env", "HOME="+b.account.home, b.bin, "check", "--json", "--config", b.config, "--mode", "serve")
+		"env", "HOME="+b.account.home, b.bin, "check", "--json", "--config", config, "--mode", "serve")
 	var rs []checkResult
 	if err := json.Unmarshal([]byte(r.stdout), &rs); err != nil {
 		t.Fatalf("check as %s: %v\n%s", b.account.name, err, r)
 	}
-	finding(t, rs, "files", "warn", "the drain state "+filepath.Join(b.root, "serve-state", "drain")+" can be changed by "+b.account.name, `set sandbox.mode = "userns"`)
+	finding(t, rs, "files", "fail", "the drain state "+filepath.Join(state, "drain")+" can be changed by "+b.account.name, `set sandbox.mode = "userns"`)
 }

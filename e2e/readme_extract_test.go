@@ -52,7 +52,7 @@ func readmeSection(readme, heading string) ([]string, int, error) {
 		}
 		return lines[i+1 : end], i + 2, nil
 	}
-	return nil, 0, fmt.Errorf("README.md has no section %q (was it renamed? the flow's test follows it)", heading)
+	return nil, 0, fmt.Errorf("no section %q (was it renamed or moved? the flow's test follows it)", heading)
 }
 
 // indentOf returns how many spaces line starts with.
@@ -239,6 +239,9 @@ var needsStandIn = regexp.MustCompile(`^(systemctl|loginctl)\b`)
 // readmeFlow is one flow of the README: where its commands are and what
 // the test changes in them.
 type readmeFlow struct {
+	// doc is the file the flow is in, relative to the repository;
+	// empty means README.md.
+	doc     string
 	heading string // its section
 	// intro is how the paragraph before its first block starts; empty
 	// means the section's first block.
@@ -276,17 +279,26 @@ type flowPlan struct {
 	after    []string
 }
 
-// plan reads the flow from readme and makes its plan.
+// file is the flow's file, relative to the repository.
+func (f readmeFlow) file() string {
+	if f.doc == "" {
+		return "README.md"
+	}
+	return f.doc
+}
+
+// plan reads the flow from readme, the text of its file, and makes its
+// plan.
 func (f readmeFlow) plan(readme string) (flowPlan, error) {
 	lines, first, err := readmeSection(readme, f.heading)
 	if err != nil {
-		return flowPlan{}, err
+		return flowPlan{}, fmt.Errorf("%s: %v", f.file(), err)
 	}
 	all := readmeBlocks(lines, first)
 	describe := func() string {
 		var s []string
 		for _, b := range all {
-			s = append(s, fmt.Sprintf("  README.md:%d, after %q: %q", b.line, clip(b.intro, 60), clip(b.text, 60)))
+			s = append(s, fmt.Sprintf("  %s:%d, after %q: %q", f.file(), b.line, clip(b.intro, 60), clip(b.text, 60)))
 		}
 		return strings.Join(s, "\n")
 	}
@@ -315,13 +327,13 @@ func (f readmeFlow) plan(readme string) (flowPlan, error) {
 		}
 		segs, err := readmeSegments(b.text, where)
 		if err != nil {
-			return flowPlan{}, fmt.Errorf("README.md:%d: %v", b.line, err)
+			return flowPlan{}, fmt.Errorf("%s:%d: %v", f.file(), b.line, err)
 		}
 		for _, seg := range segs {
 			where = seg.where
 			readmeSteps, err := shellSteps(seg.text)
 			if err != nil {
-				return flowPlan{}, fmt.Errorf("README.md:%d: the shell cannot parse the block: %v\n%s", b.line, err, b.text)
+				return flowPlan{}, fmt.Errorf("%s:%d: the shell cannot parse the block: %v\n%s", f.file(), b.line, err, b.text)
 			}
 			ps := planSegment{where: seg.where}
 			for _, step := range readmeSteps {
@@ -339,7 +351,7 @@ func (f readmeFlow) plan(readme string) (flowPlan, error) {
 					}
 				}
 				if st.standIn == nil && needsStandIn.MatchString(text) {
-					return flowPlan{}, fmt.Errorf("README.md:%d: %q needs systemd or logind, which this machine lacks, and the test has no stand-in for it", b.line, text)
+					return flowPlan{}, fmt.Errorf("%s:%d: %q needs systemd or logind, which this machine lacks, and the test has no stand-in for it", f.file(), b.line, text)
 				}
 				ps.steps = append(ps.steps, st)
 			}
@@ -362,7 +374,7 @@ func (f readmeFlow) plan(readme string) (flowPlan, error) {
 // mustPlan is plan that fails the test on an error.
 func (f readmeFlow) mustPlan(t testing.TB) flowPlan {
 	t.Helper()
-	p, err := f.plan(readFile(t, repoFile(t, "README.md")))
+	p, err := f.plan(readFile(t, repoFile(t, f.file())))
 	if err != nil {
 		t.Fatal(err)
 	}

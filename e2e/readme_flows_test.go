@@ -1,7 +1,7 @@
 package e2e
 
-// The README's flows, run as written: each test reads its flow's
-// commands from README.md (readme_extract_test.go), changes what its
+// The README's flows (and docs/exec-mode.md's), run as written: each test
+// reads its flow's commands from its file (readme_extract_test.go), changes what its
 // substitutions say (each with its reason, each bound to match), and
 // runs them in a machine of its own (readme_machine_test.go), where
 // /etc/nixgate, /usr/local/bin, /etc/nix/nix.conf, /root, the accounts
@@ -84,7 +84,7 @@ func builderWithoutRootFlow() readmeFlow {
 
 func execModeFlow() readmeFlow {
 	return readmeFlow{
-		heading: "## Exec mode, in five steps", blocks: 7, sectionBlocks: 7, shows: []int{4},
+		doc: "docs/exec-mode.md", heading: "## Exec mode, in five steps", blocks: 7, sectionBlocks: 7, shows: []int{4},
 		subs:     []substitution{goBuild()},
 		standIns: []standIn{restartNixDaemon},
 	}

@@ -35,7 +35,8 @@ type connState struct {
 	unauthed  bool               // still counted as unauthenticated
 	sessions  int
 	idle      *time.Timer
-	requests  int // global requests in the current minute
+	keepalive bool // its keepalives have started
+	requests  int  // global requests in the current minute
 	reqWindow time.Time
 }
 

@@ -126,7 +126,13 @@ func (ts *testServer) log() string {
 
 func (ts *testServer) dial(t *testing.T) *gossh.Client {
 	t.Helper()
-	c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{
+	return ts.dialAddr(t, ts.addr)
+}
+
+// dialAddr is dial through addr, a path to the server.
+func (ts *testServer) dialAddr(t *testing.T, addr string) *gossh.Client {
+	t.Helper()
+	c, err := gossh.Dial("tcp", addr, &gossh.ClientConfig{
 		User: "builder", Auth: []gossh.AuthMethod{gossh.PublicKeys(ts.client)},
 		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second,
 	})

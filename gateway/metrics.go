@@ -25,6 +25,7 @@ type Metrics struct {
 	buildsG     prometheus.Gauge
 	queueG      prometheus.Gauge
 	slotWait    prometheus.Histogram
+	keepalives  prometheus.Counter
 
 	usageSessions *prometheus.CounterVec
 	usageBuilds   *prometheus.CounterVec
@@ -73,6 +74,9 @@ func NewMetrics() *Metrics {
 			Name: "nixgate_build_slot_wait_seconds", Help: "How long build operations waited for a build slot, refused ones included.",
 			Buckets: []float64{0.001, 0.01, 0.1, 1, 5, 15, 60, 300, 900, 3600},
 		}),
+		keepalives: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nixgate_keepalive_timeouts_total", Help: "Connections closed because their client answered no keepalive ([limits] keepalive_count_max in a row).",
+		}),
 		usageSessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nixgate_usage_sessions_total", Help: "Nix sessions run, by key.",
 		}, []string{"key"}),
@@ -92,7 +96,7 @@ func NewMetrics() *Metrics {
 			Name: "nixgate_usage_refusals_total", Help: "Sessions and protocol operations refused, by key.",
 		}, []string{"key"}),
 	}
-	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG, m.healthyG, m.buildsG, m.queueG, m.slotWait,
+	m.reg.MustRegister(m.connections, m.auths, m.sessions, m.runningG, m.bytesC, m.ops, m.drainingG, m.healthyG, m.buildsG, m.queueG, m.slotWait, m.keepalives,
 		m.usageSessions, m.usageBuilds, m.usageBuildSec, m.usageBytes, m.usageImported, m.usageRefusals,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -106,6 +110,12 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) connection(result string) {
 	if m != nil {
 		m.connections.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) keepaliveClosed() {
+	if m != nil {
+		m.keepalives.Inc()
 	}
 }
 

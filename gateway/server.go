@@ -89,8 +89,9 @@ type Server struct {
 	conns    map[*connState]struct{}
 	sessions map[string]int // running sessions by key name
 	procs    map[*sandbox.Process]struct{}
-	active   int           // sessions started and not yet answered
-	drained  chan struct{} // closed when no session runs during shutdown
+	live     map[*liveSession]struct{} // the Nix sessions running, for Status
+	active   int                       // sessions started and not yet answered
+	drained  chan struct{}             // closed when no session runs during shutdown
 }
 
 // KeySource answers which key an offered public key that the

@@ -14,6 +14,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
+	"github.com/nixgate/nixgate/buildlog"
 	"github.com/nixgate/nixgate/certauth"
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
@@ -62,6 +63,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	defer s.sessionEnded(c)
+	s.startKeepalive(c, ctx)
 
 	st := s.state.Load()
 	if crt := s.certOfConn(c); crt != nil {
@@ -136,6 +138,14 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	case session.Shell:
 		s.runShell(sess, log, cfg, v.Decision)
 		return
+	case session.ShowBuildLog:
+		if err := buildlog.Show(cfg, name, v.Decision.BuildLog, sess); err != nil {
+			refuse(sess, log, policy.Line(err), "decision", "deny")
+			return
+		}
+		log.Info("build log shown", "decision", "allow", "drv", v.Decision.BuildLog)
+		sess.Exit(0)
+		return
 	case session.RunNix:
 	default:
 		s.metrics.session("refused")
@@ -152,7 +162,10 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	observe := func(op string, allowed bool) { s.metrics.op(name, op, allowed) }
-	s.run(sess, log.With("argv", cmd.Argv), cmd, v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name)), nil)
+	logs := buildlog.Start(cfg, name, log)
+	filter := v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name), logs.Func())
+	defer s.track(name, raw, c.remote, filter)()
+	s.run(sess, log.With("argv", cmd.Argv), cmd, filter, nil, logs)
 }
 
 // sourcedConfig returns st's configuration with the key that st's key
@@ -180,8 +193,9 @@ func sourcedConfig(st *state, user string, pub gossh.PublicKey, name string) (*p
 // filter (the operator's shell) connects cmd to the session directly; a
 // non-nil tty runs it on a terminal of that size, which follows the
 // client's window changes.
-func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command, filter *nixproto.Filter, tty *terminal) {
+func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Command, filter *nixproto.Filter, tty *terminal, logs *buildlog.Recorder) {
 	defer cmd.Done()
+	defer logs.Close()
 	start := time.Now()
 	stdio := sandbox.IO{Stdin: sess, Stdout: sess, Stderr: sess.Stderr()}
 	if tty != nil {
@@ -195,6 +209,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 			return
 		}
 		stdio.Stdin, stdio.Stdout = nixIn, nixOut
+		stdio.Stderr = filter.NixStderr(stdio.Stderr)
 	}
 	p, err := s.startProcess(cmd, stdio)
 	if err != nil {
@@ -254,6 +269,7 @@ func (s *Server) run(sess gliderssh.Session, log *slog.Logger, cmd *sandbox.Comm
 	if ferr != nil {
 		attrs = append(attrs, "filter", policy.Line(ferr))
 	}
+	attrs = append(attrs, logs.End()...)
 	log.Info("session ended", attrs...)
 	if sig != 0 {
 		sendExitSignal(sess, sig)

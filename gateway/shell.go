@@ -31,7 +31,7 @@ func (s *Server) runShell(sess gliderssh.Session, log *slog.Logger, cfg *policy.
 		size = &tty.size
 	}
 	cmd := sandbox.Shell(cfg, s.account, d.Command, size)
-	s.run(sess, log.With("argv", cmd.Argv, "shell", cmd.Path, "pty", isPty), cmd, nil, tty)
+	s.run(sess, log.With("argv", cmd.Argv, "shell", cmd.Path, "pty", isPty), cmd, nil, tty, nil)
 }
 
 // shellHint is what a key without the shell role is told when it asks

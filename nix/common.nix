@@ -162,14 +162,14 @@ in
         type = lib.types.attrsOf (lib.types.oneOf [ lib.types.int lib.types.str ]);
         default = { };
         example = { max_startups = 32; drain_timeout = "5m"; };
-        description = "nixgate.toml's [limits]: connections, sessions and the drain (see the README).";
+        description = "nixgate.toml's [limits]: connections, sessions and the drain (see docs/configuration.md).";
       };
 
       admission = lib.mkOption {
         type = lib.types.attrsOf (lib.types.oneOf [ lib.types.int lib.types.str lib.types.bool ]);
         default = { };
         example = { max_builds = 4; build_queue_timeout = "5m"; };
-        description = "nixgate.toml's [admission]: build slots and health (see the README).";
+        description = "nixgate.toml's [admission]: build slots and health (see docs/configuration.md).";
       };
 
       metricsListen = lib.mkOption {
@@ -189,7 +189,7 @@ in
         type = toml.type;
         default = { };
         example = lib.literalExpression ''{ limits.max_startups = 32; sandbox.mode = "direct"; }'';
-        description = "More of nixgate.toml (see the README); merged over what the other options set.";
+        description = "More of nixgate.toml (see docs/configuration.md); merged over what the other options set.";
       };
   };
 

@@ -12,6 +12,16 @@ in
       default = false;
       description = "Open the listen ports in the firewall.";
     };
+    socketActivation = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      description = ''
+        Let systemd bind the listen addresses (a nixgate.socket unit) and
+        start nixgate at the first connection: nixgate then needs no
+        CAP_NET_BIND_SERVICE for port 22, and the addresses are systemd's
+        (each bound on its own, IPv6 ones IPv6-only, as nixgate binds them).
+      '';
+    };
   };
 
   config = lib.mkIf cfg.enable {
@@ -32,10 +42,22 @@ in
 
     environment.etc."nixgate/nixgate.toml".source = common.configFile;
 
+    systemd.sockets.nixgate = lib.mkIf cfg.socketActivation {
+      description = "nixgate, the SSH gateway of a Nix remote builder: its listening sockets";
+      wantedBy = [ "sockets.target" ];
+      listenStreams = cfg.listen;
+      socketConfig = {
+        BindIPv6Only = "ipv6-only";
+        Accept = false;
+      };
+    };
+
     systemd.services.nixgate = {
       description = "nixgate, the SSH gateway of a Nix remote builder";
-      wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" "nix-daemon.socket" ];
+      # Under socket activation the socket starts it.
+      wantedBy = lib.optionals (!cfg.socketActivation) [ "multi-user.target" ];
+      requires = lib.optionals cfg.socketActivation [ "nixgate.socket" ];
+      after = [ "network.target" "nix-daemon.socket" ] ++ lib.optionals cfg.socketActivation [ "nixgate.socket" ];
       wants = [ "network.target" ];
       restartTriggers = [ common.configFile ];
       serviceConfig = {
@@ -49,7 +71,8 @@ in
         StateDirectory = "nixgate";
         StateDirectoryMode = "0700";
         UMask = "0077";
-        CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" "CAP_SETUID" "CAP_SETGID" "CAP_CHOWN" "CAP_KILL" ];
+        # Binding a port below 1024 is systemd's under socket activation.
+        CapabilityBoundingSet = lib.optionals (!cfg.socketActivation) [ "CAP_NET_BIND_SERVICE" ] ++ [ "CAP_SETUID" "CAP_SETGID" "CAP_CHOWN" "CAP_KILL" ];
         NoNewPrivileges = true;
         SecureBits = "noroot-locked";
         ProtectSystem = "strict";

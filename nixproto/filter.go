@@ -50,6 +50,13 @@ type Options struct {
 	// only Nix's exit says the build is over. Nil means builds never
 	// wait.
 	AcquireBuild func(stop <-chan struct{}) (release func(), err error)
+	// BuildLog, when set, is given the build log the client is sent, by
+	// derivation, as it passes: for the worker protocol the log lines
+	// and messages of Nix's answers to a build operation (by the build
+	// activity that logged them), for the serve protocol what Nix writes
+	// on stderr (NixStderr) while a build operation runs. It must not
+	// block, and must copy what it keeps. Nil keeps nothing.
+	BuildLog func(drv string, p []byte)
 }
 
 // Filter carries one session of a Nix protocol between a client and
@@ -125,6 +132,9 @@ type Filter struct {
 	// building is when the build op still awaiting the client's next op
 	// reached Nix; zero when none is.
 	building time.Time
+	// buildingDrvs are the derivations of that op, whose log Nix's stderr
+	// is in the serve protocol.
+	buildingDrvs []string
 	// slot gives back the session's build slot, held from its first
 	// build op until Close; nil when none is held.
 	slot func()
@@ -178,6 +188,55 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	}
 	go f.run()
 	return r, f.reply, nil
+}
+
+// Live is what a running session is doing, for nixgate status.
+type Live struct {
+	// Building are the derivations of the build operation Nix is
+	// working on, since BuildStarted; nil when none.
+	Building     []string
+	BuildStarted time.Time
+	// BytesToNix and BytesFromNix are what passed so far.
+	BytesToNix, BytesFromNix uint64
+}
+
+// Live returns what the session is doing now. It may be called at any
+// time from any goroutine.
+func (f *Filter) Live() Live {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Live{Building: f.buildingDrvs, BuildStarted: f.building, BytesToNix: f.nixBytes.Load(), BytesFromNix: f.replyBytes.Load()}
+}
+
+// NixStderr returns the writer Nix's stderr must write to, which
+// passes it on to w, the client's stderr: in a serve-protocol session
+// with Options.BuildLog, what reaches the client while a build operation
+// runs is that build's log, given to BuildLog for each of its
+// derivations. Otherwise it is w.
+func (f *Filter) NixStderr(w io.Writer) io.Writer {
+	if f.opt.BuildLog == nil || f.opt.Protocol != policy.ProtocolServe {
+		return w
+	}
+	return &buildLogWriter{f: f, w: w}
+}
+
+// buildLogWriter is NixStderr's writer.
+type buildLogWriter struct {
+	f *Filter
+	w io.Writer
+}
+
+func (b *buildLogWriter) Write(p []byte) (int, error) {
+	n, err := b.w.Write(p)
+	if n > 0 {
+		b.f.mu.Lock()
+		drvs := b.f.buildingDrvs
+		b.f.mu.Unlock()
+		for _, drv := range drvs {
+			b.f.opt.BuildLog(drv, p[:n])
+		}
+	}
+	return n, err
 }
 
 // countingWriter adds what it writes to n.
@@ -421,6 +480,7 @@ func (f *Filter) sent(o *op) {
 		o.buildStart = time.Now()
 		f.mu.Lock()
 		f.building = o.buildStart
+		f.buildingDrvs = o.drvs()
 		f.mu.Unlock()
 	}
 	if f.reply.track != nil {
@@ -446,6 +506,7 @@ func (f *Filter) attributeReplies(prev *op, mark *uint64) {
 		f.mu.Lock()
 		f.audit.BuildTime += time.Since(prev.buildStart)
 		f.building = time.Time{}
+		f.buildingDrvs = nil
 		f.mu.Unlock()
 	}
 	*mark = now

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nixgate/nixgate/policy"
@@ -39,6 +40,19 @@ type op struct {
 	readsContents bool
 	// buildStart is when a build op reached Nix; zero for other ops.
 	buildStart time.Time
+}
+
+// drvs returns the derivations o builds: of its built paths, those that
+// are derivations (a derived path's derivation, without its outputs).
+func (o *op) drvs() []string {
+	var out []string
+	for _, p := range o.built {
+		p, _, _ = strings.Cut(p, "!")
+		if strings.HasSuffix(p, ".drv") && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // ops filters operations until the client's stream ends: parse reads one

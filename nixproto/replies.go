@@ -76,7 +76,27 @@ type replies struct {
 	// not any more (closed).
 	room   *sync.Cond
 	closed bool
+
+	// builds maps the build activities of the answer being read to
+	// their derivations, for Options.BuildLog.
+	builds map[uint64]string
+	// logged are the log lines read and not yet passed to the client:
+	// they go to Options.BuildLog once they have.
+	logged []loggedLine
 }
+
+type loggedLine struct{ drv, line string }
+
+// Activity and result types of Nix's logger (logging.hh) that carry a
+// build's log.
+const (
+	actBuild        = 105
+	resBuildLogLine = 101
+)
+
+// maxBuildActivities bounds the build activities nixgate follows at
+// once; the logs of more are not kept.
+const maxBuildActivities = 4096
 
 // pending is what an answer in the queue is: Nix's answer to o; for a
 // nil o, nixgate's own answer refusal; or, first of all, Nix's hello
@@ -244,6 +264,12 @@ func (t *replies) write(p []byte) error {
 	t.passed = t.off
 	_, err := t.f.reply.w.Write(p)
 	t.f.replyBytes.Add(uint64(len(p)))
+	if err == nil {
+		for _, l := range t.logged {
+			t.f.opt.BuildLog(l.drv, []byte(l.line))
+		}
+	}
+	t.logged = t.logged[:0]
 	return err
 }
 
@@ -393,6 +419,27 @@ func (t *replies) fields() {
 	}
 }
 
+// firstField reads an activity's or result's fields and returns the
+// first when it is a string (at most maxReplyText bytes of it), else "".
+func (t *replies) firstField() string {
+	var first string
+	for i, n := 0, t.u64(); n > 0 && t.fail == nil; i, n = i+1, n-1 {
+		switch typ := t.u64(); typ {
+		case 0:
+			t.u64()
+		case 1:
+			if i == 0 {
+				first = t.text()
+			} else {
+				t.str()
+			}
+		default:
+			t.malformed("Nix sent an activity field of type %d", typ)
+		}
+	}
+	return first
+}
+
 // errorText reads the rest of an error message (after its kind) and
 // returns its text: at 1.26 and later a structured error (type, level,
 // name, text, no position, traces without positions), before a text and
@@ -470,6 +517,7 @@ func (t *replies) answered(o *op, n uint64) {
 		f.audit.BuildTime += time.Since(o.buildStart)
 		if f.building.Equal(o.buildStart) {
 			f.building = time.Time{}
+			f.buildingDrvs = nil
 		}
 	}
 	f.mu.Unlock()
@@ -494,6 +542,8 @@ func (t *replies) answered(o *op, n uint64) {
 // text it returns, or o's result.
 func (t *replies) answer(o *op) (failed string) {
 	v := t.f.version
+	logging := t.f.opt.BuildLog != nil && len(o.built) > 0
+	defer clear(t.builds)
 	for t.fail == nil {
 		switch kind := t.u64(); kind {
 		case stderrLast:
@@ -504,18 +554,31 @@ func (t *replies) answer(o *op) (failed string) {
 		case stderrNext:
 			t.str()
 		case stderrStartActivity:
-			t.u64() // id
+			id := t.u64()
 			t.u64() // level
-			t.u64() // type
+			typ := t.u64()
 			t.str()
-			t.fields()
+			if !logging || typ != actBuild {
+				t.fields()
+			} else if drv := t.firstField(); drv != "" && len(t.builds) < maxBuildActivities {
+				if t.builds == nil {
+					t.builds = map[uint64]string{}
+				}
+				t.builds[id] = drv
+			}
 			t.u64() // parent
 		case stderrStopActivity:
-			t.u64()
+			delete(t.builds, t.u64())
 		case stderrResult:
-			t.u64() // id
-			t.u64() // type
-			t.fields()
+			id := t.u64()
+			typ := t.u64()
+			if drv, ok := t.builds[id]; ok && typ == resBuildLogLine {
+				if line := t.firstField(); t.fail == nil {
+					t.logged = append(t.logged, loggedLine{drv, line + "\n"})
+				}
+			} else {
+				t.fields()
+			}
 		case stderrWrite:
 			if o.req.Code != 16 { // ExportPath
 				t.malformed("Nix sent data to the client while answering %s", policy.OpName(policy.ProtocolWorker, o.req.Code))

@@ -65,6 +65,8 @@ type Config struct {
 	Serve ServeConfig `toml:"-"`
 	// Admission says when the builder takes new sessions.
 	Admission AdmissionConfig `toml:"-"`
+	// BuildLogs says which build logs are kept.
+	BuildLogs BuildLogsConfig `toml:"-"`
 
 	// Source is the file the configuration was read from, for messages.
 	Source string `toml:"-"`

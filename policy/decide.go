@@ -63,6 +63,10 @@ type Decision struct {
 	Shell bool
 	// Command is the command a shell-role key asked for.
 	Command string
+	// BuildLog, when set, is the derivation whose build log the key
+	// asked for ("nixgate log DRV"): show the log kept of it for the key,
+	// and run nothing. Program and Args are empty.
+	BuildLog string
 	// Protocol is the Nix protocol Program speaks on stdin and stdout,
 	// which nixgate filters with Ops; zero when denied.
 	Protocol Protocol
@@ -156,6 +160,9 @@ func (e *Engine) Decide(req Request) Decision {
 		d.Reason = "command refused: " + Line(err)
 		return d
 	}
+	if len(argv) >= 2 && argv[0] == "nixgate" && argv[1] == "log" {
+		return logRequest(d, argv)
+	}
 	inv, err := MatchCommand(argv, e.cfg.BinDirs())
 	if err != nil {
 		d.Reason = "command refused: " + Line(err)
@@ -220,3 +227,16 @@ func (e *Engine) narrow(d Decision, k *Key, inv Invocation) Decision {
 }
 
 func deny(reason string) Decision { return Decision{Reason: reason} }
+
+// logRequest decides "nixgate log DRV": any key but the operator's
+// (which has a shell) may read the build logs kept for it, and only
+// those; argv must be exactly that, with DRV a derivation's store path.
+func logRequest(d Decision, argv []string) Decision {
+	if len(argv) != 3 || !ValidDrvPath(argv[2]) {
+		d.Reason = "command refused: want exactly nixgate log /nix/store/HASH-NAME.drv (the derivation whose build log to show)"
+		return d
+	}
+	d.Allow, d.BuildLog = true, argv[2]
+	d.Reason = fmt.Sprintf("allowed: the build log of %s kept for key %q", argv[2], d.Key)
+	return d
+}

@@ -233,3 +233,41 @@ func TestProotRefusesBuildKeys(t *testing.T) {
 		t.Errorf("userns, build key: %+v; want allowed", d)
 	}
 }
+
+// TestDecideBuildLog: "nixgate log DRV", exactly, with DRV a derivation's
+// store path as Nix prints it, is allowed to every key but the
+// operator's, and runs nothing; every other form is refused.
+func TestDecideBuildLog(t *testing.T) {
+	e := testEngine(t)
+	const drv = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.drv"
+	for _, tt := range []struct {
+		key, command string
+		allow        bool
+	}{
+		{"build", "nixgate log " + drv, true},
+		{"substitute", "nixgate log '" + drv + "'", true},
+		{"build", "nixgate log " + drv + " " + drv, false},
+		{"build", "nixgate log", false},
+		{"build", "nixgate log /nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12", false},
+		{"build", "nixgate log /nix/store/../etc/0123456789abcdfghijklmnpqrsvwxyz-x.drv", false},
+		{"build", "nixgate log /nix/store//0123456789abcdfghijklmnpqrsvwxyz-x.drv", false},
+		{"build", "nixgate log " + drv + "/", false},
+		{"build", "nixgate log 0123456789abcdfghijklmnpqrsvwxyz-x.drv", false},
+		{"build", "nixgate log --key other " + drv, false},
+		{"build", "nixgate serve", false},
+		{"build", "/usr/local/bin/nixgate log " + drv, false},
+		{"old", "nixgate log " + drv, false},
+	} {
+		d := e.Decide(Request{Key: tt.key, Command: tt.command})
+		if d.Allow != tt.allow {
+			t.Errorf("%s: %q: allow %v (%s); want %v", tt.key, tt.command, d.Allow, d.Reason, tt.allow)
+			continue
+		}
+		if tt.allow && (d.BuildLog != drv || d.Program != "" || d.Args != nil || d.Protocol != 0) {
+			t.Errorf("%q: %+v; want the log of %s and nothing run", tt.command, d, drv)
+		}
+		if !tt.allow && d.BuildLog != "" {
+			t.Errorf("%q refused with BuildLog %q", tt.command, d.BuildLog)
+		}
+	}
+}

@@ -25,6 +25,7 @@ type fileConfig struct {
 	KeySource      fileKeySource `toml:"key_source"`
 	Sandbox        SandboxConfig `toml:"sandbox"`
 	Admission      fileAdmission `toml:"admission"`
+	BuildLogs      fileBuildLogs `toml:"build_logs"`
 	fileServe
 }
 
@@ -215,6 +216,7 @@ func (v *validator) config(f *fileConfig) *Config {
 	cfg.Sandbox = v.sandbox(f.Sandbox)
 	cfg.Admission = v.admission(f.Admission)
 	cfg.KeySource = v.keySource(f.KeySource)
+	cfg.BuildLogs = v.buildLogs(f.BuildLogs)
 	if f.AuthorizedKeys != "" && !strings.HasPrefix(f.AuthorizedKeys, "/") {
 		v.fail("authorized_keys", "%q must be an absolute path", f.AuthorizedKeys)
 	}

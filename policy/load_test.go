@@ -226,6 +226,21 @@ listen = "127.0.0.1:9122"
 	if s.Limits != want {
 		t.Errorf("Limits = %+v; want %+v", s.Limits, want)
 	}
+	for doc, want := range map[string][2]any{
+		"keepalive_interval = \"10s\"\nkeepalive_count_max = 5": {10 * time.Second, 5},
+		"keepalive_interval = \"0\"":                            {time.Duration(0), DefaultLimits.KeepaliveCountMax},
+		"keepalive_interval = \"0s\"":                           {time.Duration(0), DefaultLimits.KeepaliveCountMax},
+		"":                                                      {30 * time.Second, 3},
+	} {
+		cfg, err := Parse("k.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\n"+doc+"\n"))
+		if err != nil {
+			t.Errorf("%q: %v", doc, err)
+			continue
+		}
+		if l := cfg.Serve.Limits; l.KeepaliveInterval != want[0] || l.KeepaliveCountMax != want[1] {
+			t.Errorf("%q: keepalive %v × %d; want %v × %v", doc, l.KeepaliveInterval, l.KeepaliveCountMax, want[0], want[1])
+		}
+	}
 	sock, err := Parse("m.toml", []byte("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"unix:/run/nixgate/metrics.sock\"\n"))
 	if err != nil || sock.Serve.MetricsListen != "unix:/run/nixgate/metrics.sock" {
 		t.Errorf("a unix metrics socket: %v, %q", err, sock.Serve.MetricsListen)
@@ -238,18 +253,20 @@ listen = "127.0.0.1:9122"
 		t.Errorf("defaults = %+v", def.Serve)
 	}
 	for doc, want := range map[string]string{
-		"user = \"b\"\nlisten = [\"nope\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                   "s.toml:2: listen[0]",
-		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nlogin_grace_time = \"soon\"\n": "s.toml:6: limits.login_grace_time",
-		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startups = 0\n":            "s.toml:6: limits.max_startups",
-		"user = \"b\"\nhost_keys = [\"rel\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                 "s.toml:2: host_keys[0]",
-		"user = \"b\"\nauthorized_keys = \"rel\"\n":                                                       "s.toml:2: authorized_keys",
-		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startup = 1\n":             "unknown setting \"limits.max_startup\": did you mean \"limits.max_startups\"?",
-		"user = \"b\"\nAuthorized_Keys = \"/k\"\n":                                                        "unknown setting \"Authorized_Keys\": did you mean \"authorized_keys\"? (names are exact)",
-		"user = \"b\"\nbogus = 1\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                             "s.toml:2: unknown setting \"bogus\"",
-		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"unix:rel.sock\"\n": "s.toml:6: metrics.listen",
-		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"9122\"\n":          "s.toml:6: metrics.listen",
-		"user = \"b\"\nlisten = \"0.0.0.0:2222\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":             "s.toml:2: listen: a TOML string where a list of strings belongs: write listen = [",
-		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startups = \"ten\"\n":      "s.toml:6: limits.max_startups: a TOML string where a number belongs: write max_startups = 4",
+		"user = \"b\"\nlisten = [\"nope\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                    "s.toml:2: listen[0]",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nlogin_grace_time = \"soon\"\n":  "s.toml:6: limits.login_grace_time",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startups = 0\n":             "s.toml:6: limits.max_startups",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nkeepalive_interval = \"-1s\"\n": "s.toml:6: limits.keepalive_interval",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nkeepalive_count_max = 0\n":      "s.toml:6: limits.keepalive_count_max",
+		"user = \"b\"\nhost_keys = [\"rel\"]\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                  "s.toml:2: host_keys[0]",
+		"user = \"b\"\nauthorized_keys = \"rel\"\n":                                                        "s.toml:2: authorized_keys",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startup = 1\n":              "unknown setting \"limits.max_startup\": did you mean \"limits.max_startups\"?",
+		"user = \"b\"\nAuthorized_Keys = \"/k\"\n":                                                         "unknown setting \"Authorized_Keys\": did you mean \"authorized_keys\"? (names are exact)",
+		"user = \"b\"\nbogus = 1\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":                              "s.toml:2: unknown setting \"bogus\"",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"unix:rel.sock\"\n":  "s.toml:6: metrics.listen",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[metrics]\nlisten = \"9122\"\n":           "s.toml:6: metrics.listen",
+		"user = \"b\"\nlisten = \"0.0.0.0:2222\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n":              "s.toml:2: listen: a TOML string where a list of strings belongs: write listen = [",
+		"user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\n[limits]\nmax_startups = \"ten\"\n":       "s.toml:6: limits.max_startups: a TOML string where a number belongs: write max_startups = 4",
 	} {
 		if _, err := Parse("s.toml", []byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(%q) = %v; want %q", doc, err, want)

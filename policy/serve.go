@@ -50,6 +50,18 @@ type Limits struct {
 	MaxSessionsPerConn int
 	// DrainTimeout is how long running sessions may go on after SIGTERM.
 	DrainTimeout time.Duration
+	// KeepaliveInterval is how often serve asks the client of a
+	// connection with a session whether it is still there
+	// (keepalive@openssh.com, as OpenSSH's ClientAliveInterval): the
+	// traffic keeps NATs and firewalls from dropping a connection whose
+	// build is silent, and a client that stops answering is found. Zero
+	// sends none.
+	KeepaliveInterval time.Duration
+	// KeepaliveCountMax is how many keepalives may go unanswered before
+	// the connection is closed, its sessions' Nix stopped and their build
+	// slots given back: a client gone without a word is found within
+	// KeepaliveInterval × (KeepaliveCountMax+1).
+	KeepaliveCountMax int
 }
 
 // Defaults for serve mode.
@@ -65,6 +77,8 @@ var (
 		IdleTimeout:          10 * time.Minute,
 		MaxSessionsPerConn:   10,
 		DrainTimeout:         5 * time.Minute,
+		KeepaliveInterval:    30 * time.Second,
+		KeepaliveCountMax:    3,
 	}
 )
 
@@ -88,6 +102,8 @@ type fileLimits struct {
 	IdleTimeout          string `toml:"idle_timeout"`
 	MaxSessionsPerConn   *int   `toml:"max_sessions_per_connection"`
 	DrainTimeout         string `toml:"drain_timeout"`
+	KeepaliveInterval    string `toml:"keepalive_interval"`
+	KeepaliveCountMax    *int   `toml:"keepalive_count_max"`
 }
 
 func (v *validator) serve(f *fileServe) ServeConfig {
@@ -121,6 +137,12 @@ func (v *validator) serve(f *fileServe) ServeConfig {
 	v.duration("limits.login_grace_time", f.Limits.LoginGraceTime, &l.LoginGraceTime)
 	v.duration("limits.idle_timeout", f.Limits.IdleTimeout, &l.IdleTimeout)
 	v.duration("limits.drain_timeout", f.Limits.DrainTimeout, &l.DrainTimeout)
+	if f.Limits.KeepaliveInterval == "0" || f.Limits.KeepaliveInterval == "0s" {
+		l.KeepaliveInterval = 0
+	} else {
+		v.duration("limits.keepalive_interval", f.Limits.KeepaliveInterval, &l.KeepaliveInterval)
+	}
+	v.positive("limits.keepalive_count_max", f.Limits.KeepaliveCountMax, &l.KeepaliveCountMax)
 	v.positive("limits.max_auth_tries", f.Limits.MaxAuthTries, &l.MaxAuthTries)
 	v.positive("limits.max_startups", f.Limits.MaxStartups, &l.MaxStartups)
 	v.positive("limits.per_source_max_startups", f.Limits.PerSourceMaxStartups, &l.PerSourceMaxStartups)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the import structure the packages are built on (README, Layout):
+# Checks the import structure the packages are built on (docs/development.md, Layout):
 # cmd on top; gateway and check above sandbox, keys and nixproto; policy
 # at the ground. Prints one line per import that breaks it and exits 1.
 set -euo pipefail

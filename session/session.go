@@ -28,6 +28,9 @@ const (
 	// Shell runs the account's login shell for an operator key (serve
 	// mode only).
 	Shell
+	// ShowBuildLog writes the build log of Decision.BuildLog kept for
+	// the key on the session's stdout, and runs nothing.
+	ShowBuildLog
 )
 
 // Mode is the transport a session arrived by.
@@ -130,7 +133,7 @@ type Verdict struct {
 func Decide(req Request) Verdict {
 	d := req.Engine.Decide(req.Request)
 	v := Verdict{Config: req.Engine.Config()}
-	if d.LixBootstrap || d.Allow && !d.Shell {
+	if d.LixBootstrap || d.Allow && !d.Shell && d.BuildLog == "" {
 		// Admission: a session that would run Nix is refused at connect
 		// while the builder is draining, unhealthy, or (for build keys)
 		// out of build slots, so that Nix tries another builder.
@@ -169,6 +172,8 @@ func Decide(req Request) Verdict {
 		v.Message = fmt.Sprintf("this account only serves Nix, there is no shell: use it from Nix, e.g. nix store ping --store ssh://%s", login)
 	case !d.Allow:
 		v.Message = "refused: " + d.Reason
+	case d.BuildLog != "":
+		v.Kind = ShowBuildLog
 	default:
 		v.Kind = RunNix
 	}
@@ -252,8 +257,9 @@ func (v Verdict) LogAttrs() []any {
 // Filter returns the stream filter for a RunNix verdict: stderr is the
 // client's, log gets a record per refused operation, observe (may be nil)
 // counts operations, acquireBuild (may be nil) hands out build slots
-// (nixproto.Options.AcquireBuild).
-func (v Verdict) Filter(stderr io.Writer, log *slog.Logger, observe func(op string, allowed bool), acquireBuild func(stop <-chan struct{}) (func(), error)) *nixproto.Filter {
+// (nixproto.Options.AcquireBuild), buildLog (may be nil) keeps the
+// build logs (nixproto.Options.BuildLog).
+func (v Verdict) Filter(stderr io.Writer, log *slog.Logger, observe func(op string, allowed bool), acquireBuild func(stop <-chan struct{}) (func(), error), buildLog func(drv string, p []byte)) *nixproto.Filter {
 	return nixproto.New(nixproto.Options{
 		Protocol:     v.Decision.Protocol,
 		Policy:       v.Decision.Ops,
@@ -261,5 +267,6 @@ func (v Verdict) Filter(stderr io.Writer, log *slog.Logger, observe func(op stri
 		Log:          log,
 		Observe:      observe,
 		AcquireBuild: acquireBuild,
+		BuildLog:     buildLog,
 	})
 }

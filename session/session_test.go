@@ -346,7 +346,7 @@ func TestVerdictFilter(t *testing.T) {
 		if v.Kind != RunNix {
 			t.Fatalf("Decide(ci, %q).Kind = %v (%q); want RunNix", cmd, v.Kind, v.Message)
 		}
-		if f := v.Filter(io.Discard, nil, nil, nil); f == nil {
+		if f := v.Filter(io.Discard, nil, nil, nil, nil); f == nil {
 			t.Errorf("Decide(ci, %q).Filter(io.Discard, nil, nil) = nil; want a filter", cmd)
 		}
 	}

@@ -226,6 +226,10 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	} else {
 		writeSigningAdvice(w, cfg, account, *host, err)
 	}
+	if *role == string(policy.RoleBuild) && !cfg.BuildLogs.Off {
+		fmt.Fprintf(w, "# A failed remote build's log, kept on the builder for this key (a shell function,\n# for the user whose ~/.ssh/config has the block above): nixgate_log /nix/store/…drv\n")
+		fmt.Fprintf(w, "nixgate_log() { ssh %s nixgate log \"$1\"; }\n\n", *host)
+	}
 	fmt.Fprintf(w, "# Prove it works (the nix command is experimental: Nix 2.8 needs the flag)\nnix --extra-experimental-features nix-command store ping --store %s://%s@%s\n", *protocol, u, *host)
 	return exitOK
 }

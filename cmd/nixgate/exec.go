@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixgate/nixgate/admission"
+	"github.com/nixgate/nixgate/buildlog"
 	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
@@ -108,7 +109,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	if k := cfg.Key(keyName); admission.NeedsLockDir(cfg, k) {
 		err := limits.open(cfg.Serve.StateDir)
 		if err == nil {
-			err = limits.session(k)
+			err = limits.session(k, cfg.Serve.StateDir)
 		}
 		if err != nil {
 			// The refusal first: counting it must never cost its line.
@@ -116,6 +117,8 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 			usageRecorder(cfg, log).Record(keyName, keyusage.Refusal)
 			return status
 		}
+	} else if k != nil {
+		limits.session(k, cfg.Serve.StateDir) // only announced: never refuses
 	}
 
 	v := session.Decide(session.Request{
@@ -160,6 +163,16 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	// Usage goes to state_dir's store when the build account may write
 	// it; otherwise one warning, and the session goes on uncounted.
 	rec := usageRecorder(cfg, log)
+	if v.Kind == session.ShowBuildLog {
+		if v.Config != nil {
+			cfg = v.Config
+		}
+		if err := buildlog.Show(cfg, keyName, v.Decision.BuildLog, os.Stdout); err != nil {
+			return refuse(stderr, log, policy.Line(err), "decision", "deny")
+		}
+		log.Info("build log shown", "decision", "allow", "drv", v.Decision.BuildLog)
+		return 0
+	}
 	if v.Kind != session.RunNix {
 		status := refuse(stderr, log, v.Message, "decision", "deny")
 		rec.Record(keyName, keyusage.Refusal)
@@ -187,7 +200,10 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	log.Info("allowed", "decision", "allow", "reason", v.Decision.Reason)
 	// nixgate stays between sshd and Nix: the filter passes on only the
 	// operations the key's role may send.
-	return runFiltered(c, account.Home, v.Filter(stderr, log, nil, acquire), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) }, limits.logAttrs)
+	logs := buildlog.Start(cfg, keyName, log)
+	defer logs.Close()
+	more := func() []any { return append(limits.logAttrs(), logs.End()...) }
+	return runFiltered(c, account.Home, v.Filter(stderr, log, nil, acquire, logs.Func()), stderr, log, func(u keyusage.Counters) { rec.Record(keyName, u) }, more)
 }
 
 // killGrace is how long the command has after SIGTERM, when its client
@@ -214,7 +230,7 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	if err != nil {
 		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")
 	}
-	p, err := c.Start(nil, dir, sandbox.IO{Stdin: nixIn, Stdout: nixOut, Stderr: stderr})
+	p, err := c.Start(nil, dir, sandbox.IO{Stdin: nixIn, Stdout: nixOut, Stderr: filter.NixStderr(stderr)})
 	if err != nil {
 		filter.Close()
 		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")

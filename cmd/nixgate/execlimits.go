@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 
 	"github.com/nixgate/nixgate/admission"
@@ -65,9 +66,18 @@ func (l *execLimits) healthDir(stateDir string) func() *admission.LockDir {
 }
 
 // session counts this session against key's max_sessions until the
-// process ends.
-func (l *execLimits) session(key *policy.Key) error {
+// process ends. A key without one is only announced, for nixgate
+// status, when the lock directory state_dir/run can be used.
+func (l *execLimits) session(key *policy.Key, stateDir string) error {
 	if key.MaxSessions <= 0 {
+		if l.dir == nil {
+			if d, err := admission.OpenLockDir(filepath.Join(stateDir, admission.RuntimeDirName)); err == nil {
+				l.dir = d
+			}
+		}
+		if l.dir != nil {
+			l.dir.Announce(key.Name)
+		}
 		return nil
 	}
 	if l.dir == nil {

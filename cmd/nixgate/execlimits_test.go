@@ -51,7 +51,7 @@ func TestExecLimitsFailClosed(t *testing.T) {
 	cfg := &policy.Config{Admission: policy.AdmissionConfig{MaxBuilds: 1, RefuseWhenBusy: true, BuildQueueTimeout: time.Second}}
 	key := &policy.Key{Name: "ci", Role: policy.RoleBuild, MaxSessions: 1}
 	l := &execLimits{log: slog.New(slog.DiscardHandler)}
-	if err := l.session(key); !errors.Is(err, errNoLockDir) {
+	if err := l.session(key, t.TempDir()); !errors.Is(err, errNoLockDir) {
 		t.Errorf("session without a lock directory: %v; want %v", err, errNoLockDir)
 	}
 	if busy, msg := l.busy(cfg, key)(); !busy || msg != "builder busy: "+errNoLockDir.Error() {
@@ -73,10 +73,10 @@ func TestExecLimitsFailClosed(t *testing.T) {
 	}
 	defer d.Close()
 	l.dir = d
-	if err := l.session(key); err != nil {
+	if err := l.session(key, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.session(key); err == nil || policy.Line(err) != `key "ci" already has 1 sessions running (max_sessions)` {
+	if err := l.session(key, ""); err == nil || policy.Line(err) != `key "ci" already has 1 sessions running (max_sessions)` {
 		t.Errorf("a second session: %v; want the max_sessions line", err)
 	}
 	if err := os.RemoveAll(dir); err != nil {

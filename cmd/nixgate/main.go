@@ -33,6 +33,8 @@ var commands = []command{
 	{"check", "find what is wrong with this builder, and how to fix it", runCheck},
 	{"drain", "take this builder out of rotation, or put it back (--off)", runDrain},
 	{"usage", "show what each key used: sessions, builds, bytes, refusals", runUsage},
+	{"log", "show the build log kept of a derivation built here", runLog},
+	{"status", "show what the builder is doing now: slots, queue, sessions", runStatus},
 	{"user-chroot", "run a command with DIR as /nix, like nix-user-chroot", runUserChroot},
 	{"version", "print the version", runVersion},
 }

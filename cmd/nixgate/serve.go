@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,6 +121,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		if err := serveMetrics(cfg.Serve.MetricsListen, metrics, log); err != nil {
 			return fail("metrics listener: %v", err)
 		}
+	}
+	if sl, err := metricsListener("unix:" + statusSocket(cfg.Serve.StateDir)); err != nil {
+		log.Warn("nixgate status will not see this server", "socket", statusSocket(cfg.Serve.StateDir), "error", err.Error())
+	} else {
+		defer sl.Close()
+		go serveStatus(sl, srv)
 	}
 	errc := make(chan error, len(listeners))
 	announce(cfg, log, stderr)
@@ -250,6 +257,26 @@ func checkHealth(srv *gateway.Server) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// statusSocket is where serve answers nixgate status: a socket in
+// state_dir only serve's user may use.
+func statusSocket(stateDir string) string { return filepath.Join(stateDir, "status.sock") }
+
+// serveStatus answers each connection to l with srv's status, in JSON,
+// and closes it.
+func serveStatus(l net.Listener, srv *gateway.Server) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			json.NewEncoder(c).Encode(srv.Status())
+		}()
+	}
 }
 
 // serveMetrics serves the Prometheus metrics on addr.

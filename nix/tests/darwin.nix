@@ -61,5 +61,8 @@ in
   users = c.users.users;
   knownUsers = c.users.knownUsers;
   settings = c.nix.settings;
+  # The file's store path (made, so its settings checked, when forced)
+  # and its text.
+  configSource = c.environment.etc."nixgate/nixgate.toml".source or null;
   configFile = if c.environment.etc ? "nixgate/nixgate.toml" then builtins.readFile c.environment.etc."nixgate/nixgate.toml".source else null;
 }

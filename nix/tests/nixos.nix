@@ -42,12 +42,24 @@ let
         };
         default = { };
       };
+      systemd.sockets = mkOption {
+        type = types.attrsOf (types.submodule {
+          options = {
+            description = mkOption { type = types.str; default = ""; };
+            wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
+            listenStreams = mkOption { type = types.listOf types.str; default = [ ]; };
+            socketConfig = mkOption { type = types.attrsOf types.anything; default = { }; };
+          };
+        });
+        default = { };
+      };
       systemd.services = mkOption {
         type = types.attrsOf (types.submodule {
           options = {
             description = mkOption { type = types.str; default = ""; };
             wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
             after = mkOption { type = types.listOf types.str; default = [ ]; };
+            requires = mkOption { type = types.listOf types.str; default = [ ]; };
             wants = mkOption { type = types.listOf types.str; default = [ ]; };
             restartTriggers = mkOption { type = types.listOf types.unspecified; default = [ ]; };
             serviceConfig = mkOption { type = types.attrsOf types.anything; default = { }; };
@@ -68,9 +80,13 @@ in
 {
   assertions = map (a: a.message) failed;
   service = c.systemd.services.nixgate or null;
+  socket = c.systemd.sockets.nixgate or null;
   firewall = c.networking.firewall.allowedTCPPorts;
   users = c.users.users;
   groups = lib.attrNames c.users.groups;
   settings = c.nix.settings;
+  # The file's store path (made, so its settings checked, when forced)
+  # and its text.
+  configSource = c.environment.etc."nixgate/nixgate.toml".source or null;
   configFile = if c.environment.etc ? "nixgate/nixgate.toml" then builtins.readFile c.environment.etc."nixgate/nixgate.toml".source else null;
 }
