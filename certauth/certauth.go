@@ -10,7 +10,6 @@ package certauth
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -88,7 +87,7 @@ func Window(cert *gossh.Certificate) string {
 // and as which key. The certificate must be a user certificate signed by a
 // configured CA, not revoked, carry exactly one principal the CA maps,
 // be valid now (ClockSkew allowed before valid-after), have no
-// critical option but source-address (which c's address must match)
+// critical option but source-address (which remote must match)
 // and force-command (which policy must allow for the principal's role),
 // and x/crypto's CertChecker must accept it. The key it certifies is the
 // one the client proves: x/crypto verifies the signature with the
@@ -97,9 +96,9 @@ func Check(cfg *policy.Config, cert *gossh.Certificate, remote netip.Addr, now t
 	switch cert.CertType {
 	case gossh.UserCert:
 	case gossh.HostCert:
-		return nil, fmt.Errorf("a host certificate presented as a user certificate")
+		return nil, errorf("a host certificate presented as a user certificate")
 	default:
-		return nil, fmt.Errorf("a certificate of unknown type %d", cert.CertType)
+		return nil, errorf("a certificate of unknown type %d", cert.CertType)
 	}
 	signer := cert.SignatureKey.Marshal()
 	var ca *policy.CA
@@ -110,14 +109,14 @@ func Check(cfg *policy.Config, cert *gossh.Certificate, remote netip.Addr, now t
 		}
 	}
 	if ca == nil {
-		return nil, fmt.Errorf("certificate signed by an unknown CA %s", keys.Fingerprint(cert.SignatureKey))
+		return nil, errorf("certificate signed by an unknown CA %s", keys.Fingerprint(cert.SignatureKey))
 	}
 	if ca.Revoked != "" && ca.Revocation == nil {
-		return nil, fmt.Errorf("CA %q: its revoked file %s was not read, so none of its certificates is accepted", ca.Name, ca.Revoked)
+		return nil, errorf("CA %q: its revoked file %s was not read, so none of its certificates is accepted", ca.Name, ca.Revoked)
 	}
 	k, err := cfg.CertKey(ca.Name, cert.ValidPrincipals)
 	if err != nil {
-		return nil, fmt.Errorf("%s", policy.Line(err))
+		return nil, errorf("%s", policy.Line(err))
 	}
 	var revoked string
 	checker := &gossh.CertChecker{
@@ -147,11 +146,11 @@ func Check(cfg *policy.Config, cert *gossh.Certificate, remote netip.Addr, now t
 	if _, err := checker.Authenticate(certConn{principal: k.Name}, cert); err != nil {
 		switch msg := strings.TrimPrefix(err.Error(), "ssh: "); {
 		case revoked != "":
-			return nil, fmt.Errorf("certificate revoked: %s", revoked)
+			return nil, errorf("certificate revoked: %s", revoked)
 		case strings.Contains(msg, "not yet valid"), strings.Contains(msg, "expired"):
-			return nil, fmt.Errorf("%s (valid %s; now %s, %v of clock skew allowed before valid-after)", msg, Window(cert), now.UTC().Format(time.RFC3339), ClockSkew)
+			return nil, errorf("%s (valid %s; now %s, %v of clock skew allowed before valid-after)", msg, Window(cert), now.UTC().Format(time.RFC3339), ClockSkew)
 		default:
-			return nil, fmt.Errorf("certificate refused: %s", msg)
+			return nil, errorf("certificate refused: %s", msg)
 		}
 	}
 	if sa, ok := cert.CriticalOptions[OptSourceAddress]; ok {
@@ -163,7 +162,7 @@ func Check(cfg *policy.Config, cert *gossh.Certificate, remote netip.Addr, now t
 	if fc, ok := l.ForceCommand(); ok {
 		d := policy.NewEngine(cfg).Decide(policy.Request{Key: k.Name, Command: fc, Remote: remote, Now: now})
 		if !d.Allow {
-			return nil, fmt.Errorf("the certificate's force-command %q is not allowed for principal %q: %s", fc, k.Name, d.Reason)
+			return nil, errorf("the certificate's force-command %q is not allowed for principal %q: %s", fc, k.Name, d.Reason)
 		}
 	}
 	return l, nil
@@ -175,7 +174,7 @@ func Check(cfg *policy.Config, cert *gossh.Certificate, remote netip.Addr, now t
 // is in the list, as does an unknown address.
 func CheckSourceAddress(remote netip.Addr, list string) error {
 	if !remote.IsValid() {
-		return fmt.Errorf("the certificate's source-address is %q and the client address is unknown", list)
+		return errorf("the certificate's source-address is %q and the client address is unknown", list)
 	}
 	var nets []netip.Prefix
 	for _, s := range strings.Split(list, ",") {
@@ -190,7 +189,7 @@ func CheckSourceAddress(remote netip.Addr, list string) error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("the certificate's source-address %q has an entry that is no address or network: %q", list, s)
+			return errorf("the certificate's source-address %q has an entry that is no address or network: %q", list, s)
 		}
 		nets = append(nets, p.Masked())
 	}
@@ -199,7 +198,7 @@ func CheckSourceAddress(remote netip.Addr, list string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("the client address %s is not in the certificate's source-address %q", remote.Unmap(), list)
+	return errorf("the client address %s is not in the certificate's source-address %q", remote.Unmap(), list)
 }
 
 // certConn is the connection as CertChecker.Authenticate sees it: the
@@ -213,3 +212,7 @@ func (c certConn) ClientVersion() []byte { return nil }
 func (c certConn) ServerVersion() []byte { return nil }
 func (c certConn) RemoteAddr() net.Addr  { return nil }
 func (c certConn) LocalAddr() net.Addr   { return nil }
+
+// errorf returns one of certauth's errors: "certauth: " and the reason,
+// which is the line the log records (policy.Line).
+func errorf(format string, a ...any) error { return policy.Errorf("certauth", format, a...) }

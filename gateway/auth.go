@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -36,7 +37,7 @@ func (st *state) checkKey(user string, key gossh.PublicKey, c *connState) (*logi
 		}
 		cl, err := certauth.Check(st.cfg, cert, remote, now)
 		if err != nil {
-			return nil, err
+			return nil, errors.New(policy.Line(err))
 		}
 		l = &login{key: cl.Key, fingerprint: keys.Fingerprint(cert.Key), cert: cl}
 	} else {

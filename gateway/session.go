@@ -74,7 +74,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		if l, err := certauth.Check(st.cfg, crt, c.remote, time.Now()); err != nil || l.Key.Name != name {
 			why := "it now logs in as another key"
 			if err != nil {
-				why = err.Error()
+				why = policy.Line(err)
 			}
 			s.metrics.session("refused")
 			refuse(sess, log, "refused: the certificate is no longer accepted: "+why, "decision", "deny")

@@ -88,7 +88,7 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 		l, err := execCert(cfg, k, getenv("SSH_USER_AUTH"), remote, time.Now())
 		if err != nil {
 			// The client sees that much; the log has why.
-			status := refuse(stderr, log, "refused: the certificate is not accepted here", "decision", "deny", "detail", err.Error())
+			status := refuse(stderr, log, "refused: the certificate is not accepted here", "decision", "deny", "detail", policy.Line(err))
 			usageRecorder(cfg, log).Record(keyName, keyusage.Refusal)
 			return status
 		}
