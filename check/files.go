@@ -126,10 +126,10 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 	}
 	for _, ca := range cfg.CAs {
 		if strings.HasPrefix(ca.PublicKey, "/") {
-			files = append(files, file{fmt.Sprintf("CA %q's key file", ca.Name), ca.PublicKey, "put a CA of its own there and log in as any of its principals", true})
+			files = append(files, file{fmt.Sprintf("CA %s's key file", ca.Name), ca.PublicKey, "put a CA of its own there and log in as any of its principals", true})
 		}
 		if ca.Revoked != "" {
-			files = append(files, file{fmt.Sprintf("CA %q's revoked file", ca.Name), ca.Revoked, "take revoked certificates off it", true})
+			files = append(files, file{fmt.Sprintf("CA %s's revoked file", ca.Name), ca.Revoked, "take revoked certificates off it", true})
 		}
 	}
 	if len(cfg.KeySource.Command) > 0 {

@@ -136,8 +136,8 @@ func TestConfigWritableByAccount(t *testing.T) {
 	ca := &policy.Config{Source: filepath.Join(dir, "etc", "ok.toml"), CAs: []policy.CA{{Name: "ci", PublicKey: filepath.Join(dir, "open", "n.toml"), Revoked: filepath.Join(dir, "etc", "ok.toml")}}}
 	ca.Sandbox.Mode = policy.SandboxDirect
 	rs := checkFiles(ca, a)
-	if len(rs) != 3 || rs[1].Status != Fail || !strings.Contains(rs[1].Message, `CA "ci"'s key file `+filepath.Join(dir, "open", "n.toml")+" can be changed by builder") ||
-		!strings.Contains(rs[1].Message, "put a CA of its own there") || rs[2].Status != OK || !strings.Contains(rs[2].Message, `CA "ci"'s revoked file`) {
+	if len(rs) != 3 || rs[1].Status != Fail || !strings.Contains(rs[1].Message, `CA ci's key file `+filepath.Join(dir, "open", "n.toml")+" can be changed by builder") ||
+		!strings.Contains(rs[1].Message, "put a CA of its own there") || rs[2].Status != OK || !strings.Contains(rs[2].Message, `CA ci's revoked file`) {
 		t.Errorf("a CA's files: %+v; want its key file failed and its revoked file ok", rs)
 	}
 	// The sandbox modes hide nixgate's own files, not these.
