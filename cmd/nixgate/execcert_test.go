@@ -41,8 +41,8 @@ func TestExecCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certLine := func(serial uint64, principal string) string {
-		c := &ssh.Certificate{Key: newTestSigner(t).PublicKey(), Serial: serial, CertType: ssh.UserCert, KeyId: "job", ValidPrincipals: []string{principal},
+	certLine := func(serial uint64, principals ...string) string {
+		c := &ssh.Certificate{Key: newTestSigner(t).PublicKey(), Serial: serial, CertType: ssh.UserCert, KeyId: "job", ValidPrincipals: principals,
 			ValidAfter: uint64(time.Now().Add(-time.Minute).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix())}
 		if err := c.SignCert(rand.Reader, ca); err != nil {
 			t.Fatal(err)
@@ -65,6 +65,7 @@ func TestExecCert(t *testing.T) {
 		{"a plain key", info(plain), "no certificate logged in"},
 		{"revoked", info(certLine(9, "ci-build")), "certificate revoked: serial 9 is revoked"},
 		{"another principal's", info(certLine(1, "ci-cache")), `logs in as "ci-cache", not as "ci-build"`},
+		{"two mapped principals", info(certLine(1, "ci-build", "ci-cache")), "more than one principal"},
 	}
 	for _, tt := range tests {
 		l, err := execCert(cfg, cfg.Key("ci-build"), tt.authInfo, netip.MustParseAddr("127.0.0.1"), time.Now())
