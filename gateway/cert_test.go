@@ -352,3 +352,22 @@ func TestCertNoPTY(t *testing.T) {
 		t.Fatal("a build principal got a terminal")
 	}
 }
+
+// TestCertOnlyAsBuildUser: a valid certificate logs in as the build
+// user only, whatever its principals name.
+func TestCertOnlyAsBuildUser(t *testing.T) {
+	ts := newCertServer(t)
+	signer := cert(t, ts.ca, func(c *gossh.Certificate) { c.ValidPrincipals = []string{"ci-build", "root"} })
+	for _, user := range []string{"root", "ci-build"} {
+		c, err := gossh.Dial("tcp", ts.addr, &gossh.ClientConfig{User: user, Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)}, HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second})
+		if err == nil {
+			c.Close()
+			t.Fatalf("logged in as %s", user)
+		}
+		ts.waitRecord(t, "certificate refused", fmt.Sprintf("user %q is not the build user", user))
+	}
+	// The control: the same certificate as the build user.
+	if _, err := ts.args(t, signer, "nix-store --serve --write"); err != nil {
+		t.Fatalf("as the build user: %v", err)
+	}
+}
