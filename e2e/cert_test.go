@@ -174,13 +174,23 @@ func TestCertServe(t *testing.T) {
 	})
 
 	t.Run("usage counted by principal", func(t *testing.T) {
-		r := mustRun(t, nil, nixgateBin, "usage", "--json", "--since", "1h", "--config", b.config)
-		var rep usageReport
-		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-			t.Fatalf("nixgate usage --json: %v\n%s", err, r.stdout)
-		}
-		if u := rep.Keys["ci-build"]; u.Sessions < 4 || u.PathsImported < 2 {
-			t.Errorf("usage of ci-build = %+v; want the 4 sessions and 2 paths above\n%s", u, r.stdout)
+		// A session is counted as it ends, which may be after its
+		// client has gone: wait for the four, bounded.
+		deadline := time.Now().Add(logWait)
+		for {
+			r := mustRun(t, nil, nixgateBin, "usage", "--json", "--since", "1h", "--config", b.config)
+			var rep usageReport
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("nixgate usage --json: %v\n%s", err, r.stdout)
+			}
+			u := rep.Keys["ci-build"]
+			if u.Sessions >= 4 && u.PathsImported >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("usage of ci-build = %+v; want the 4 sessions and 2 paths above\n%s", u, r.stdout)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	})
 

@@ -41,7 +41,7 @@ func TestKeySourceServe(t *testing.T) {
 	writeFile(t, prog, fmt.Sprintf(keySourceScript, dir), 0o755)
 	inv := newClientKey(t, filepath.Join(b.root, "client", "keys"), "inv")
 	writeFile(t, filepath.Join(dir, "answers"), `name="inv-ci",role="build" `+inv.publicKey+" inv\n", 0o644)
-	doc := readFile(t, b.config) + fmt.Sprintf("\n[key_source]\ncommand = [%q, \"%%u\", \"%%t\", \"%%f\", \"%%k\"]\ntimeout = \"2s\"\ncache = \"4s\"\n", prog)
+	doc := readFile(t, b.config) + fmt.Sprintf("\n[key_source]\ncommand = [%q, \"%%u\", \"%%t\", \"%%f\", \"%%k\"]\ntimeout = \"2s\"\ncache = \"8s\"\n", prog)
 	writeFile(t, b.config, doc, 0o644)
 	b.waitReload(t)
 	f, err := os.OpenFile(b.sshConfig, os.O_APPEND|os.O_WRONLY, 0)
@@ -108,7 +108,7 @@ func TestKeySourceServe(t *testing.T) {
 	// The cache: the inventory drops inv; within the cache time the
 	// answer stands, after it the key is refused.
 	writeFile(t, filepath.Join(dir, "answers"), "", 0o644)
-	time.Sleep(5 * time.Second)
+	time.Sleep(9 * time.Second)
 	r = b.ssh(t, "inv", "nix-store --serve --write", nil)
 	if r.code != 255 {
 		t.Fatalf("a key the inventory dropped, after the cache time: %s", r)
