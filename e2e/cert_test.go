@@ -446,6 +446,25 @@ func TestCertExec(t *testing.T) {
 		c.Close()
 	})
 
+	t.Run("check", func(t *testing.T) {
+		// Only the cert-authority lines keys authorize --ca wrote (the
+		// builder's file has deliberately plain lines too).
+		ak := filepath.Join(b.account.home, ".ssh", "authorized_keys")
+		var lines []string
+		for _, l := range strings.Split(readFile(t, ak), "\n") {
+			if strings.HasPrefix(l, "cert-authority,") {
+				lines = append(lines, l)
+			}
+		}
+		only := filepath.Join(b.root, "authorized_keys.cas")
+		writeFile(t, only, strings.Join(lines, "\n")+"\n", 0o644)
+		rs, code := runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", only)
+		noFailures(t, rs, code)
+		finding(t, rs, "authorized_keys", "ok", "2 key(s) in "+only+", each restricted to nixgate exec", "")
+		finding(t, rs, "files", "ok", "CA ci's revoked file "+e.revoked+" cannot be changed by "+b.account.name, "")
+		finding(t, rs, "files", "ok", "CA ci's key file "+filepath.Join(e.dir, "ca.pub")+" cannot be changed by "+b.account.name, "")
+	})
+
 	t.Run("revoked by nixgate's revoked file", func(t *testing.T) {
 		e.issue(t, "cert-exec-serial", "ca", "-I", "exec-serial", "-n", "ci-build", "-V", "-5m:+15m", "-z", "41")
 		e.issue(t, "cert-exec-id", "ca", "-I", "exec-by-id", "-n", "ci-build", "-V", "-5m:+15m", "-z", "42")
