@@ -257,11 +257,12 @@ func Run(cfg *policy.Config, o Options) []Result {
 }
 
 // checkKeys checks that some key may log in: in serve mode a key with a
-// public key (serve refuses to start without one), in exec mode any key.
+// public key or a CA's principal (serve refuses to start without one),
+// in exec mode any key.
 func checkKeys(cfg *policy.Config, o Options) []Result {
 	n := 0
 	for _, k := range cfg.Keys {
-		if k.PublicKey != "" || o.Mode == Exec {
+		if k.PublicKey != "" || k.CA != "" || o.Mode == Exec {
 			n++
 		}
 	}
@@ -276,7 +277,9 @@ func checkKeys(cfg *policy.Config, o Options) []Result {
 	}
 	switch {
 	case n > 0:
-		return []Result{{"keys", OK, fmt.Sprintf("%d key(s) may log in", n), ""}}
+		return []Result{{"keys", OK, fmt.Sprintf("%d key(s) or certificate principal(s) may log in", n), ""}}
+	case len(cfg.KeySource.Command) > 0 && o.Mode != Exec:
+		return []Result{{"keys", OK, "the keys the key source command answers may log in", ""}}
 	case missing && !o.GeneratesKey:
 		return []Result{{"keys", Fail, fmt.Sprintf("no key may log in: the authorized_keys file %s that %s names does not exist", cfg.AuthorizedKeys, cfg.Source),
 			"fix the path in " + cfg.Source + " (a typo?), or create it: nixgate keys authorize --config " + cfg.Source + " --name NAME --role build KEY.pub"}}

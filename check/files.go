@@ -99,7 +99,9 @@ const anyoneCan = "can be changed by anyone"
 // checkFiles reports the files of nixgate's that the build account can
 // change, and what a build running as the account could then do: the
 // configuration and the keys file (give its key another role, add keys,
-// turn the filtering off), and the drain state in state_dir (end a
+// turn the filtering off), a CA's key and revoked files (trust a CA of
+// its own, lift a revocation), the key source command (answer any key),
+// and the drain state in state_dir (end a
 // drain, nixgate drain; and through state_dir itself, where the drain
 // file may not exist yet, replace serve's generated host key). In direct
 // and proot mode a build runs as the account, or Nix does, and nothing
@@ -113,13 +115,28 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 	type file struct {
 		what, path string
 		could      string // what a build could do if it could change it
+		// exposed is set for a file the sandbox modes do not hide
+		// (they hide the configuration, keys file, host keys and
+		// state_dir): a CA's files, the key source command.
+		exposed bool
 	}
 	files := []file{
-		{"configuration", cfg.Source, "rewrite the keys and their roles"},
-		{"keys file", cfg.AuthorizedKeys, "rewrite the keys and their roles"},
+		{"configuration", cfg.Source, "rewrite the keys and their roles", false},
+		{"keys file", cfg.AuthorizedKeys, "rewrite the keys and their roles", false},
+	}
+	for _, ca := range cfg.CAs {
+		if strings.HasPrefix(ca.PublicKey, "/") {
+			files = append(files, file{fmt.Sprintf("CA %s's key file", ca.Name), ca.PublicKey, "put a CA of its own there and log in as any of its principals", true})
+		}
+		if ca.Revoked != "" {
+			files = append(files, file{fmt.Sprintf("CA %s's revoked file", ca.Name), ca.Revoked, "take revoked certificates off it", true})
+		}
+	}
+	if len(cfg.KeySource.Command) > 0 {
+		files = append(files, file{"key source command", cfg.KeySource.Command[0], "answer any key with any role, and run as nixgate serve's user", true})
 	}
 	if cfg.Serve.StateDir != "" {
-		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), "end a drain (nixgate drain) or start one, and, through state_dir, replace serve's generated host key (which clients pin) and the usage records"})
+		files = append(files, file{"drain state", admission.DrainPath(cfg.Serve.StateDir), "end a drain (nixgate drain) or start one, and, through state_dir, replace serve's generated host key (which clients pin) and the usage records", false})
 	}
 	var rs []Result
 	for _, f := range files {
@@ -151,7 +168,7 @@ func checkFiles(cfg *policy.Config, a *account) []Result {
 		if via != f.path {
 			msg += " through " + via
 		}
-		if hidden {
+		if hidden && !f.exposed {
 			msg += fmt.Sprintf(", but not by a build: sandbox.mode %s hides nixgate's files (configuration, keys file, host keys, state_dir) and the home from Nix and its builds", cfg.Sandbox.Mode)
 			rs = append(rs, Result{"files", OK, msg, ""})
 			continue

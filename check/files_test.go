@@ -131,6 +131,21 @@ func TestConfigWritableByAccount(t *testing.T) {
 		t.Errorf("state_dir of root's: %+v; want the drain state ok", rs)
 	}
 
+	// A CA's key file and revoked file are the keys' equals: the one
+	// the account can change fails, the other is ok.
+	ca := &policy.Config{Source: filepath.Join(dir, "etc", "ok.toml"), CAs: []policy.CA{{Name: "ci", PublicKey: filepath.Join(dir, "open", "n.toml"), Revoked: filepath.Join(dir, "etc", "ok.toml")}}}
+	ca.Sandbox.Mode = policy.SandboxDirect
+	rs := checkFiles(ca, a)
+	if len(rs) != 3 || rs[1].Status != Fail || !strings.Contains(rs[1].Message, `CA ci's key file `+filepath.Join(dir, "open", "n.toml")+" can be changed by builder") ||
+		!strings.Contains(rs[1].Message, "put a CA of its own there") || rs[2].Status != OK || !strings.Contains(rs[2].Message, `CA ci's revoked file`) {
+		t.Errorf("a CA's files: %+v; want its key file failed and its revoked file ok", rs)
+	}
+	// The sandbox modes hide nixgate's own files, not these.
+	ca.Sandbox.Mode = policy.SandboxUserNS
+	if rs := checkFiles(ca, a); len(rs) != 3 || rs[1].Status != Fail {
+		t.Errorf("a CA's key file in userns mode: %+v; want it failed", rs)
+	}
+
 	// Exec mode's log: the account can always change a file it writes;
 	// the system log is a socket that may be missing.
 	sock := filepath.Join(dir, "log.sock")

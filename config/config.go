@@ -16,9 +16,10 @@ import (
 )
 
 // Load reads the configuration file at path and returns it complete:
-// validated, with the keys of its authorized_keys file added to Keys, and
+// validated, with the keys of its authorized_keys file added to Keys,
 // every public key parsed and checked (one OpenSSH key without options,
-// no key listed twice). Every error names the file and, where it can,
+// no key listed twice), and each CA's key parsed and its revoked file
+// read. Every error names the file and, where it can,
 // the line.
 func Load(path string) (*policy.Config, error) {
 	cfg, err := policy.Load(path)
@@ -39,8 +40,8 @@ func Parse(name string, data []byte) (*policy.Config, error) {
 	return complete(cfg)
 }
 
-// complete adds the keys of cfg's authorized_keys file and checks every
-// public key.
+// complete adds the keys of cfg's authorized_keys file, checks every
+// public key, and reads the CAs' keys and revoked files.
 func complete(cfg *policy.Config) (*policy.Config, error) {
 	if cfg.AuthorizedKeys != "" {
 		fks, err := keys.LoadFile(cfg.AuthorizedKeys)
@@ -54,6 +55,9 @@ func complete(cfg *policy.Config) (*policy.Config, error) {
 	if err := parsePublicKeys(cfg); err != nil {
 		return nil, err
 	}
+	if err := loadCAs(cfg); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -62,7 +66,7 @@ func complete(cfg *policy.Config) (*policy.Config, error) {
 func keySpecs(fks []keys.FileKey) []policy.KeySpec {
 	specs := make([]policy.KeySpec, len(fks))
 	for i, k := range fks {
-		specs[i] = policy.KeySpec{Name: k.Name, Role: policy.Role(k.Role), PublicKey: k.PublicKey(), From: k.From, MaxSessions: k.MaxSessions, Line: k.Line}
+		specs[i] = policy.KeySpec{Name: k.Name, PublicKey: k.PublicKey(), KeySettings: policy.KeySettings{Role: policy.Role(k.Role), From: k.From, MaxSessions: k.MaxSessions}, Line: k.Line}
 		if !k.Expires.IsZero() {
 			specs[i].Expires = k.Expires
 		}
@@ -131,4 +135,30 @@ func Granted(cfg *policy.Config, g keys.Grant) *policy.Key {
 		}
 	}
 	return nil
+}
+
+// AnswerKey returns the key of cfg's key source answer data (keys-file
+// lines, as the [key_source] command prints them; named source in
+// messages) whose public key has fingerprint fp, validated as a keys
+// file's key is: its name may be none of cfg's keys'. Nil when no line
+// has that key; the first line that has it counts, as in OpenSSH. Any
+// line that does not parse is an error: the answer is not used.
+func AnswerKey(cfg *policy.Config, source string, data []byte, fp string) (*policy.Key, error) {
+	fks, err := keys.ParseFile(source, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, fk := range fks {
+		if keys.Fingerprint(fk.Key) != fp {
+			continue
+		}
+		probe := &policy.Config{Keys: slices.Clone(cfg.Keys), CAs: cfg.CAs}
+		if err := probe.AddKeys(source, keySpecs([]keys.FileKey{fk})); err != nil {
+			return nil, err
+		}
+		k := probe.Keys[len(probe.Keys)-1]
+		k.Fingerprint = fp
+		return &k, nil
+	}
+	return nil, nil
 }

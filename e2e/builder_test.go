@@ -357,6 +357,8 @@ SetEnv PATH=/nonexistent
 # Room for the concurrency benchmark (the default drops above 10).
 MaxStartups 1024
 LogLevel VERBOSE
+# SSH_USER_AUTH: nixgate exec checks a CA principal's certificate.
+ExposeAuthInfo yes
 `, b.port, hostKey, b.account.name), 0o644)
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)

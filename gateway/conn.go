@@ -10,6 +10,7 @@ import (
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/nixgate/nixgate/policy"
 )
@@ -27,9 +28,11 @@ type connState struct {
 	log    *slog.Logger
 
 	authed    bool
-	role      policy.Role // of the verified key
-	started   time.Time   // when the connection was admitted
-	unauthed  bool        // still counted as unauthenticated
+	role      policy.Role        // of the verified key
+	cert      *gossh.Certificate // the verified certificate; nil for a plain key
+	sourced   gossh.PublicKey    // the verified key, when the key source answered it
+	started   time.Time          // when the connection was admitted
+	unauthed  bool               // still counted as unauthenticated
 	sessions  int
 	idle      *time.Timer
 	keepalive bool // its keepalives have started
@@ -154,13 +157,16 @@ func (s *Server) connClosed(c *connState) {
 	s.mu.Unlock()
 }
 
-// authenticated marks c as authenticated with a key of role and starts
-// its idle timer.
-func (s *Server) authenticated(c *connState, role policy.Role) {
+// authenticated marks c as authenticated with a key of role (with cert,
+// when the key is a certificate; with sourced, the key, when the key
+// source answered it) and starts its idle timer.
+func (s *Server) authenticated(c *connState, role policy.Role, cert *gossh.Certificate, sourced gossh.PublicKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.authed = true
 	c.role = role
+	c.cert = cert
+	c.sourced = sourced
 	c.unauthed = false
 	if c.conn != nil {
 		c.conn.handshake.Store(false)
@@ -214,6 +220,22 @@ func (s *Server) sessionEnded(c *connState) {
 		return
 	}
 	s.armIdle(c)
+}
+
+// certOfConn returns c's verified certificate; nil when c logged in
+// with a plain key.
+func (s *Server) certOfConn(c *connState) *gossh.Certificate {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.cert
+}
+
+// sourcedOf returns c's verified key when the key source answered it;
+// nil otherwise.
+func (s *Server) sourcedOf(c *connState) gossh.PublicKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return c.sourced
 }
 
 // roleOf returns the role of c's verified key.

@@ -1,7 +1,9 @@
 // Package gateway is nixgate's SSH server: a small sshd on
 // github.com/gliderlabs/ssh and golang.org/x/crypto/ssh that accepts only
-// the configured client keys, takes the client's identity from the key
-// that completed authentication, decides every exec request through
+// the configured client keys, the OpenSSH user certificates of the
+// configured CAs (package certauth) and the keys a key source answers
+// (Options.KeySource), takes the client's identity from the key or
+// certificate that completed authentication, decides every exec request through
 // package session (policy's decision, and the Nix protocol filter of
 // package nixproto), has package sandbox start what is allowed (the Nix
 // commands, and a shell-role key's login shell, on a terminal when asked)

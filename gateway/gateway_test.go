@@ -44,6 +44,7 @@ case "$FAKE_MODE" in
 exit3) echo out; echo err >&2; exit 3 ;;
 term) kill -TERM $$ ;;
 sleep) sleep 1000 & echo $! > "$FAKE_DIR/child.pid"; echo $$ > "$FAKE_DIR/self.pid"; echo started; wait ;;
+args) echo "$@" ;;
 cat) printf '\313\356\122\124\000\000\000\000\010\002\000\000\000\000\000\000'; exec cat ;;
 esac
 `

@@ -45,6 +45,11 @@ type Options struct {
 	// Usage, when not nil, gets each key's sessions and refusals (the
 	// usage store in state_dir). Nil records none.
 	Usage *usage.Recorder
+	// KeySource, when not nil, returns the key source of a configuration
+	// (its [key_source] command), asked about each key the
+	// configuration does not list; New and Reload call it. It returns
+	// nil for a configuration without one.
+	KeySource func(cfg *policy.Config) KeySource
 	// KillGrace is how long a command has after SIGTERM before SIGKILL,
 	// when its client goes away or the drain ends. Zero means 5 seconds.
 	KillGrace time.Duration
@@ -58,6 +63,9 @@ type Server struct {
 	cred    *syscall.Credential
 	metrics *Metrics
 	usage   *usage.Recorder
+	// keySource makes the key source of each configuration put in
+	// force; nil for none.
+	keySource func(*policy.Config) KeySource
 
 	state atomic.Pointer[state] // the configuration in force
 	drain atomic.Int32          // the drain state last seen: drainUnknown, 0 or 1
@@ -86,24 +94,39 @@ type Server struct {
 	drained  chan struct{}             // closed when no session runs during shutdown
 }
 
+// KeySource answers which key an offered public key that the
+// configuration does not list logs in as (package keysource runs the
+// [key_source] command). Lookup returns nil, nil when the key is not
+// one; an error refuses the key.
+type KeySource interface {
+	Lookup(user string, key gossh.PublicKey) (*policy.Key, error)
+}
+
 // state is one loaded configuration with its key index.
 type state struct {
 	engine *policy.Engine
 	cfg    *policy.Config
 	byFP   map[string]*policy.Key // SHA256 fingerprint -> key
+	source KeySource              // nil without a key source
 }
 
 // newState indexes cfg's keys by the fingerprints config.Load parsed. A
-// key with a public_key but no fingerprint (a configuration that did not
-// come from config.Load) is an error. So is a configuration in which no
+// key with a public_key but no fingerprint, or a CA without its parsed
+// key (a configuration that did not come from config.Load), is an error. So is a configuration in which no
 // key has a public_key, when requireKey is set (starting a server nobody
 // can use); on reload it is allowed, so that revoking the last key takes
 // effect.
-func newState(cfg *policy.Config, requireKey bool) (*state, error) {
+func newState(cfg *policy.Config, requireKey bool, source func(*policy.Config) KeySource) (*state, error) {
 	if cfg == nil {
 		return nil, errorf("nil Config")
 	}
 	st := &state{engine: policy.NewEngine(cfg), cfg: cfg, byFP: map[string]*policy.Key{}}
+	if source != nil {
+		st.source = source(cfg)
+	}
+	if len(cfg.KeySource.Command) > 0 && st.source == nil {
+		return nil, errorf("[key_source] is set, and the server was given no way to run it (Options.KeySource)")
+	}
 	for i := range cfg.Keys {
 		k := &cfg.Keys[i]
 		if k.PublicKey == "" {
@@ -114,10 +137,20 @@ func newState(cfg *policy.Config, requireKey bool) (*state, error) {
 		}
 		st.byFP[k.Fingerprint] = k
 	}
-	if requireKey && len(st.byFP) == 0 {
-		return nil, errorf("no key has a public_key, so nobody could log in")
+	for _, ca := range cfg.CAs {
+		if ca.Key == nil {
+			return nil, errorf("CA %q: its key was not parsed (load the configuration with config.Load)", ca.Name)
+		}
+	}
+	if requireKey && !st.canLogIn() {
+		return nil, errorf("no key has a public_key and there is no [[cas]], so nobody could log in")
 	}
 	return st, nil
+}
+
+// canLogIn reports whether any key or certificate may log in under st.
+func (st *state) canLogIn() bool {
+	return len(st.byFP) > 0 || len(st.cfg.CAs) > 0 || st.source != nil
 }
 
 // New returns a Server for o. It fails when o lacks a configuration, a
@@ -129,19 +162,20 @@ func New(o Options) (*Server, error) {
 	if len(o.HostSigners) == 0 {
 		return nil, errorf("no host key")
 	}
-	st, err := newState(o.Config, true)
+	st, err := newState(o.Config, true, o.KeySource)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		log:      o.Logger,
-		account:  o.Account,
-		cred:     o.Credential,
-		metrics:  o.Metrics,
-		usage:    o.Usage,
-		conns:    map[*connState]struct{}{},
-		sessions: map[string]int{},
-		procs:    map[*sandbox.Process]struct{}{},
+		log:       o.Logger,
+		account:   o.Account,
+		cred:      o.Credential,
+		metrics:   o.Metrics,
+		usage:     o.Usage,
+		keySource: o.KeySource,
+		conns:     map[*connState]struct{}{},
+		sessions:  map[string]int{},
+		procs:     map[*sandbox.Process]struct{}{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -196,11 +230,11 @@ func signers(in []gossh.Signer) []gliderssh.Signer {
 // started with. On error the old configuration stays in force. A configuration without any login key is
 // put in force (nobody can log in): revoking the last key must work.
 func (s *Server) Reload(cfg *policy.Config) error {
-	st, err := newState(cfg, false)
+	st, err := newState(cfg, false, s.keySource)
 	if err != nil {
 		return err
 	}
-	if len(st.byFP) == 0 {
+	if !st.canLogIn() {
 		s.log.Warn("no key may log in any more", "config", cfg.Source)
 	}
 	s.state.Store(st)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixgate/nixgate/buildlog"
+	"github.com/nixgate/nixgate/certauth"
 	"github.com/nixgate/nixgate/nixproto"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
@@ -40,7 +42,18 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	name, fp, ok := identity(ctx)
-	log := c.log.With("user", sess.User(), "key", name, "fingerprint", fp, "command", raw)
+	log := c.log.With("user", sess.User(), "key", name, "fingerprint", fp)
+	cert, force, hasForce := certOf(ctx)
+	if cert != nil {
+		log = log.With(cert...)
+	}
+	if hasForce {
+		// The certificate's command runs, whatever the client asked
+		// for, as under OpenSSH's sshd.
+		log = log.With("client_command", raw)
+		raw = force
+	}
+	log = log.With("command", raw)
 	if !ok {
 		refuse(sess, log, "refused: the connection has no verified key")
 		return
@@ -53,9 +66,36 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	s.startKeepalive(c, ctx)
 
 	st := s.state.Load()
+	if crt := s.certOfConn(c); crt != nil {
+		// Each session checks the certificate again, under the
+		// configuration and revoked file in force now: one revoked,
+		// expired or no longer trusted since the connection logged in
+		// opens no new session.
+		if l, err := certauth.Check(st.cfg, crt, c.remote, time.Now()); err != nil || l.Key.Name != name {
+			why := "it now logs in as another key"
+			if err != nil {
+				why = policy.Line(err)
+			}
+			s.metrics.session("refused")
+			refuse(sess, log, "refused: the certificate is no longer accepted: "+why, "decision", "deny")
+			return
+		}
+	}
+	// A key the key source answered is asked about again (its answer may
+	// be cached), and decided with the configuration and that key.
+	pub := s.sourcedOf(c)
+	cfgNow, engine := st.cfg, st.engine
+	if pub != nil {
+		var err error
+		if cfgNow, engine, err = sourcedConfig(st, sess.User(), pub, name); err != nil {
+			s.metrics.session("refused")
+			refuse(sess, log, "refused: "+err.Error(), "decision", "deny")
+			return
+		}
+	}
 	// The session counts against the key's max_sessions from here, Lix's
 	// start-up dialogue and the operator's shell included.
-	release, err := s.acquireKeySession(st.cfg.Key(name))
+	release, err := s.acquireKeySession(cfgNow.Key(name))
 	if err != nil {
 		s.metrics.session("refused")
 		refuse(sess, log, "refused: "+err.Error(), "decision", "deny")
@@ -64,7 +104,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	}
 	defer release()
 	v := session.Decide(session.Request{
-		Engine:  st.engine,
+		Engine:  engine,
 		Request: policy.Request{Key: name, Command: raw, Remote: c.remote},
 		Mode:    session.Serve,
 		Stdin:   sess,
@@ -72,7 +112,18 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		Login:   st.cfg.User + "@" + hostOf(ctx),
 		// Lix's command is decided by the configuration in force once
 		// it has arrived: a reload meanwhile may have revoked the key.
-		Live:       func() *policy.Engine { return s.state.Load().engine },
+		Live: func() *policy.Engine {
+			live := s.state.Load()
+			if pub == nil {
+				return live.engine
+			}
+			_, e, err := sourcedConfig(live, sess.User(), pub, name)
+			if err != nil {
+				log.Warn("key source after Lix's start-up", "reason", err.Error())
+				return nil
+			}
+			return e
+		},
 		LixTimeout: st.cfg.Serve.Limits.LoginGraceTime,
 		Draining:   s.draining,
 		Health:     s.healthy,
@@ -81,7 +132,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	log = log.With(v.LogAttrs()...)
 	cfg := v.Config
 	if cfg == nil {
-		cfg = st.cfg
+		cfg = cfgNow
 	}
 	switch v.Kind {
 	case session.Shell:
@@ -115,6 +166,25 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	filter := v.Filter(sess.Stderr(), log, observe, s.acquireBuild(name), logs.Func())
 	defer s.track(name, raw, c.remote, filter)()
 	s.run(sess, log.With("argv", cmd.Argv), cmd, filter, nil, logs)
+}
+
+// sourcedConfig returns st's configuration with the key that st's key
+// source answers now for pub as user, which must be the key named name,
+// and its engine.
+func sourcedConfig(st *state, user string, pub gossh.PublicKey, name string) (*policy.Config, *policy.Engine, error) {
+	if st.source == nil {
+		return nil, nil, fmt.Errorf("the key source is no longer configured")
+	}
+	k, err := st.source.Lookup(user, pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s", policy.Line(err))
+	}
+	if k == nil || k.Name != name {
+		return nil, nil, fmt.Errorf("the key source no longer answers this key as %q", name)
+	}
+	cfg := *st.cfg
+	cfg.Keys = append(slices.Clone(st.cfg.Keys), *k)
+	return &cfg, policy.NewEngine(&cfg), nil
 }
 
 // run starts cmd wired to the session through filter, kills its process

@@ -52,6 +52,13 @@ type Config struct {
 	// form (see package keys); empty means none. Its keys are added to
 	// Keys by config.Load.
 	AuthorizedKeys string `toml:"authorized_keys"`
+	// CAs are the certificate authorities whose user certificates log
+	// in, each as the key of the principal it maps (serve mode). Nil
+	// means certificates are refused.
+	CAs []CA `toml:"-"`
+	// KeySource is the program that answers which further keys may log
+	// in (serve mode); its zero value has none.
+	KeySource KeySourceConfig `toml:"-"`
 	// Sandbox says how the Nix command runs.
 	Sandbox SandboxConfig `toml:"sandbox"`
 	// Serve holds the settings of serve mode.
@@ -143,6 +150,11 @@ type Key struct {
 	// max_log_size, build_cores, max_jobs). The zero BuildLimits caps
 	// nothing.
 	Limits BuildLimits `toml:"-"`
+	// CA is the name of the [[cas]] entry whose certificates log in as
+	// this key, by carrying Name as a principal: the key is a
+	// [[cas.principals]] entry. Empty for a key that logs in with its
+	// own public key.
+	CA string `toml:"-"`
 
 	// Source and Line say where the key is written, for messages: the
 	// configuration file and its [[keys]] header, or an authorized_keys

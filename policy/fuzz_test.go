@@ -53,6 +53,7 @@ var fuzzEngine = func() *Engine {
 // every error it returns is one line naming the file.
 func FuzzParseConfig(f *testing.F) {
 	f.Add(goodConfig)
+	f.Add(casConfig)
 	f.Add("user = \"b\"\n[[keys]]\nname = \"k\"\nrole = \"build\"\nexpires = 2020-01-01T00:00:00\n")
 	f.Add("[[keys]]\n[[keys]]\nkeys = 1\n")
 	f.Add("user = \"b\"\n[nix.env]\nA = \"1\"\n")
@@ -67,6 +68,44 @@ func FuzzParseConfig(f *testing.F) {
 		// Keys may also come from an authorized_keys file.
 		if cfg.User == "" || (len(cfg.Keys) == 0 && cfg.AuthorizedKeys == "") {
 			t.Fatalf("Parse(%q) accepted a config without user or keys", doc)
+		}
+	})
+}
+
+// FuzzCertKey checks the mapping of a certificate's principals to a key:
+// it never panics, and a key it returns is the CA's own, one of the
+// certificate's principals byte for byte, and the only one of them the
+// CA maps.
+func FuzzCertKey(f *testing.F) {
+	cfg, err := Parse("cas.toml", []byte(casConfig))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("ci", "ci-repo-x")
+	f.Add("ci", "ci-repo-x\nci-cache")
+	f.Add("people", "alice\nalice")
+	f.Add("ci", "alice\nlaptop\n")
+	f.Add("nobody", "")
+	f.Fuzz(func(t *testing.T, ca, list string) {
+		principals := strings.Split(list, "\n")
+		k, err := cfg.CertKey(ca, principals)
+		if err != nil {
+			if k != nil {
+				t.Fatalf("CertKey(%q, %q) returned key %q with error %v", ca, principals, k.Name, err)
+			}
+			return
+		}
+		if k.CA != ca || cfg.CA(ca) == nil {
+			t.Fatalf("CertKey(%q, %q) = key %q of CA %q", ca, principals, k.Name, k.CA)
+		}
+		mapped := map[string]bool{}
+		for _, p := range principals {
+			if o := cfg.Key(p); o != nil && o.CA == ca {
+				mapped[p] = true
+			}
+		}
+		if len(mapped) != 1 || !mapped[k.Name] {
+			t.Fatalf("CertKey(%q, %q) = %q; the CA maps %v of them", ca, principals, k.Name, mapped)
 		}
 	})
 }

@@ -21,7 +21,7 @@ func indexLines(data []byte) map[string]int {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			name := joinKey(e.Key())
+			name := inArrays(joinKey(e.Key()), arrays)
 			if e.Kind == unstable.ArrayTable {
 				arrays[name]++
 				name = fmt.Sprintf("%s[%d]", name, arrays[name]-1)
@@ -37,6 +37,24 @@ func indexLines(data []byte) map[string]int {
 		}
 	}
 	return lines
+}
+
+// inArrays rewrites a table's dotted name so that each enclosing array
+// of tables names its last element: "cas.principals" after [[cas]] twice
+// is "cas[1].principals".
+func inArrays(name string, arrays map[string]int) string {
+	parts := strings.Split(name, ".")
+	out := ""
+	for i, part := range parts {
+		if i > 0 {
+			out += "."
+		}
+		out += part
+		if n, ok := arrays[out]; ok && n > 0 && i < len(parts)-1 {
+			out = fmt.Sprintf("%s[%d]", out, n-1)
+		}
+	}
+	return out
 }
 
 func joinKey(it unstable.Iterator) string {

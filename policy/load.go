@@ -21,6 +21,8 @@ type fileConfig struct {
 	Log            LogConfig     `toml:"log"`
 	Keys           []KeySpec     `toml:"keys"`
 	AuthorizedKeys string        `toml:"authorized_keys"`
+	CAs            []CASpec      `toml:"cas"`
+	KeySource      fileKeySource `toml:"key_source"`
 	Sandbox        SandboxConfig `toml:"sandbox"`
 	Admission      fileAdmission `toml:"admission"`
 	BuildLogs      fileBuildLogs `toml:"build_logs"`
@@ -30,9 +32,20 @@ type fileConfig struct {
 // KeySpec is a key as written, in a [[keys]] entry or an authorized_keys
 // line, before validation.
 type KeySpec struct {
-	Name        string   `toml:"name"`
+	Name      string `toml:"name"`
+	PublicKey string `toml:"public_key"`
+	KeySettings
+
+	// Line is where the key is written, for messages.
+	Line int `toml:"-"`
+}
+
+// KeySettings are what a key may do and how much, as written: the
+// settings a [[keys]] entry and a certificate principal's
+// [[cas.principals]] entry share. The zero KeySettings has no role, so a
+// key or principal written with it is refused by validation.
+type KeySettings struct {
 	Role        Role     `toml:"role"`
-	PublicKey   string   `toml:"public_key"`
 	From        []string `toml:"from"`
 	Expires     any      `toml:"expires"`
 	MaxSessions int      `toml:"max_sessions"`
@@ -44,9 +57,6 @@ type KeySpec struct {
 	MaxLogSize    int64  `toml:"max_log_size"`
 	BuildCores    int64  `toml:"build_cores"`
 	MaxJobs       int64  `toml:"max_jobs"`
-
-	// Line is where the key is written, for messages.
-	Line int `toml:"-"`
 }
 
 // Load reads and validates the configuration file at path. Every error
@@ -205,6 +215,7 @@ func (v *validator) config(f *fileConfig) *Config {
 	cfg.Serve = v.serve(&f.fileServe)
 	cfg.Sandbox = v.sandbox(f.Sandbox)
 	cfg.Admission = v.admission(f.Admission)
+	cfg.KeySource = v.keySource(f.KeySource)
 	cfg.BuildLogs = v.buildLogs(f.BuildLogs)
 	if f.AuthorizedKeys != "" && !strings.HasPrefix(f.AuthorizedKeys, "/") {
 		v.fail("authorized_keys", "%q must be an absolute path", f.AuthorizedKeys)
@@ -253,14 +264,18 @@ func (v *validator) config(f *fileConfig) *Config {
 			v.fail(at, "%q may never come from a client: %s (a key that needs it needs full_trust)", name, why)
 		}
 	}
-	if len(f.Keys) == 0 && f.AuthorizedKeys == "" {
-		v.fail("keys", "no [[keys]] entry and no authorized_keys file: add a key, or nothing can connect")
+	if len(f.Keys) == 0 && f.AuthorizedKeys == "" && len(f.CAs) == 0 && len(f.KeySource.Command) == 0 {
+		v.fail("keys", "no [[keys]] entry, no authorized_keys file, no [[cas]] and no [key_source]: add a key, or nothing can connect")
 	}
 	seen := map[string]bool{}
 	for i, fk := range f.Keys {
 		at := fmt.Sprintf("keys[%d]", i)
 		fk.Line = v.line(at)
 		cfg.Keys = append(cfg.Keys, v.key(at, fk, seen))
+	}
+	seenCAs := map[string]bool{}
+	for i, fc := range f.CAs {
+		cfg.CAs = append(cfg.CAs, v.ca(fmt.Sprintf("cas[%d]", i), fc, cfg, seen, seenCAs))
 	}
 	return cfg
 }

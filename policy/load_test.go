@@ -279,13 +279,13 @@ func TestAddKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.AddKeys("/k", []KeySpec{{Name: "a", Role: RoleBuild, Line: 3}, {Name: "b", Role: RoleSubstitute, Expires: "2030-01-01", Line: 4}}); err != nil {
+	if err := cfg.AddKeys("/k", []KeySpec{{Name: "a", KeySettings: KeySettings{Role: RoleBuild}, Line: 3}, {Name: "b", KeySettings: KeySettings{Role: RoleSubstitute, Expires: "2030-01-01"}, Line: 4}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.Keys) != 2 || cfg.Key("b").Expires.Year() != 2030 {
 		t.Errorf("Keys = %+v", cfg.Keys)
 	}
-	err = cfg.AddKeys("/k", []KeySpec{{Name: "c", Role: RoleBuild, Line: 1}, {Name: "a", Role: RoleBuild, Line: 7}})
+	err = cfg.AddKeys("/k", []KeySpec{{Name: "c", KeySettings: KeySettings{Role: RoleBuild}, Line: 1}, {Name: "a", KeySettings: KeySettings{Role: RoleBuild}, Line: 7}})
 	if err == nil || !strings.Contains(err.Error(), "policy: /k:7: key 2.name: \"a\" is used by another key") {
 		t.Errorf("AddKeys(duplicate) = %v", err)
 	}

@@ -17,10 +17,11 @@ forbid() { # forbid PKG WHY PATTERN: PKG may import nothing matching PATTERN
 		fail=1
 	done
 }
-ours='^(admission|check|cmd|config|gateway|keys|nixproto|policy|sandbox|session|usage)(/|$)'
+ours='^(admission|certauth|check|cmd|config|gateway|keys|keysource|krl|nixproto|policy|sandbox|session|usage)(/|$)'
 forbid policy "policy is the ground: it imports nothing of nixgate's" "$ours"
 forbid keys "keys imports nothing of nixgate's" "$ours"
-for p in config sandbox nixproto admission usage session; do
+forbid krl "krl imports nothing of nixgate's" "$ours"
+for p in certauth config keysource sandbox nixproto admission usage session; do
 	forbid "$p" "only cmd, gateway and check sit above $p" '^(cmd|gateway|check)(/|$)'
 done
 forbid check "check is beside gateway, not above it" '^gateway$'

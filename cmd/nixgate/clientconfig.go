@@ -122,6 +122,7 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	protocol := fs.String("protocol", "ssh", "the store `PROTOCOL`: ssh (nix-store --serve) or ssh-ng (nix-daemon --stdio)")
 	hostKey := fs.String("host-key", "", "the host's public key `FILE` clients pin (default: serve mode's, or /etc/ssh/ssh_host_*_key.pub for exec)")
 	role := fs.String("role", "build", "the `ROLE` of the client's key: build (a remote builder and a substituter) or substitute (a substituter only)")
+	certificate := fs.String("certificate", "", "the client's certificate `PATH`, on the client, when it logs in with one of a [[cas]] CA (default: none; ssh also finds KEY-cert.pub beside the key by itself)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
 		return code
 	}
@@ -200,10 +201,17 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	if p != 22 {
 		fmt.Fprintf(w, "# (required: no Nix setting gives ssh the port %d)\n", p)
 	}
-	fmt.Fprintf(w, "Host %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n  HostKeyAlias %s\n\n", *host, addr, p, u, *key, *host)
+	certLine := ""
+	if *certificate != "" {
+		certLine = "CertificateFile " + *certificate
+		if *role == string(policy.RoleBuild) && *certificate != *key+"-cert.pub" {
+			fmt.Fprintf(w, "# (required: the machines line names the key, and ssh finds only %s-cert.pub beside it by itself)\n", *key)
+		}
+	}
+	fmt.Fprintf(w, "Host %s\n  HostName %s\n  Port %d\n  User %s\n  IdentityFile %s\n%s  IdentitiesOnly yes\n  HostKeyAlias %s\n\n", *host, addr, p, u, *key, indented(certLine, "  "), *host)
 	fmt.Fprintf(w, "# ~/.ssh/known_hosts of that user\n%s\n\n", keys.KnownHostsLine(*host, hk))
 	fmt.Fprintf(w, "# NixOS: the same for root's ssh, in configuration.nix\n")
-	fmt.Fprintf(w, "programs.ssh.extraConfig = ''\n  Host %s\n    HostName %s\n    Port %d\n    User %s\n    IdentityFile %s\n    IdentitiesOnly yes\n    HostKeyAlias %s\n'';\n", *host, addr, p, u, *key, *host)
+	fmt.Fprintf(w, "programs.ssh.extraConfig = ''\n  Host %s\n    HostName %s\n    Port %d\n    User %s\n    IdentityFile %s\n%s    IdentitiesOnly yes\n    HostKeyAlias %s\n'';\n", *host, addr, p, u, *key, indented(certLine, "    "), *host)
 	fmt.Fprintf(w, "programs.ssh.knownHosts.%s = { hostNames = [ %q ]; publicKey = %q; };\n\n", nixAttrName(*host), *host, strings.TrimSpace(keys.AuthorizedKey(hk)))
 
 	if *role == string(policy.RoleBuild) {
@@ -224,6 +232,15 @@ func runClientConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(w, "# Prove it works (the nix command is experimental: Nix 2.8 needs the flag)\nnix --extra-experimental-features nix-command store ping --store %s://%s@%s\n", *protocol, u, *host)
 	return exitOK
+}
+
+// indented returns line as a line of its own after indent; "" for an
+// empty line.
+func indented(line, indent string) string {
+	if line == "" {
+		return ""
+	}
+	return indent + line + "\n"
 }
 
 // nixAttrName is name as a Nix attribute name: quoted unless it is a

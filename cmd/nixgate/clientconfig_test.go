@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,6 +56,44 @@ func TestSigningAdvice(t *testing.T) {
 		}
 		if strings.Join(copied, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s: the lines to copy are\n%s\nwant\n%s", name, strings.Join(copied, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
+
+// TestClientConfigCertificate: --certificate adds CertificateFile to
+// both ssh configuration blocks, and says when the block is required.
+func TestClientConfigCertificate(t *testing.T) {
+	t.Setenv("NIX_CONF_DIR", t.TempDir())
+	dir := t.TempDir()
+	hostLine, _ := testKey(t, 5)
+	caLine, _ := testKey(t, 6)
+	os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key.pub"), []byte(hostLine+"\n"), 0o644)
+	cfgPath := filepath.Join(dir, "n.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf("user = \"nixgate-test-nobody\"\nlisten = [\"0.0.0.0:22\"]\nstate_dir = %q\n[[cas]]\nname = \"ci\"\nkey = %q\n[[cas.principals]]\nname = \"ci-x\"\nrole = \"build\"\n", dir, caLine)), 0o644)
+	for _, tt := range []struct {
+		args     []string
+		want     []string
+		required bool
+	}{
+		{[]string{"--key", "/root/.ssh/ci"}, nil, false},
+		{[]string{"--key", "/root/.ssh/ci", "--certificate", "/root/.ssh/ci-cert.pub"}, []string{"\n  CertificateFile /root/.ssh/ci-cert.pub\n", "\n    CertificateFile /root/.ssh/ci-cert.pub\n"}, false},
+		{[]string{"--key", "/root/.ssh/ci", "--certificate", "/run/ci/cert.pub"}, []string{"\n  CertificateFile /run/ci/cert.pub\n  IdentitiesOnly yes\n", "\n    CertificateFile /run/ci/cert.pub\n    IdentitiesOnly yes\n"}, true},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := runClientConfig(append([]string{"--config", cfgPath, "--host", "b.example.org"}, tt.args...), &stdout, &stderr); code != exitOK {
+			t.Fatalf("client-config %q = %d: %s", tt.args, code, stderr.String())
+		}
+		out := stdout.String()
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("client-config %q: no %q in\n%s", tt.args, w, out)
+			}
+		}
+		if tt.want == nil && strings.Contains(out, "CertificateFile") {
+			t.Errorf("client-config %q printed a CertificateFile:\n%s", tt.args, out)
+		}
+		if got := strings.Contains(out, "(required: the machines line names the key"); got != tt.required {
+			t.Errorf("client-config %q: required note %v; want %v", tt.args, got, tt.required)
 		}
 	}
 }

@@ -81,6 +81,20 @@ func execMode(configPath, keyName string, getenv func(string) string, stderr io.
 	remote := remoteAddr(getenv("SSH_CONNECTION"))
 	log = log.With("mode", "exec", "key", keyName, "remote", remote.String(), "command", raw)
 
+	// A CA's principal logged in with a certificate: the one sshd
+	// accepted must still be one nixgate accepts (its revoked file), and
+	// the records name it.
+	if k := cfg.Key(keyName); k != nil && k.CA != "" {
+		l, err := execCert(cfg, k, getenv("SSH_USER_AUTH"), remote, time.Now())
+		if err != nil {
+			// The client sees that much; the log has why.
+			status := refuse(stderr, log, "refused: the certificate is not accepted here", "decision", "deny", "detail", policy.Line(err))
+			usageRecorder(cfg, log).Record(keyName, keyusage.Refusal)
+			return status
+		}
+		log = log.With(l.LogAttrs()...)
+	}
+
 	// The account is this one, the configured user, and cannot write
 	// its own home where the sandbox does not keep it out.
 	account, _, err := preflight(cfg, configPath, modeExec)

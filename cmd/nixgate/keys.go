@@ -12,8 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/nixgate/nixgate/config"
 	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/krl"
 	"github.com/nixgate/nixgate/policy"
 )
 
@@ -26,8 +29,13 @@ const keysExample = `Manages the keys nixgate lets in.
       substitute, or shell for the operator's login shell in serve mode); with
       --exec, also write the forced-command line into the build account's
       OpenSSH authorized_keys
+  nixgate keys authorize --config FILE --ca NAME --exec AUTHORIZED_KEYS
+      exec mode: trust the certificates of the [[cas]] CA NAME, one
+      cert-authority line per principal forcing nixgate exec --key PRINCIPAL
   nixgate keys list --config FILE | --authorized-keys FILE
   nixgate keys revoke --config FILE | --authorized-keys FILE NAME|SHA256:…
+  nixgate keys revoke [--config FILE] --ca NAME --serial N | --key-id ID | --fingerprint SHA256:…
+      revoke certificates of a [[cas]] CA in its revoked file
   nixgate keys host --config FILE [--mode serve|exec] [--host NAME]
       the host key fingerprints, known_hosts line and machines-file publicHostKey
 
@@ -113,8 +121,16 @@ func keysAuthorize(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "comma-separated `NETWORKS` the key may connect from")
 	expires := fs.String("expires", "", "when the key stops working: an RFC 3339 `DATE` or date-time")
 	execFile := fs.String("exec", "", "also write the forced-command line for exec mode into this OpenSSH authorized_keys `FILE`")
+	caName := fs.String("ca", "", "instead of a key: write exec mode's cert-authority lines for the CA of this `NAME`, one per principal, into the --exec file")
 	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
 		return code
+	}
+	if *caName != "" {
+		if fs.NArg() != 0 || *name != "" || *role != "" || *from != "" || *expires != "" || *execFile == "" {
+			fmt.Fprintln(stderr, "nixgate keys authorize: with --ca NAME, give --exec AUTHORIZED_KEYS and no key, --name, --role, --from or --expires (the principals' settings are in the [[cas.principals]] entries)")
+			return exitUsage
+		}
+		return authorizeCA(*configFile, *caName, *execFile, stdout, stderr)
 	}
 	if fs.NArg() != 1 || *name == "" || *role == "" {
 		fmt.Fprintln(stderr, "nixgate keys authorize: give --name, --role and one public key file (or -)")
@@ -228,6 +244,9 @@ type keyRow struct {
 	Expired     bool     `json:"expired,omitempty"`
 	Source      string   `json:"source"`
 	Restricted  *bool    `json:"restricted,omitempty"`
+	// CA names the CA whose certificates log in as the key (a
+	// principal's); empty for a key of its own.
+	CA string `json:"ca,omitempty"`
 }
 
 func keysList(args []string, stdout, stderr io.Writer) int {
@@ -280,8 +299,11 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 			return nil, err
 		}
 		for _, k := range cfg.Keys {
-			r := keyRow{Name: k.Name, Role: string(k.Role), From: k.From, Source: fmt.Sprintf("%s:%d", k.Source, k.Line), Fingerprint: k.Fingerprint}
-			if r.Fingerprint == "" {
+			r := keyRow{Name: k.Name, Role: string(k.Role), From: k.From, Source: fmt.Sprintf("%s:%d", k.Source, k.Line), Fingerprint: k.Fingerprint, CA: k.CA}
+			switch {
+			case k.CA != "":
+				r.Fingerprint = "(certificates of CA " + k.CA + ")"
+			case r.Fingerprint == "":
 				r.Fingerprint = "(no public_key)"
 			}
 			if !k.Expires.IsZero() {
@@ -319,14 +341,23 @@ func listRows(ff fileFlags) ([]keyRow, error) {
 }
 
 func keysRevoke(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keys revoke", "(--config FILE | --authorized-keys FILE) NAME|SHA256:…", "Examples:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n  nixgate keys revoke --authorized-keys ~nixremote/.ssh/authorized_keys SHA256:abc…", stdout, stderr)
+	fs := newFlagSet("keys revoke", "(--config FILE | --authorized-keys FILE) NAME|SHA256:…\n       nixgate keys revoke [--config FILE] --ca NAME (--serial N | --key-id ID | --fingerprint SHA256:…)",
+		"Examples:\n  nixgate keys revoke --config /etc/nixgate/nixgate.toml ci\n  nixgate keys revoke --authorized-keys ~nixremote/.ssh/authorized_keys SHA256:abc…\n  nixgate keys revoke --ca ci --serial 1234\n  nixgate keys revoke --ca ci --key-id ci-repo-x-run-77\n\nWith --ca, the certificates of that [[cas]] entry are revoked in its revoked file,\nwhich nixgate serve reads again at the next login.", stdout, stderr)
 	var ff fileFlags
 	fs.StringVar(&ff.config, "config", "", "revoke from the authorized_keys file of this nixgate configuration `FILE` (default: "+defaultConfigPath+", unless --authorized-keys is given)")
 	fs.StringVar(&ff.authorizedKeys, "authorized-keys", "", "revoke from this OpenSSH authorized_keys `FILE`")
+	var cr certRevocation
+	fs.StringVar(&cr.ca, "ca", "", "revoke certificates of the CA of this `NAME` (its [[cas]] entry's revoked file)")
+	fs.StringVar(&cr.serial, "serial", "", "with --ca: the certificate with this serial `N` (ssh-keygen -z)")
+	fs.StringVar(&cr.keyID, "key-id", "", "with --ca: every certificate with this key `ID` (ssh-keygen -I)")
+	fs.StringVar(&cr.fingerprint, "fingerprint", "", "with --ca: every certificate of the key with this `SHA256:…` fingerprint")
 	if ok, code := parseFlagsAndArgs(fs, args, stdout); !ok {
 		return code
 	}
 	ff.defaults()
+	if cr.ca != "" || cr.serial != "" || cr.keyID != "" || cr.fingerprint != "" {
+		return cr.revoke(ff, fs.NArg(), stdout, stderr)
+	}
 	if fs.NArg() != 1 || (ff.config == "") == (ff.authorizedKeys == "") {
 		fmt.Fprintln(stderr, "nixgate keys revoke: give --config or --authorized-keys, and one name or fingerprint")
 		return exitUsage
@@ -341,6 +372,9 @@ func keysRevoke(args []string, stdout, stderr io.Writer) int {
 			return keysFail(stderr, "revoke", err)
 		}
 		for _, k := range cfg.Keys {
+			if k.Name == what && k.CA != "" {
+				return keysFail(stderr, "revoke", fmt.Errorf("%q is a principal of CA %q (%s:%d): remove its [[cas.principals]] entry, or revoke certificates with --ca %s and --serial, --key-id or --fingerprint", what, k.CA, k.Source, k.Line, k.CA))
+			}
 			if k.Name == what {
 				return keysFail(stderr, "revoke", fmt.Errorf("%q is a [[keys]] entry of %s (line %d): remove it there", what, k.Source, k.Line))
 			}
@@ -355,5 +389,94 @@ func keysRevoke(args []string, stdout, stderr io.Writer) int {
 		return keysFail(stderr, "revoke", err)
 	}
 	fmt.Fprintf(stdout, "revoked %s: %d line(s) removed from %s\n", what, n, path)
+	return exitOK
+}
+
+// certRevocation is what keys revoke --ca revokes.
+type certRevocation struct{ ca, serial, keyID, fingerprint string }
+
+// revoke adds the revocation to the CA's revoked file.
+func (cr certRevocation) revoke(ff fileFlags, nargs int, stdout, stderr io.Writer) int {
+	kind, what, n := "", "", 0
+	for _, f := range []struct{ kind, v string }{{"serial", cr.serial}, {"id", cr.keyID}, {"fingerprint", cr.fingerprint}} {
+		if f.v != "" {
+			kind, what = f.kind, f.v
+			n++
+		}
+	}
+	if cr.ca == "" || n != 1 || nargs != 0 || ff.authorizedKeys != "" || ff.config == "" {
+		fmt.Fprintln(stderr, "nixgate keys revoke: with --ca NAME, give one of --serial, --key-id or --fingerprint, and no key name")
+		return exitUsage
+	}
+	cfg, err := configSource{path: ff.config}.settings()
+	if err != nil {
+		return keysFail(stderr, "revoke", err)
+	}
+	ca := cfg.CA(cr.ca)
+	if ca == nil {
+		var names []string
+		for _, c := range cfg.CAs {
+			names = append(names, c.Name)
+		}
+		return keysFail(stderr, "revoke", fmt.Errorf("%s has no CA %q (its CAs: %s)", ff.config, cr.ca, strings.Join(names, ", ")))
+	}
+	if ca.Revoked == "" {
+		return keysFail(stderr, "revoke", fmt.Errorf("CA %q has no revoked file: add revoked = \"/etc/nixgate/%s.revoked\" to its [[cas]] entry (%s:%d)", ca.Name, ca.Name, ca.Source, ca.Line))
+	}
+	if data, err := os.ReadFile(ca.Revoked); err == nil && krl.IsKRL(data) {
+		return keysFail(stderr, "revoke", fmt.Errorf("%s is an OpenSSH KRL: revoke with ssh-keygen -k -u -f %s -s CA.pub SPEC (SPEC holding lines such as serial: N or id: KEY-ID)", ca.Revoked, ca.Revoked))
+	}
+	entry, err := keys.RevokedEntry(kind, what)
+	if err != nil {
+		return keysFail(stderr, "revoke", err)
+	}
+	added, err := keys.AddRevoked(ca.Revoked, entry)
+	if err != nil {
+		return keysFail(stderr, "revoke", err)
+	}
+	if !added {
+		fmt.Fprintf(stdout, "%s of CA %s was revoked already (%s)\n", entry, ca.Name, ca.Revoked)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "revoked %s of CA %s: added to %s; nixgate serve refuses it from the next login\n", entry, ca.Name, ca.Revoked)
+	return exitOK
+}
+
+// authorizeCA writes exec mode's cert-authority line of each principal of
+// the CA named name into the OpenSSH authorized_keys file execFile.
+func authorizeCA(configFile, name, execFile string, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(configFile)
+	if err == nil {
+		err = heldFiles(cfg, servingAs(cfg.User))
+	}
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	ca := cfg.CA(name)
+	if ca == nil {
+		return keysFail(stderr, "authorize", fmt.Errorf("%s has no CA %q", configFile, name))
+	}
+	key, err := ssh.ParsePublicKey(ca.Key)
+	if err != nil {
+		return keysFail(stderr, "authorize", fmt.Errorf("CA %q: %v", ca.Name, err))
+	}
+	entry := keys.Entry{Key: key, Comment: ca.Name + "-ca"}
+	self, err := os.Executable()
+	if err != nil {
+		return keysFail(stderr, "authorize", err)
+	}
+	abs, _ := filepath.Abs(configFile)
+	for _, p := range ca.Principals {
+		added, err := keys.AddCertAuthority(execFile, entry, p, self, abs)
+		if err != nil {
+			return keysFail(stderr, "authorize", err)
+		}
+		if added {
+			fmt.Fprintf(stdout, "certificates of CA %s for principal %s: cert-authority line in %s\n", ca.Name, p, execFile)
+		} else {
+			fmt.Fprintf(stdout, "certificates of CA %s for principal %s are trusted already in %s\n", ca.Name, p, execFile)
+		}
+	}
+	fmt.Fprintf(stderr, "nixgate keys authorize: sshd needs ExposeAuthInfo yes, for nixgate exec to check the certificate's revocation and log its key ID (sshd_config)\n")
 	return exitOK
 }

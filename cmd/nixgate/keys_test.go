@@ -142,3 +142,52 @@ func TestKeysListDefaultConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeCertificates: keys revoke --ca writes to the CA's revoked
+// file, which config.Load reads back.
+func TestRevokeCertificates(t *testing.T) {
+	dir := t.TempDir()
+	caLine, _ := testKey(t, 9)
+	revoked := filepath.Join(dir, "ci.revoked")
+	cfgPath := filepath.Join(dir, "nixgate.toml")
+	doc := fmt.Sprintf("user = \"b\"\n[[cas]]\nname = \"ci\"\nkey = %q\nrevoked = %q\n[[cas.principals]]\nname = \"ci-x\"\nrole = \"build\"\n[[cas]]\nname = \"bare\"\nkey = %q\n[[cas.principals]]\nname = \"p\"\nrole = \"build\"\n", caLine, revoked, caLine+"x")
+	if err := os.WriteFile(cfgPath, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, fp := testKey(t, 3)
+	tests := []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--serial", "12"}, exitOK, "revoked serial:12 of CA ci: added to " + revoked},
+		{[]string{"--serial", "12"}, exitOK, "serial:12 of CA ci was revoked already"},
+		{[]string{"--key-id", "ci run 7"}, exitOK, "revoked id:ci run 7 of CA ci"},
+		{[]string{"--fingerprint", fp}, exitOK, "revoked " + fp + " of CA ci"},
+		{[]string{"--serial", "0"}, exitRefused, "serial 0 is every certificate"},
+		{[]string{"--serial", "x"}, exitRefused, `serial "x" is not a decimal number`},
+		{[]string{"--serial", "1", "--key-id", "a"}, exitUsage, "give one of --serial, --key-id or --fingerprint"},
+		{[]string{"--serial", "1", "ci-x"}, exitUsage, "and no key name"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := runKeys(append([]string{"revoke", "--config", cfgPath, "--ca", "ci"}, tt.args...), &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.out) {
+			t.Errorf("keys revoke --ca ci %q = %d, %q %q; want %d, %q", tt.args, code, stdout.String(), stderr.String(), tt.code, tt.out)
+		}
+	}
+	data, _ := os.ReadFile(revoked)
+	if want := "serial:12\nid:ci run 7\n" + fp + "\n"; string(data) != want {
+		t.Errorf("revoked file = %q; want %q", data, want)
+	}
+	for args, want := range map[string]string{
+		"--ca nobody --serial 1": `has no CA "nobody" (its CAs: ci, bare)`,
+		"--ca bare --serial 1":   `CA "bare" has no revoked file: add revoked = "/etc/nixgate/bare.revoked" to its [[cas]] entry (` + cfgPath + ":9)",
+		"ci-x":                   `"ci-x" is a principal of CA "ci"`,
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := runKeys(append([]string{"revoke", "--config", cfgPath}, strings.Fields(args)...), &stdout, &stderr); code != exitRefused || !strings.Contains(stderr.String(), want) {
+			t.Errorf("keys revoke %s = %d, %q; want %q", args, code, stderr.String(), want)
+		}
+	}
+}

@@ -28,10 +28,21 @@ import (
 const watchInterval = 2 * time.Second
 
 // watchConfig reports on the returned channel when the configuration
-// file at source (unless it is the embedded default) or the keys file of
-// the configuration srv has in force changes.
+// file at source (unless it is the embedded default), the keys file of
+// the configuration srv has in force, or a CA's .pub file it names
+// changes. A CA's revoked file is not watched: it is read again at the
+// first login after it changes (see config).
 func watchConfig(srv *gateway.Server, source string) <-chan struct{} {
-	return watchFiles(func() []string { return []string{source, srv.Config().AuthorizedKeys} }, watchInterval)
+	return watchFiles(func() []string {
+		cfg := srv.Config()
+		files := []string{source, cfg.AuthorizedKeys}
+		for _, ca := range cfg.CAs {
+			if strings.HasPrefix(ca.PublicKey, "/") {
+				files = append(files, ca.PublicKey)
+			}
+		}
+		return files
+	}, watchInterval)
 }
 
 // watchDrain reports on the returned channel when nixgate drain's file
@@ -150,9 +161,18 @@ func monotonicUsec() int64 {
 }
 
 // announce says, at start-up and on every reload, what of cfg an
-// operator must know: keys that are not filtered, and what proot mode
-// does to build keys.
+// operator must know: keys that are not filtered, what proot mode does
+// to build keys, and (in the log) which CAs are trusted for what.
 func announce(cfg *policy.Config, log *slog.Logger, stderr io.Writer) {
 	warnFullTrust(cfg, log, stderr)
 	warnProot(cfg, log, stderr)
+	for _, ca := range cfg.CAs {
+		var principals []string
+		for _, p := range ca.Principals {
+			if k := cfg.Key(p); k != nil {
+				principals = append(principals, p+" ("+string(k.Role)+")")
+			}
+		}
+		log.Info("certificate authority trusted", "ca", ca.Name, "ca_fingerprint", ca.Fingerprint, "principals", principals, "revoked", ca.Revoked)
+	}
 }

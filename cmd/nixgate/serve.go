@@ -26,6 +26,7 @@ import (
 
 	"github.com/nixgate/nixgate/gateway"
 	"github.com/nixgate/nixgate/keys"
+	"github.com/nixgate/nixgate/keysource"
 	"github.com/nixgate/nixgate/policy"
 	"github.com/nixgate/nixgate/sandbox"
 	keyusage "github.com/nixgate/nixgate/usage"
@@ -104,7 +105,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		metrics = gateway.NewMetrics()
 	}
 	srv, err := gateway.New(gateway.Options{Config: cfg, HostSigners: signers, Account: account, Credential: cred, Logger: log, Metrics: metrics,
-		Usage: &keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}})
+		Usage: &keyusage.Recorder{StateDir: cfg.Serve.StateDir, Log: log}, KeySource: keySourceOf(log)})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -210,7 +211,7 @@ func startConfig(src configSource, stderr io.Writer) (cfg *policy.Config, identi
 		}
 	}
 	switch {
-	case hasLoginKey(cfg):
+	case hasLoginKey(cfg), len(cfg.CAs) > 0, len(cfg.KeySource.Command) > 0:
 		return cfg, identity, nil
 	case src.embedded():
 		return nil, "", fmt.Errorf("no key may log in: add one line per client key to %s, such as role=\"build\" ssh-ed25519 AAAA… you@laptop", cfg.AuthorizedKeys)
@@ -452,4 +453,15 @@ func connectHint(cfg *policy.Config, ls []net.Listener, identity string) string 
 		hint += fmt.Sprintf("\n  (%s is root's to read here: a client needs its lines, which nixgate client-config prints)", knownHosts)
 	}
 	return hint
+}
+
+// keySourceOf returns the gateway's maker of key sources: the
+// [key_source] command of each configuration, run by package keysource.
+func keySourceOf(log *slog.Logger) func(*policy.Config) gateway.KeySource {
+	return func(cfg *policy.Config) gateway.KeySource {
+		if s := keysource.New(cfg, log); s != nil {
+			return s
+		}
+		return nil
+	}
 }
