@@ -64,6 +64,14 @@ func refuse(stderr io.Writer, log *slog.Logger, msg string, attrs ...any) int {
 // the session's protocol filter; it returns the exit status for the
 // client: Nix's, or a refusal's.
 func execMode(configPath, keyName string, getenv func(string) string, stderr io.Writer) int {
+	// nixgate writes to sshd's pipes itself (Nix's answers, a build log;
+	// over ssh:// Nix's stderr too, for its build log): once sshd has
+	// closed them a write must fail with EPIPE, not kill nixgate with
+	// SIGPIPE before the session's record is written. Caught, not
+	// ignored: Nix starts with SIGPIPE as it would have.
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	defer signal.Stop(pipes)
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		log, closeLog := execLog("")
@@ -226,14 +234,6 @@ func runFiltered(c *sandbox.Command, dir string, filter *nixproto.Filter, stderr
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	// nixgate writes to sshd's pipes itself (Nix's answers; over ssh://
-	// Nix's stderr too, for its build log): once sshd has closed them a
-	// write must fail with EPIPE, not kill nixgate with SIGPIPE before
-	// the session's record is written. Caught, not ignored: Nix starts
-	// with SIGPIPE as it would have.
-	pipes := make(chan os.Signal, 1)
-	signal.Notify(pipes, syscall.SIGPIPE)
-	defer signal.Stop(pipes)
 	nixIn, nixOut, err := filter.Attach(os.Stdin, os.Stdout)
 	if err != nil {
 		return refuse(stderr, log, "cannot run the command: "+policy.Line(err), "decision", "error")
