@@ -51,7 +51,7 @@ unit:
 	$(GO) test -race -count=1 ./policy/... ./nixproto/... ./session/... ./admission/... ./usage/... ./keys/... ./config/... ./sandbox/... ./gateway/... ./check/... ./cmd/...
 
 e2e:
-	$(GO) test -race -count=1 -timeout 25m ./e2e/...
+	$(GO) test -race -count=1 -timeout 28m ./e2e/...
 
 fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME)
@@ -74,14 +74,14 @@ fuzz:
 # arm64), unit and end-to-end tests
 # with the race detector (nixgate itself is built with it for the
 # end-to-end tests), the soak once more without it (to watch memory), and
-# a short run of every fuzz target. -timeout 25m: the end-to-end tests
-# take about 14 minutes on a 2-core machine, past go test's default
+# a short run of every fuzz target. -timeout 28m: the end-to-end tests
+# take about 19 minutes on a 2-core machine, past go test's default
 # of 10 (each test bounds its own waits).
 test: deps lint cross
 	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests
 	@# (e2e's nixpkgsLib looks the same way; under CI none is a failure).
 	@d=$$PWD; lib=$${NIXGATE_NIXPKGS_LIB:-}; while [ -z "$$lib" ] && [ "$$d" != / ]; do [ -f "$$d/../shared/nixpkgs-lib/lib/default.nix" ] && lib=$$(cd "$$d/../shared/nixpkgs-lib" && pwd); d=$$(dirname "$$d"); done; echo "nixpkgs lib: $${lib:-none beside $$PWD or above it}"
-	$(GO) test -race -count=1 -timeout 25m ./...
+	$(GO) test -race -count=1 -timeout 28m ./...
 	$(GO) test -count=1 -run '^TestSoak$$' ./e2e
 	$(MAKE) fuzz
 
