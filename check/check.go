@@ -60,6 +60,9 @@ type Options struct {
 	// key may log in (the embedded default). False means that serve
 	// refuses to start then.
 	GeneratesKey bool
+	// SSHDConfig is the sshd configuration file OpenSSH runs with (exec
+	// mode, for certificates). Empty means DefaultSSHDConfig.
+	SSHDConfig string
 }
 
 // account is the build user as the checks need it.
@@ -242,6 +245,7 @@ func Run(cfg *policy.Config, o Options) []Result {
 	switch o.Mode {
 	case Exec:
 		rs = append(rs, checkExecLog(cfg, a, syslogSockets)...)
+		rs = append(rs, checkSSHDCerts(cfg, a, o.SSHDConfig)...)
 		rs = append(rs, checkHome(cfg, a)...)
 		rs = append(rs, checkShell(a)...)
 		rs = append(rs, checkLocked(a)...)

@@ -283,3 +283,31 @@ func TestCheckStoreDir(t *testing.T) {
 		t.Errorf("checkStore(store_dir there) = %+v; want ok", rs)
 	}
 }
+
+// TestSSHDCertSettings: exec mode's certificate check trusts
+// SSH_USER_AUTH only where sshd sets it itself and nobody else may.
+func TestSSHDCertSettings(t *testing.T) {
+	for _, tc := range []struct {
+		settings string
+		status   Status
+		says     string
+	}{
+		{"exposeauthinfo yes\npermituserenvironment no\nacceptenv LANG\nacceptenv LC_*\n", OK, "can trust it"},
+		{"exposeauthinfo no\npermituserenvironment no\n", Fail, "ExposeAuthInfo is not yes"},
+		{"permituserenvironment no\n", Fail, "ExposeAuthInfo is not yes"},
+		{"exposeauthinfo yes\nacceptenv LANG SSH_*\n", Fail, `AcceptEnv "SSH_*" lets a client send SSH_USER_AUTH`},
+		{"exposeauthinfo yes\nacceptenv *\n", Fail, `AcceptEnv "*"`},
+		{"exposeauthinfo yes\npermituserenvironment yes\n", Fail, "PermitUserEnvironment is \"yes\""},
+		{"exposeauthinfo yes\npermituserenvironment SSH_USER*\n", Fail, "PermitUserEnvironment"},
+		{"exposeauthinfo yes\npermituserenvironment LANG\n", OK, "can trust it"},
+	} {
+		rs := sshdCertSettings(tc.settings, "/etc/ssh/sshd_config")
+		found := false
+		for _, r := range rs {
+			found = found || r.Status == tc.status && strings.Contains(r.Message, tc.says)
+		}
+		if !found {
+			t.Errorf("%q: %+v; want %s saying %q", tc.settings, rs, tc.status, tc.says)
+		}
+	}
+}

@@ -458,8 +458,19 @@ func TestCertExec(t *testing.T) {
 		}
 		only := filepath.Join(b.root, "authorized_keys.cas")
 		writeFile(t, only, strings.Join(lines, "\n")+"\n", 0o644)
-		rs, code := runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", only)
+		sshdConfig := filepath.Join(b.root, "sshd", "sshd_config")
+		rs, code := runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", only, "--sshd-config", sshdConfig)
 		noFailures(t, rs, code)
+		finding(t, rs, "sshd", "ok", "sshd sets SSH_USER_AUTH itself (ExposeAuthInfo yes)", "")
+		// The control: a client allowed to send SSH_USER_AUTH could name
+		// another certificate's file.
+		open := filepath.Join(b.root, "sshd_config.acceptenv")
+		writeFile(t, open, readFile(t, sshdConfig)+"AcceptEnv SSH_*\n", 0o644)
+		rs, code = runCheck(t, "--config", b.config, "--mode", "exec", "--authorized-keys", only, "--sshd-config", open)
+		finding(t, rs, "sshd", "fail", `sshd's AcceptEnv "SSH_*" lets a client send SSH_USER_AUTH`, "narrow AcceptEnv")
+		if code != 1 {
+			t.Errorf("check with AcceptEnv SSH_*: exit %d; want 1", code)
+		}
 		finding(t, rs, "authorized_keys", "ok", "2 key(s) in "+only+", each restricted to nixgate exec", "")
 		finding(t, rs, "files", "ok", "CA ci's revoked file "+e.revoked+" cannot be changed by "+b.account.name, "")
 		finding(t, rs, "files", "ok", "CA ci's key file "+filepath.Join(e.dir, "ca.pub")+" cannot be changed by "+b.account.name, "")

@@ -98,6 +98,11 @@ func (l *RevokedList) add(text string, n int) error {
 		if id == "" {
 			return fmt.Errorf("an empty key ID")
 		}
+		if strings.TrimSpace(id) != id {
+			// A space an editor left would revoke another key ID than
+			// the one meant, silently: refused (a KRL revokes such IDs).
+			return fmt.Errorf("key ID %q starts or ends with white space: write the ID alone (for an ID that really does, use a KRL: ssh-keygen -k)", id)
+		}
 		l.ids[id] = n
 	case strings.HasPrefix(text, "SHA256:"):
 		b, err := base64.RawStdEncoding.DecodeString(strings.TrimPrefix(text, "SHA256:"))

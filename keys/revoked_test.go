@@ -56,6 +56,8 @@ func TestParseRevokedErrors(t *testing.T) {
 		{" serial:7\n", "want serial:N"},
 		{"7\n", "want serial:N"},
 		{"id:a\x00b\n", "a NUL byte"},
+		{"id:ci-run-1234 \n", `key ID "ci-run-1234 " starts or ends with white space`},
+		{"id:\tci\n", "starts or ends with white space"},
 	}
 	for _, tt := range tests {
 		_, err := ParseRevoked("/r", []byte(tt.in))

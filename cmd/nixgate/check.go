@@ -35,6 +35,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	embedded := fs.Bool("embedded", false, "check the embedded default configuration, as nixgate serve --embedded (make run) uses it")
 	mode := fs.String("mode", "serve", "how nixgate runs here: `MODE` serve or exec")
 	ak := fs.String("authorized-keys", "", "the build account's OpenSSH authorized_keys `FILE` (exec mode; default ~/.ssh/authorized_keys)")
+	sshdConfig := fs.String("sshd-config", "", "the `FILE` OpenSSH's sshd runs with (exec mode with [[cas]]; default "+check.DefaultSSHDConfig+")")
 	asJSON := fs.Bool("json", false, "print JSON")
 	onlySandbox := fs.Bool("only-sandbox", false, "only run the sandbox check (check runs itself again with it as the build user)")
 	if ok, code := parseFlags(fs, args, stdout); !ok {
@@ -82,7 +83,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		results = []check.Result{{Name: "config", Status: check.Fail, Message: what + ": " + policy.Line(err), Fix: configFix(err, source)}}
 	} else {
 		results = append([]check.Result{{Name: "config", Status: check.OK, Message: fmt.Sprintf("%s is valid: user %s, %d key(s), sandbox %s", what, cfg.User, len(cfg.Keys), cfg.Sandbox.Mode)}},
-			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak, GeneratesKey: src.embedded()})...)
+			check.Run(cfg, check.Options{Mode: check.Mode(*mode), AuthorizedKeys: *ak, GeneratesKey: src.embedded(), SSHDConfig: *sshdConfig})...)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
