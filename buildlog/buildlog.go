@@ -215,6 +215,7 @@ type Recorder struct {
 	key string
 
 	mu      sync.Mutex
+	total   uint64    // bytes accepted, of all its derivations
 	drvs    []*drvLog // in the order first seen
 	byName  map[string]*drvLog
 	closed  bool
@@ -228,7 +229,8 @@ type Recorder struct {
 type drvLog struct {
 	drv       string
 	size      uint64 // bytes accepted
-	truncated bool   // more was sent than MaxLogSize
+	truncated bool   // more was sent than MaxLogSize, or the session's MaxTotal
+	bySession bool   // truncated by the session's MaxTotal
 	lost      uint64 // bytes dropped because the writer was behind
 	spans     []span // where its bytes are in the session file
 }
@@ -280,9 +282,19 @@ func (r *Recorder) Add(drv string, p []byte) {
 		r.drvs = append(r.drvs, d)
 		r.byName[drv] = d
 	}
-	if room := r.s.cfg.MaxLogSize - min(d.size, r.s.cfg.MaxLogSize); uint64(len(p)) > room {
+	// One log holds at most MaxLogSize, and one session's file at most
+	// MaxTotal: a session building a thousand chatty derivations
+	// cannot fill the disk before its logs are pruned.
+	room := r.s.cfg.MaxLogSize - min(d.size, r.s.cfg.MaxLogSize)
+	bySession := false
+	if left := r.s.cfg.MaxTotal - min(r.total, r.s.cfg.MaxTotal); r.s.cfg.MaxTotal > 0 && left < room {
+		room, bySession = left, true
+	}
+	if uint64(len(p)) > room {
 		p = p[:room]
-		d.truncated = true
+		if !d.truncated {
+			d.truncated, d.bySession = true, bySession
+		}
 	}
 	if len(p) == 0 {
 		return
@@ -290,6 +302,7 @@ func (r *Recorder) Add(drv string, p []byte) {
 	select {
 	case r.pieces <- piece{d, slices.Clone(p)}:
 		d.size += uint64(len(p))
+		r.total += uint64(len(p))
 	default:
 		d.lost += uint64(len(p))
 	}
@@ -390,7 +403,9 @@ func (r *Recorder) keep(dir string, d *drvLog) error {
 	if d.lost > 0 {
 		fmt.Fprintf(z, "\n[nixgate: %d bytes of this log are not kept: the disk was too slow for them]\n", d.lost)
 	}
-	if d.truncated {
+	if d.truncated && d.bySession {
+		fmt.Fprintf(z, "\n[nixgate: the rest of this log is not kept: this session's logs reached [build_logs] max_total, %d bytes]\n", r.s.cfg.MaxTotal)
+	} else if d.truncated {
 		fmt.Fprintf(z, "\n[nixgate: the rest of this log is not kept: [build_logs] max_log_size is %d bytes]\n", r.s.cfg.MaxLogSize)
 	}
 	if err := z.Close(); err != nil {

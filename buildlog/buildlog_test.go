@@ -100,6 +100,19 @@ func TestRecorderCaps(t *testing.T) {
 		t.Errorf("a log past max_log_size: %q", got)
 	}
 
+	// One session keeps at most max_total, whatever its derivations
+	// (the logs compress to far less, so pruning leaves both).
+	c = cfg()
+	c.MaxTotal = 1000
+	s = New(t.TempDir(), c)
+	r, _ = s.Recorder("ci")
+	r.Add(drvA, bytes.Repeat([]byte{'a'}, 600))
+	r.Add(drvB, bytes.Repeat([]byte{'b'}, 600))
+	r.Close()
+	if got, _ := read(t, s, "ci", drvB); !strings.HasPrefix(got, strings.Repeat("b", 400)+"\n[nixgate: the rest of this log is not kept: this session's logs reached [build_logs] max_total, 1000 bytes]") {
+		t.Errorf("the second log of a session past max_total: %q", got)
+	}
+
 	// Past the total, the oldest logs go; past the retention, all.
 	c = cfg()
 	c.MaxTotal = 1
