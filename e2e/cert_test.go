@@ -164,12 +164,7 @@ func TestCertServe(t *testing.T) {
 			if rec == nil {
 				t.Fatalf("no session record of ci-build imports %s", p)
 			}
-			caFP := strings.Fields(mustRun(t, nil, "ssh-keygen", "-l", "-f", filepath.Join(e.dir, "ca.pub")).stdout)[1]
-			for k, want := range map[string]string{"principal": "ci-build", "cert_key_id": "ci-repo-x-run-1", "cert_serial": "11", "ca": "ci", "ca_fingerprint": caFP} {
-				if fmt.Sprint(rec[k]) != want {
-					t.Errorf("session record %s = %v; want %s (%v)", k, rec[k], want, rec)
-				}
-			}
+			certRecordNames(t, e, rec, "ci-build", "ci-repo-x-run-1", "11")
 		}
 	})
 
@@ -361,12 +356,7 @@ func TestCertExec(t *testing.T) {
 		if rec == nil {
 			t.Fatalf("no session record of ci-build imports %s", p)
 		}
-		caFP := strings.Fields(mustRun(t, nil, "ssh-keygen", "-l", "-f", filepath.Join(e.dir, "ca.pub")).stdout)[1]
-		for k, want := range map[string]string{"principal": "ci-build", "cert_key_id": "exec-run-1", "cert_serial": "31", "ca": "ci", "ca_fingerprint": caFP} {
-			if fmt.Sprint(rec[k]) != want {
-				t.Errorf("session record %s = %v; want %s (%v)", k, rec[k], want, rec)
-			}
-		}
+		certRecordNames(t, e, rec, "ci-build", "exec-run-1", "31")
 	})
 
 	t.Run("substitute principal cannot write", func(t *testing.T) {
@@ -504,4 +494,17 @@ func checkCertRevoked(t *testing.T, b *builder, name, detail string) {
 		t.Fatalf("the revoked certificate of %s: %s", name, r)
 	}
 	waitLog(t, b, "refused", map[string]string{"detail": detail})
+}
+
+// certRecordNames checks that a session record names the certificate
+// that logged in: its principal, key ID, serial, and e's CA by name and
+// fingerprint (as ssh-keygen -l prints it).
+func certRecordNames(t *testing.T, e *certEnv, rec map[string]any, principal, keyID, serial string) {
+	t.Helper()
+	caFP := strings.Fields(mustRun(t, nil, "ssh-keygen", "-l", "-f", filepath.Join(e.dir, "ca.pub")).stdout)[1]
+	for k, want := range map[string]string{"principal": principal, "cert_key_id": keyID, "cert_serial": serial, "ca": "ci", "ca_fingerprint": caFP} {
+		if fmt.Sprint(rec[k]) != want {
+			t.Errorf("session record %s = %v; want %s (%v)", k, rec[k], want, rec)
+		}
+	}
 }
