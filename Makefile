@@ -7,7 +7,7 @@ BIN     := bin/nixgate
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 LDFLAGS := $(if $(VERSION),-ldflags "-X main.version=$(VERSION)")
 
-.PHONY: all build run run-exec test deps lint cross unit e2e fuzz bench clean
+.PHONY: all build run run-exec test deps lint cross unit e2e fuzz bench x-crypto clean
 
 all: build
 
@@ -47,6 +47,12 @@ cross:
 		GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -o /dev/null ./cmd/nixgate; \
 	done
 
+# third_party/x-crypto is golang.org/x/crypto with patches/x-crypto applied
+# (docs/development.md, "The x/crypto patch"): check that it is exactly
+# that, and run x/crypto's own tests on the patched code.
+x-crypto:
+	scripts/x-crypto.sh --check
+
 unit:
 	$(GO) test -race -count=1 ./policy/... ./nixproto/... ./session/... ./admission/... ./usage/... ./keys/... ./config/... ./sandbox/... ./gateway/... ./check/... ./cmd/...
 
@@ -77,7 +83,7 @@ fuzz:
 # a short run of every fuzz target. -timeout 28m: the end-to-end tests
 # take 19 to 22 minutes on a 2-core machine, past go test's default
 # of 10 (each test bounds its own waits).
-test: deps lint cross
+test: deps lint cross x-crypto
 	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests
 	@# (e2e's nixpkgsLib looks the same way; under CI none is a failure).
 	@d=$$PWD; lib=$${NIXGATE_NIXPKGS_LIB:-}; while [ -z "$$lib" ] && [ "$$d" != / ]; do [ -f "$$d/../shared/nixpkgs-lib/lib/default.nix" ] && lib=$$(cd "$$d/../shared/nixpkgs-lib" && pwd); d=$$(dirname "$$d"); done; echo "nixpkgs lib: $${lib:-none beside $$PWD or above it}"

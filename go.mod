@@ -26,3 +26,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// The x/crypto patch (docs/development.md): golang.org/x/crypto with
+// patches/x-crypto applied, made by scripts/x-crypto.sh.
+replace golang.org/x/crypto => ./third_party/x-crypto
