@@ -94,6 +94,7 @@ bench: deps
 	bench/admission-overhead.sh
 	bench/handshake-ack.sh
 	bench/build-logs.sh
+	bench/throughput.sh
 	bench/run.sh
 
 clean:
