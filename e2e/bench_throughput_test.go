@@ -60,7 +60,6 @@ type tpRoute struct {
 type tpKind struct {
 	name  string
 	paths []string
-	bytes int64
 }
 
 // tpSample is one copy: wall time in ms and CPU seconds of the client
@@ -121,10 +120,11 @@ func BenchmarkThroughput(b *testing.B) {
 	pipe := writeLocalPipe(b, ng)
 	routes := []*tpRoute{{key: "floor", name: "store floor (local?root=, no SSH)", from: ng}}
 	for _, scheme := range []string{schemeSSH, schemeNG} {
-		forced := map[string]string{schemeSSH: "direct", schemeNG: "direct-ng"}[scheme]
+		// OpenSSH's key and the forced command it runs (keyLines).
+		forced := map[string]struct{ key, command string }{schemeSSH: {"direct", "nix-store --serve --write"}, schemeNG: {"direct-ng", "nix-daemon --stdio"}}[scheme]
 		routes = append(routes,
 			&tpRoute{key: "pipe", name: "local pipe (no SSH)", scheme: scheme, from: ng, env: pipe, to: scheme + "://nixgate-local-pipe", recv: ng},
-			&tpRoute{key: "openssh", name: "OpenSSH, forced " + map[string]string{schemeSSH: "nix-store --serve --write", schemeNG: "nix-daemon --stdio"}[scheme], scheme: scheme, from: ossh, to: scheme + "://" + ossh.Host(forced), server: ossh.sshd.Process.Pid, recv: ossh},
+			&tpRoute{key: "openssh", name: "OpenSSH, forced " + forced.command, scheme: scheme, from: ossh, to: scheme + "://" + ossh.Host(forced.key), server: ossh.sshd.Process.Pid, recv: ossh},
 			&tpRoute{key: "nixgate", name: "nixgate serve", scheme: scheme, from: ng, to: scheme + "://" + ng.Host("build"), server: ng.serve.Process.Pid, serve: true, recv: ng})
 		for i, v := range variants {
 			routes = append(routes, &tpRoute{key: "nixgate-" + v.label, name: "nixgate serve " + v.label, variant: v.label, scheme: scheme, from: vbs[i], to: scheme + "://" + vbs[i].Host("build"), server: vbs[i].serve.Process.Pid, serve: true, recv: vbs[i]})
@@ -250,8 +250,8 @@ func addPayloads(t testing.TB, dir string, senders []*builder) []tpKind {
 	}
 	os.RemoveAll(dir)
 	return []tpKind{
-		{name: "256 MiB, one path", paths: bigPaths, bytes: 256 << 20},
-		{name: fmt.Sprintf("2,000 paths of 4–64 KiB (%.0f MiB)", float64(smallBytes)/(1<<20)), paths: smallPaths, bytes: smallBytes},
+		{name: "256 MiB, one path", paths: bigPaths},
+		{name: fmt.Sprintf("2,000 paths of 4–64 KiB (%.0f MiB)", float64(smallBytes)/(1<<20)), paths: smallPaths},
 	}
 }
 
