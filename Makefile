@@ -100,6 +100,7 @@ bench: deps
 	bench/admission-overhead.sh
 	bench/handshake-ack.sh
 	bench/build-logs.sh
+	bench/throughput.sh
 	bench/run.sh
 
 clean:

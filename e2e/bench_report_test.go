@@ -159,6 +159,13 @@ func BenchmarkReport(b *testing.B) {
 
 	path := repoFile(b, "docs/BENCHMARKS.md")
 	doc := "# nixgate benchmarks\n\nWritten by `bench/run.sh` (BenchmarkReport in e2e/bench_report_test.go): OpenSSH and nixgate measured side by side on loopback in the same run. Each target is marked met or MISSED.\n" + rep.String()
+	// BenchmarkThroughput's section (bench/throughput.sh) is its own:
+	// kept as the file has it.
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		b.Fatal(err)
+	}
+	doc = withThroughput(doc, throughputBlock(string(old)))
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		b.Fatal(err)
 	}
