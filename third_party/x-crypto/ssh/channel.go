@@ -372,8 +372,10 @@ func (c *channel) adjustWindow(adj uint32) error {
 	// exceed the initial window setting, we don't worry about overflow.
 	c.myConsumed += adj
 	var sendAdj uint32
-	if (channelWindowSize-c.myWindow > 3*channelMaxPacket) ||
-		(c.myWindow < channelWindowSize/2) {
+	// Credit the peer in steps of a quarter of the window: it always has
+	// at least three quarters of it, and a stream costs one window
+	// adjust message per 512 KiB read rather than one per read.
+	if c.myConsumed >= channelWindowSize/4 {
 		sendAdj = c.myConsumed
 		c.myConsumed = 0
 		c.myWindow += sendAdj
