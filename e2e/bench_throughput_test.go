@@ -113,6 +113,25 @@ func BenchmarkThroughput(b *testing.B) {
 		vbs[i] = newBuilderWith(b, modeServe, builderOptions{bin: v.bin})
 	}
 
+	// Before any copy: each nixgate build's nix store ping round trip
+	// and memory per idle authenticated connection, alternating builds.
+	ngs := append([]*builder{ng}, vbs...)
+	pings := make([][]float64, len(ngs))
+	idle := make([]int64, len(ngs))
+	for i, x := range ngs {
+		// Room for the idle connections from one address (as BenchmarkReport).
+		cfg := readFile(b, x.config)
+		writeFile(b, x.config, strings.Replace(cfg, "[limits]\n", "[limits]\nmax_startups = 1024\nper_source_max_startups = 1024\nper_source_rate = 100000\n", 1), 0o644)
+		x.waitReload(b)
+		idle[i] = idleMemory(b, x, "build", tpIdleConns, func() int64 { return treeRSS(x.serve.Process.Pid) })
+	}
+	for r := 0; r < tpPings; r++ {
+		for i := range ngs {
+			x := ngs[(i+r)%len(ngs)]
+			pings[(i+r)%len(ngs)] = append(pings[(i+r)%len(ngs)], timed(b, func() { x.mustNix(b, "nix", "store", "ping", "--store", "ssh://"+x.Host("build")) }))
+		}
+	}
+
 	// The payloads, the same store paths in every client store.
 	senders := append([]*builder{ossh, ng}, vbs...)
 	kinds := addPayloads(b, ng.root, senders)
@@ -153,6 +172,7 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 
 	section := throughputSection(routes, kinds, series, rounds, roundTimes)
+	section += idleSection(variants, pings, idle)
 	fmt.Print(section)
 	path := repoFile(b, "docs/BENCHMARKS.md")
 	old, err := os.ReadFile(path)
@@ -177,6 +197,29 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// tpPings and tpIdleConns size the ping and idle memory series.
+const (
+	tpPings     = 30
+	tpIdleConns = 128
+)
+
+// idleSection is the report's table of each nixgate build's ping round
+// trip and memory per idle connection, measured before the copies.
+func idleSection(variants []tpVariant, pings [][]float64, idle []int64) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "\nBefore the copies, each nixgate build's `nix store ping --store ssh://…` round trip (%d runs each, alternating builds) and the RSS added by %d idle authenticated connections, per connection:\n\n", tpPings, tpIdleConns)
+	s.WriteString("| nixgate | ping median | ping p90 | memory per idle connection | target |\n|---|---|---|---|---|\n")
+	for i := range pings {
+		label := "this build"
+		if i > 0 {
+			label = variants[i-1].label
+		}
+		per := float64(idle[i]) / tpIdleConns / 1024
+		fmt.Fprintf(&s, "| %s | %.1f ms | %.1f ms | %.0f KiB | < 200 KiB %s |\n", label, median(pings[i]), pct(pings[i], 0.9), per, verdict(per < 200))
+	}
+	return s.String()
 }
 
 // tpVariant is a nixgate binary measured beside this one.
@@ -594,6 +637,26 @@ func throughputSection(routes []*tpRoute, kinds []tpKind, series map[*tpRoute]ma
 			}
 		}
 		fmt.Fprintf(&s, " %s %s / %s; %s / %s.", label, xs[0], xs[1], xs[2], xs[3])
+	}
+	// The CPU target: this build's at most half of an earlier build's
+	// (BASE=), per payload and scheme.
+	for _, rt := range routes {
+		if !rt.serve || rt.variant == "" || rt.scheme != schemeSSH {
+			continue
+		}
+		fmt.Fprintf(&s, " This build's against %s's:", rt.variant)
+		for _, k := range kinds {
+			for _, scheme := range []string{schemeSSH, schemeNG} {
+				now, _ := series[findRoute(routes, "nixgate", scheme)][k.name].medians()
+				then, _ := series[findRoute(routes, rt.key, scheme)][k.name].medians()
+				ratio := now.server / then.server
+				fmt.Fprintf(&s, " %s %s %.2f×", k.name, scheme, ratio)
+				if k.name == kinds[0].name {
+					fmt.Fprintf(&s, " (target ≤ 0.5× %s)", verdict(ratio <= 0.5))
+				}
+				s.WriteString(";")
+			}
+		}
 	}
 	orphaned, copies := 0, 0
 	for _, rt := range routes {
