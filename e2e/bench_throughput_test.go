@@ -620,44 +620,48 @@ func throughputSection(routes []*tpRoute, kinds []tpKind, series map[*tpRoute]ma
 				k.name, scheme, rt.name, m.wall, pct(walls, 0), pct(walls, 1), vsPipe, m.wall/floor.wall, cpu(m.client), server, nix, cpu(total), target)
 		}
 	}
-	s.WriteString("\nnixgate serve's own CPU seconds per copy (256 MiB over ssh:// and ssh-ng://; 2,000 paths over ssh:// and ssh-ng://):")
+	// nixgate serve's own CPU per copy, each build, and this build's
+	// against each earlier one's (BASE=), with the target: at
+	// most half.
+	var builds []*tpRoute
 	for _, rt := range routes {
-		if !rt.serve || rt.scheme != schemeSSH {
-			continue
+		if rt.serve && rt.scheme == schemeSSH {
+			builds = append(builds, rt)
 		}
+	}
+	s.WriteString("\nnixgate serve's own CPU seconds per copy (medians), each build:\n\n| payload | scheme |")
+	for _, rt := range builds {
 		label := "this build"
 		if rt.variant != "" {
 			label = rt.variant
 		}
-		var xs []string
-		for _, k := range kinds {
-			for _, scheme := range []string{schemeSSH, schemeNG} {
+		fmt.Fprintf(&s, " %s |", label)
+	}
+	for _, rt := range builds[1:] {
+		fmt.Fprintf(&s, " this build / %s | target |", rt.variant)
+	}
+	s.WriteString("\n|---|---|" + strings.Repeat("---|", len(builds)+2*(len(builds)-1)) + "\n")
+	for ki, k := range kinds {
+		for _, scheme := range []string{schemeSSH, schemeNG} {
+			fmt.Fprintf(&s, "| %s | %s:// |", k.name, scheme)
+			cpus := make([]float64, len(builds))
+			for i, rt := range builds {
 				m, _ := series[findRoute(routes, rt.key, scheme)][k.name].medians()
-				xs = append(xs, fmt.Sprintf("%.2f", m.server))
+				cpus[i] = m.server
+				fmt.Fprintf(&s, " %.2f |", m.server)
 			}
-		}
-		fmt.Fprintf(&s, " %s %s / %s; %s / %s.", label, xs[0], xs[1], xs[2], xs[3])
-	}
-	// The CPU target: this build's at most half of an earlier build's
-	// (BASE=), per payload and scheme.
-	for _, rt := range routes {
-		if !rt.serve || rt.variant == "" || rt.scheme != schemeSSH {
-			continue
-		}
-		fmt.Fprintf(&s, " This build's against %s's:", rt.variant)
-		for _, k := range kinds {
-			for _, scheme := range []string{schemeSSH, schemeNG} {
-				now, _ := series[findRoute(routes, "nixgate", scheme)][k.name].medians()
-				then, _ := series[findRoute(routes, rt.key, scheme)][k.name].medians()
-				ratio := now.server / then.server
-				fmt.Fprintf(&s, " %s %s %.2f×", k.name, scheme, ratio)
-				if k.name == kinds[0].name {
-					fmt.Fprintf(&s, " (target ≤ 0.5× %s)", verdict(ratio <= 0.5))
+			for i := range builds[1:] {
+				ratio := cpus[0] / cpus[i+1]
+				target := ""
+				if ki == 0 {
+					target = "≤ 0.5× " + verdict(ratio <= 0.5)
 				}
-				s.WriteString(";")
+				fmt.Fprintf(&s, " %.2f× | %s |", ratio, target)
 			}
+			s.WriteString("\n")
 		}
 	}
+	s.WriteString("\n")
 	orphaned, copies := 0, 0
 	for _, rt := range routes {
 		if rt.key != "openssh" {
@@ -672,7 +676,7 @@ func throughputSection(routes []*tpRoute, kinds []tpKind, series map[*tpRoute]ma
 			}
 		}
 	}
-	fmt.Fprintf(&s, " OpenSSH's sshd left Nix running after the session in %d of its %d copies.\n", orphaned, copies)
+	fmt.Fprintf(&s, "OpenSSH's sshd left Nix running after the session in %d of its %d copies.\n", orphaned, copies)
 	return s.String()
 }
 
