@@ -7,7 +7,7 @@ buildGoModule {
   subPackages = [ "cmd/nixgate" ];
   # The hash of the Go module dependencies (go.sum); after changing them,
   # set lib.fakeHash, build, and copy the hash Nix reports.
-  vendorHash = "sha256-gmSJnwn+bzLgVXKXNu6ymVQbWkrg92SQxZW2kotAyCY=: write that in";
+  vendorHash = "sha256-gmSJnwn+bzLgVXKXNu6ymVQbWkrg92SQxZW2kotAyCY=";
   ldflags = [ "-s" "-w" "-X main.version=0.4.0" ];
   # The end-to-end tests need root, sshd and a Nix of their own.
   doCheck = false;
