@@ -26,7 +26,8 @@ esac
 
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-src=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "golang.org/x/crypto@$version" | jq -r .Dir)
+src=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "golang.org/x/crypto@$version" |
+	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$src" ] || { echo "x-crypto.sh: golang.org/x/crypto@$version not downloaded" >&2; exit 1; }
 
 # patched DIR PACKAGES... copies the packages' directories (their files,
@@ -44,8 +45,8 @@ patched() {
 	done
 	chmod -R u+w "$out"
 	shopt -s nullglob
-	for patch in patches/x-crypto/*.patch; do
-		patch --quiet --forward --no-backup-if-mismatch -p1 -d "$out" <"$patch" || {
+	for patch in "$PWD"/patches/x-crypto/*.patch; do
+		(cd "$out" && git apply -p1 "$patch") || {
 			echo "x-crypto.sh: $patch does not apply to golang.org/x/crypto@$version; re-do it by hand (see docs/development.md)" >&2
 			exit 1
 		}
