@@ -26,9 +26,27 @@ esac
 
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-src=$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "golang.org/x/crypto@$version" |
-	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[ -d "$src" ] || { echo "x-crypto.sh: golang.org/x/crypto@$version not downloaded" >&2; exit 1; }
+# x/crypto fresh from the module proxy into a module cache of our own,
+# checked against the checksum database by go, and against the sum
+# patches/x-crypto/UPSTREAM pins for its version (a cache elsewhere could
+# have been changed after it was checked).
+info=$(cd "$work" && GOMODCACHE="$work/modcache" GOFLAGS=-mod=mod go mod download -json "golang.org/x/crypto@$version")
+src=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+sum=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*"Sum": "\(.*\)",$/\1/p')
+[ -d "$src" ] && [ -n "$sum" ] || { echo "x-crypto.sh: golang.org/x/crypto@$version did not download: $info" >&2; exit 1; }
+pinned=$(sed -n "s/^golang.org\/x\/crypto $version //p" patches/x-crypto/UPSTREAM)
+if [ -n "$pinned" ] && [ "$pinned" != "$sum" ]; then
+	echo "x-crypto.sh: golang.org/x/crypto@$version downloaded with sum $sum, but patches/x-crypto/UPSTREAM pins $pinned" >&2
+	exit 1
+fi
+if [ -z "$pinned" ] && [ -n "$check" ]; then
+	echo "x-crypto.sh: patches/x-crypto/UPSTREAM pins no sum for golang.org/x/crypto@$version (run scripts/x-crypto.sh $version)" >&2
+	exit 1
+fi
+# go.mod must build with the copy, of this version.
+grep -q "^replace golang.org/x/crypto => ./$dest\$" go.mod &&
+	grep -Eq "^[[:space:]]*golang.org/x/crypto $version\$" go.mod ||
+	[ -z "$check" ] || { echo "x-crypto.sh: go.mod must require golang.org/x/crypto $version and replace it with ./$dest" >&2; exit 1; }
 
 # patched DIR PACKAGES... copies the packages' directories (their files,
 # not their subdirectories; testdata whole) and the module's files into
@@ -68,7 +86,8 @@ if [ -z "$check" ]; then
 	rm -rf "$dest"
 	mkdir -p "$(dirname "$dest")"
 	cp -r "$work/copy" "$dest"
-	echo "x-crypto.sh: made $dest from golang.org/x/crypto@$version"
+	echo "golang.org/x/crypto $version $sum" >patches/x-crypto/UPSTREAM
+	echo "x-crypto.sh: made $dest from golang.org/x/crypto@$version ($sum)"
 	exit 0
 fi
 

@@ -372,10 +372,12 @@ func (c *channel) adjustWindow(adj uint32) error {
 	// exceed the initial window setting, we don't worry about overflow.
 	c.myConsumed += adj
 	var sendAdj uint32
-	// Credit the peer in steps of a quarter of the window: it always has
-	// at least three quarters of it, and a stream costs one window
-	// adjust message per 512 KiB read rather than one per read.
-	if c.myConsumed >= channelWindowSize/4 {
+	// Credit what was read once it is a quarter of the window, rather
+	// than on nearly every read of a stream, and whatever was read when
+	// the peer has less than three packets' worth of window left (data
+	// of another stream, unread, may hold the rest).
+	if c.myConsumed >= channelWindowSize/4 ||
+		(c.myWindow < 3*channelMaxPacket && c.myConsumed > 0) {
 		sendAdj = c.myConsumed
 		c.myConsumed = 0
 		c.myWindow += sendAdj

@@ -25,10 +25,13 @@ func getDataPacket() []byte { return dataPackets.Get().(*dataPacket)[:] }
 // putDataPacket recycles p; nothing may use it afterwards.
 func putDataPacket(p *dataPacket) { dataPackets.Put(p) }
 
-// isDataPacket reports whether packet, as read, is channel data that fits
-// a recycled buffer.
+// isDataPacket reports whether packet, as read, is channel data worth a
+// recycled buffer: one that fits, and fills at least half of it. A small
+// packet gets a buffer of its own size, as before: the whole buffer
+// stays in memory until the packet has been read, and a peer sending
+// one byte per packet must not pin a buffer per byte of the window.
 func isDataPacket(packet []byte) bool {
-	return len(packet) > 0 && len(packet) <= dataPacketSize &&
+	return len(packet) >= dataPacketSize/2 && len(packet) <= dataPacketSize &&
 		(packet[0] == msgChannelData || packet[0] == msgChannelExtendedData)
 }
 
