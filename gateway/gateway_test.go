@@ -509,3 +509,40 @@ func TestShutdownWithIdleConnections(t *testing.T) {
 		t.Fatal("Shutdown hung")
 	}
 }
+
+// TestClientStderrDiscarded: what a client sends on its stderr (extended
+// data) is read and dropped, so a client can send more than the channel's
+// window there without the session holding it (unread, its write would
+// block once the 2 MiB window was used up).
+func TestClientStderrDiscarded(t *testing.T) {
+	ts := newTestServer(t, "cat", "")
+	c := ts.dial(t)
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gossh.DiscardRequests(reqs)
+	defer ch.Close()
+	if ok, err := ch.SendRequest("exec", true, gossh.Marshal(struct{ Command string }{"nix-store --serve --write"})); !ok || err != nil {
+		t.Fatalf("exec refused: %v %v", ok, err)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 32<<10)
+		for i := 0; i < (8<<20)/len(chunk); i++ {
+			if _, err := ch.Stderr().Write(chunk); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("8 MiB sent on the client's stderr did not go through in a minute: the session does not read it, and the window ran out")
+	}
+}
