@@ -29,7 +29,20 @@ type element struct {
 	// packet, if not nil, is the recycled packet buffer buf lies in; it
 	// goes back to the pool once buf has been read.
 	packet *dataPacket
+	// gathered is set when buf is the buffer's own, gathering small
+	// writes: more may be appended to it.
+	gathered bool
 }
+
+// Writes smaller than smallWrite are gathered, gatherSize bytes to a
+// buffer of the buffer's own, rather than each kept in its packet: a kept
+// packet costs its allocation and an element, which for a peer sending
+// one byte per packet came to about 64 bytes of memory per byte of the
+// window.
+const (
+	smallWrite = 512
+	gatherSize = 4096
+)
 
 // newBuffer returns an empty buffer that is not closed.
 func newBuffer() *buffer {
@@ -52,11 +65,25 @@ func (b *buffer) write(buf []byte) {
 // (nil if none), which Read returns to the pool once it has read buf.
 func (b *buffer) writePacket(buf []byte, p *dataPacket) {
 	b.Cond.L.Lock()
-	e := &element{buf: buf, packet: p}
-	b.tail.next = e
-	b.tail = e
+	if t := b.tail; p == nil && len(buf) < smallWrite {
+		if t.gathered && len(t.buf)+len(buf) <= cap(t.buf) {
+			t.buf = append(t.buf, buf...)
+		} else {
+			g := make([]byte, len(buf), gatherSize)
+			copy(g, buf)
+			b.add(&element{buf: g, gathered: true})
+		}
+	} else {
+		b.add(&element{buf: buf, packet: p})
+	}
 	b.Cond.Signal()
 	b.Cond.L.Unlock()
+}
+
+// add links e in as the tail.
+func (b *buffer) add(e *element) {
+	b.tail.next = e
+	b.tail = e
 }
 
 // eof closes the buffer. Reads from the buffer once all
