@@ -37,8 +37,7 @@ func refuse(sess gliderssh.Session, log *slog.Logger, msg string, attrs ...any) 
 func (s *Server) handleSession(sess gliderssh.Session) {
 	// What a client sends as its own stderr (extended data) means
 	// nothing to nixgate: discard it as it comes. Unread, x/crypto would
-	// keep it until the channel closes, up to the whole window, and at
-	// about 64 bytes of memory per byte when sent a byte per packet.
+	// keep it until the channel closes, up to the whole window.
 	go io.Copy(io.Discard, sess.Stderr())
 	ctx := sess.Context()
 	c := connOf(ctx)
