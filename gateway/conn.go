@@ -134,6 +134,7 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 	c.started = time.Now()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
+	processProcs().opened()
 	s.metrics.connection("accepted")
 	ctx.SetValue(connStateKey, c)
 	time.AfterFunc(lim.LoginGraceTime, func() {
@@ -150,11 +151,15 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 
 func (s *Server) connClosed(c *connState) {
 	s.mu.Lock()
+	_, counted := s.conns[c]
 	delete(s.conns, c)
 	if c.idle != nil {
 		c.idle.Stop()
 	}
 	s.mu.Unlock()
+	if counted {
+		processProcs().closed()
+	}
 }
 
 // authenticated marks c as authenticated with a key of role (with cert,
