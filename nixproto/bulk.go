@@ -40,7 +40,7 @@ func (f *Filter) withBulk(run func() error) error {
 		b.r.Reset(f.req.small)
 	}
 	b.w.Reset(f.nix)
-	f.req.br, f.req.out, f.bulk = b.r, b.w, b.w
+	f.req.br, f.req.out, f.bulk = b.r, bulkWriter{b.w, f}, b.w
 	err := run()
 	if ferr := b.w.Flush(); err == nil {
 		err = ferr
@@ -56,6 +56,29 @@ func (f *Filter) withBulk(run func() error) error {
 		f.kept = b
 	}
 	return err
+}
+
+// directWrite is the size from which a piece of payload goes to Nix
+// as it is, rather than through the big writer's buffer, when that
+// holds nothing before it.
+const directWrite = 16 << 10
+
+// bulkWriter is the big writer toward Nix while a payload is copied. A
+// piece of directWrite or more, with nothing buffered before it (in the
+// big writer or in f.nix), goes to Nix's stdin as it is: the filter
+// flushes both before each read from the client (flushingReader), so
+// during a long copy most pieces are whole reads from the client, which
+// the buffers would only have copied once more before the same write.
+type bulkWriter struct {
+	*bufio.Writer
+	f *Filter
+}
+
+func (w bulkWriter) Write(p []byte) (int, error) {
+	if len(p) >= directWrite && w.Buffered() == 0 && w.f.nix.Buffered() == 0 {
+		return w.f.nixDirect.Write(p)
+	}
+	return w.Writer.Write(p)
 }
 
 // readFromAdaptive copies src to w: in bufSize pieces while Nix says

@@ -76,6 +76,9 @@ type Filter struct {
 	// to wait for the client or for Nix, and at the end.
 	nix     *bufio.Writer
 	nixPipe *os.File
+	// nixDirect is Nix's stdin under nix's buffer, which bulkWriter
+	// writes large pieces to when nothing is buffered before them.
+	nixDirect io.Writer
 	// bulk, while a payload copy runs (withBulk), is the large buffer in
 	// front of nix; nil otherwise.
 	bulk *bufio.Writer
@@ -178,7 +181,8 @@ func (f *Filter) Attach(client io.Reader, clientOut io.Writer) (nixStdin *os.Fil
 	}
 	growPipe(w)
 	f.nixPipe = w
-	f.nix = bufio.NewWriterSize(countingWriter{w, &f.nixBytes}, bufSize)
+	f.nixDirect = countingWriter{w, &f.nixBytes}
+	f.nix = bufio.NewWriterSize(f.nixDirect, bufSize)
 	f.in = &aheadReader{r: client}
 	f.req = newReader(flushingReader{f.in, f})
 	f.req.out = io.Discard
