@@ -27,13 +27,16 @@ type connState struct {
 	conn   *trackedConn
 	log    *slog.Logger
 
-	authed    bool
-	role      policy.Role        // of the verified key
-	cert      *gossh.Certificate // the verified certificate; nil for a plain key
-	sourced   gossh.PublicKey    // the verified key, when the key source answered it
-	started   time.Time          // when the connection was admitted
-	unauthed  bool               // still counted as unauthenticated
-	sessions  int
+	authed   bool
+	role     policy.Role        // of the verified key
+	cert     *gossh.Certificate // the verified certificate; nil for a plain key
+	sourced  gossh.PublicKey    // the verified key, when the key source answered it
+	started  time.Time          // when the connection was admitted
+	unauthed bool               // still counted as unauthenticated
+	sessions int
+	// streams is what processProcs counts for the connection: one while
+	// it is open, or its sessions when it has more; zero once closed.
+	streams   int
 	idle      *time.Timer
 	keepalive bool // its keepalives have started
 	requests  int  // global requests in the current minute
@@ -133,8 +136,9 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 	c.unauthed = true
 	c.started = time.Now()
 	s.conns[c] = struct{}{}
+	c.streams = 1
 	s.mu.Unlock()
-	processProcs().opened()
+	processProcs().add(1)
 	s.metrics.connection("accepted")
 	ctx.SetValue(connStateKey, c)
 	time.AfterFunc(lim.LoginGraceTime, func() {
@@ -151,15 +155,25 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 
 func (s *Server) connClosed(c *connState) {
 	s.mu.Lock()
-	_, counted := s.conns[c]
 	delete(s.conns, c)
 	if c.idle != nil {
 		c.idle.Stop()
 	}
+	streams := c.streams
+	c.streams = 0
 	s.mu.Unlock()
-	if counted {
-		processProcs().closed()
+	processProcs().add(-streams)
+}
+
+// recountStreams sets c.streams from c.sessions and returns the change,
+// for processProcs once s.mu is let go. The caller holds s.mu.
+func (s *Server) recountStreams(c *connState) int {
+	if c.streams == 0 {
+		return 0 // closed, or never counted
 	}
+	old := c.streams
+	c.streams = max(1, c.sessions)
+	return c.streams - old
 }
 
 // authenticated marks c as authenticated with a key of role (with cert,
@@ -205,26 +219,31 @@ func (s *Server) armIdle(c *connState) {
 // may have.
 func (s *Server) sessionStarted(c *connState) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if c.sessions >= s.Config().Serve.Limits.MaxSessionsPerConn {
+		s.mu.Unlock()
 		return false
 	}
 	c.sessions++
 	if c.idle != nil {
 		c.idle.Stop()
 	}
+	d := s.recountStreams(c)
+	s.mu.Unlock()
+	processProcs().add(d)
 	return true
 }
 
 func (s *Server) sessionEnded(c *connState) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	c.sessions--
+	d := s.recountStreams(c)
 	if s.closing && c.sessions == 0 {
 		go c.conn.Close()
-		return
+	} else {
+		s.armIdle(c)
 	}
-	s.armIdle(c)
+	s.mu.Unlock()
+	processProcs().add(d)
 }
 
 // certOfConn returns c's verified certificate; nil when c logged in

@@ -6,15 +6,17 @@ import (
 	"sync"
 )
 
-// procs keeps GOMAXPROCS at the number of open connections: at least
-// one, at most what the Go runtime would choose (the CPUs nixgate may
-// use). Each connection's bytes pass along one chain of goroutines
-// (x/crypto's reader, its dispatcher, the session's filter), handed on
-// packet by packet; a processor with nothing else to run spends that
+// procs keeps GOMAXPROCS at the number of streams nixgate serves: at
+// least one, at most what the Go runtime would choose (the CPUs nixgate
+// may use). A stream is an open connection, or each of its sessions
+// when it has several (a client's ControlMaster runs them all over one).
+// Each stream's bytes pass along one chain of goroutines (x/crypto's
+// reader, its dispatcher, the session's filter), handed on packet by
+// packet; a processor with nothing else to run spends that
 // hand-off waking a thread that spins looking for work and sleeps again.
 // One copy on two processors cost about a fifth more CPU than on one,
 // for no gain in speed (issue 23's bench). With as many processors as
-// connections, connections still run side by side.
+// streams, streams still run side by side.
 //
 // When GOMAXPROCS is set in the environment, the operator's number
 // stands and procs changes nothing.
@@ -24,9 +26,9 @@ type procs struct {
 	set   func(int) int
 	reset func()
 
-	mu    sync.Mutex
-	off   bool // GOMAXPROCS is the environment's
-	conns int
+	mu      sync.Mutex
+	off     bool // GOMAXPROCS is the environment's
+	streams int
 	// most is the runtime's own choice, read when it was last in force;
 	// now is what procs last set (most when it reset).
 	most, now int
@@ -44,18 +46,19 @@ func newProcs() *procs {
 	return &procs{set: runtime.GOMAXPROCS, reset: runtime.SetDefaultGOMAXPROCS, off: env, most: n, now: n}
 }
 
-// opened counts a connection in, closed one out.
-func (p *procs) opened() { p.add(1) }
-func (p *procs) closed() { p.add(-1) }
-
+// add counts d more streams (fewer, when negative) and sets GOMAXPROCS
+// to follow.
 func (p *procs) add(d int) {
+	if d == 0 {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.off {
 		return
 	}
-	p.conns += d
-	want := min(max(p.conns, 1), p.most)
+	p.streams += d
+	want := min(max(p.streams, 1), p.most)
 	switch {
 	case want == p.now:
 	case want == p.most:
