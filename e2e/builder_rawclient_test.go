@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -26,8 +25,8 @@ type rawWorker struct {
 	cmd     *exec.Cmd
 	w       io.WriteCloser
 	r       *bufio.Reader
-	stderr  *bytes.Buffer
-	version uint64 // the session's version
+	stderr  *lockedBuffer // ssh's stderr, written while the test reads it
+	version uint64        // the session's version
 	cancel  context.CancelFunc
 	closed  sync.Once
 }
@@ -45,8 +44,8 @@ func (b *builder) dialWorker(t testing.TB, key string, version uint64) *rawWorke
 // context.
 func startWorker(t testing.TB, cmd *exec.Cmd, cancel context.CancelFunc, version uint64) *rawWorker {
 	t.Helper()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -63,7 +62,7 @@ func startWorker(t testing.TB, cmd *exec.Cmd, cancel context.CancelFunc, version
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &rawWorker{t: t, cmd: cmd, w: w, r: bufio.NewReader(out), stderr: &stderr, cancel: cancel}
+	c := &rawWorker{t: t, cmd: cmd, w: w, r: bufio.NewReader(out), stderr: stderr, cancel: cancel}
 	t.Cleanup(c.close)
 	c.send(u64s(0x6e697863, version))
 	if magic := c.u64(); magic != 0x6478696f {

@@ -313,6 +313,8 @@ func (l *lockedBuffer) Bytes() []byte {
 	return bytes.Clone(l.b.Bytes())
 }
 
+func (l *lockedBuffer) String() string { return string(l.Bytes()) }
+
 var receivedOp = regexp.MustCompile(`received daemon op (\d+)`)
 
 // genSession generates a client's session at version v: the hello, then

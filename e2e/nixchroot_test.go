@@ -100,7 +100,12 @@ func startChrootDaemon(t testing.TB, root, dir, trusted string) *nixDaemon {
 	t.Helper()
 	d := &nixDaemon{socket: filepath.Join(dir, "socket"), confDir: filepath.Join(dir, "conf"), chroot: root}
 	d.writeConf(t, trusted)
-	argv := chrootArgv(root, "NIX_CONF_DIR="+d.inside(d.confDir), "NIX_DAEMON_SOCKET_PATH="+d.inside(d.socket), "nix-daemon")
+	// NIX_REMOTE=local: the daemon's own store is the chroot's. Left to
+	// "auto", Nix 2.26 in a chroot whose /nix/var/nix does not exist
+	// yet (a new one) takes the socket it serves for the store to use,
+	// and each connection's process connects to the daemon again,
+	// without end.
+	argv := chrootArgv(root, "NIX_CONF_DIR="+d.inside(d.confDir), "NIX_DAEMON_SOCKET_PATH="+d.inside(d.socket), "NIX_REMOTE=local", "nix-daemon")
 	d.start(t, exec.Command(argv[0], argv[1:]...))
 	return d
 }
