@@ -81,7 +81,7 @@ fuzz:
 # with the race detector (nixgate itself is built with it for the
 # end-to-end tests), the soak once more without it (to watch memory), and
 # a short run of every fuzz target. -timeout 28m: the end-to-end tests
-# take 19 to 23 minutes on a 2-core machine, past go test's default
+# take 19 to 24 minutes on a 2-core machine, past go test's default
 # of 10 (each test bounds its own waits).
 test: deps lint cross x-crypto
 	@# Where nixpkgs' lib is, for the NixOS module's evaluation tests
