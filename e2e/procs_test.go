@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,7 @@ func TestServeProcessorsFollowConnections(t *testing.T) {
 	const metric = "go_sched_gomaxprocs_threads"
 	// What serve's runtime chooses: the same as this process's, on the
 	// same machine, when neither has GOMAXPROCS set.
-	most := float64(nixgateDefaultProcs())
+	most := float64(runtime.GOMAXPROCS(0))
 	one, two := 1.0, min(2, most)
 	if s := os.Getenv("GOMAXPROCS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -72,13 +73,17 @@ func TestServeProcessorsFollowConnections(t *testing.T) {
 	c.close()
 	b.waitMetric(t, metric, one)
 	a.close()
-}
 
-// nixgateDefaultProcs is the GOMAXPROCS the Go runtime chooses on this
-// machine: this test process's own, unless set in the environment.
-func nixgateDefaultProcs() int {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return 0 // not used: the environment's number stands
+	// GOMAXPROCS in serve's environment stands: a number the rule never
+	// sets (more than the runtime's choice), with a connection open.
+	b.serve.Process.Kill()
+	<-b.serveDone
+	fixed := int(most) + 1
+	b.startServeWith(t, nil, []string{fmt.Sprintf("GOMAXPROCS=%d", fixed)})
+	waitPort(t, fmt.Sprintf("127.0.0.1:%d", b.port), b.serveDone)
+	w := b.dialWorker(t, "build", 1<<8|34)
+	if n := b.metric(t, metric); n != float64(fixed) {
+		t.Errorf("with GOMAXPROCS=%d in serve's environment and one connection, %s = %v", fixed, metric, n)
 	}
-	return runtime.GOMAXPROCS(0)
+	w.close()
 }
